@@ -1,0 +1,47 @@
+"""The core's small error hierarchy: each error says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class TreeSynthError(Exception):
+    """Base class. ``hint`` tells the user what to do about it."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(TreeSynthError):
+    """Missing or invalid configuration (API key, endpoint, settings)."""
+
+
+class EndpointError(TreeSynthError):
+    """The LLM endpoint could not be reached or refused the request after the SDK's retries."""
+
+
+class LLMOutputError(TreeSynthError):
+    """The LLM kept replying with output that fails validation; the reason is recorded."""
+
+
+class NotFoundError(TreeSynthError):
+    """A project, node or sample id that does not exist."""
+
+
+class TreeEditError(TreeSynthError):
+    """An edit that would break the tree (duplicate sibling value, editing a locked node...)."""
+
+
+class TreeImportError(TreeSynthError):
+    """A tree JSON file that is malformed, too large or too deep."""
+
+
+class LocalModelError(TreeSynthError):
+    """The bundled local model could not be assembled, verified or started."""
+
+
+class Cancelled(TreeSynthError):
+    """A long run was cancelled by the user; everything finished so far is kept."""
