@@ -1,0 +1,90 @@
+"""End to end on the bundled 0.5B model: the CLI builds a tree, generates and exports over llama.cpp.
+
+Structure only, never content: the model is there to prove the pipeline runs and survives bad output.
+Needs ``pip install -r requirements-local.txt``; skipped without llama-cpp-python. Run with
+``pytest -m real_llm -s`` to see the timings.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+pytest.importorskip("llama_cpp")
+
+from treesynth_core.local import LocalServer  # noqa: E402
+
+pytestmark = pytest.mark.real_llm
+REPO = Path(__file__).resolve().parent.parent
+FIELDS = ["question", "answer"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with LocalServer(log_path=tmp_path_factory.mktemp("llama") / "server.log") as running:
+        yield running
+
+
+def cli(args, env, cwd, timings):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "treesynth_core", *args], env=env, cwd=cwd, capture_output=True, text=True,
+        timeout=1200,
+    )  # fmt: skip
+    timings.append((args[0], time.monotonic() - started))
+    assert result.returncode == 0, f"{args[0]} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.mark.timeout(3600)
+def test_cli_end_to_end_on_local_model(server, tmp_path, capsys):
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **server.env(), "PYTHONPATH": pythonpath}
+    db_path, out = tmp_path / "X.db", tmp_path / "out.jsonl"
+    db, timings, started = str(db_path), [], time.monotonic()
+    task = "Short grade-school math word problems"
+    cli(["init", "--db", db, "--task", task, "--fields", ",".join(FIELDS)], env, tmp_path, timings)
+    cli(["build", "--db", db, "--depth", "2", "--max-values", "3", "--pivots", "3"], env, tmp_path, timings)
+    cli(["generate", "--db", db, "--per-leaf", "2"], env, tmp_path, timings)
+    cli(["export", "--db", db, "--format", "jsonl", "--out", str(out)], env, tmp_path, timings)
+    wall = time.monotonic() - started
+
+    store = sqlite_utils.Database(db_path)
+    assert {"id", "parent_id", "depth", "dimension", "value", "status"} <= set(store["nodes"].columns_dict)
+    nodes = {row["id"]: row for row in store["nodes"].rows}
+    assert nodes, "no nodes at all"
+    children = {}
+    for node in nodes.values():
+        if node["parent_id"] is not None:
+            assert node["parent_id"] in nodes, f"node {node['id']} has a missing parent"
+            assert node["depth"] == nodes[node["parent_id"]]["depth"] + 1
+            children.setdefault(node["parent_id"], []).append(node)
+    for parent_id, kids in children.items():
+        dimension = nodes[parent_id]["dimension"]
+        assert isinstance(dimension, str) and dimension.strip(), f"node {parent_id} has children but no dimension"
+        values = [k["value"].strip().casefold() for k in kids if k["value"] and k["status"] != "pruned"]
+        assert len(values) == len(set(values)), f"duplicate sibling values under {parent_id}: {values}"
+
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert rows, "the export is empty"
+    for row in rows:
+        assert set(FIELDS) <= set(row) and "path" in row and "leaf_id" in row, row
+        assert row["leaf_id"] in nodes
+        assert isinstance(row["path"], list)
+        for step in row["path"]:
+            assert set(step) >= {"dimension", "value"}, step
+
+    calls = list(store["calls"].rows)
+    failed = sum(1 for c in calls if c["error"] is not None)
+    tokens = sum(c["completion_tokens"] or 0 for c in calls)
+    seconds = sum(c["duration_s"] or 0 for c in calls)
+    with capsys.disabled():
+        print(f"\n[real_llm] wall {wall:.0f} s; " + ", ".join(f"{name} {s:.0f} s" for name, s in timings))
+        print(f"[real_llm] {len(nodes)} nodes, {len(rows)} exported rows, {len(calls)} calls ({failed} failed)")
+        rate = tokens / seconds if seconds else 0.0
+        print(f"[real_llm] {tokens} completion tokens in {seconds:.0f} s of calls: {rate:.1f} tokens/s")

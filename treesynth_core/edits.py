@@ -1,0 +1,169 @@
+"""Human edits of the tree. Each edit marks what it touched as human-made ("edited"), refuses edits that
+would break the partition (duplicate or empty sibling values, a dimension an ancestor uses), and leaves
+locked nodes to the human: automation never overwrites them.
+"""
+
+from __future__ import annotations
+
+from .errors import TreeEditError
+from .store import Store
+from .tree import Node, dedupe_values, dimension_key, normalise, value_problem
+
+
+def _sibling_clash(store: Store, parent_id: str, value: str, except_id: str | None = None) -> None:
+    for sibling in store.tree(store.node(parent_id).project_id).kids(parent_id):
+        if sibling.id != except_id and not sibling.infinite and normalise(sibling.value or "") == normalise(value):
+            raise TreeEditError(f"a sibling already has the value {sibling.value!r}",
+                                "choose a different value or rename the other one")
+
+
+def _check_value(value: str) -> str:
+    value = " ".join(value.split())
+    problem = value_problem(value)
+    if problem:
+        raise TreeEditError(problem, "values must be concrete, distinct and not combined")
+    return value
+
+
+def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
+    dimension = " ".join(dimension.split())
+    if not dimension:
+        raise TreeEditError("the dimension name is empty", "type a name such as 'difficulty'")
+    node = store.node(node_id)
+    tree = store.tree(node.project_id)
+    for used in tree.used_dimensions(node_id):
+        if dimension_key(used) == dimension_key(dimension):
+            raise TreeEditError(f"an ancestor already splits on {used!r}", "each level needs its own dimension")
+    store.update_node(node_id, dimension=dimension, provenance="human", status="edited")
+
+
+def add_value(store: Store, node_id: str, value: str) -> str:
+    """Add a child with this value under a node that has a dimension."""
+    node = store.node(node_id)
+    if not node.dimension:
+        raise TreeEditError("this node has no dimension yet", "name its dimension (criterion) first")
+    value = _check_value(value)
+    _sibling_clash(store, node_id, value)
+    (child_id,) = store.add_children(node, [{"value": value}], provenance="human")
+    return child_id
+
+
+def rename_value(store: Store, node_id: str, value: str) -> None:
+    node = store.node(node_id)
+    if node.parent_id is None:
+        raise TreeEditError("the root has no value", "rename the task in the project settings instead")
+    value = _check_value(value)
+    _sibling_clash(store, node.parent_id, value, except_id=node_id)
+    store.update_node(node_id, value=value, provenance="human", status="edited")
+
+
+def set_values(store: Store, node_id: str, values: list[str]) -> None:
+    """Replace an infinite node's value list (deduplicated, each value checked)."""
+    node = store.node(node_id)
+    if not node.infinite:
+        raise TreeEditError("only an open-ended (infinite) node holds a value list", "rename the value instead")
+    clean = dedupe_values([_check_value(v) for v in values if v.strip()])
+    if len(clean) < 2:
+        raise TreeEditError("an open-ended node needs at least two values", "add values")
+    store.update_node(node_id, values=clean, provenance="human", status="edited")
+
+
+def delete_subtree(store: Store, node_id: str) -> int:
+    """Delete a node, its descendants and their samples. Returns the number of nodes removed."""
+    node = store.node(node_id)
+    if node.parent_id is None:
+        raise TreeEditError("the root cannot be deleted", "delete the project instead")
+    ids = [n.id for n in store.tree(node.project_id).subtree(node_id)]
+    store.delete_nodes(ids)
+    return len(ids)
+
+
+def clear_split(store: Store, node_id: str) -> int:
+    """Remove a node's dimension and all its children (to re-propose or hand-set the split)."""
+    node = store.node(node_id)
+    tree = store.tree(node.project_id)
+    ids = [n.id for kid in tree.kids(node_id) for n in tree.subtree(kid.id)]
+    with store.atomic():
+        store.delete_nodes(ids)
+        store.update_node(node_id, dimension=None, pivots=[], failure=None)
+    return len(ids)
+
+
+def set_split(store: Store, node_id: str, dimension: str, values: list[str]) -> list[str]:
+    """Hand-set a node's split, replacing any existing children."""
+    clean = dedupe_values([_check_value(v) for v in values if v.strip()])
+    if len(clean) < 2:
+        raise TreeEditError("a split needs at least two distinct values", "add values")
+    node = store.node(node_id)
+    with store.atomic():
+        clear_split(store, node_id)
+        rename_dimension(store, node_id, dimension)
+        return store.add_children(node, [{"value": v} for v in clean], provenance="human")
+
+
+def _set_subtree(store: Store, node_id: str, **values) -> list[Node]:
+    node = store.node(node_id)
+    nodes = store.tree(node.project_id).subtree(node_id)
+    with store.atomic():
+        for n in nodes:
+            store.update_node(n.id, **values)
+    return nodes
+
+
+def prune(store: Store, node_id: str) -> int:
+    """Mark a subtree pruned: kept in the file, excluded from building, generation and export."""
+    if store.node(node_id).parent_id is None:
+        raise TreeEditError("the root cannot be pruned", "prune its children instead")
+    return len(_set_subtree(store, node_id, status="pruned"))
+
+
+def restore(store: Store, node_id: str) -> int:
+    return len(_set_subtree(store, node_id, status="edited"))
+
+
+def approve(store: Store, node_id: str, subtree: bool = False) -> int:
+    if subtree:
+        node = store.node(node_id)
+        nodes = [n for n in store.tree(node.project_id).subtree(node_id) if n.status not in ("pruned",)]
+        with store.atomic():
+            for n in nodes:
+                if n.status in ("proposed", "failed"):
+                    store.update_node(n.id, status="approved")
+        return len(nodes)
+    store.update_node(node_id, status="approved")
+    return 1
+
+
+def lock(store: Store, node_id: str, locked: bool = True) -> None:
+    store.update_node(node_id, locked=int(locked))
+
+
+def set_quota(store: Store, node_id: str, quota: int | None) -> None:
+    if quota is not None and quota < 0:
+        raise TreeEditError("a quota cannot be negative", "use 0 to generate nothing for this leaf")
+    store.update_node(node_id, quota=quota)
+
+
+def set_sample_status(store: Store, sample_ids: list[int], status: str) -> int:
+    if status not in ("generated", "accepted", "rejected"):
+        raise TreeEditError(f"unknown sample status {status!r}", "use accepted, rejected or generated")
+    from .store import now
+
+    with store.atomic():
+        for chunk in range(0, len(sample_ids), 500):
+            ids = sample_ids[chunk: chunk + 500]
+            store.db.execute(
+                f"update samples set status = ?, updated_at = ? where id in ({','.join('?' * len(ids))})",
+                [status, now(), *ids])
+    return len(sample_ids)
+
+
+def edit_sample(store: Store, sample_id: int, data: dict) -> None:
+    import json
+
+    from .store import now
+
+    if not all(isinstance(v, str) and v.strip() for v in data.values()):
+        raise TreeEditError("every field of a sample needs text", "fill in each field")
+    with store.atomic():
+        store.db["samples"].update(sample_id, {"data": json.dumps(data, ensure_ascii=False), "updated_at": now()})

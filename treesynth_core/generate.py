@@ -1,0 +1,215 @@
+"""Stage 2: leaf-wise generation, with a cost plan before it starts.
+
+Each leaf gets its quota (the node's own quota or the uniform one). Calls ask for a few samples that
+satisfy every attribute on the leaf's path (an infinite node contributes a fresh random value per call).
+Each call's samples are committed when it returns, capped at the quota inside the transaction, so a
+killed run resumes and generates exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import Cancelled, EndpointError, LLMOutputError
+from .llm import LLM
+from .prompts import SamplesReply, samples_messages, samples_schema
+from .samples import clean_samples, fingerprint
+from .store import Store
+from .tree import Tree
+
+CHARS_PER_TOKEN = 4
+DEFAULT_TOKENS_PER_SAMPLE = 150
+
+
+@dataclass
+class LeafPlan:
+    node_id: str
+    path: str
+    quota: int
+    have: int
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.quota - self.have)
+
+
+@dataclass
+class Plan:
+    leaves: list[LeafPlan]
+    samples_per_call: int
+    prompt_tokens_per_call: int
+    tokens_per_sample: int
+    price_input_per_m: float | None
+    price_output_per_m: float | None
+
+    @property
+    def missing(self) -> int:
+        return sum(leaf.missing for leaf in self.leaves)
+
+    @property
+    def calls(self) -> int:
+        return sum(math.ceil(leaf.missing / self.samples_per_call) for leaf in self.leaves)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.calls * self.prompt_tokens_per_call
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.missing * self.tokens_per_sample
+
+    @property
+    def cost(self) -> float | None:
+        """Estimated USD, or None when a price is unknown (we never guess prices)."""
+        if self.price_input_per_m is None or self.price_output_per_m is None:
+            return None
+        return (self.prompt_tokens * self.price_input_per_m + self.completion_tokens * self.price_output_per_m) / 1e6
+
+
+@dataclass
+class GenerationReport:
+    inserted: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    failed_calls: int = 0
+    errors: list[str] = field(default_factory=list)
+    short: dict[str, int] = field(default_factory=dict)  # leaf id -> samples still missing
+    cancelled: bool = False
+
+    def summary(self) -> str:
+        text = (f"{self.inserted} new sample(s), {self.duplicates} duplicate(s) and {self.invalid} invalid "
+                f"dropped, {self.failed_calls} failed call(s)")
+        if self.short:
+            text += f"; {len(self.short)} leaf/leaves still short of quota ({sum(self.short.values())} samples)"
+        return text + (" (cancelled)" if self.cancelled else "")
+
+
+def select_leaves(tree: Tree, under: str | None = None, approved_only: bool = False,
+                  leaf_ids: list[str] | None = None):
+    leaves = tree.leaves(under)
+    if leaf_ids is not None:
+        wanted = set(leaf_ids)
+        leaves = [n for n in leaves if n.id in wanted]
+    if approved_only:
+        leaves = [n for n in leaves if n.status in ("approved", "edited")]
+    return leaves
+
+
+def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = None, under: str | None = None,
+                    approved_only: bool = False, leaf_ids: list[str] | None = None,
+                    samples_per_call: int | None = None) -> Plan:
+    spec = store.project(project_id)
+    s = spec.settings
+    tree = store.tree(project_id)
+    per_leaf = per_leaf or s.per_leaf
+    counts = store.sample_counts(project_id)
+    leaves = []
+    for leaf in select_leaves(tree, under, approved_only, leaf_ids):
+        have = sum(n for status, n in counts.get(leaf.id, {}).items() if status != "rejected")
+        leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), leaf.quota or per_leaf, have))
+    spc = samples_per_call or s.samples_per_call
+    sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc)
+    prompt_tokens = sum(len(m["content"]) for m in sample_prompt) // CHARS_PER_TOKEN + 20
+    existing = store.samples(project_id, statuses=["generated", "accepted"])[:200]
+    if existing:
+        chars = sum(len(" ".join(r["data"].values())) for r in existing) / len(existing)
+        per_sample = int(chars / CHARS_PER_TOKEN) + 15
+    else:
+        per_sample = DEFAULT_TOKENS_PER_SAMPLE
+    return Plan(leaves, spc, prompt_tokens, per_sample, s.price_input_per_m, s.price_output_per_m)
+
+
+def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = None, under: str | None = None,
+             approved_only: bool = False, leaf_ids: list[str] | None = None, samples_per_call: int | None = None,
+             temperature: float | None = None, concurrency: int | None = None,
+             on_progress: Callable[[int, int], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, max_rounds: int = 3) -> GenerationReport:
+    """Fill every selected leaf up to its quota. Safe to call again: it only makes what is missing."""
+    spec = store.project(project_id)
+    s = spec.settings
+    tree = store.tree(project_id)
+    per_leaf = per_leaf or s.per_leaf
+    spc = samples_per_call or s.samples_per_call
+    temperature = s.generation_temperature if temperature is None else temperature
+    leaves = {n.id: n for n in select_leaves(tree, under, approved_only, leaf_ids)}
+    quota = {leaf_id: (node.quota or per_leaf) for leaf_id, node in leaves.items()}
+    fields = spec.field_names
+    report = GenerationReport()
+    lock = threading.Lock()
+    state = {"done": 0, "ok_calls": 0, "endpoint_failures": 0, "abort": False}
+    total = sum(max(0, quota[i] - store.live_count(i)) for i in leaves)
+    rng = random.Random()
+
+    def stopping() -> bool:
+        return state["abort"] or bool(should_stop and should_stop())
+
+    def one_call(leaf_id: str, count: int) -> None:
+        if stopping():
+            return
+        attributes = tree.attributes(leaf_id, rng)
+        avoid = [r["data"] for r in store.samples(project_id, node_ids=[leaf_id])[-3:]]
+        try:
+            reply = llm.ask(
+                samples_messages(spec, attributes, count, avoid), schema=SamplesReply, purpose="samples",
+                node_id=leaf_id, temperature=temperature, max_tokens=s.max_tokens, reasks=s.reasks,
+                check=lambda r: _at_least_one(r, fields), json_schema=samples_schema(spec, count), cache=False,
+                model=s.model)
+        except (LLMOutputError, EndpointError) as exc:
+            with lock:
+                report.failed_calls += 1
+                report.errors.append(str(exc))
+                if isinstance(exc, EndpointError):
+                    state["endpoint_failures"] += 1
+                    if state["ok_calls"] == 0 and state["endpoint_failures"] >= 3:
+                        state["abort"] = True
+            return
+        good, problems = clean_samples(reply.value.samples, fields)
+        rows = [{"data": g, "drawn": attributes, "norm_hash": fingerprint(g, fields)} for g in good]
+        inserted, duplicates = store.add_samples(project_id, leaf_id, rows, cap=quota[leaf_id],
+                                                 call_id=reply.call_id)
+        over = len(rows) - inserted - duplicates
+        notes = problems + ([f"{duplicates} duplicate(s)"] if duplicates else []) + (
+            [f"{over} beyond the leaf's quota"] if over > 0 else [])
+        if notes and reply.call_id:
+            store.note_call(reply.call_id, "; ".join(notes))
+        with lock:
+            state["ok_calls"] += 1
+            report.inserted += inserted
+            report.duplicates += duplicates
+            report.invalid += len(problems)
+            state["done"] += inserted
+            if on_progress:
+                on_progress(min(state["done"], total), total)
+
+    if on_progress:
+        on_progress(0, total)
+    with cf.ThreadPoolExecutor(max_workers=concurrency or s.concurrency, thread_name_prefix="generate") as pool:
+        for _ in range(max_rounds):
+            missing = {i: quota[i] - store.live_count(i) for i in leaves}
+            units = [(i, min(spc, m - k)) for i, m in missing.items() if m > 0 for k in range(0, m, spc)]
+            if not units or stopping():
+                break
+            before = sum(missing.values())
+            list(pool.map(lambda u: one_call(*u), units))
+            after = sum(max(0, quota[i] - store.live_count(i)) for i in leaves)
+            if after >= before:
+                break  # no progress this round: stop rather than loop; failures are in the call log
+    report.short = {i: quota[i] - store.live_count(i) for i in leaves if store.live_count(i) < quota[i]}
+    if state["abort"]:
+        raise EndpointError(f"the endpoint failed repeatedly: {report.errors[-1]}",
+                            "check the endpoint, then generate again: it resumes")
+    if should_stop and should_stop():
+        report.cancelled = True
+        raise Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue")
+    return report
+
+
+def _at_least_one(reply: SamplesReply, fields: list[str]) -> None:
+    good, problems = clean_samples(reply.samples, fields)
+    if not good:
+        raise ValueError("no sample has every field as text: " + "; ".join(problems[:3]))

@@ -1,0 +1,126 @@
+"""Long work (building, generating) as a background job that writes its progress to the store.
+
+The app starts a job and polls its row, so switching pages or reloading the browser neither stops nor
+duplicates it. A job whose process died is shown as "interrupted"; running it again resumes from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from typing import Callable
+
+from .config import Endpoint
+from .errors import Cancelled, TreeEditError, TreeSynthError
+from .generate import generate
+from .llm import LLM
+from .partition import build
+from .store import Store, now
+
+log = logging.getLogger(__name__)
+_threads: dict[tuple[str, int], threading.Thread] = {}
+KINDS = ("build", "generate")
+
+
+def _alive(job: dict, db_path: str) -> bool:
+    if job["pid"] == os.getpid():
+        thread = _threads.get((db_path, job["id"]))
+        return bool(thread and thread.is_alive())
+    try:
+        os.kill(job["pid"], 0)
+        return True
+    except (OSError, TypeError):
+        return False
+
+
+def get_job(store: Store, job_id: int) -> dict:
+    row = store.query("select * from jobs where id = ?", [job_id])[0]
+    row["params"] = json.loads(row["params"] or "{}")
+    if row["status"] == "running" and not _alive(row, store.path):
+        with store.atomic():
+            store.db["jobs"].update(job_id, {"status": "interrupted", "finished_at": now(),
+                                             "message": "the process running this job stopped; run it again to resume"})
+        row.update(status="interrupted")
+    return row
+
+
+def active_job(store: Store, project_id: int) -> dict | None:
+    for row in store.query("select id from jobs where project_id = ? and status = 'running' order by id desc",
+                           [project_id]):
+        job = get_job(store, row["id"])
+        if job["status"] == "running":
+            return job
+    return None
+
+
+def recent_jobs(store: Store, project_id: int, limit: int = 10) -> list[dict]:
+    rows = store.query("select id from jobs where project_id = ? order by id desc limit ?", [project_id, limit])
+    return [get_job(store, r["id"]) for r in rows]
+
+
+def request_cancel(store: Store, job_id: int) -> None:
+    with store.atomic():
+        store.db["jobs"].update(job_id, {"cancel_requested": 1})
+
+
+def create_job(store: Store, project_id: int, kind: str, params: dict) -> int:
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    running = active_job(store, project_id)
+    if running:
+        raise TreeEditError(f"a {running['kind']} job is already running for this project",
+                            "wait for it or cancel it first")
+    with store.atomic():
+        table = store.db["jobs"]
+        table.insert({"project_id": project_id, "kind": kind, "params": json.dumps(params), "status": "running",
+                      "pid": os.getpid(), "started_at": now(), "heartbeat_at": now(), "message": "starting"})
+        return table.last_pk
+
+
+def run_job(db_path: str, job_id: int, endpoint: Endpoint) -> None:
+    """Run a created job to its end in this thread. Never raises: the outcome is written to the job row."""
+    store = Store(db_path)
+    try:
+        job = get_job(store, job_id)
+        params, project_id = job["params"], job["project_id"]
+
+        def on_progress(done: int, total: int) -> None:
+            with store.atomic():
+                store.db["jobs"].update(job_id, {"done": done, "total": total, "heartbeat_at": now()})
+
+        def should_stop() -> bool:
+            return bool(store.query("select cancel_requested from jobs where id = ?", [job_id])[0]["cancel_requested"])
+
+        llm = LLM(endpoint, store, project_id, job_id=job_id, concurrency=params.get("concurrency") or 16)
+        action: Callable = build if job["kind"] == "build" else generate
+        report = action(store, project_id, llm, on_progress=on_progress, should_stop=should_stop, **params)
+        status, message = "done", report.summary()
+    except Cancelled as exc:
+        status, message = "cancelled", str(exc)
+    except TreeSynthError as exc:
+        status, message = "failed", str(exc)
+    except Exception as exc:  # a bug: keep the app alive and show it
+        log.exception("job %s crashed", job_id)
+        status, message = "failed", f"unexpected error: {exc!r}"
+    with store.atomic():
+        store.db["jobs"].update(job_id, {"status": status, "message": message, "finished_at": now()})
+    store.close()
+
+
+def start_job(db_path: str, project_id: int, kind: str, params: dict, endpoint: Endpoint) -> int:
+    """Create a job row and run it on a daemon thread; returns the job id at once."""
+    with Store(db_path) as store:
+        job_id = create_job(store, project_id, kind, params)
+    thread = threading.Thread(target=run_job, args=(db_path, job_id, endpoint), daemon=True,
+                              name=f"treesynth-job-{job_id}")
+    _threads[(db_path, job_id)] = thread
+    thread.start()
+    return job_id
+
+
+def wait(db_path: str, job_id: int, timeout: float | None = None) -> None:
+    thread = _threads.get((db_path, job_id))
+    if thread:
+        thread.join(timeout)

@@ -1,0 +1,232 @@
+"""Stage 1: partition the data space into a tree (pivots -> criterion -> coverage -> children).
+
+Scheduling: every node's expansion is a chain of dependent calls; a child is queued the moment its
+parent's expansion is stored, so there is no per-level barrier and one slow call only stalls its own
+subtree. Each finished node is committed at once; a build that is interrupted continues from the store,
+and the call cache means a half-expanded node does not pay again for the calls it already made.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
+from .llm import LLM
+from .prompts import (COVERAGE_SCHEMA, CoverageReply, CriterionReply, SamplesReply, coverage_messages,
+                      criterion_messages, criterion_schema, pivots_messages, samples_schema)
+from .samples import clean_samples
+from .spec import ProjectSpec
+from .store import Store
+from .tree import Node, Tree, dedupe_values, dimension_key, normalise, value_problem
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class BuildReport:
+    expanded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped_locked: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    def summary(self) -> str:
+        text = f"expanded {len(self.expanded)} node(s), {len(self.failed)} failed"
+        return text + (" (cancelled)" if self.cancelled else "")
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_criterion(reply: CriterionReply, pivot_count: int, used_dimensions: list[str]) -> None:
+    """Raise ValueError with the reason when a proposed split breaks the method's rules."""
+    if not reply.dimension.strip():
+        raise ValueError("the dimension is empty")
+    used = {dimension_key(d): d for d in used_dimensions}
+    if dimension_key(reply.dimension) in used:
+        raise ValueError(f"dimension {reply.dimension!r} was already used by an ancestor "
+                         f"({used[dimension_key(reply.dimension)]!r}); choose a different dimension")
+    seen: dict[str, str] = {}
+    owner: dict[int, str] = {}
+    for item in reply.values:
+        problem = value_problem(item.value)
+        if problem:
+            raise ValueError(problem)
+        key = normalise(item.value)
+        if key in seen:
+            raise ValueError(f"values {seen[key]!r} and {item.value!r} are the same value; merge them")
+        seen[key] = item.value
+        for index in item.samples:
+            if not 1 <= index <= pivot_count:
+                raise ValueError(f"sample number {index} does not exist (there are {pivot_count})")
+            if index in owner and owner[index] != item.value:
+                raise ValueError(f"sample {index} is assigned to both {owner[index]!r} and {item.value!r}; "
+                                 "values must be mutually exclusive")
+            owner[index] = item.value
+    missing = [i for i in range(1, pivot_count + 1) if i not in owner]
+    if missing:
+        raise ValueError(f"sample(s) {', '.join(map(str, missing))} are not assigned to any value; "
+                         "the values must cover every sample")
+
+
+# ----------------------------------------------------------------------------- one node
+
+
+class Partitioner:
+    """Expands nodes of one project. Thread-safe: one instance serves the whole build."""
+
+    def __init__(self, store: Store, project_id: int, llm: LLM):
+        self.store = store
+        self.project_id = project_id
+        self.llm = llm
+        self.spec: ProjectSpec = store.project(project_id)
+        self.settings = self.spec.settings
+
+    def _tree(self) -> Tree:
+        return self.store.tree(self.project_id)
+
+    def propose(self, node: Node, tree: Tree, *, fresh: bool = False) -> dict:
+        """Ask the LLM for the node's split without storing it: {dimension, values, infinite, pivots}."""
+        s = self.settings
+        attributes = tree.attributes(node.id, rng=random.Random(node.id))  # a stable draw: cacheable
+        used = tree.used_dimensions(node.id)
+        ask = dict(node_id=node.id, reasks=s.reasks, max_tokens=s.max_tokens, cache=not fresh, model=s.model)
+        field_names = self.spec.field_names
+
+        def enough_pivots(reply: SamplesReply) -> None:
+            good, problems = clean_samples(reply.samples, field_names)
+            if len(good) < 2:
+                raise ValueError("fewer than 2 usable samples: " + "; ".join(problems[:3]))
+
+        pivots_reply = self.llm.ask(
+            pivots_messages(self.spec, attributes, s.pivots), schema=SamplesReply, purpose="pivots",
+            temperature=s.pivot_temperature, check=enough_pivots, json_schema=samples_schema(self.spec, s.pivots),
+            **ask)
+        pivots, _ = clean_samples(pivots_reply.value.samples, field_names)
+        pivots = pivots[: s.pivots]
+
+        criterion = self.llm.ask(
+            criterion_messages(self.spec, attributes, pivots, used), schema=CriterionReply, purpose="criterion",
+            temperature=s.criterion_temperature, json_schema=criterion_schema(len(pivots)),
+            check=lambda r: check_criterion(r, len(pivots), used), **ask).value
+        dimension = criterion.dimension.strip()
+        values = dedupe_values([v.value for v in criterion.values])
+
+        for _ in range(s.coverage_rounds):
+            try:
+                reply = self.llm.ask(
+                    coverage_messages(self.spec, attributes, dimension, values, s.max_values),
+                    schema=CoverageReply, purpose="coverage", temperature=s.coverage_temperature,
+                    json_schema=COVERAGE_SCHEMA, **ask).value
+            except LLMOutputError:
+                break  # the criterion's values already partition the pivots; the failure is in the call log
+            new = [v for v in dedupe_values(reply.new_values, existing=values) if value_problem(v) is None]
+            values += new
+            if not new or (not reply.open_ended and len(values) <= s.max_values):
+                break
+        infinite = len(values) > s.max_values
+        return {"dimension": dimension, "values": values, "infinite": infinite, "pivots": pivots}
+
+    def apply(self, node: Node, proposal: dict, *, provenance: str = "llm") -> list[str]:
+        """Store a split: the node's dimension and its children, in one transaction."""
+        if proposal["infinite"]:
+            children = [{"infinite": True, "values": proposal["values"]}]
+        else:
+            children = [{"value": v} for v in proposal["values"]]
+        with self.store.atomic():
+            self.store.update_node(node.id, dimension=proposal["dimension"], pivots=proposal.get("pivots", []),
+                                   failure=None, status="proposed" if node.status == "failed" else node.status)
+            return self.store.add_children(node, children, provenance=provenance)
+
+    def expand(self, node_id: str) -> list[str]:
+        """Expand one node (no-op for a node that already has children). Returns the new child ids."""
+        tree = self._tree()
+        node = tree.nodes[node_id]
+        if tree.kids(node_id):
+            return []
+        if node.parent_id is None and self.spec.root_split:
+            split = self.spec.root_split
+            return self.apply(node, {"dimension": split.dimension, "values": dedupe_values(split.values),
+                                     "infinite": False}, provenance="human")
+        try:
+            proposal = self.propose(node, tree)
+        except (LLMOutputError, EndpointError) as exc:
+            self.store.update_node(node_id, status="failed", failure=str(exc))
+            raise
+        return self.apply(node, proposal)
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+def expandable(tree: Tree, node: Node, depth: int) -> bool:
+    return node.depth < depth and not node.locked and not tree.kids(node.id) and not tree.is_pruned(node.id)
+
+
+def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, under: str | None = None,
+          approved_only: bool = False, on_progress: Progress | None = None,
+          should_stop: Callable[[], bool] | None = None, concurrency: int | None = None) -> BuildReport:
+    """Expand every expandable node under ``under`` (default: the root) down to absolute ``depth``.
+
+    Already-expanded nodes are walked through, not redone, so calling build again resumes.
+    """
+    spec = store.project(project_id)
+    depth = spec.settings.max_depth if depth is None else depth
+    tree = store.tree(project_id)
+    start = under or (tree.root.id if tree.root else None)
+    if start is None:
+        raise TreeSynthError("the project has no root node", "recreate the project")
+    frontier = [n.id for n in tree.subtree(start) if expandable(tree, n, depth)
+                and (not approved_only or n.status in ("approved", "edited"))]
+    report = BuildReport(skipped_locked=[n.id for n in tree.subtree(start) if n.locked and not tree.kids(n.id)])
+    partitioner = Partitioner(store, project_id, llm)
+    workers = concurrency or spec.settings.concurrency
+    lock = threading.Lock()
+    submitted = done = 0
+    endpoint_failures = successes = 0
+
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expand") as pool:
+        running: dict[cf.Future, str] = {}
+
+        def submit(node_id: str) -> None:
+            nonlocal submitted
+            running[pool.submit(partitioner.expand, node_id)] = node_id
+            submitted += 1
+
+        for node_id in frontier:
+            submit(node_id)
+        if on_progress:
+            on_progress(0, submitted)
+        while running:
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                node_id = running.pop(future)
+                done += 1
+                try:
+                    child_ids = future.result()
+                    successes += 1
+                    report.expanded.append(node_id)
+                except (LLMOutputError, EndpointError) as exc:
+                    report.failed[node_id] = str(exc)
+                    endpoint_failures += isinstance(exc, EndpointError)
+                    child_ids = []
+                stop = bool(should_stop and should_stop()) or (endpoint_failures >= 3 and successes == 0)
+                if stop:
+                    report.cancelled = True
+                    continue
+                child_depth = store.node(node_id).depth + 1
+                if child_depth < depth:
+                    for child_id in child_ids:
+                        submit(child_id)
+                with lock:
+                    if on_progress:
+                        on_progress(done, submitted)
+    if endpoint_failures >= 3 and successes == 0:
+        raise EndpointError(f"the endpoint failed on every node ({next(iter(report.failed.values()))})",
+                            "check the endpoint, then run build again: it resumes")
+    if report.cancelled and should_stop and should_stop():
+        raise Cancelled(f"build cancelled: {report.summary()}", "run build again to continue")
+    return report

@@ -1,0 +1,187 @@
+"""Prompts for the four steps (pivots, criterion, coverage, samples), built from the project spec alone,
+and the pydantic shapes their JSON replies must have.
+
+Each prompt names its step and the exact JSON to reply with; lists carry exact counts, which keeps small
+local models from running past the count (see docs: the 0.5B model needs minItems/maxItems).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .spec import ProjectSpec
+
+# ----------------------------------------------------------------------------- reply shapes
+
+
+class SamplesReply(BaseModel):
+    """Samples are validated one by one against the fields later, so one bad sample does not sink a call."""
+
+    model_config = ConfigDict(extra="ignore")
+    samples: list[dict] = Field(min_length=1)
+
+
+class ValueAssignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(min_length=1)
+    samples: list[int] = Field(default_factory=list)
+
+
+class CriterionReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dimension: str = Field(min_length=1, max_length=80)
+    values: list[ValueAssignment] = Field(min_length=2)
+
+
+class CoverageReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    new_values: list[str] = Field(default_factory=list)
+    open_ended: bool = False
+
+
+# ----------------------------------------------------------------------------- shared text
+
+
+def system_prompt(spec: ProjectSpec, step: str) -> str:
+    fields = "\n".join(f"- {f.name}: {f.description or '(text)'}" for f in spec.fields)
+    constraints = f"\nConstraints every sample must respect:\n{spec.constraints.strip()}\n" if spec.constraints.strip() else ""
+    return (
+        "You help build a diverse synthetic dataset.\n"
+        f"Task: {spec.task.strip()}\n"
+        f"Each sample is a JSON object with these string fields:\n{fields}\n"
+        f"{constraints}"
+        f"Step: {step}\n"
+        "Reply with one JSON object and nothing else."
+    )
+
+
+def describe_subspace(attributes: list[tuple[str, str]]) -> str:
+    if not attributes:
+        return "Subspace: the whole task (no attribute fixed yet)."
+    lines = "\n".join(f"- {dim}: {value}" for dim, value in attributes)
+    sentence = " and ".join(f"its {dim} is {value}" for dim, value in attributes)
+    return f"Subspace: every sample here has these attributes:\n{lines}\n(That is: {sentence}.)"
+
+
+def sample_example(spec: ProjectSpec) -> str:
+    return "{" + ", ".join(f'"{f.name}": "..."' for f in spec.fields) + "}"
+
+
+def samples_schema(spec: ProjectSpec, count: int) -> dict:
+    item = {
+        "type": "object",
+        "properties": {f.name: {"type": "string", "minLength": 1} for f in spec.fields},
+        "required": spec.field_names,
+    }
+    return {
+        "type": "object",
+        "properties": {"samples": {"type": "array", "items": item, "minItems": count, "maxItems": count}},
+        "required": ["samples"],
+    }
+
+
+def format_sample(index: int, sample: dict, limit: int = 400) -> str:
+    body = "; ".join(f"{k}: {str(v)[:limit]}" for k, v in sample.items())
+    return f"[{index}] {body}"
+
+
+# ----------------------------------------------------------------------------- the four steps
+
+
+def pivots_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count: int) -> list[dict]:
+    user = (
+        f"{describe_subspace(attributes)}\n\n"
+        f"Write {count} samples that belong to this subspace and differ from each other as much as possible.\n"
+        f"Count: {count}\n"
+        f'Reply as JSON: {{"samples": [{sample_example(spec)}, ...]}} with exactly {count} items.'
+    )
+    return [{"role": "system", "content": system_prompt(spec, "pivots")}, {"role": "user", "content": user}]
+
+
+def criterion_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], pivots: list[dict],
+                       used_dimensions: list[str]) -> list[dict]:
+    listing = "\n".join(format_sample(i + 1, p) for i, p in enumerate(pivots))
+    used = "; ".join(used_dimensions) if used_dimensions else "none"
+    n = len(pivots)
+    user = (
+        f"{describe_subspace(attributes)}\n\n"
+        f"Samples from this subspace:\n{listing}\n\n"
+        "Name ONE dimension (a single property of a sample, such as its topic, difficulty or setting) that best "
+        "tells these samples apart, and the values of that dimension, so that every sample belongs to exactly "
+        "one value.\n"
+        "Rules:\n"
+        f"- Already used dimensions (do not reuse them or a synonym): {used}\n"
+        "- Values are mutually exclusive, each a short concrete name of 1 to 5 words.\n"
+        '- No catch-all value such as "other" or "misc"; no combined value such as "A and B" or "A/B".\n'
+        f"- Every sample number from 1 to {n} appears in exactly one value's list.\n"
+        'Reply as JSON: {"dimension": "...", "values": [{"value": "...", "samples": [1, 2]}, '
+        '{"value": "...", "samples": [3]}]}'
+    )
+    return [{"role": "system", "content": system_prompt(spec, "criterion")}, {"role": "user", "content": user}]
+
+
+def criterion_schema(pivot_count: int) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "dimension": {"type": "string", "minLength": 1},
+            "values": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": max(2, pivot_count),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "value": {"type": "string", "minLength": 1},
+                        "samples": {"type": "array", "items": {"type": "integer"}, "maxItems": pivot_count},
+                    },
+                    "required": ["value", "samples"],
+                },
+            },
+        },
+        "required": ["dimension", "values"],
+    }
+
+
+def coverage_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], dimension: str,
+                      values: list[str], cap: int) -> list[dict]:
+    user = (
+        f"{describe_subspace(attributes)}\n\n"
+        f"Dimension: {dimension}\n"
+        f"Values so far: {'; '.join(values)}\n\n"
+        f'List the values of "{dimension}" that are still missing, so that together with the values so far they '
+        "cover every possible sample of this subspace. Each new value must be distinct from every other value "
+        "(no overlap), concrete, and not a catch-all or a combination.\n"
+        "If nothing is missing, reply with an empty list.\n"
+        f"If the dimension is open-ended (more than {cap} values, such as names or quantities), set "
+        '"open_ended" to true and list up to 10 more.\n'
+        'Reply as JSON: {"new_values": ["...", "..."], "open_ended": false}'
+    )
+    return [{"role": "system", "content": system_prompt(spec, "coverage")}, {"role": "user", "content": user}]
+
+
+COVERAGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "new_values": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 10},
+        "open_ended": {"type": "boolean"},
+    },
+    "required": ["new_values", "open_ended"],
+}
+
+
+def samples_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count: int,
+                     avoid: list[dict] = ()) -> list[dict]:
+    avoid_text = ""
+    if avoid:
+        avoid_text = "\nDo not repeat these existing samples:\n" + "\n".join(
+            format_sample(i + 1, s, 160) for i, s in enumerate(avoid)) + "\n"
+    user = (
+        f"{describe_subspace(attributes)}\n\n"
+        f"Write {count} new samples for the task. Every sample must satisfy all of the attributes above, "
+        "be complete and correct, and differ from the others.\n"
+        f"{avoid_text}"
+        f"Count: {count}\n"
+        f'Reply as JSON: {{"samples": [{sample_example(spec)}, ...]}} with exactly {count} items.'
+    )
+    return [{"role": "system", "content": system_prompt(spec, "samples")}, {"role": "user", "content": user}]

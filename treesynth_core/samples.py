@@ -1,0 +1,38 @@
+"""Sample hygiene: validate a generated sample against the project's fields and fingerprint it for dedup."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .tree import normalise
+
+
+def clean_samples(raw: list, field_names: list[str]) -> tuple[list[dict], list[str]]:
+    """Keep samples that have every field as non-empty text; say why each other one was dropped.
+
+    Extra keys are dropped from a kept sample; numbers are accepted and turned into text.
+    """
+    good, problems = [], []
+    for i, item in enumerate(raw, 1):
+        if not isinstance(item, dict):
+            problems.append(f"sample {i} is not an object")
+            continue
+        sample = {}
+        for name in field_names:
+            value = item.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str) or not value.strip():
+                problems.append(f"sample {i} has no text for field {name!r}")
+                break
+            sample[name] = value.strip()
+        else:
+            good.append(sample)
+    return good, problems
+
+
+def fingerprint(sample: dict, field_names: list[str]) -> str:
+    """Equal for samples that differ only in case, punctuation or spacing."""
+    blob = json.dumps([normalise(sample.get(name, "")) for name in field_names])
+    return hashlib.sha1(blob.encode()).hexdigest()

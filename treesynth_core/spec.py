@@ -1,0 +1,109 @@
+"""The project's task specification: what one sample is, its fields, constraints and generation settings.
+
+Prompts are built from this spec alone, so a new task never needs new Python.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+class OutputField(BaseModel):
+    """One named field of a sample. ``role`` says which side of a chat fine-tuning pair it belongs to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    role: Literal["input", "output"] = "input"
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        name = name.strip()
+        if not FIELD_NAME.match(name):
+            raise ValueError(f"field name {name!r} must be a letter or _ followed by letters, digits or _")
+        return name
+
+
+class Settings(BaseModel):
+    """Generation settings. Defaults follow the paper's reference code where it states them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None  # None: use the endpoint's model
+    pivots: int = Field(6, ge=2, le=20, description="pivot samples written per node (paper: 10)")
+    max_values: int = Field(8, ge=2, le=200, description="values cap N before a node becomes 'infinite' (paper: 50)")
+    max_depth: int = Field(3, ge=1, le=8, description="depth of the tree (paper: 4)")
+    samples_per_call: int = Field(5, ge=1, le=20, description="samples asked for in one generation call (paper: 10)")
+    per_leaf: int = Field(10, ge=1, le=10_000, description="default quota of samples per leaf")
+    pivot_temperature: float = Field(1.0, ge=0, le=2)
+    criterion_temperature: float = Field(1.0, ge=0, le=2)
+    coverage_temperature: float = Field(0.7, ge=0, le=2)
+    generation_temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=64, le=32_000)
+    reasks: int = Field(2, ge=0, le=5, description="extra asks after invalid output (bounded)")
+    coverage_rounds: int = Field(2, ge=0, le=5, description="asks to complete a dimension's values (bounded)")
+    concurrency: int = Field(16, ge=1, le=64)
+    price_input_per_m: float | None = Field(None, ge=0, description="USD per million prompt tokens; None = unknown")
+    price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
+
+
+class RootSplit(BaseModel):
+    """A hand-set first split: the root's dimension and its values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dimension: str = Field(min_length=1, max_length=200)
+    values: list[str] = Field(min_length=2, max_length=200)
+
+
+class ProjectSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    task: str = Field(min_length=3, max_length=4000, description="what one data sample is")
+    fields: list[OutputField] = Field(min_length=1, max_length=20)
+    constraints: str = Field("", max_length=4000)
+    settings: Settings = Field(default_factory=Settings)
+    root_split: RootSplit | None = None
+
+    @model_validator(mode="after")
+    def _fields_unique_and_roles(self) -> "ProjectSpec":
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"field names must be unique: {names}")
+        if len(self.fields) > 1 and not any(f.role == "output" for f in self.fields):
+            self.fields[-1].role = "output"
+        return self
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+def parse_fields(text: str) -> list[OutputField]:
+    """Parse ``question,answer`` or ``question: the problem, answer: the worked solution``.
+
+    The last field is the output side of a chat pair unless a field says ``(output)`` / ``(input)``.
+    """
+    fields: list[OutputField] = []
+    for part in [p.strip() for p in re.split(r"[,\n]", text) if p.strip()]:
+        name, _, description = part.partition(":")
+        role = None
+        for marker in ("(output)", "(input)"):
+            if marker in name:
+                role = marker.strip("()")
+                name = name.replace(marker, "")
+        field = OutputField(name=name.strip(), description=description.strip())
+        if role:
+            field.role = role  # type: ignore[assignment]
+        fields.append(field)
+    if len(fields) > 1 and not any(f.role == "output" for f in fields):
+        fields[-1].role = "output"
+    return fields

@@ -1,0 +1,335 @@
+"""The Store: one SQLite file (WAL) holding projects, the tree, samples, the LLM call log and jobs.
+
+All access is serialised by a lock so worker threads can share one Store; multi-row edits run in one
+transaction. The app and the CLI can open the same file at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import NotFoundError
+from .migrations import migrations
+from .spec import ProjectSpec
+from .tree import Node, Tree
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _loads(text, default):
+    return json.loads(text) if text else default
+
+
+def node_from_row(row: dict) -> Node:
+    return Node(
+        id=row["id"],
+        project_id=row["project_id"],
+        parent_id=row["parent_id"],
+        depth=row["depth"],
+        value=row["value"],
+        dimension=row["dimension"],
+        infinite=bool(row["infinite"]),
+        values=_loads(row["value_list"], []),
+        status=row["status"],
+        provenance=row["provenance"],
+        locked=bool(row["locked"]),
+        failure=row["failure"],
+        quota=row["quota"],
+        position=row["position"] or 0,
+        pivots=_loads(row["pivots"], []),
+    )
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.lock = threading.RLock()
+        with self.lock:
+            if self.path != ":memory:":
+                self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def atomic(self):
+        with self.lock, self.db.atomic():
+            yield
+
+    def query(self, sql: str, params=()) -> list[dict]:
+        with self.lock:
+            return list(self.db.query(sql, params))
+
+    # ----------------------------------------------------------------- projects
+    def create_project(self, spec: ProjectSpec) -> int:
+        with self.atomic():
+            table = self.db["projects"]
+            table.insert(
+                {
+                    "name": spec.name,
+                    "task": spec.task,
+                    "fields": json.dumps([f.model_dump() for f in spec.fields]),
+                    "constraints": spec.constraints,
+                    "settings": spec.settings.model_dump_json(),
+                    "root_split": spec.root_split.model_dump_json() if spec.root_split else None,
+                    "created_at": now(),
+                    "updated_at": now(),
+                }
+            )
+            project_id = table.last_pk
+            self.db["nodes"].insert(
+                {"id": new_id(), "project_id": project_id, "parent_id": None, "depth": 0, "position": 0,
+                 "status": "proposed", "provenance": "human", "created_at": now(), "updated_at": now()}
+            )
+        return project_id
+
+    def project(self, project_id: int) -> ProjectSpec:
+        with self.lock:
+            rows = list(self.db["projects"].rows_where("id = ?", [project_id]))
+        if not rows:
+            raise NotFoundError(f"project {project_id} does not exist", "list projects to see their ids")
+        row = rows[0]
+        return ProjectSpec(
+            name=row["name"],
+            task=row["task"],
+            fields=json.loads(row["fields"]),
+            constraints=row["constraints"] or "",
+            settings=json.loads(row["settings"]),
+            root_split=_loads(row["root_split"], None),
+        )
+
+    def projects(self) -> list[dict]:
+        return self.query("select id, name, task, created_at, updated_at from projects order by id")
+
+    def only_project_id(self) -> int:
+        """The project of a single-project file (the CLI's default)."""
+        rows = self.projects()
+        if not rows:
+            raise NotFoundError("this database holds no project", "run `python -m treesynth_core init` first")
+        if len(rows) > 1:
+            raise NotFoundError(
+                f"this database holds {len(rows)} projects", "pass --project ID (see `projects`)"
+            )
+        return rows[0]["id"]
+
+    def update_project(self, project_id: int, spec: ProjectSpec) -> None:
+        self.project(project_id)
+        with self.atomic():
+            self.db["projects"].update(
+                project_id,
+                {
+                    "name": spec.name,
+                    "task": spec.task,
+                    "fields": json.dumps([f.model_dump() for f in spec.fields]),
+                    "constraints": spec.constraints,
+                    "settings": spec.settings.model_dump_json(),
+                    "root_split": spec.root_split.model_dump_json() if spec.root_split else None,
+                    "updated_at": now(),
+                },
+            )
+
+    def delete_project(self, project_id: int) -> None:
+        with self.atomic():
+            for table in ("samples", "calls", "jobs", "nodes"):
+                self.db.execute(f"delete from {table} where project_id = ?", [project_id])
+            self.db.execute("delete from projects where id = ?", [project_id])
+
+    # ----------------------------------------------------------------- nodes
+    def tree(self, project_id: int) -> Tree:
+        rows = self.query("select * from nodes where project_id = ?", [project_id])
+        return Tree([node_from_row(r) for r in rows])
+
+    def node(self, node_id: str) -> Node:
+        rows = self.query("select * from nodes where id = ?", [node_id])
+        if not rows:
+            raise NotFoundError(f"node {node_id} does not exist", "it may have been deleted; reload the tree")
+        return node_from_row(rows[0])
+
+    def update_node(self, node_id: str, **values) -> None:
+        if "values" in values:
+            values["value_list"] = json.dumps(values.pop("values"))
+        if "pivots" in values:
+            values["pivots"] = json.dumps(values["pivots"])
+        values["updated_at"] = now()
+        with self.atomic():
+            self.db["nodes"].update(node_id, values)
+
+    def add_children(self, parent: Node, children: list[dict], *, provenance: str) -> list[str]:
+        """Insert children (dicts with value, or infinite + values); returns their ids."""
+        with self.atomic():
+            start = self.query(
+                "select coalesce(max(position), -1) + 1 as p from nodes where parent_id = ?", [parent.id]
+            )[0]["p"]
+            rows = []
+            for i, child in enumerate(children):
+                rows.append(
+                    {
+                        "id": new_id(),
+                        "project_id": parent.project_id,
+                        "parent_id": parent.id,
+                        "depth": parent.depth + 1,
+                        "position": start + i,
+                        "value": child.get("value"),
+                        "infinite": int(bool(child.get("infinite"))),
+                        "value_list": json.dumps(child.get("values", [])),
+                        "status": child.get("status", "proposed" if provenance == "llm" else "edited"),
+                        "provenance": provenance,
+                        "locked": 0,
+                        "created_at": now(),
+                        "updated_at": now(),
+                    }
+                )
+            self.db["nodes"].insert_all(rows)
+        return [r["id"] for r in rows]
+
+    def delete_nodes(self, node_ids: list[str]) -> None:
+        with self.atomic():
+            for chunk in range(0, len(node_ids), 500):
+                ids = node_ids[chunk : chunk + 500]
+                marks = ",".join("?" * len(ids))
+                self.db.execute(f"delete from samples where node_id in ({marks})", ids)
+                self.db.execute(f"delete from nodes where id in ({marks})", ids)
+
+    # ----------------------------------------------------------------- samples
+    def add_samples(self, project_id: int, node_id: str, rows: list[dict], *, cap: int | None,
+                    call_id: int | None) -> tuple[int, int]:
+        """Insert samples (dicts with data, drawn, norm_hash) up to ``cap`` live samples in the leaf.
+
+        Returns (inserted, duplicates). Duplicates (same normalised hash anywhere in the project) are
+        skipped; the cap is checked inside the transaction, so concurrent calls never overshoot a quota.
+        """
+        inserted = duplicates = 0
+        with self.atomic():
+            live = self.live_count(node_id)
+            for row in rows:
+                if cap is not None and live >= cap:
+                    break
+                exists = self.db.execute(
+                    "select 1 from samples where project_id = ? and norm_hash = ?", [project_id, row["norm_hash"]]
+                ).fetchone()
+                if exists:
+                    duplicates += 1
+                    continue
+                self.db["samples"].insert(
+                    {
+                        "project_id": project_id,
+                        "node_id": node_id,
+                        "data": json.dumps(row["data"], ensure_ascii=False),
+                        "drawn": json.dumps(row.get("drawn", []), ensure_ascii=False),
+                        "norm_hash": row["norm_hash"],
+                        "status": "generated",
+                        "call_id": call_id,
+                        "created_at": now(),
+                        "updated_at": now(),
+                    }
+                )
+                inserted += 1
+                live += 1
+        return inserted, duplicates
+
+    def live_count(self, node_id: str) -> int:
+        """Samples of a leaf that count towards its quota (all but rejected)."""
+        with self.lock:
+            return self.db.execute(
+                "select count(*) from samples where node_id = ? and status != 'rejected'", [node_id]
+            ).fetchone()[0]
+
+    def sample_counts(self, project_id: int) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self.query(
+            "select node_id, status, count(*) as n from samples where project_id = ? group by node_id, status",
+            [project_id],
+        ):
+            out.setdefault(r["node_id"], {})[r["status"]] = r["n"]
+        return out
+
+    def samples(self, project_id: int, *, node_ids: list[str] | None = None,
+                statuses: list[str] | None = None) -> list[dict]:
+        sql = "select * from samples where project_id = ?"
+        params: list = [project_id]
+        if node_ids is not None:
+            sql += f" and node_id in ({','.join('?' * len(node_ids))})"
+            params += node_ids
+        if statuses:
+            sql += f" and status in ({','.join('?' * len(statuses))})"
+            params += statuses
+        rows = self.query(sql + " order by id", params)
+        for r in rows:
+            r["data"] = json.loads(r["data"])
+            r["drawn"] = _loads(r["drawn"], [])
+        return rows
+
+    # ----------------------------------------------------------------- calls
+    def log_call(self, **row) -> int:
+        row.setdefault("created_at", now())
+        with self.atomic():
+            table = self.db["calls"]
+            table.insert(row)
+            return table.last_pk
+
+    def cached_response(self, cache_key: str) -> str | None:
+        rows = self.query(
+            "select response from calls where cache_key = ? and valid = 1 order by id desc limit 1", [cache_key]
+        )
+        return rows[0]["response"] if rows else None
+
+    def usage(self, project_id: int, node_id: str | None = None) -> dict:
+        sql = ("select count(*) as calls, coalesce(sum(prompt_tokens),0) as prompt_tokens, "
+               "coalesce(sum(completion_tokens),0) as completion_tokens, "
+               "coalesce(sum(error is not null),0) as failed_calls, coalesce(sum(duration_s),0) as seconds "
+               "from calls where project_id = ?")
+        params: list = [project_id]
+        if node_id:
+            sql += " and node_id = ?"
+            params.append(node_id)
+        return self.query(sql, params)[0]
+
+    def usage_by_node(self, project_id: int) -> dict[str, dict]:
+        rows = self.query(
+            "select node_id, count(*) as calls, coalesce(sum(prompt_tokens),0) as prompt_tokens, "
+            "coalesce(sum(completion_tokens),0) as completion_tokens, coalesce(sum(error is not null),0) as failed "
+            "from calls where project_id = ? group by node_id",
+            [project_id],
+        )
+        return {r["node_id"]: r for r in rows}
+
+    def failed_calls(self, project_id: int, limit: int = 200) -> list[dict]:
+        return self.query(
+            "select id, node_id, purpose, model, attempt, error, finish_reason, created_at from calls "
+            "where project_id = ? and error is not null order by id desc limit ?",
+            [project_id, limit],
+        )
+
+    def note_call(self, call_id: int, dropped: str) -> None:
+        """Record what a call's reply lost (invalid or duplicate samples) and why."""
+        with self.atomic():
+            self.db["calls"].update(call_id, {"dropped": dropped})

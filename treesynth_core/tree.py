@@ -1,0 +1,168 @@
+"""The partition tree as plain data, and pure functions over it (no database, no LLM).
+
+A node is defined by ``value`` (its value of the parent's dimension) and split by ``dimension`` into
+children. An *infinite* node stands for an open-ended dimension: it holds the whole value list in
+``values`` and a value is drawn at random each time a prompt is built beneath it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+STATUSES = ("proposed", "approved", "edited", "pruned", "failed")
+
+CATCH_ALL = re.compile(
+    r"^(others?|other \w+|misc\.?|miscellaneous|etc\.?|general|various|mixed|n/?a|none|unknown|"
+    r"anything else|everything else|all others?|rest|the rest|remaining|not applicable|none of the above)$"
+)
+COMBINED = re.compile(r"\s(and|or|&|and/or|vs\.?)\s|/|\+|;")
+
+
+@dataclass
+class Node:
+    id: str
+    project_id: int
+    parent_id: str | None
+    depth: int
+    value: str | None = None
+    dimension: str | None = None
+    infinite: bool = False
+    values: list[str] = field(default_factory=list)  # the value list of an infinite node
+    status: str = "proposed"
+    provenance: str = "llm"
+    locked: bool = False
+    failure: str | None = None
+    quota: int | None = None
+    position: int = 0
+    pivots: list[dict] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        if self.parent_id is None:
+            return "(root)"
+        if self.infinite:
+            return f"any of {len(self.values)} values"
+        return self.value or ""
+
+
+def normalise(text: str) -> str:
+    """Case, accents, punctuation and spacing folded away: the form used for duplicate checks."""
+    text = unicodedata.normalize("NFKD", text or "")
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = re.sub(r"[^\w\s]", " ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text
+
+
+def dimension_key(text: str) -> str:
+    """Normalised form of a dimension name, ignoring a plural 's' and filler words."""
+    words = [w for w in normalise(text).split() if w not in {"the", "a", "an", "of", "type", "kind"}]
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words)
+
+
+def value_problem(value: str) -> str | None:
+    """Why a proposed value is not acceptable, or None."""
+    if not value or not value.strip():
+        return "a value is empty"
+    if len(value) > 120:
+        return f"value {value[:40]!r}... is longer than 120 characters; name it in a few words"
+    if CATCH_ALL.match(normalise(value)):
+        return f"{value!r} is a vague catch-all; name a concrete value instead"
+    if COMBINED.search(f" {value.lower()} "):
+        return f"{value!r} combines several values; give each its own value"
+    return None
+
+
+class Tree:
+    """An in-memory view of one project's nodes, with parent/child indexes."""
+
+    def __init__(self, nodes: list[Node]):
+        self.nodes: dict[str, Node] = {n.id: n for n in nodes}
+        self.children: dict[str | None, list[Node]] = {}
+        for n in sorted(nodes, key=lambda n: (n.depth, n.position, n.id)):
+            self.children.setdefault(n.parent_id, []).append(n)
+        roots = self.children.get(None, [])
+        self.root: Node | None = roots[0] if roots else None
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def kids(self, node_id: str, include_pruned: bool = True) -> list[Node]:
+        kids = self.children.get(node_id, [])
+        return kids if include_pruned else [k for k in kids if k.status != "pruned"]
+
+    def path(self, node_id: str) -> list[Node]:
+        """Nodes from the root down to ``node_id`` inclusive."""
+        out = []
+        node = self.nodes.get(node_id)
+        while node is not None:
+            out.append(node)
+            node = self.nodes.get(node.parent_id) if node.parent_id else None
+        return out[::-1]
+
+    def attributes(self, node_id: str, rng: random.Random | None = None) -> list[tuple[str, str]]:
+        """(dimension, value) pairs on the path. An infinite node contributes a random draw."""
+        rng = rng or random.Random()
+        pairs = []
+        path = self.path(node_id)
+        for parent, child in zip(path, path[1:]):
+            value = rng.choice(child.values) if child.infinite and child.values else child.value
+            pairs.append((parent.dimension or "", value or ""))
+        return pairs
+
+    def used_dimensions(self, node_id: str) -> list[str]:
+        """Dimensions used by the ancestors of ``node_id`` (the node's own excluded)."""
+        return [n.dimension for n in self.path(node_id)[:-1] if n.dimension]
+
+    def subtree(self, node_id: str) -> list[Node]:
+        out, stack = [], [node_id]
+        while stack:
+            nid = stack.pop()
+            if nid in self.nodes:
+                out.append(self.nodes[nid])
+                stack.extend(k.id for k in reversed(self.children.get(nid, [])))
+        return out
+
+    def is_pruned(self, node_id: str) -> bool:
+        return any(n.status == "pruned" for n in self.path(node_id))
+
+    def leaves(self, under: str | None = None, include_pruned: bool = False) -> list[Node]:
+        """Nodes with no live children: where samples are generated."""
+        start = under or (self.root.id if self.root else None)
+        if start is None:
+            return []
+        out = []
+        for n in self.subtree(start):
+            if not include_pruned and self.is_pruned(n.id):
+                continue
+            if not self.kids(n.id, include_pruned=include_pruned):
+                out.append(n)
+        return out
+
+    def path_text(self, node_id: str) -> str:
+        pairs = [f"{d}={v}" for d, v in self.labelled_path(node_id)]
+        return " > ".join(pairs) if pairs else "(root)"
+
+    def labelled_path(self, node_id: str) -> list[tuple[str, str]]:
+        """Like attributes(), but an infinite node shows its label instead of a random draw."""
+        path = self.path(node_id)
+        return [(p.dimension or "", c.label) for p, c in zip(path, path[1:])]
+
+    def max_depth(self) -> int:
+        return max((n.depth for n in self.nodes.values()), default=0)
+
+
+def dedupe_values(values: list[str], existing: list[str] = ()) -> list[str]:
+    """Drop values equal to an earlier or existing one after normalisation; keep first spelling."""
+    seen = {normalise(v) for v in existing}
+    out = []
+    for v in values:
+        v = re.sub(r"\s+", " ", str(v)).strip().strip(".")
+        key = normalise(v)
+        if key and key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out

@@ -1,0 +1,124 @@
+"""The tree as a JSON file: export a project's spec and tree, import it into a new project.
+
+Imports are validated before anything is written: bounded size and depth, the right shapes, no duplicate
+sibling values, with errors that name where the problem is.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from .errors import TreeImportError
+from .spec import ProjectSpec
+from .store import Store
+from .tree import normalise
+
+FORMAT = "treesynth-tree"
+VERSION = 1
+MAX_BYTES = 20_000_000
+MAX_NODES = 50_000
+MAX_DEPTH = 12
+MAX_TEXT = 500
+NODE_KEYS = {"id", "value", "dimension", "infinite", "values", "status", "provenance", "locked", "quota", "children"}
+
+
+def export_tree(store: Store, project_id: int) -> dict:
+    spec = store.project(project_id)
+    tree = store.tree(project_id)
+
+    def node_dict(node) -> dict:
+        out = {"id": node.id, "value": node.value, "dimension": node.dimension, "status": node.status,
+               "provenance": node.provenance, "locked": node.locked}
+        if node.infinite:
+            out.update(infinite=True, values=node.values)
+        if node.quota is not None:
+            out["quota"] = node.quota
+        out["children"] = [node_dict(k) for k in tree.kids(node.id)]
+        return out
+
+    return {"format": FORMAT, "version": VERSION, "project": json.loads(spec.model_dump_json()),
+            "tree": node_dict(tree.root)}
+
+
+def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
+    if not isinstance(node, dict):
+        raise TreeImportError(f"{where} is not an object", "each node is a JSON object")
+    unknown = set(node) - NODE_KEYS
+    if unknown:
+        raise TreeImportError(f"{where} has unknown keys: {', '.join(sorted(unknown))}", "remove them")
+    if depth > MAX_DEPTH:
+        raise TreeImportError(f"{where} is deeper than {MAX_DEPTH} levels", "trim the tree")
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise TreeImportError(f"the tree has more than {MAX_NODES} nodes", "split it into several projects")
+    for key in ("value", "dimension"):
+        text = node.get(key)
+        if text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT):
+            raise TreeImportError(f"{where}.{key} must be text of at most {MAX_TEXT} characters", "fix the file")
+    children = node.get("children", [])
+    if not isinstance(children, list):
+        raise TreeImportError(f"{where}.children must be a list", "fix the file")
+    if children and not node.get("dimension"):
+        raise TreeImportError(f"{where} has children but no dimension", "name the dimension that splits it")
+    seen = set()
+    for i, child in enumerate(children):
+        here = f"{where}.children[{i}]"
+        if isinstance(child, dict) and not child.get("infinite"):
+            value = child.get("value")
+            if not isinstance(value, str) or not value.strip():
+                raise TreeImportError(f"{here} has no value", "every child needs a value")
+            if normalise(value) in seen:
+                raise TreeImportError(f"{here} repeats the sibling value {value!r}", "sibling values must differ")
+            seen.add(normalise(value))
+        _check_node(child, here, depth + 1, counter)
+
+
+def parse_tree_file(data: bytes | str) -> tuple[ProjectSpec, dict]:
+    """Validate a tree file; returns (spec, root node dict). Raises TreeImportError with the reason."""
+    if len(data) > MAX_BYTES:
+        raise TreeImportError(f"the file is larger than {MAX_BYTES // 1_000_000} MB", "trim the tree")
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TreeImportError(f"the file is not valid JSON: {exc}", "export a tree from TreeSynth Studio") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise TreeImportError(f"this is not a {FORMAT} file", "export a tree from TreeSynth Studio")
+    if doc.get("version") != VERSION:
+        raise TreeImportError(f"unsupported version {doc.get('version')!r}", f"this build reads version {VERSION}")
+    try:
+        spec = ProjectSpec.model_validate(doc.get("project"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TreeImportError(f"project.{where}: {first['msg']}", "fix the project section") from None
+    root = doc.get("tree")
+    _check_node(root, "tree", 0, [0])
+    return spec, root
+
+
+def import_tree(store: Store, data: bytes | str, *, name: str | None = None) -> int:
+    """Create a new project from a tree file, in one transaction. Node ids are kept when free."""
+    spec, root = parse_tree_file(data)
+    if name:
+        spec.name = name
+    with store.atomic():
+        project_id = store.create_project(spec)
+        tree = store.tree(project_id)
+        root_node = tree.root
+        store.update_node(root_node.id, dimension=root.get("dimension"), status=root.get("status", "proposed"),
+                          locked=int(bool(root.get("locked"))))
+
+        def add(parent, children):
+            for child in children:
+                payload = {"value": child.get("value"), "infinite": child.get("infinite", False),
+                           "values": child.get("values", []), "status": child.get("status", "proposed")}
+                (new_id,) = store.add_children(parent, [payload], provenance=child.get("provenance", "human"))
+                store.update_node(new_id, dimension=child.get("dimension"), locked=int(bool(child.get("locked"))),
+                                  quota=child.get("quota"))
+                if child.get("children"):
+                    add(store.node(new_id), child["children"])
+
+        add(store.node(root_node.id), root.get("children", []))
+    return project_id
