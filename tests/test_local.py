@@ -186,3 +186,13 @@ def test_server_that_exits_fails_fast_with_its_log(tmp_path, monkeypatch):
         with server:
             pass
     assert "giving up" in str(info.value)
+
+
+def test_launch_command_port_from_env_then_args():
+    from treesynth_core.launch import APP, streamlit_command
+
+    command, port = streamlit_command([], {"TREESYNTH_PORT": "8600"})
+    assert port == "8600" and command[1:5] == ["-m", "streamlit", "run", str(APP)]
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    command, port = streamlit_command(["--server.port", "8700"], {"TREESYNTH_PORT": "8600"})
+    assert port == "8700" and command[-2:] == ["--server.port", "8700"]  # last one wins in click

@@ -23,7 +23,7 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 
 def streamlit_command(args: list[str], env: dict[str, str]) -> tuple[list[str], str]:
     """The ``streamlit run`` command line and the app's port; ``args`` come last, so they win."""
-    port = env.get("TREESYNTH_PORT") or "8501"
+    port = env.get("TREESYNTH_PORT") or env.get("STREAMLIT_SERVER_PORT") or "8501"
     for i, arg in enumerate(args):
         if arg == "--server.port" and i + 1 < len(args):
             port = args[i + 1]

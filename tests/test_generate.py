@@ -1,0 +1,129 @@
+"""Leaf-wise generation over the fake server: quotas, dedup, invalid output, infinite draws, cancel, plan."""
+
+import json
+import threading
+
+import pytest
+
+from treesynth_core import edits
+from treesynth_core.errors import Cancelled, EndpointError
+from treesynth_core.fakellm import Scripted
+from treesynth_core.generate import generate, plan_generation
+from treesynth_core.llm import LLM
+from treesynth_core.partition import build
+
+from .conftest import make_project
+
+
+@pytest.fixture
+def built(fake, store, project, llm):
+    build(store, project, llm, depth=2)
+    fake.requests.clear()
+    return store.tree(project)
+
+
+def live(store, project):
+    return {k: sum(v for s, v in c.items() if s != "rejected") for k, c in store.sample_counts(project).items()}
+
+
+def test_every_leaf_gets_exactly_its_quota_with_its_path_in_the_prompt(fake, store, project, llm, built):
+    edits.set_quota(store, built.leaves()[0].id, 2)
+    report = generate(store, project, llm, per_leaf=5, samples_per_call=2)
+    counts = live(store, project)
+    assert counts[built.leaves()[0].id] == 2
+    assert all(counts[leaf.id] == 5 for leaf in built.leaves()[1:])
+    assert report.inserted == 2 + 8 * 5 and not report.short
+    leaf = built.leaves()[3]
+    sample = store.samples(project, node_ids=[leaf.id])[0]
+    assert [tuple(p) for p in sample["drawn"]] == built.attributes(leaf.id)
+    prompts = [r["messages"][1]["content"] for r in fake.requests]
+    assert any(all(f"- {d}: {v}" in p for d, v in built.attributes(leaf.id)) for p in prompts)
+    # a second run has nothing to do
+    fake.requests.clear()
+    assert generate(store, project, llm, per_leaf=5, samples_per_call=2).inserted == 0 and not fake.requests
+
+
+def test_duplicates_and_invalid_samples_are_dropped_and_recorded(fake, store, project, llm, built):
+    leaf = built.leaves()[0]
+    same = {"question": "What is 2+2?", "answer": "4"}
+    reply = json.dumps({"samples": [same, dict(same, question="what is 2 + 2"), {"question": "no answer"},
+                                    {"question": "Q2", "answer": "A2"}]})
+    fake.push(Scripted(content=reply, step="samples"))
+    report = generate(store, project, llm, leaf_ids=[leaf.id], per_leaf=4, samples_per_call=4, concurrency=1)
+    assert report.duplicates >= 1 and report.invalid == 1
+    texts = [s["data"]["question"] for s in store.samples(project, node_ids=[leaf.id])]
+    assert texts.count("What is 2+2?") == 1 and "what is 2 + 2" not in texts and len(texts) == 4
+    dropped = store.query("select dropped from calls where dropped is not null")[0]["dropped"]
+    assert "no text for field 'answer'" in dropped and "duplicate" in dropped
+
+
+def test_duplicates_across_leaves_are_dropped_too(fake, store, project, llm, built):
+    a, b = built.leaves()[:2]
+    same = json.dumps({"samples": [{"question": "Same Q", "answer": "same"}]})
+    fake.push(Scripted(content=same, step="samples"), Scripted(content=same, step="samples"))
+    generate(store, project, llm, leaf_ids=[a.id, b.id], per_leaf=1, samples_per_call=1, concurrency=1)
+    questions = [s["data"]["question"] for s in store.samples(project)]
+    assert questions.count("Same Q") == 1 and len(questions) == 2
+
+
+def test_a_call_that_never_yields_a_sample_fails_visibly_without_looping(fake, store, project, llm, built):
+    leaf = built.leaves()[0]
+    fake.push(*[Scripted(content='{"samples": [{"nope": 1}]}', step="samples")] * 20)
+    report = generate(store, project, llm, leaf_ids=[leaf.id], per_leaf=2, samples_per_call=2, max_rounds=2)
+    assert report.failed_calls >= 1 and report.short == {leaf.id: 2}
+    assert len(fake.requests) <= 2 * 3
+    assert "no sample has every field" in report.errors[0]
+
+
+def test_endpoint_down_aborts_with_a_clear_error(store, project, built):
+    from treesynth_core.config import Endpoint
+
+    dead = LLM(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0, timeout=2), store, project)
+    with pytest.raises(EndpointError, match="failed repeatedly"):
+        generate(store, project, dead, per_leaf=2, concurrency=2)
+    assert store.usage(project)["failed_calls"] >= 3
+
+
+def test_infinite_leaf_draws_a_value_per_call(store, fake):
+    fake.extra_values, fake.open_ended = 10, True
+    project = make_project(store, max_values=4)
+    llm = LLM(fake.endpoint(), store, project)
+    build(store, project, llm, depth=1)
+    (leaf,) = store.tree(project).leaves()
+    assert leaf.infinite
+    generate(store, project, llm, per_leaf=12, samples_per_call=1)
+    drawn = {s["drawn"][0][1] for s in store.samples(project)}
+    assert len(drawn) > 1 and drawn <= set(leaf.values)
+
+
+def test_cancel_keeps_what_was_made(store, project, built, fake):
+    fake.latency = 0.05
+    llm = LLM(fake.endpoint(), store, project)
+    stop = threading.Event()
+
+    def progress(done, total):
+        if done >= 4:
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        generate(store, project, llm, per_leaf=4, samples_per_call=1, concurrency=2, on_progress=progress,
+                 should_stop=stop.is_set)
+    made = sum(live(store, project).values())
+    assert 4 <= made < 36
+    report = generate(store, project, llm, per_leaf=4, samples_per_call=1)
+    assert report.inserted == 36 - made and sum(live(store, project).values()) == 36
+
+
+def test_plan_counts_calls_and_never_guesses_prices(store, project, built):
+    plan = plan_generation(store, project, per_leaf=5, samples_per_call=2)
+    assert len(plan.leaves) == 9 and plan.missing == 45 and plan.calls == 27
+    assert plan.prompt_tokens > 0 and plan.cost is None
+    spec = store.project(project)
+    spec.settings.price_input_per_m, spec.settings.price_output_per_m = 1.0, 2.0
+    store.update_project(project, spec)
+    plan = plan_generation(store, project, per_leaf=5, samples_per_call=2)
+    assert plan.cost == pytest.approx((plan.prompt_tokens * 1 + plan.completion_tokens * 2) / 1e6)
+    edits.prune(store, built.leaves()[0].id)
+    assert len(plan_generation(store, project, per_leaf=5).leaves) == 8
+    edits.approve(store, built.leaves()[1].id)
+    assert len(plan_generation(store, project, per_leaf=5, approved_only=True).leaves) == 1

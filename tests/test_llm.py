@@ -1,0 +1,129 @@
+"""The LLM client against the fake HTTP server: parsing, bounded re-asks, API errors, cache, call log."""
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from treesynth_core.errors import EndpointError, LLMOutputError
+from treesynth_core.fakellm import Scripted
+from treesynth_core.llm import LLM, extract_json
+
+MESSAGES = [{"role": "system", "content": "Step: test"}, {"role": "user", "content": "give me a thing"}]
+
+
+class Thing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    size: int
+
+
+def ask(llm, **kw):
+    return llm.ask(MESSAGES, schema=Thing, purpose="test", reasks=2, **kw)
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "a", "size": 1}',
+    'Sure! Here it is:\n```json\n{"name": "a", "size": 1}\n```\nanything else?',
+    'prose first {"name": "a", "size": 1} prose after',
+    '{"name": "line\nbreak", "size": 1}',  # raw newline inside a string (small models do this)
+])
+def test_extract_json_tolerates_fences_prose_and_raw_newlines(text):
+    assert extract_json(text)["size"] == 1
+
+
+@pytest.mark.parametrize("text, reason", [("", "empty"), ("no json here", "no JSON object"),
+                                          ('{"name": "a",, }', "not valid JSON"), ("[1, 2]", "no JSON object")])
+def test_extract_json_rejects_with_a_precise_reason(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        extract_json(text)
+
+
+@pytest.mark.parametrize("bad", [
+    "not json at all",
+    '{"name": "a"}',  # missing key
+    '{"name": "a", "size": "big"}',  # wrong type
+    '{"name": "a", "size": 1, "extra": true}',  # unexpected key
+])
+def test_bad_reply_is_re_asked_with_the_reason_then_accepted(fake, llm, store, bad):
+    fake.push(bad, '{"name": "thing", "size": 3}')
+    reply = ask(llm)
+    assert reply.value == Thing(name="thing", size=3)
+    assert len(fake.requests) == 2
+    second = fake.requests[1]["messages"]
+    assert second[-2]["content"] == bad and "cannot be used" in second[-1]["content"]
+    calls = store.query("select attempt, valid, error from calls order by id")
+    assert [c["valid"] for c in calls] == [0, 1] and calls[0]["error"]
+
+
+def test_truncated_reply_is_re_asked_with_more_tokens(fake, llm):
+    fake.push(Scripted(content='{"name": "a", "si', finish_reason="length"), '{"name": "a", "size": 5}')
+    assert ask(llm, max_tokens=100).value.size == 5
+    assert [r["max_tokens"] for r in fake.requests] == [100, 200]
+
+
+def test_always_bad_ends_in_a_recorded_failure_after_bounded_tries(fake, llm, store):
+    fake.push(*["nope"] * 10)
+    with pytest.raises(LLMOutputError, match="no usable reply after 3 tries"):
+        ask(llm)
+    assert len(fake.requests) == 3
+    rows = store.query("select valid, error from calls")
+    assert len(rows) == 3 and all(r["valid"] == 0 and "JSON" in r["error"] for r in rows)
+
+
+def test_semantic_check_failure_is_re_asked(fake, llm):
+    fake.push('{"name": "a", "size": -1}', '{"name": "a", "size": 2}')
+
+    def positive(t):
+        if t.size < 0:
+            raise ValueError("size must be positive")
+
+    assert ask(llm, check=positive).value.size == 2
+    assert "size must be positive" in fake.requests[1]["messages"][-1]["content"]
+
+
+def test_429_and_500_are_retried_by_the_sdk(fake, llm, store):
+    fake.push(Scripted(status=429), Scripted(status=500), '{"name": "a", "size": 1}')
+    llm_retry = LLM(fake.endpoint(max_retries=2), store, llm.project_id)
+    assert ask(llm_retry).value.size == 1
+    assert len(fake.requests) == 3
+
+
+def test_persistent_500_is_an_endpoint_error_and_logged(fake, llm, store):
+    fake.push(*[Scripted(status=500)] * 5)
+    with pytest.raises(EndpointError, match="HTTP 500"):
+        ask(llm)
+    assert len(fake.requests) == 2  # max_retries=1 in the fixture: bounded
+    assert "HTTP 500" in store.query("select error from calls")[0]["error"]
+
+
+def test_timeout_is_an_endpoint_error(fake, store, project):
+    fake.push(Scripted(content='{"name": "a", "size": 1}', delay=1.5))
+    quick = LLM(fake.endpoint(timeout=0.3, max_retries=0), store, project)
+    with pytest.raises(EndpointError, match="did not answer within"):
+        ask(quick)
+
+
+def test_unreachable_endpoint(store, project):
+    from treesynth_core.config import Endpoint
+
+    dead = LLM(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0, timeout=2), store, project)
+    with pytest.raises(EndpointError, match="could not connect"):
+        ask(dead)
+    with pytest.raises(EndpointError):
+        dead.ping()
+
+
+def test_valid_reply_is_cached_so_a_rerun_costs_nothing(fake, llm, store):
+    fake.push('{"name": "a", "size": 1}', '{"name": "b", "size": 2}')
+    first = ask(llm)
+    again = ask(llm)
+    assert again.cached and again.value == first.value and len(fake.requests) == 1
+    assert ask(llm, cache=False).value.name == "b" and len(fake.requests) == 2
+
+
+def test_usage_is_logged_and_the_key_never_stored(fake, llm, store):
+    fake.push('{"name": "a", "size": 1}')
+    ask(llm)
+    usage = store.usage(llm.project_id)
+    assert usage["calls"] == 1 and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    dump = "\n".join(store.db.iterdump())
+    assert "sk-fake-test-key-123456" not in dump

@@ -1,0 +1,202 @@
+"""Partitioning over the fake server: the method's rules, failures, resume, infinite nodes, scheduling."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from treesynth_core import edits
+from treesynth_core.errors import Cancelled
+from treesynth_core.fakellm import Scripted
+from treesynth_core.llm import LLM
+from treesynth_core.partition import Partitioner, build, check_criterion
+from treesynth_core.prompts import CriterionReply
+from treesynth_core.spec import RootSplit
+
+from .conftest import make_project
+
+
+def criterion(dimension, groups):
+    return {"dimension": dimension, "values": [{"value": v, "samples": s} for v, s in groups.items()]}
+
+
+def check(reply, pivots=4, used=()):
+    check_criterion(CriterionReply.model_validate(reply), pivots, list(used))
+
+
+def test_a_valid_split_passes():
+    check(criterion("difficulty", {"easy": [1, 2], "hard": [3, 4]}), used=["topic"])
+
+
+@pytest.mark.parametrize("reply, reason", [
+    (criterion("difficulty", {"easy": [1, 2], "hard": [2, 3, 4]}), "assigned to both"),
+    (criterion("difficulty", {"easy": [1], "hard": [3, 4]}), "not assigned"),
+    (criterion("difficulty", {"easy": [1, 2], "hard": [3, 4, 9]}), "does not exist"),
+    (criterion("Topics.", {"easy": [1, 2], "hard": [3, 4]}), "already used by an ancestor"),
+    (criterion("difficulty", {"easy": [1, 2], "Other": [3, 4]}), "catch-all"),
+    (criterion("difficulty", {"easy": [1, 2], "medium and hard": [3, 4]}), "combines"),
+    (criterion("difficulty", {"Easy": [1, 2], "easy!": [3, 4]}), "same value"),
+    (criterion("difficulty", {"easy": [1, 2], " ": [3, 4]}), "empty"),
+])
+def test_rule_breaking_splits_are_rejected_with_a_reason(reply, reason):
+    with pytest.raises(ValueError, match=reason):
+        check(reply, used=["topic"])
+
+
+def test_full_build_is_a_partition_with_one_new_dimension_per_level(fake, store, project, llm):
+    report = build(store, project, llm, depth=2)
+    tree = store.tree(project)
+    assert not report.failed and len(report.expanded) == 4
+    assert len(tree) == 1 + 3 + 9 and len(tree.leaves()) == 9
+    for node in tree.nodes.values():
+        kids = tree.kids(node.id)
+        if kids:
+            assert node.dimension and node.dimension not in tree.used_dimensions(node.id)
+            assert len({k.value.lower() for k in kids}) == len(kids)
+            assert len(node.pivots) == 4
+    assert fake.steps().count("pivots") == 4 and fake.steps().count("criterion") == 4
+
+
+def test_each_kind_of_bad_criterion_is_re_asked_then_fixed(fake, store, project, llm):
+    bad = [
+        "{not json",
+        "```json\n" + json.dumps(criterion("topic", {"a": [1, 2], "b": [3, 4]}))[:-3],  # fenced and broken
+        json.dumps({"dimension": "topic"}),  # missing key
+    ]
+    fake.push(*[Scripted(content=b, step="criterion") for b in bad[:2]])
+    store.update_project(project, store.project(project).model_copy(
+        update={"settings": store.project(project).settings.model_copy(update={"reasks": 3})}))
+    build(store, project, llm, depth=1)
+    assert fake.steps().count("criterion") == 3
+    assert store.tree(project).root.dimension == "topic"
+    errors = [r["error"] for r in store.query("select error from calls where purpose='criterion' and valid=0")]
+    assert len(errors) == 2 and all("JSON" in e for e in errors)
+
+
+def test_ancestor_dimension_and_overlap_are_re_asked(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    child = store.tree(project).kids(store.tree(project).root.id)[0]
+    fake.push(Scripted(content=json.dumps(criterion("Topic", {"x": [1, 2], "y": [3, 4]})), step="criterion"),
+              Scripted(content=json.dumps(criterion("level", {"x": [1, 2, 3], "y": [3, 4]})), step="criterion"))
+    build(store, project, llm, depth=2, under=child.id)
+    reasons = [r["error"] for r in store.query("select error from calls where valid=0 order by id")]
+    assert "already used by an ancestor" in reasons[0] and "assigned to both" in reasons[1]
+    assert store.node(child.id).dimension == "difficulty"
+
+
+def test_a_node_that_keeps_failing_is_recorded_and_the_rest_go_on(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    tree = store.tree(project)
+    bad_child = tree.kids(tree.root.id)[0]
+    fake.push(*[Scripted(content="garbage", step="criterion")] * 3)
+    report = build(store, project, llm, depth=2, concurrency=1)  # one node at a time takes all 3 bad replies
+    failed = store.node(next(iter(report.failed)))
+    assert failed.status == "failed" and "no usable reply after 3 tries" in failed.failure
+    assert len(report.expanded) == 2
+    assert fake.steps().count("criterion") == 1 + 3 + 2  # bounded, no loop
+    # running build again retries only the failed node
+    before = len(fake.requests)
+    build(store, project, llm, depth=2)
+    assert store.node(failed.id).status == "proposed" and store.tree(project).kids(failed.id)
+    assert len(fake.requests) - before == 2  # its pivots were cached: criterion + coverage only
+    assert failed.id == bad_child.id
+
+
+def test_interrupted_build_resumes_without_repaying(fake, store, project, llm):
+    stop = threading.Event()
+    done = []
+
+    def progress(n, total):
+        done.append(n)
+        if n >= 2:
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        build(store, project, llm, depth=3, on_progress=progress, should_stop=stop.is_set, concurrency=1)
+    paid = len(fake.requests)
+    expanded = [n for n in store.tree(project).nodes.values() if n.dimension]
+    assert 2 <= len(expanded) < 13
+    build(store, project, llm, depth=3)
+    tree = store.tree(project)
+    assert len(tree.leaves()) == 27
+    # every expanded node costs 3 calls (pivots, criterion, coverage); nothing was asked twice
+    assert len(fake.requests) == 13 * 3
+    assert paid == len(expanded) * 3
+
+
+def test_values_over_the_cap_make_one_infinite_child(store, fake):
+    fake.extra_values = 10
+    fake.open_ended = True
+    project = make_project(store, max_values=5, coverage_rounds=2)
+    llm = LLM(fake.endpoint(max_retries=0), store, project)
+    build(store, project, llm, depth=1)
+    tree = store.tree(project)
+    (child,) = tree.kids(tree.root.id)
+    assert child.infinite and len(child.values) > 5
+    assert len({v.lower() for v in child.values}) == len(child.values)
+    assert tree.labelled_path(child.id) == [("topic", f"any of {len(child.values)} values")]
+
+
+def test_coverage_adds_missing_values(store, fake):
+    fake.extra_values = 2
+    project = make_project(store, max_values=8)
+    build(store, project, LLM(fake.endpoint(), store, project), depth=1)
+    tree = store.tree(project)
+    assert [k.value for k in tree.kids(tree.root.id)] == ["topic A", "topic B", "topic C", "topic D", "topic E"]
+
+
+def test_hand_set_root_split_costs_no_call_and_locked_nodes_are_left_alone(store, fake):
+    project = make_project(store)
+    spec = store.project(project)
+    spec.root_split = RootSplit(dimension="subject", values=["algebra", "geometry"])
+    store.update_project(project, spec)
+    llm = LLM(fake.endpoint(), store, project)
+    build(store, project, llm, depth=1)
+    tree = store.tree(project)
+    assert tree.root.dimension == "subject" and not fake.requests
+    algebra, geometry = tree.kids(tree.root.id)
+    assert algebra.provenance == "human"
+    edits.lock(store, geometry.id)
+    report = build(store, project, llm, depth=2)
+    assert report.expanded == [algebra.id] and report.skipped_locked == [geometry.id]
+    assert store.tree(project).used_dimensions(store.tree(project).kids(algebra.id)[0].id)[0] == "subject"
+
+
+def test_re_propose_is_fresh_and_not_stored_until_applied(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    partitioner = Partitioner(store, project, llm)
+    fake.push(Scripted(content=json.dumps(criterion("setting", {"home": [1, 2], "school": [3, 4]})),
+                       step="criterion"))
+    proposal = partitioner.propose(root, store.tree(project), fresh=True)
+    assert proposal["dimension"] == "setting" and store.node(root.id).dimension == "topic"
+    edits.clear_split(store, root.id)
+    partitioner.apply(store.node(root.id), proposal)
+    assert [k.value for k in store.tree(project).kids(root.id)] == ["home", "school"]
+
+
+def test_children_start_when_their_parent_is_done_not_per_level(store, fake):
+    """One slow node stalls only its own subtree: its siblings' children are expanded meanwhile."""
+    project = make_project(store, max_depth=3)
+    llm = LLM(fake.endpoint(), store, project)
+    build(store, project, llm, depth=1)
+    slow_value = store.tree(project).kids(store.tree(project).root.id)[0].value
+    started = {}
+
+    def delay(body):
+        user = body["messages"][1]["content"]
+        started.setdefault(user[:200], time.monotonic())
+        first_step = "Step: pivots" in body["messages"][0]["content"] and "difficulty" not in user
+        return 1.0 if f"topic: {slow_value}" in user and first_step else 0.0
+
+    fake.delay_fn = delay
+    t0 = time.monotonic()
+    build(store, project, llm, depth=3)
+    tree = store.tree(project)
+    slow = next(k for k in tree.kids(tree.root.id) if k.value == slow_value)
+    fast_grandchildren = [g for k in tree.kids(tree.root.id) if k.id != slow.id for g in tree.kids(k.id)]
+    assert all(tree.kids(g.id) for g in fast_grandchildren)
+    # the fast branches reached depth 3 before the slow node's first call returned
+    depth2_requests = [t for u, t in started.items() if u.count("\n- ") >= 2]
+    assert min(depth2_requests) - t0 < 1.0

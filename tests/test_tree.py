@@ -1,0 +1,48 @@
+import random
+
+from treesynth_core.tree import Node, Tree, dedupe_values, dimension_key, normalise, value_problem
+
+
+def make_tree():
+    nodes = [
+        Node("r", 1, None, 0, dimension="topic"),
+        Node("a", 1, "r", 1, value="Algebra", dimension="difficulty", position=0),
+        Node("b", 1, "r", 1, value="Geometry", position=1, status="pruned"),
+        Node("a1", 1, "a", 2, value="easy", position=0),
+        Node("a2", 1, "a", 2, infinite=True, values=["x", "y", "z"], position=1),
+    ]
+    return Tree(nodes)
+
+
+def test_normalise_folds_case_accents_punctuation_and_space():
+    assert normalise("  Café-Style,  PROBLEMS! ") == "cafe style problems"
+    assert dimension_key("Topics") == dimension_key("the topic") == "topic"
+
+
+def test_value_problem_rejects_catch_alls_and_combinations():
+    assert value_problem("Other") and value_problem("misc.") and value_problem("")
+    assert value_problem("addition and subtraction") and value_problem("cats/dogs")
+    assert value_problem("Geometry") is None and value_problem("two-step problems") is None
+
+
+def test_dedupe_values_keeps_first_spelling():
+    assert dedupe_values(["Easy", "easy.", "Hard", " hard "], existing=["Medium", "MEDIUM"]) == ["Easy", "Hard"]
+    assert dedupe_values(["Medium"], existing=["medium"]) == []
+
+
+def test_paths_leaves_and_pruning():
+    tree = make_tree()
+    assert [n.id for n in tree.path("a1")] == ["r", "a", "a1"]
+    assert tree.used_dimensions("a1") == ["topic", "difficulty"]
+    assert {n.id for n in tree.leaves()} == {"a1", "a2"}  # b is pruned
+    assert {n.id for n in tree.leaves(include_pruned=True)} == {"a1", "a2", "b"}
+    assert tree.is_pruned("b") and not tree.is_pruned("a1")
+    assert [n.id for n in tree.subtree("a")] == ["a", "a1", "a2"]
+
+
+def test_infinite_node_draws_a_value_per_prompt():
+    tree = make_tree()
+    draws = {tree.attributes("a2", random.Random(seed))[-1][1] for seed in range(30)}
+    assert draws == {"x", "y", "z"}
+    assert tree.attributes("a1") == [("topic", "Algebra"), ("difficulty", "easy")]
+    assert tree.labelled_path("a2")[-1] == ("difficulty", "any of 3 values")
