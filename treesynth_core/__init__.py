@@ -1,1 +1,23 @@
-"""TreeSynth Studio's engine: tree-guided synthetic data generation, headless and UI-agnostic."""
+"""TreeSynth Studio's engine: tree-guided synthetic data generation, headless and UI-agnostic.
+
+The names below and the database schema (see migrations.py) are the supported interface.
+"""
+
+from .config import Endpoint, endpoint_from_env
+from .errors import (Cancelled, ConfigError, EndpointError, LLMOutputError, NotFoundError, TreeEditError,
+                     TreeImportError, TreeSynthError)
+from .export import export_bytes, export_file
+from .generate import generate, plan_generation
+from .llm import LLM
+from .partition import Partitioner, build
+from .spec import OutputField, ProjectSpec, RootSplit, Settings, parse_fields
+from .store import Store
+from .tree import Node, Tree
+from .treefile import export_tree, import_tree
+
+__all__ = [
+    "Endpoint", "endpoint_from_env", "LLM", "Store", "ProjectSpec", "OutputField", "Settings", "RootSplit",
+    "parse_fields", "Node", "Tree", "build", "Partitioner", "generate", "plan_generation", "export_bytes",
+    "export_file", "export_tree", "import_tree", "TreeSynthError", "ConfigError", "EndpointError",
+    "LLMOutputError", "NotFoundError", "TreeEditError", "TreeImportError", "Cancelled",
+]

@@ -111,7 +111,8 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
     leaves = []
     for leaf in select_leaves(tree, under, approved_only, leaf_ids):
         have = sum(n for status, n in counts.get(leaf.id, {}).items() if status != "rejected")
-        leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), leaf.quota or per_leaf, have))
+        quota = per_leaf if leaf.quota is None else leaf.quota  # 0 is a real quota: generate nothing
+        leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have))
     spc = samples_per_call or s.samples_per_call
     sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc)
     prompt_tokens = sum(len(m["content"]) for m in sample_prompt) // CHARS_PER_TOKEN + 20
@@ -137,7 +138,7 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
     spc = samples_per_call or s.samples_per_call
     temperature = s.generation_temperature if temperature is None else temperature
     leaves = {n.id: n for n in select_leaves(tree, under, approved_only, leaf_ids)}
-    quota = {leaf_id: (node.quota or per_leaf) for leaf_id, node in leaves.items()}
+    quota = {leaf_id: (per_leaf if node.quota is None else node.quota) for leaf_id, node in leaves.items()}
     fields = spec.field_names
     report = GenerationReport()
     lock = threading.Lock()

@@ -1,0 +1,193 @@
+"""Home: the LLM endpoint, the projects (create, open, delete, settings) and the open project's totals."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from pydantic import ValidationError
+
+import treesynth_ui as ui
+from treesynth_core.config import mask_secret
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.llm import LLM
+from treesynth_core.spec import OutputField, ProjectSpec, Settings
+
+ui.page("Home", "🌳")
+DEFAULT_FIELDS = pd.DataFrame([
+    {"name": "question", "description": "the problem, self-contained", "role": "input"},
+    {"name": "answer", "description": "the worked solution ending with the final answer", "role": "output"},
+])
+
+
+def endpoint_panel() -> None:
+    ep = ui.endpoint()
+    st.subheader("LLM endpoint")
+    sig = (ep.base_url, ep.model, ep.masked_key())
+    if st.session_state.get("home_ping", {}).get("sig") != sig or st.session_state.pop("home_recheck", False):
+        try:
+            models = LLM(ep).ping()
+            st.session_state["home_ping"] = {"sig": sig, "ok": True, "detail": f"{len(models)} model(s) served"}
+        except TreeSynthError as exc:
+            st.session_state["home_ping"] = {"sig": sig, "ok": False, "detail": exc.message, "hint": exc.hint}
+    ping = st.session_state["home_ping"]
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
+    c1.markdown(f"**Base URL**  \n`{ep.base_url or 'https://api.openai.com/v1'}`")
+    c2.markdown(f"**Model**  \n`{ep.model}`")
+    c3.markdown(f"**API key**  \n`{mask_secret(ep.api_key)}`")
+    if c4.button("Check again", key="home_recheck_btn"):
+        st.session_state["home_recheck"] = True
+        st.rerun()
+    if ep.is_local:
+        st.info("Provider: **local**, the bundled offline model (Qwen2.5-Coder 0.5B on llama.cpp). It proves the "
+                "pipeline end to end but writes weak content. To use a remote model, start the app with "
+                "`OPENAI_BASE_URL` (any OpenAI-compatible server) and/or `OPENAI_API_KEY` set.")
+    else:
+        st.caption("Provider: remote (OpenAI-compatible). Configure it with OPENAI_BASE_URL, OPENAI_API_KEY "
+                   "(or OPENAI_API_KEY in .streamlit/secrets.toml) and TREESYNTH_MODEL.")
+    if ping["ok"]:
+        st.success(f"Reachable: {ui.md_escape(ping['detail'])}.")
+    else:
+        st.error(f"Not reachable: {ui.md_escape(ping['detail'])}  \n**What to do:** "
+                 f"{ui.md_escape(ping.get('hint') or 'check the endpoint settings')}. Without an endpoint, start "
+                 "the app with `python -m treesynth_core.launch` to use the bundled offline model.")
+
+
+def project_table(store) -> list[dict]:
+    rows = store.query(
+        "select p.id, p.name, p.task, "
+        "(select count(*) from nodes n where n.project_id = p.id) as nodes, "
+        "(select count(*) from samples s where s.project_id = p.id) as samples, "
+        "(select count(*) from samples s where s.project_id = p.id and s.status = 'accepted') as accepted, "
+        "p.updated_at from projects p order by p.id")
+    return rows
+
+
+def projects_panel(store) -> None:
+    st.subheader("Projects")
+    rows = project_table(store)
+    if not rows:
+        st.info("No project yet. Create one below: describe the task and the fields of one sample.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"id": st.column_config.NumberColumn("id", width="small"),
+                                "updated_at": "last change (UTC)"})
+    names = {r["id"]: f"#{r['id']} {r['name']}" for r in rows}
+    current = ui.current_project(store)
+    ids = list(names)
+    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+    choice = c1.selectbox("Project", ids, index=ids.index(current) if current in ids else 0,
+                          format_func=names.get, key="home_choice")
+    if c2.button("Open", type="primary", key="home_open", width="stretch"):
+        ui.open_project(choice)
+        ui.flash(f"Opened {names[choice]}.")
+        st.rerun()
+    if c3.button("Delete…", key="home_delete", width="stretch"):
+        st.session_state["home_confirm_delete"] = choice
+    doomed = st.session_state.get("home_confirm_delete")
+    if doomed in names:
+        st.warning(f"Delete **{ui.md_escape(names[doomed])}** with its tree, samples and call log? "
+                   "This cannot be undone (export the tree first if you may want it back).")
+        d1, d2, _ = st.columns([1, 1, 4])
+        if d1.button("Yes, delete it", type="primary", key="home_delete_yes"):
+            store.delete_project(doomed)
+            if ui.current_project(store) is None:
+                ui.open_project(None)
+            st.session_state.pop("home_confirm_delete", None)
+            ui.flash(f"Deleted {names[doomed]}.")
+            st.rerun()
+        if d2.button("Keep it", key="home_delete_no"):
+            st.session_state.pop("home_confirm_delete", None)
+            st.rerun()
+
+
+def totals_panel(store, pid: int) -> None:
+    spec = store.project(pid)
+    tree = store.tree(pid)
+    by_status: dict[str, int] = {}
+    for per_node in store.sample_counts(pid).values():
+        for status, n in per_node.items():
+            by_status[status] = by_status.get(status, 0) + n
+    use = store.usage(pid)
+    st.subheader(f"Open project: {spec.name}")
+    st.caption(f"Task: {ui.md_escape(spec.task)}")
+    m = st.columns(7)
+    m[0].metric("Nodes", len(tree))
+    m[1].metric("Leaves", len(tree.leaves()))
+    m[2].metric("Samples", sum(by_status.values()))
+    m[3].metric("Accepted", by_status.get("accepted", 0))
+    m[4].metric("Rejected", by_status.get("rejected", 0))
+    m[5].metric("LLM calls", use["calls"], help=f"{use['failed_calls']} failed")
+    m[6].metric("Tokens in / out", f"{use['prompt_tokens']:,} / {use['completion_tokens']:,}")
+    st.markdown(f"**Cost so far:** {ui.cost_text(use['prompt_tokens'], use['completion_tokens'], spec.settings)}"
+                f" · still to review: {by_status.get('generated', 0)} sample(s)")
+    if len(tree) == 1:
+        st.info("Next: open **Tree** and let the LLM propose the tree (or set the first split by hand).")
+        st.page_link("pages/1_Tree.py", label="Go to Tree", icon="🌳")
+    with st.expander("Settings of this project (quota, temperatures, prices…)"):
+        with st.form("home_settings"):
+            values = ui.settings_inputs("home_set", spec.settings)
+            if st.form_submit_button("Save settings"):
+                try:
+                    spec.settings = Settings(**{**spec.settings.model_dump(), **values})
+                    store.update_project(pid, spec)
+                    ui.flash("Settings saved.")
+                    st.rerun()
+                except ValidationError as exc:
+                    st.error(f"Invalid settings: {ui.md_escape(exc.errors()[0]['msg'])}")
+
+
+def spec_from_form(name: str, task: str, fields: pd.DataFrame, constraints: str, settings: dict) -> ProjectSpec:
+    rows = [r for r in fields.to_dict("records") if isinstance(r.get("name"), str) and r["name"].strip()]
+    out = [OutputField(name=r["name"], description=r.get("description") or "",
+                       role=r.get("role") if r.get("role") in ("input", "output") else "input") for r in rows]
+    return ProjectSpec(name=name.strip(), task=task.strip(), fields=out, constraints=constraints,
+                       settings=Settings(**settings))
+
+
+def create_panel(store, expanded: bool) -> None:
+    with st.expander("Create a project", expanded=expanded, icon="➕"):
+        with st.form("home_create"):
+            name = st.text_input("Name", key="home_new_name", placeholder="e.g. grade-school math")
+            task = st.text_area("Task: what is one data sample?", key="home_new_task",
+                                placeholder="e.g. GSM8K-style grade-school math word problems with worked solutions")
+            st.markdown("**Fields of one sample** · *input* fields form the user message, *output* fields the "
+                        "assistant reply in chat fine-tuning exports")
+            fields = st.data_editor(
+                DEFAULT_FIELDS, num_rows="dynamic", hide_index=True, key="home_new_fields", width="stretch",
+                column_config={"name": st.column_config.TextColumn("name", required=True),
+                               "description": st.column_config.TextColumn("description", width="large"),
+                               "role": st.column_config.SelectboxColumn("role", options=["input", "output"],
+                                                                        required=True)})
+            constraints = st.text_area("Constraints every sample must respect (optional)", key="home_new_cons")
+            st.markdown("**Settings** · they can be changed later")
+            settings = ui.settings_inputs("home_new", Settings())
+            if st.form_submit_button("Create project", type="primary"):
+                try:
+                    spec = spec_from_form(name, task, fields, constraints, settings)
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    where = ".".join(str(p) for p in err["loc"])
+                    st.error(f"Cannot create the project: {ui.md_escape(where)}: {ui.md_escape(err['msg'])}")
+                    return
+                pid = store.create_project(spec)
+                ui.open_project(pid)
+                ui.flash(f"Created and opened project #{pid} {spec.name}. Next: build its tree on the Tree page.")
+                st.rerun()
+
+
+with ui.open_store() as store:
+    ui.sidebar(store)
+    st.title("TreeSynth Studio")
+    st.caption("Let the LLM propose a tree of the data space, review and fix it, then pay only for generating "
+               "what you approved: **Home** → **Tree** → **Generate** → **Samples** → **Export**.")
+    ui.show_flash()
+    with ui.guard():
+        projects_panel(store)
+        pid = ui.current_project(store)
+        if pid is not None:
+            st.divider()
+            totals_panel(store, pid)
+        st.divider()
+        create_panel(store, expanded=not store.projects())
+    st.divider()
+    endpoint_panel()

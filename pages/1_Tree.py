@@ -1,0 +1,332 @@
+"""Tree: see the data space as a zoomable sunburst, review and fix it node by node, expand it in the background."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import treesynth_ui as ui
+from treesynth_core import edits
+from treesynth_core.llm import LLM
+from treesynth_core.partition import Partitioner
+from treesynth_core.sunburst import STATUS_COLOURS, build_figure
+from treesynth_core.tree import Node, Tree
+
+ui.page("Tree", "🌳")
+OUTLINE_LINES = 400
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _on_chart() -> None:
+    """A click on a ring: remember it; a fresh chart key next run clears the chart's own selection."""
+    key = f"tree_chart_{st.session_state.get('tree_chart_v', 0)}"
+    points = ((st.session_state.get(key) or {}).get("selection") or {}).get("points") or []
+    if points and points[0].get("id"):
+        st.session_state["tree_click"] = points[0]["id"]
+        st.session_state["tree_chart_v"] = st.session_state.get("tree_chart_v", 0) + 1
+
+
+def _on_pick() -> None:
+    st.session_state["tree_node"] = st.session_state.get("tree_pick")
+
+
+def selected_node(tree: Tree) -> Node:
+    click = st.session_state.pop("tree_click", None)
+    if click in tree.nodes:
+        node = tree.nodes[click]
+        if click == st.session_state.get("tree_level") and node.parent_id:
+            click = node.parent_id  # a click on the centre zooms out: select the parent
+        st.session_state["tree_node"] = click
+        st.session_state["tree_pick"] = click
+    nid = st.session_state.get("tree_node")
+    if nid not in tree.nodes:
+        nid = tree.root.id
+        st.session_state["tree_node"] = nid
+        st.session_state["tree_pick"] = nid
+    return tree.nodes[nid]
+
+
+def zoom_level(tree: Tree, node: Node) -> str | None:
+    """Show the selected node's children; for a leaf, its siblings."""
+    level = node.id if tree.kids(node.id) else node.parent_id
+    st.session_state["tree_level"] = level
+    return level
+
+
+# ----------------------------------------------------------------------------- panels
+
+
+def first_build(store, pid: int, busy: bool) -> None:
+    spec = store.project(pid)
+    st.info("This project has no tree yet. Let the LLM propose it (it runs in the background; you review it "
+            "afterwards), or set the first split by hand.")
+    c1, c2 = st.columns(2)
+    with c1.container(border=True):
+        st.markdown("**Let the LLM propose the tree**")
+        depth = st.number_input("Depth", 1, 8, spec.settings.max_depth, key="tree_first_depth",
+                                help="1 = only the first level, to review level by level")
+        if st.button("Propose the tree", type="primary", disabled=busy, key="tree_first_go"):
+            if ui.start_job(pid, "build", {"depth": int(depth)}):
+                st.rerun()
+    with c2.container(border=True):
+        hand_split(store, store.tree(pid).root, "tree_root")
+
+
+def hand_split(store, node: Node, key: str) -> None:
+    st.markdown("**Set the split by hand**" + (" (replaces the current children)" if node.dimension else ""))
+    with st.form(f"{key}_form"):
+        dimension = st.text_input("Criterion (dimension)", node.dimension or "", key=f"{key}_dim",
+                                  placeholder="e.g. topic")
+        values = st.text_area("Values, one per line", key=f"{key}_values", placeholder="algebra\ngeometry")
+        if st.form_submit_button("Set split"):
+            with ui.guard():
+                ids = edits.set_split(store, node.id, dimension, values.splitlines())
+                ui.flash(f"Split set: {len(ids)} values of {dimension.strip()}.")
+                st.rerun()
+
+
+def chart(tree: Tree, node: Node, counts: dict, usage: dict, per_leaf: int) -> None:
+    c1, c2 = st.columns([2, 1])
+    color_by = c1.segmented_control("Colour by", ["status", "samples"], default="status", key="tree_color",
+                                    required=True) if hasattr(st, "segmented_control") else "status"
+    rings = c2.slider("Rings shown", 2, 6, 4, key="tree_rings")
+    if color_by == "samples":
+        st.caption("Pale = no samples yet · dark green = quota filled · grey = pruned")
+    else:
+        st.caption(" · ".join(f":{c}[■] {s}" for s, c in [("proposed", "gray"), ("approved", "green"),
+                                                           ("edited", "blue"), ("failed", "red"),
+                                                           ("pruned", "gray")])
+                   + " · ⚠ = failure · click a ring to select and zoom, the centre to zoom out")
+    fig = build_figure(tree, counts, usage, color_by=color_by, level=zoom_level(tree, node), selected=node.id,
+                       maxdepth=rings, per_leaf=per_leaf)
+    st.plotly_chart(fig, on_select=_on_chart, selection_mode="points",
+                    key=f"tree_chart_{st.session_state.get('tree_chart_v', 0)}", config={"displaylogo": False})
+
+
+def node_header(tree: Tree, node: Node, counts: dict) -> None:
+    st.markdown("**Selected node**")
+    st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(tree.labelled_path(node.id))) or "(root)",
+            language=None)
+    live = sum(sum(n for s, n in counts.get(leaf.id, {}).items() if s != "rejected")
+               for leaf in tree.leaves(node.id, include_pruned=True))
+    flags = [f"status **{node.status}**", f"by {node.provenance}", f"depth {node.depth}", f"{live} samples below"]
+    if node.locked:
+        flags.append("🔒 locked")
+    if tree.is_pruned(node.id) and node.status != "pruned":
+        flags.append("an ancestor is pruned")
+    st.caption(" · ".join(flags))
+    if node.failure:
+        st.error(f"Expanding this node failed: {ui.md_escape(node.failure)}  \n**What to do:** re-propose the "
+                 "criterion, or set the split by hand below.", icon="⚠️")
+
+
+def criterion_editor(store, node: Node) -> None:
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.text_input("Criterion (the dimension that splits this node)", node.dimension or "",
+                         key=f"tree_dim_{node.id}", placeholder="not split yet")
+    if c2.button("Rename", key="tree_dim_save", disabled=not node.dimension or name.strip() == node.dimension):
+        with ui.guard():
+            edits.rename_dimension(store, node.id, name)
+            ui.flash(f"Criterion renamed to {name.strip()}.")
+            st.rerun()
+
+
+def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
+    kids = tree.kids(node.id)
+    if len(kids) == 1 and kids[0].infinite:
+        child = kids[0]
+        st.markdown(f"**Open-ended values** ({len(child.values)}; one is drawn at random for each call)")
+        with st.form("tree_inf_form"):
+            text = st.text_area("Values, one per line", "\n".join(child.values), height=200, key=f"tree_inf_{child.id}")
+            if st.form_submit_button("Save values"):
+                with ui.guard():
+                    edits.set_values(store, child.id, text.splitlines())
+                    ui.flash("Values saved.")
+                    st.rerun()
+        return
+    if not node.dimension:
+        return
+    st.markdown(f"**Values of {ui.md_escape(node.dimension)}** · rename in place, add a row, or select rows and "
+                "delete them (deleting removes the subtree and its samples)")
+    rows = [{"id": k.id, "value": k.label, "status": k.status, "by": k.provenance,
+             "below": len(tree.kids(k.id)), "samples": sum(counts.get(k.id, {}).values())} for k in kids]
+    frame = pd.DataFrame(rows, columns=["id", "value", "status", "by", "below", "samples"])
+    version = st.session_state.get("tree_values_v", 0)
+    with st.form("tree_values_form"):
+        edited = st.data_editor(
+            frame, key=f"tree_values_{node.id}_{version}", num_rows="dynamic", hide_index=True, width="stretch",
+            disabled=["status", "by", "below", "samples"],
+            column_config={"id": None, "value": st.column_config.TextColumn("value", required=True, width="medium"),
+                           "below": st.column_config.NumberColumn("values below", help="children of this value")})
+        if st.form_submit_button("Save value changes"):
+            renames, adds, deletes = ui.value_changes({k.id: k.label for k in kids}, edited.to_dict("records"))
+            done = []
+            with ui.guard() as outcome:
+                for nid, value in renames:
+                    edits.rename_value(store, nid, value)
+                    done.append(f"renamed to {value}")
+                for value in adds:
+                    edits.add_value(store, node.id, value)
+                    done.append(f"added {value}")
+                for nid in deletes:
+                    removed = edits.delete_subtree(store, nid)
+                    done.append(f"deleted {tree.nodes[nid].label} ({removed} node(s))")
+            if done:
+                st.session_state["tree_values_v"] = version + 1
+                ui.flash("Values: " + "; ".join(done) + ".", outcome.failed)
+                st.rerun()
+
+
+def actions(store, tree: Tree, node: Node) -> None:
+    is_root = node.parent_id is None
+    b = st.columns(4)
+    with ui.guard():
+        if b[0].button("Approve", key="tree_approve", help="Mark this node reviewed", width="stretch"):
+            edits.approve(store, node.id)
+            ui.flash("Node approved.")
+            st.rerun()
+        if b[1].button("Approve subtree", key="tree_approve_sub", width="stretch",
+                       help="Approve this node and every proposed or failed node below it"):
+            n = edits.approve(store, node.id, subtree=True)
+            ui.flash(f"Approved the subtree ({n} nodes).")
+            st.rerun()
+        if b[2].button("Unlock" if node.locked else "Lock", key="tree_lock", width="stretch",
+                       help="A locked node is never expanded or changed by the LLM"):
+            edits.lock(store, node.id, not node.locked)
+            ui.flash("Unlocked." if node.locked else "Locked: the LLM will leave this node alone.")
+            st.rerun()
+        if node.status == "pruned":
+            if b[3].button("Restore subtree", key="tree_restore", width="stretch"):
+                n = edits.restore(store, node.id)
+                ui.flash(f"Restored {n} node(s).")
+                st.rerun()
+        elif b[3].button("Prune subtree", key="tree_prune", disabled=is_root, width="stretch",
+                         help="Exclude this subtree from building, generation and export (it can be restored)"):
+            n = edits.prune(store, node.id)
+            ui.flash(f"Pruned {n} node(s).")
+            st.rerun()
+
+
+def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
+    st.markdown("**Re-propose the criterion** · ask the LLM again and compare before replacing")
+    if st.button("Re-propose", key="tree_repropose", disabled=busy or node.locked,
+                 help="Locked nodes are left to you" if node.locked else None):
+        with ui.guard(), st.spinner("Asking the LLM (pivots, criterion, coverage)…"):
+            proposal = Partitioner(store, pid, LLM(ui.endpoint(), store, pid)).propose(node, tree, fresh=True)
+            st.session_state["tree_proposal"] = {"node": node.id, "proposal": proposal}
+    held = st.session_state.get("tree_proposal")
+    if not held or held["node"] != node.id:
+        return
+    proposal = held["proposal"]
+    c1, c2 = st.columns(2)
+    with c1.container(border=True):
+        st.markdown("Current")
+        st.text(f"{node.dimension or '(no criterion)'}\n" + "\n".join(f"  - {k.label}" for k in tree.kids(node.id)))
+    with c2.container(border=True):
+        st.markdown("Proposed" + (" (open-ended)" if proposal["infinite"] else ""))
+        st.text(f"{proposal['dimension']}\n" + "\n".join(f"  - {v}" for v in proposal["values"]))
+    below = len(tree.subtree(node.id)) - 1
+    r1, r2 = st.columns(2)
+    if r1.button("Replace", type="primary", key="tree_replace",
+                 help=f"Deletes the {below} node(s) below and their samples" if below else None):
+        with ui.guard():
+            edits.clear_split(store, node.id)
+            Partitioner(store, pid, LLM(ui.endpoint(), store, pid)).apply(store.node(node.id), proposal)
+            st.session_state.pop("tree_proposal", None)
+            ui.flash(f"Replaced the criterion with {proposal['dimension']}.")
+            st.rerun()
+    if r2.button("Keep the current one", key="tree_discard"):
+        st.session_state.pop("tree_proposal", None)
+        st.rerun()
+
+
+def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, max_depth: int) -> None:
+    st.markdown("**Expand with the LLM** (in the background)")
+    room = max(1, 8 - node.depth)
+    levels = st.number_input("Levels to add below this node", 1, room, min(2, room), key="tree_levels")
+    c1, c2 = st.columns(2)
+    blocked = busy or node.locked or tree.is_pruned(node.id)
+    if c1.button("Expand this node", key="tree_expand_node", disabled=blocked or bool(tree.kids(node.id)),
+                 width="stretch", help="Already split" if tree.kids(node.id) else None):
+        if ui.start_job(pid, "build", {"depth": node.depth + 1, "under": node.id}):
+            st.rerun()
+    if c2.button("Expand subtree", key="tree_expand_sub", disabled=blocked, width="stretch",
+                 help="Splits every unsplit node below this one, down to the chosen number of levels"):
+        if ui.start_job(pid, "build", {"depth": node.depth + int(levels), "under": node.id}):
+            st.rerun()
+
+
+def whole_tree_panel(pid: int, tree: Tree, busy: bool, max_depth: int) -> None:
+    with st.container(border=True):
+        st.markdown("**Whole tree** · review level by level: approve what is right, then expand only that")
+        c1, c2, c3 = st.columns([1, 2, 2], vertical_alignment="bottom")
+        depth = c1.number_input("Down to depth", 1, 8, min(8, max(max_depth, tree.max_depth())), key="tree_all_depth")
+        if c2.button("Expand every approved leaf", key="tree_expand_approved", disabled=busy, width="stretch"):
+            if ui.start_job(pid, "build", {"depth": int(depth), "approved_only": True}):
+                st.rerun()
+        if c3.button("Expand every leaf", key="tree_expand_all", disabled=busy, width="stretch"):
+            if ui.start_job(pid, "build", {"depth": int(depth)}):
+                st.rerun()
+
+
+def outline(tree: Tree, counts: dict) -> None:
+    st.subheader("Outline")
+    root = tree.root
+    st.caption(f"{len(tree)} nodes, {len(tree.leaves())} live leaves, depth {tree.max_depth()} · root criterion: "
+               f"{ui.md_escape(root.dimension or '(none)')}")
+    for top in tree.kids(root.id):
+        nodes = tree.subtree(top.id)
+        failed = sum(1 for n in nodes if n.failure)
+        label = f"{top.label} · {top.status} · {len(nodes) - 1} below" + (f" · ⚠ {failed} failed" if failed else "")
+        with st.expander(ui.md_escape(label)):
+            lines = []
+            for n in nodes[:OUTLINE_LINES]:
+                mark = "⚠ " if n.failure else ("✂ " if n.status == "pruned" else "")
+                split = f"  [{n.dimension}]" if n.dimension else ""
+                samples = sum(counts.get(n.id, {}).values())
+                extra = f"  ({samples} samples)" if samples else ""
+                lines.append(f"{'    ' * (n.depth - 1)}{mark}{n.label} · {n.status}{split}{extra}")
+                if n.failure:
+                    lines.append(f"{'    ' * n.depth}failure: {n.failure[:200]}")
+            if len(nodes) > OUTLINE_LINES:
+                lines.append(f"... {len(nodes) - OUTLINE_LINES} more nodes: pick one in the path box to see it")
+            st.text("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- the page
+
+with ui.open_store() as store:
+    ui.sidebar(store)
+    st.title("Tree: build & review")
+    pid = ui.require_project(store)
+    ui.show_flash()
+    spec = store.project(pid)
+    job = ui.job_status(store, pid, "build", "tree_job")
+    busy = bool(job and job["status"] == "running")
+    tree = store.tree(pid)
+    if not tree.kids(tree.root.id):
+        first_build(store, pid, busy)
+        st.stop()
+    counts = store.sample_counts(pid)
+    node = selected_node(tree)
+    ui.node_picker(tree, "Find a node by its path", "tree_pick", on_change=_on_pick)
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        chart(tree, node, counts, store.usage_by_node(pid), spec.settings.per_leaf)
+        whole_tree_panel(pid, tree, busy, spec.settings.max_depth)
+    with right:
+        with ui.guard():
+            node_header(tree, node, counts)
+            criterion_editor(store, node)
+            values_editor(store, tree, node, counts)
+            actions(store, tree, node)
+            st.divider()
+            repropose(store, pid, tree, node, busy)
+            st.divider()
+            expand_panel(pid, tree, node, busy, spec.settings.max_depth)
+            with st.expander("Set this node's split by hand"):
+                hand_split(store, node, "tree_hand")
+    st.divider()
+    outline(tree, counts)

@@ -1,0 +1,253 @@
+"""Export: JSONL, CSV (formula-safe), OpenAI chat JSONL and Parquet; filtered by status and subtree."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from treesynth_core import edits
+from treesynth_core.errors import TreeSynthError
+from treesynth_core.export import export_bytes, export_file, export_rows
+from treesynth_core.generate import generate
+from treesynth_core.partition import build
+from treesynth_core.samples import fingerprint
+from treesynth_core.spec import ProjectSpec, parse_fields
+
+COLUMNS = ["question", "answer", "path", "leaf_id", "status", "sample_id"]
+
+
+def hand_tree(store, project_id) -> dict[str, str]:
+    """Root split by topic into three hand-set leaves; returns {value: node id}."""
+    root = store.tree(project_id).root
+    ids = edits.set_split(store, root.id, "topic", ["algebra", "geometry", "statistics"])
+    return dict(zip(["algebra", "geometry", "statistics"], ids))
+
+
+def add(store, project_id, leaf_id, *pairs, fields=("question", "answer")) -> list[int]:
+    """Insert samples (tuples of field texts) into a leaf; returns their ids."""
+    rows = [{"data": dict(zip(fields, p)), "drawn": [], "norm_hash": fingerprint(dict(zip(fields, p)), list(fields))}
+            for p in pairs]
+    before = {s["id"] for s in store.samples(project_id)}
+    inserted, _ = store.add_samples(project_id, leaf_id, rows, cap=None, call_id=None)
+    assert inserted == len(pairs)
+    return [s["id"] for s in store.samples(project_id) if s["id"] not in before]
+
+
+def jsonl(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def test_jsonl_after_build_and_generate_carries_fields_path_leaf_and_status(fake, store, project, llm):
+    build(store, project, llm, depth=2)
+    generate(store, project, llm, per_leaf=2)
+    tree = store.tree(project)
+    samples = {s["id"]: s for s in store.samples(project)}
+    assert len(samples) == 2 * len(tree.leaves()) > 0
+
+    rows = jsonl(export_bytes(store, project, "jsonl"))
+
+    assert sorted(r["sample_id"] for r in rows) == sorted(samples)
+    leaf_ids = {n.id for n in tree.leaves()}
+    for row in rows:
+        sample = samples[row["sample_id"]]
+        assert list(row) == COLUMNS
+        assert row["question"] == sample["data"]["question"] and row["answer"] == sample["data"]["answer"]
+        assert row["leaf_id"] == sample["node_id"] and row["leaf_id"] in leaf_ids
+        assert row["status"] == "generated"
+        expected = [{"dimension": d, "value": v} for d, v in tree.labelled_path(row["leaf_id"])]
+        assert row["path"] == expected and len(expected) == 2
+        assert all(p["dimension"] and p["value"] for p in row["path"])
+
+
+def test_path_of_a_sample_under_an_open_ended_node_is_the_value_drawn_for_it(fake, store, project, llm):
+    root = store.tree(project).root
+    edits.rename_dimension(store, root.id, "city")
+    cities = ["Lagos", "Lima", "Oslo", "Hanoi"]
+    (open_id,) = store.add_children(store.node(root.id), [{"infinite": True, "values": cities}], provenance="human")
+    generate(store, project, llm, per_leaf=4, samples_per_call=1)
+
+    rows = jsonl(export_bytes(store, project, "jsonl"))
+
+    assert len(rows) == 4
+    for row in rows:
+        assert row["leaf_id"] == open_id
+        [step] = row["path"]
+        assert step["dimension"] == "city" and step["value"] in cities
+        assert step["value"] in row["question"]  # the fake writes the attributes it was given into the sample
+
+
+def test_jsonl_keeps_non_ascii_text(store, project):
+    leaves = hand_tree(store, project)
+    add(store, project, leaves["algebra"], ("Ünïcödé ≠ ascii: x² = 4", "x = ±2"))
+    [row] = jsonl(export_bytes(store, project, "jsonl"))
+    assert row["question"] == "Ünïcödé ≠ ascii: x² = 4" and row["answer"] == "x = ±2"
+
+
+DANGEROUS = ["=SUM(A1:A9)", "+1+2", "-3+4", "@cmd", "\tTAB=1", "\rCR=1"]
+
+
+def test_csv_neutralises_formula_cells_and_parses_back(store, project):
+    leaves = hand_tree(store, project)
+    ids = add(store, project, leaves["algebra"], *[(text, f"safe answer {i}") for i, text in enumerate(DANGEROUS)])
+    ids += add(store, project, leaves["geometry"], ("What is 2+2?", "4"), ("placeholder", "placeholder answer"))
+    edits.edit_sample(store, ids[-1], {"question": '=HYPERLINK("http://evil","x")', "answer": "-1"})
+
+    data = export_bytes(store, project, "csv")
+
+    assert data.startswith(b"\xef\xbb\xbf")  # the BOM that makes Excel read UTF-8
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    assert reader.fieldnames == COLUMNS
+    rows = {int(r["sample_id"]): r for r in reader}
+    assert sorted(rows) == sorted(ids)
+    for sample_id, text in zip(ids, DANGEROUS):
+        assert rows[sample_id]["question"] == "'" + text
+        assert rows[sample_id]["answer"].startswith("safe answer")
+    assert rows[ids[-2]]["question"] == "What is 2+2?" and rows[ids[-2]]["answer"] == "4"  # plain text untouched
+    assert rows[ids[-1]]["question"] == '\'=HYPERLINK("http://evil","x")' and rows[ids[-1]]["answer"] == "'-1"
+    for row in rows.values():
+        assert not row["question"].startswith(("=", "+", "-", "@", "\t", "\r"))
+        assert row["path"] in ("topic=algebra", "topic=geometry")
+        assert row["leaf_id"] in (leaves["algebra"], leaves["geometry"]) and row["status"] == "generated"
+
+
+def chat_project(store, fields: str) -> int:
+    spec = ProjectSpec(name="qa", task="questions about a short context", fields=parse_fields(fields))
+    return store.create_project(spec)
+
+
+def test_chat_format_pairs_input_and_output_fields(store, project):
+    leaves = hand_tree(store, project)
+    add(store, project, leaves["algebra"], ("Solve x+1=2.", "x = 1"))
+
+    [plain] = jsonl(export_bytes(store, project, "chat"))
+    [with_system] = jsonl(export_bytes(store, project, "chat", system="You are a maths tutor."))
+
+    assert plain == {"messages": [{"role": "user", "content": "Solve x+1=2."},
+                                  {"role": "assistant", "content": "x = 1"}]}
+    assert with_system["messages"][0] == {"role": "system", "content": "You are a maths tutor."}
+    assert with_system["messages"][1:] == plain["messages"]
+
+
+def test_chat_format_joins_several_fields_by_name_and_follows_roles(store):
+    project = chat_project(store, "answer (output), context, question, rationale (output)")
+    root = store.tree(project).root
+    leaf, _ = edits.set_split(store, root.id, "topic", ["history", "physics"])
+    add(store, project, leaf, ("Paris", "France's capital is Paris.", "What is the capital?", "It is stated."),
+        fields=("answer", "context", "question", "rationale"))
+
+    [line] = jsonl(export_bytes(store, project, "chat"))
+
+    user, assistant = line["messages"]
+    assert user == {"role": "user", "content": "context: France's capital is Paris.\n\nquestion: What is the capital?"}
+    assert assistant == {"role": "assistant", "content": "answer: Paris\n\nrationale: It is stated."}
+
+
+def test_chat_format_needs_an_output_field(store):
+    project = chat_project(store, "text")
+    root = store.tree(project).root
+    leaf, _ = edits.set_split(store, root.id, "topic", ["history", "physics"])
+    add(store, project, leaf, ("just one field",), fields=("text",))
+    with pytest.raises(TreeSynthError, match="input and one output field") as info:
+        export_bytes(store, project, "chat")
+    assert "(output)" in info.value.hint
+    assert jsonl(export_bytes(store, project, "jsonl"))[0]["text"] == "just one field"  # other formats still work
+
+
+def test_parquet_reads_back_with_pandas(store, project):
+    leaves = hand_tree(store, project)
+    ids = add(store, project, leaves["algebra"], ("=1+1", "2"), ("Ünïcödé?", "yes"))
+    ids += add(store, project, leaves["statistics"], ("mean of 1,2,3?", "2"))
+
+    frame = pd.read_parquet(io.BytesIO(export_bytes(store, project, "parquet")))
+
+    assert list(frame.columns) == COLUMNS
+    assert sorted(frame["sample_id"].tolist()) == sorted(ids)
+    by_id = frame.set_index("sample_id")
+    assert by_id.loc[ids[0], "question"] == "=1+1"  # only CSV neutralises formulas
+    assert by_id.loc[ids[1], "question"] == "Ünïcödé?"
+    assert json.loads(by_id.loc[ids[2], "path"]) == [{"dimension": "topic", "value": "statistics"}]
+    assert by_id.loc[ids[2], "leaf_id"] == leaves["statistics"]
+    assert set(frame["status"]) == {"generated"}
+
+
+def test_filter_by_status_exports_only_accepted(store, project):
+    leaves = hand_tree(store, project)
+    ids = add(store, project, leaves["algebra"], ("q1", "a1"), ("q2", "a2"), ("q3", "a3"), ("q4", "a4"))
+    edits.set_sample_status(store, ids[:2], "accepted")
+    edits.set_sample_status(store, ids[2:3], "rejected")
+
+    accepted = jsonl(export_bytes(store, project, "jsonl", statuses=["accepted"]))
+    kept = jsonl(export_bytes(store, project, "jsonl", statuses=["accepted", "generated"]))
+
+    assert [r["sample_id"] for r in accepted] == ids[:2]
+    assert {r["status"] for r in accepted} == {"accepted"}
+    assert [r["sample_id"] for r in kept] == [ids[0], ids[1], ids[3]]
+    assert len(jsonl(export_bytes(store, project, "jsonl"))) == 4
+
+
+def test_filter_by_subtree(store, project):
+    leaves = hand_tree(store, project)
+    easy, hard = edits.set_split(store, leaves["algebra"], "difficulty", ["easy", "hard"])
+    in_easy = add(store, project, easy, ("e1", "a"), ("e2", "a"))
+    in_hard = add(store, project, hard, ("h1", "a"))
+    add(store, project, leaves["geometry"], ("g1", "a"))
+
+    under_algebra = export_rows(store, project, under=leaves["algebra"])
+    under_easy = export_rows(store, project, under=easy)
+
+    assert sorted(r["sample_id"] for r in under_algebra) == sorted(in_easy + in_hard)
+    assert [r["sample_id"] for r in under_easy] == in_easy
+    assert under_easy[0]["path"] == [{"dimension": "topic", "value": "algebra"},
+                                     {"dimension": "difficulty", "value": "easy"}]
+    assert len(export_rows(store, project)) == 4
+
+
+def test_pruned_subtrees_are_excluded_until_restored(store, project):
+    leaves = hand_tree(store, project)
+    easy, _ = edits.set_split(store, leaves["algebra"], "difficulty", ["easy", "hard"])
+    pruned = add(store, project, easy, ("e1", "a"))
+    kept = add(store, project, leaves["geometry"], ("g1", "a"))
+
+    edits.prune(store, leaves["algebra"])
+    for fmt in ("jsonl", "chat"):
+        assert len(jsonl(export_bytes(store, project, fmt))) == 1
+    assert [r["sample_id"] for r in export_rows(store, project)] == kept
+    assert export_rows(store, project, under=leaves["algebra"]) == []
+
+    edits.restore(store, leaves["algebra"])
+    assert sorted(r["sample_id"] for r in export_rows(store, project)) == sorted(pruned + kept)
+
+
+def test_unknown_format_is_refused_clearly_and_writes_nothing(store, project, tmp_path):
+    out = tmp_path / "out.xml"
+    with pytest.raises(TreeSynthError) as info:
+        export_file(store, project, "xml", out)
+    assert "unknown export format 'xml'" in info.value.message
+    for name in ("jsonl", "csv", "parquet", "chat"):
+        assert name in info.value.hint
+    assert not out.exists()
+
+
+def test_export_file_writes_the_file_and_returns_the_row_count(store, project, tmp_path):
+    leaves = hand_tree(store, project)
+    add(store, project, leaves["algebra"], ("q1", "a1"), ("q2", "a2"))
+    add(store, project, leaves["geometry"], ("q3", "a3"))
+    out = tmp_path / "data.jsonl"
+
+    assert export_file(store, project, "jsonl", out) == 3
+    assert len(jsonl(out.read_bytes())) == 3
+    assert export_file(store, project, "jsonl", out, under=leaves["geometry"]) == 1
+    assert [r["question"] for r in jsonl(out.read_bytes())] == ["q3"]
+
+
+def test_an_empty_project_exports_empty_files(store, project):
+    assert export_bytes(store, project, "jsonl") == b""
+    assert export_bytes(store, project, "chat") == b""
+    header = export_bytes(store, project, "csv").decode("utf-8-sig").strip()
+    assert header.split(",") == COLUMNS
+    assert len(pd.read_parquet(io.BytesIO(export_bytes(store, project, "parquet")))) == 0
+
