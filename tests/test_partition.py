@@ -200,3 +200,22 @@ def test_children_start_when_their_parent_is_done_not_per_level(store, fake):
     # the fast branches reached depth 3 before the slow node's first call returned
     depth2_requests = [t for u, t in started.items() if u.count("\n- ") >= 2]
     assert min(depth2_requests) - t0 < 1.0
+
+
+def test_a_split_that_only_misassigns_pivots_is_kept_with_a_note_for_review(fake, store, project, llm):
+    overlapping = json.dumps(criterion("level", {"easy": [1, 2, 3], "hard": [3, 4], "Other": [4]}))
+    fake.push(*[Scripted(content=overlapping, step="criterion")] * 3)
+    report = build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    assert not report.failed and root.dimension == "level"
+    assert [k.value for k in store.tree(project).kids(root.id)] == ["easy", "hard"]  # the catch-all dropped
+    assert "assigned to both" in root.note
+
+
+def test_reusing_an_ancestor_dimension_is_never_salvaged(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    child = store.tree(project).kids(store.tree(project).root.id)[0]
+    reuse = json.dumps(criterion("topics", {"x": [1, 2], "y": [3, 4]}))
+    fake.push(*[Scripted(content=reuse, step="criterion")] * 3)
+    report = build(store, project, llm, depth=2, under=child.id)
+    assert child.id in report.failed and store.node(child.id).status == "failed"

@@ -5,8 +5,10 @@ locked nodes to the human: automation never overwrites them.
 
 from __future__ import annotations
 
+import json
+
 from .errors import TreeEditError
-from .store import Store
+from .store import Store, now
 from .tree import Node, dedupe_values, dimension_key, normalise, value_problem
 
 
@@ -147,8 +149,6 @@ def set_quota(store: Store, node_id: str, quota: int | None) -> None:
 def set_sample_status(store: Store, sample_ids: list[int], status: str) -> int:
     if status not in ("generated", "accepted", "rejected"):
         raise TreeEditError(f"unknown sample status {status!r}", "use accepted, rejected or generated")
-    from .store import now
-
     with store.atomic():
         for chunk in range(0, len(sample_ids), 500):
             ids = sample_ids[chunk: chunk + 500]
@@ -159,10 +159,6 @@ def set_sample_status(store: Store, sample_ids: list[int], status: str) -> int:
 
 
 def edit_sample(store: Store, sample_id: int, data: dict) -> None:
-    import json
-
-    from .store import now
-
     if not all(isinstance(v, str) and v.strip() for v in data.values()):
         raise TreeEditError("every field of a sample needs text", "fill in each field")
     with store.atomic():

@@ -24,7 +24,16 @@ class EndpointError(TreeSynthError):
 
 
 class LLMOutputError(TreeSynthError):
-    """The LLM kept replying with output that fails validation; the reason is recorded."""
+    """The LLM kept replying with output that fails validation; the reason is recorded.
+
+    ``last_value`` is the last reply that had the right shape but broke a rule (or None), so a caller may
+    salvage it under its own, looser rules and say so.
+    """
+
+    def __init__(self, message: str, hint: str = "", last_value=None, reason: str = ""):
+        super().__init__(message, hint)
+        self.last_value = last_value
+        self.reason = reason
 
 
 class NotFoundError(TreeSynthError):

@@ -133,6 +133,7 @@ class LLM:
                     pass  # the rules changed since (e.g. an ancestor's dimension): ask again
         convo = list(messages)
         reason = ""
+        last_value = None
         for attempt in range(1, reasks + 2):
             text, finish, usage, seconds, call_error = self._complete(
                 model, convo, temperature, max_tokens, json_schema)
@@ -143,7 +144,10 @@ class LLM:
             try:
                 if finish == "length":
                     raise ValueError(f"the reply was cut off at max_tokens={max_tokens}")
-                value = self._validate(text, schema, check)
+                value = self._parse(text, schema)
+                if check is not None:
+                    last_value = value
+                    check(value)
             except ValueError as exc:
                 reason = str(exc)
                 self._log(node_id, purpose, model, params, key, convo, text, finish, usage, seconds, attempt,
@@ -160,16 +164,20 @@ class LLM:
                                 attempt, True, None)
             return Reply(value, call_id, usage[0], usage[1])
         raise LLMOutputError(f"{purpose}: no usable reply after {reasks + 1} tries; last problem: {reason}",
-                             "see the call log; edit the node by hand or retry")
+                             "see the call log; edit the node by hand or retry", last_value, reason)
 
     # ----------------------------------------------------------------- internals
     @staticmethod
-    def _validate(text: str, schema: type[BaseModel], check) -> Any:
+    def _parse(text: str, schema: type[BaseModel]) -> Any:
         data = extract_json(text)
         try:
-            value = schema.model_validate(data)
+            return schema.model_validate(data)
         except ValidationError as exc:
             raise ValueError(f"the JSON does not have the expected shape ({validation_message(exc)})") from None
+
+    @classmethod
+    def _validate(cls, text: str, schema: type[BaseModel], check) -> Any:
+        value = cls._parse(text, schema)
         if check is not None:
             check(value)
         return value

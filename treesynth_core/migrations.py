@@ -137,3 +137,9 @@ def m005_jobs(db):
 def m006_calls_dropped(db):
     # what a call's reply lost and why (invalid or duplicate samples), so nothing is dropped silently
     db["calls"].add_column("dropped", str)
+
+
+@migrations()
+def m007_nodes_note(db):
+    # a warning a curator should read, e.g. a split accepted although its pivots were not cleanly assigned
+    db["nodes"].add_column("note", str)

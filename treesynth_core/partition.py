@@ -72,6 +72,20 @@ def check_criterion(reply: CriterionReply, pivot_count: int, used_dimensions: li
                          "the values must cover every sample")
 
 
+def salvage_criterion(reply: CriterionReply | None, used_dimensions: list[str]) -> CriterionReply | None:
+    """A split that broke only the pivot-assignment rule, with bad values dropped; None if unusable.
+
+    A new dimension and at least two clean, distinct values are still required. The caller records a note
+    so the curator reviews it: better a flagged split than none from a weak model.
+    """
+    if reply is None or dimension_key(reply.dimension) in {dimension_key(d) for d in used_dimensions}:
+        return None
+    values = [v for v in dedupe_values([item.value for item in reply.values]) if value_problem(v) is None]
+    if not reply.dimension.strip() or len(values) < 2:
+        return None
+    return CriterionReply(dimension=reply.dimension.strip(), values=[{"value": v, "samples": []} for v in values])
+
+
 # ----------------------------------------------------------------------------- one node
 
 
@@ -108,10 +122,18 @@ class Partitioner:
         pivots, _ = clean_samples(pivots_reply.value.samples, field_names)
         pivots = pivots[: s.pivots]
 
-        criterion = self.llm.ask(
-            criterion_messages(self.spec, attributes, pivots, used), schema=CriterionReply, purpose="criterion",
-            temperature=s.criterion_temperature, json_schema=criterion_schema(len(pivots)),
-            check=lambda r: check_criterion(r, len(pivots), used), **ask).value
+        note = None
+        try:
+            criterion = self.llm.ask(
+                criterion_messages(self.spec, attributes, pivots, used), schema=CriterionReply,
+                purpose="criterion", temperature=s.criterion_temperature, json_schema=criterion_schema(len(pivots)),
+                check=lambda r: check_criterion(r, len(pivots), used), **ask).value
+        except LLMOutputError as exc:
+            criterion = salvage_criterion(exc.last_value, used)
+            if criterion is None:
+                raise
+            note = (f"accepted after {s.reasks + 1} tries although: {exc.reason}; "
+                    "check that these values do not overlap and cover the space")
         dimension = criterion.dimension.strip()
         values = dedupe_values([v.value for v in criterion.values])
 
@@ -128,7 +150,7 @@ class Partitioner:
             if not new or (not reply.open_ended and len(values) <= s.max_values):
                 break
         infinite = len(values) > s.max_values
-        return {"dimension": dimension, "values": values, "infinite": infinite, "pivots": pivots}
+        return {"dimension": dimension, "values": values, "infinite": infinite, "pivots": pivots, "note": note}
 
     def apply(self, node: Node, proposal: dict, *, provenance: str = "llm") -> list[str]:
         """Store a split: the node's dimension and its children, in one transaction."""
@@ -138,7 +160,8 @@ class Partitioner:
             children = [{"value": v} for v in proposal["values"]]
         with self.store.atomic():
             self.store.update_node(node.id, dimension=proposal["dimension"], pivots=proposal.get("pivots", []),
-                                   failure=None, status="proposed" if node.status == "failed" else node.status)
+                                   failure=None, note=proposal.get("note"),
+                                   status="proposed" if node.status == "failed" else node.status)
             return self.store.add_children(node, children, provenance=provenance)
 
     def expand(self, node_id: str) -> list[str]:

@@ -51,6 +51,7 @@ def node_from_row(row: dict) -> Node:
         quota=row["quota"],
         position=row["position"] or 0,
         pivots=_loads(row["pivots"], []),
+        note=row.get("note"),
     )
 
 

@@ -38,6 +38,7 @@ class Node:
     quota: int | None = None
     position: int = 0
     pivots: list[dict] = field(default_factory=list)
+    note: str | None = None
 
     @property
     def label(self) -> str:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from .errors import TreeImportError
 from .spec import ProjectSpec
 from .store import Store
-from .tree import normalise
+from .tree import STATUSES, normalise
 
 FORMAT = "treesynth-tree"
 VERSION = 1
@@ -57,6 +57,13 @@ def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
         text = node.get(key)
         if text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT):
             raise TreeImportError(f"{where}.{key} must be text of at most {MAX_TEXT} characters", "fix the file")
+    if node.get("status", "proposed") not in STATUSES:
+        raise TreeImportError(f"{where}.status must be one of {', '.join(STATUSES)}", "fix the file")
+    if node.get("provenance", "llm") not in ("llm", "human"):
+        raise TreeImportError(f"{where}.provenance must be llm or human", "fix the file")
+    if node.get("infinite") and (not isinstance(node.get("values"), list)
+                                 or not all(isinstance(v, str) and v.strip() for v in node["values"])):
+        raise TreeImportError(f"{where} is open-ended but its values are not a list of text", "fix the file")
     children = node.get("children", [])
     if not isinstance(children, list):
         raise TreeImportError(f"{where}.children must be a list", "fix the file")
