@@ -15,13 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import edits
+from . import edits, jobs
 from .config import endpoint_from_env
 from .errors import Cancelled, ConfigError, TreeSynthError
 from .export import FORMATS, export_file
-from .generate import generate, plan_generation
-from .llm import LLM
-from .partition import build
+from .generate import plan_generation
 from .spec import ProjectSpec, RootSplit, Settings, parse_fields
 from .store import Store
 from .treefile import export_tree, import_tree
@@ -61,19 +59,34 @@ def _open(args) -> tuple[Store, int]:
 
 
 @contextlib.contextmanager
-def _llm(args, store: Store, project_id: int):
+def _endpoint(args):
     if args.local:
         from .local import LocalServer, resolve_model
 
         print("starting the bundled local model...", file=sys.stderr)
         with LocalServer(resolve_model(args.gguf)) as server:
-            yield LLM(server.endpoint(), store, project_id)
+            yield server.endpoint()
         return
     endpoint = endpoint_from_env(base_url=args.base_url, model=args.model)
     if not endpoint.api_key and not endpoint.base_url:
         raise ConfigError("no LLM endpoint is configured (OPENAI_API_KEY is not set)",
                           "export OPENAI_API_KEY=..., or OPENAI_BASE_URL for a local server, or pass --local")
-    yield LLM(endpoint, store, project_id)
+    yield endpoint
+
+
+def _run(args, store: Store, project_id: int, kind: str, params: dict) -> dict:
+    """Run build/generate as a job in this process: its progress is in the store, so the app sees it."""
+    params = {k: v for k, v in params.items() if v is not None and v is not False}
+    with _endpoint(args) as endpoint:
+        job_id = jobs.create_job(store, project_id, kind, params)
+        bar = ProgressBar(kind)
+        job = jobs.run_job(args.db, job_id, endpoint, echo=bar)
+        bar.close()
+    if job["status"] == "cancelled":
+        raise Cancelled(job["message"])
+    if job["status"] == "failed":
+        raise TreeSynthError(job["message"])
+    return job
 
 
 def _update_settings(store: Store, project_id: int, **changes) -> ProjectSpec:
@@ -111,15 +124,13 @@ def cmd_build(args) -> None:
     store, project_id = _open(args)
     spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
                             max_depth=args.depth)
-    bar = ProgressBar("build")
-    with _llm(args, store, project_id) as llm:
-        report = build(store, project_id, llm, depth=spec.settings.max_depth, under=args.under,
-                       approved_only=args.approved_only, on_progress=bar, concurrency=args.concurrency)
-    bar.close()
+    job = _run(args, store, project_id, "build", dict(depth=spec.settings.max_depth, under=args.under,
+                                                      approved_only=args.approved_only, concurrency=args.concurrency))
     tree = store.tree(project_id)
-    print(f"{report.summary()}; the tree has {len(tree)} nodes and {len(tree.leaves())} leaves")
-    for node_id, reason in report.failed.items():
-        print(f"  failed {tree.path_text(node_id)}: {reason}", file=sys.stderr)
+    print(f"{job['message']}; the tree has {len(tree)} nodes and {len(tree.leaves())} leaves")
+    for node in tree.nodes.values():
+        if node.status == "failed":
+            print(f"  failed {tree.path_text(node.id)}: {node.failure}", file=sys.stderr)
 
 
 def cmd_show(args) -> None:
@@ -154,10 +165,8 @@ def cmd_show(args) -> None:
 
 def _print_usage(store: Store, project_id: int, spec: ProjectSpec) -> None:
     u = store.usage(project_id)
-    s = spec.settings
-    cost = "unknown (set --price-in/--price-out)"
-    if s.price_input_per_m is not None and s.price_output_per_m is not None:
-        cost = f"${(u['prompt_tokens'] * s.price_input_per_m + u['completion_tokens'] * s.price_output_per_m) / 1e6:.4f}"
+    usd = spec.settings.cost(u["prompt_tokens"], u["completion_tokens"])
+    cost = "unknown (set --price-in/--price-out)" if usd is None else f"${usd:.4f}"
     print(f"calls {u['calls']} ({u['failed_calls']} failed), tokens {u['prompt_tokens']} in / "
           f"{u['completion_tokens']} out, cost {cost}")
 
@@ -171,15 +180,12 @@ def cmd_generate(args) -> None:
           f"~{plan.prompt_tokens + plan.completion_tokens} tokens, cost {cost}")
     if args.dry_run or plan.missing == 0:
         return
-    bar = ProgressBar("generate")
-    with _llm(args, store, project_id) as llm:
-        report = generate(store, project_id, llm, per_leaf=args.per_leaf, under=args.under,
-                          approved_only=args.approved_only, samples_per_call=args.samples_per_call,
-                          temperature=args.temperature, concurrency=args.concurrency, on_progress=bar)
-    bar.close()
-    print(report.summary())
-    for error in sorted(set(report.errors))[:5]:
-        print(f"  {error}", file=sys.stderr)
+    job = _run(args, store, project_id, "generate", dict(
+        per_leaf=args.per_leaf, under=args.under, approved_only=args.approved_only,
+        samples_per_call=args.samples_per_call, temperature=args.temperature, concurrency=args.concurrency))
+    print(job["message"])
+    for call in store.failed_calls(project_id, limit=5):
+        print(f"  failed call {call['id']} ({call['purpose']}): {call['error']}", file=sys.stderr)
 
 
 def cmd_export(args) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from .errors import TreeEditError
+from .samples import fingerprint
 from .store import Store, now
 from .tree import Node, dedupe_values, dimension_key, normalise, value_problem
 
@@ -36,6 +37,10 @@ def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
     for used in tree.used_dimensions(node_id):
         if dimension_key(used) == dimension_key(dimension):
             raise TreeEditError(f"an ancestor already splits on {used!r}", "each level needs its own dimension")
+    for below in tree.subtree(node_id)[1:]:
+        if below.dimension and dimension_key(below.dimension) == dimension_key(dimension):
+            raise TreeEditError(f"a node below ({tree.path_text(below.id)}) already splits on {below.dimension!r}",
+                                "each level needs its own dimension")
     store.update_node(node_id, dimension=dimension, provenance="human", status="edited")
 
 
@@ -159,7 +164,21 @@ def set_sample_status(store: Store, sample_ids: list[int], status: str) -> int:
 
 
 def edit_sample(store: Store, sample_id: int, data: dict) -> None:
+    rows = store.query("select project_id from samples where id = ?", [sample_id])
+    if not rows:
+        raise TreeEditError(f"sample {sample_id} does not exist", "reload the samples")
+    fields = store.project(rows[0]["project_id"]).field_names
+    if set(data) != set(fields):
+        raise TreeEditError(f"a sample has exactly the fields {', '.join(fields)}; got {', '.join(sorted(data))}",
+                            "edit the values, not the field names")
     if not all(isinstance(v, str) and v.strip() for v in data.values()):
         raise TreeEditError("every field of a sample needs text", "fill in each field")
+    norm_hash = fingerprint(data, fields)
     with store.atomic():
-        store.db["samples"].update(sample_id, {"data": json.dumps(data, ensure_ascii=False), "updated_at": now()})
+        twin = store.query("select id from samples where project_id = ? and norm_hash = ? and id != ?",
+                           [rows[0]["project_id"], norm_hash, sample_id])
+        if twin:
+            raise TreeEditError(f"the edit makes this sample a duplicate of sample {twin[0]['id']}",
+                                "change it further or reject one of them")
+        store.db["samples"].update(sample_id, {"data": json.dumps(data, ensure_ascii=False), "norm_hash": norm_hash,
+                                               "updated_at": now()})

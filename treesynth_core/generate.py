@@ -19,6 +19,7 @@ from .errors import Cancelled, EndpointError, LLMOutputError
 from .llm import LLM
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .samples import clean_samples, fingerprint
+from .spec import Settings
 from .store import Store
 from .tree import Tree
 
@@ -44,8 +45,7 @@ class Plan:
     samples_per_call: int
     prompt_tokens_per_call: int
     tokens_per_sample: int
-    price_input_per_m: float | None
-    price_output_per_m: float | None
+    settings: Settings
 
     @property
     def missing(self) -> int:
@@ -66,9 +66,7 @@ class Plan:
     @property
     def cost(self) -> float | None:
         """Estimated USD, or None when a price is unknown (we never guess prices)."""
-        if self.price_input_per_m is None or self.price_output_per_m is None:
-            return None
-        return (self.prompt_tokens * self.price_input_per_m + self.completion_tokens * self.price_output_per_m) / 1e6
+        return self.settings.cost(self.prompt_tokens, self.completion_tokens)
 
 
 @dataclass
@@ -122,7 +120,7 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
         per_sample = int(chars / CHARS_PER_TOKEN) + 15
     else:
         per_sample = DEFAULT_TOKENS_PER_SAMPLE
-    return Plan(leaves, spc, prompt_tokens, per_sample, s.price_input_per_m, s.price_output_per_m)
+    return Plan(leaves, spc, prompt_tokens, per_sample, s)
 
 
 def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = None, under: str | None = None,
@@ -163,7 +161,7 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
         except (LLMOutputError, EndpointError) as exc:
             with lock:
                 report.failed_calls += 1
-                report.errors.append(str(exc))
+                report.errors.append(exc.message)
                 if isinstance(exc, EndpointError):
                     state["endpoint_failures"] += 1
                     if state["ok_calls"] == 0 and state["endpoint_failures"] >= 3:

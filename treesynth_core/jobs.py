@@ -39,10 +39,11 @@ def get_job(store: Store, job_id: int) -> dict:
     row = store.query("select * from jobs where id = ?", [job_id])[0]
     row["params"] = json.loads(row["params"] or "{}")
     if row["status"] == "running" and not _alive(row, store.path):
+        ended = {"status": "interrupted", "finished_at": now(),
+                 "message": "the process running this job stopped; run it again to resume"}
         with store.atomic():
-            store.db["jobs"].update(job_id, {"status": "interrupted", "finished_at": now(),
-                                             "message": "the process running this job stopped; run it again to resume"})
-        row.update(status="interrupted")
+            store.db["jobs"].update(job_id, ended)
+        row.update(ended)  # the caller sees the same message and end time as the stored row
     return row
 
 
@@ -79,8 +80,10 @@ def create_job(store: Store, project_id: int, kind: str, params: dict) -> int:
         return table.last_pk
 
 
-def run_job(db_path: str, job_id: int, endpoint: Endpoint) -> None:
-    """Run a created job to its end in this thread. Never raises: the outcome is written to the job row."""
+def run_job(db_path: str, job_id: int, endpoint: Endpoint,
+            echo: Callable[[int, int], None] | None = None) -> dict:
+    """Run a created job to its end in this thread and return its final row. Never raises an error of the
+    work itself: the outcome (done / cancelled / failed and why) is written to the job row."""
     store = Store(db_path)
     try:
         job = get_job(store, job_id)
@@ -89,6 +92,8 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint) -> None:
         def on_progress(done: int, total: int) -> None:
             with store.atomic():
                 store.db["jobs"].update(job_id, {"done": done, "total": total, "heartbeat_at": now()})
+            if echo:
+                echo(done, total)
 
         def should_stop() -> bool:
             return bool(store.query("select cancel_requested from jobs where id = ?", [job_id])[0]["cancel_requested"])
@@ -106,7 +111,9 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint) -> None:
         status, message = "failed", f"unexpected error: {exc!r}"
     with store.atomic():
         store.db["jobs"].update(job_id, {"status": status, "message": message, "finished_at": now()})
+    job = get_job(store, job_id)
     store.close()
+    return job
 
 
 def start_job(db_path: str, project_id: int, kind: str, params: dict, endpoint: Endpoint) -> int:

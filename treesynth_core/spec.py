@@ -53,6 +53,12 @@ class Settings(BaseModel):
     price_input_per_m: float | None = Field(None, ge=0, description="USD per million prompt tokens; None = unknown")
     price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
 
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for these tokens, or None while a price is unknown (we never guess prices)."""
+        if self.price_input_per_m is None or self.price_output_per_m is None:
+            return None
+        return (prompt_tokens * self.price_input_per_m + completion_tokens * self.price_output_per_m) / 1e6
+
 
 class RootSplit(BaseModel):
     """A hand-set first split: the root's dimension and its values."""

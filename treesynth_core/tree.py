@@ -61,7 +61,15 @@ def normalise(text: str) -> str:
 def dimension_key(text: str) -> str:
     """Normalised form of a dimension name, ignoring a plural 's' and filler words."""
     words = [w for w in normalise(text).split() if w not in {"the", "a", "an", "of", "type", "kind"}]
-    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words)
+    return " ".join(_singular(w) for w in words)
+
+
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
 
 
 def value_problem(value: str) -> str | None:
