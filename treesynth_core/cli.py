@@ -210,6 +210,19 @@ def cmd_import_tree(args) -> None:
     print(f"imported {args.file} as project {project_id}")
 
 
+def cmd_calls(args) -> None:
+    store, project_id = _open(args)
+    tree = store.tree(project_id)
+    sql = ("select id, node_id, purpose, attempt, prompt_tokens, completion_tokens, duration_s, error, dropped "
+           "from calls where project_id = ?" + (" and error is not null" if args.failed else "") +
+           " order by id desc limit ?")
+    for c in store.query(sql, [project_id, args.limit]):
+        where = tree.path_text(c["node_id"]) if c["node_id"] in tree.nodes else "-"
+        outcome = f"FAILED: {c['error']}" if c["error"] else "ok" + (f" (dropped: {c['dropped']})" if c["dropped"] else "")
+        print(f"#{c['id']} {c['purpose']} try {c['attempt']} at {where}: {c['prompt_tokens']}+{c['completion_tokens']} "
+              f"tokens, {c['duration_s']:.2f}s, {outcome}")
+
+
 def cmd_edit(args) -> None:
     store, _ = _open(args)
     actions = {"approve": lambda: edits.approve(store, args.node, subtree=True),
@@ -285,6 +298,10 @@ def parser() -> argparse.ArgumentParser:
     c = command("import-tree", cmd_import_tree, "create a project from a tree JSON file")
     c.add_argument("--file", required=True)
     c.add_argument("--name")
+
+    c = command("calls", cmd_calls, "list the LLM call log (what each call cost, what failed and why)")
+    c.add_argument("--failed", action="store_true", help="only failed calls")
+    c.add_argument("--limit", type=int, default=50)
 
     c = command("edit", cmd_edit, "approve / prune / restore / lock / unlock a node's subtree")
     c.add_argument("action", choices=["approve", "prune", "restore", "lock", "unlock"])
