@@ -63,13 +63,13 @@ def test_rename_dimension_refuses_an_empty_name(store, project):
         edits.rename_dimension(store, root.id, "   ")
 
 
-@pytest.mark.xfail(reason="engine bug: rename_dimension only checks ancestors, so renaming a node to the dimension "
-                          "a descendant already splits on repeats a dimension along that path", strict=True)
 def test_rename_dimension_refuses_a_descendants_dimension(store, project):
     leaves = split_root(store, project)
     edits.set_split(store, leaves["algebra"], "difficulty", ["easy", "hard"])
-    with pytest.raises(TreeEditError):
-        edits.rename_dimension(store, store.tree(project).root.id, "Difficulties")
+    root = store.tree(project).root
+    with pytest.raises(TreeEditError, match="a node below .* already splits on 'difficulty'"):
+        edits.rename_dimension(store, root.id, "Difficulties")
+    assert store.node(root.id).dimension == "topic"
 
 
 # ----------------------------------------------------------------------------- values
@@ -350,12 +350,24 @@ def test_edit_sample(store, project):
     assert store.samples(project)[0]["data"] == {"question": "What is 3+3?", "answer": "6 — six"}
 
 
-@pytest.mark.xfail(reason="engine bug: edit_sample does not check the data against the project's fields, so an "
-                          "edit can drop a field (exported as an empty cell) or add an unknown one", strict=True)
-def test_edit_sample_refuses_missing_or_unknown_fields(store, project):
+@pytest.mark.parametrize("data", [{"question": "only a question"},
+                                  {"question": "q", "answer": "a", "colour": "red"}], ids=["missing", "unknown"])
+def test_edit_sample_refuses_missing_or_unknown_fields(store, project, data):
     leaves = split_root(store, project)
     [sample_id] = add(store, project, leaves["algebra"], "What is 2+2?")
-    with pytest.raises(TreeEditError):
-        edits.edit_sample(store, sample_id, {"question": "only a question"})
-    with pytest.raises(TreeEditError):
-        edits.edit_sample(store, sample_id, {"question": "q", "answer": "a", "colour": "red"})
+    with pytest.raises(TreeEditError, match="exactly the fields question, answer"):
+        edits.edit_sample(store, sample_id, data)
+    assert store.samples(project)[0]["data"]["question"] == "What is 2+2?"
+
+
+def test_edit_sample_keeps_duplicates_out(store, project):
+    leaves = split_root(store, project)
+    first, second = add(store, project, leaves["algebra"], "What is 2+2?", "What is 3+3?")
+    with pytest.raises(TreeEditError, match=f"duplicate of sample {first}"):
+        edits.edit_sample(store, second, {"question": "what is 2 + 2", "answer": "ANSWER TO WHAT IS 2+2?"})
+    edits.edit_sample(store, second, {"question": "What is 4+4?", "answer": "8"})
+    # the fingerprint follows the edit: the new text is now the one a generated duplicate would clash with
+    assert add(store, project, leaves["geometry"], "What is 3+3?")  # the old text is free again
+    rows = [{"data": {"question": "what is 4+4", "answer": "8."},
+             "norm_hash": fingerprint({"question": "what is 4+4", "answer": "8."}, ["question", "answer"])}]
+    assert store.add_samples(project, leaves["geometry"], rows, cap=None, call_id=None) == (0, 1)

@@ -51,7 +51,7 @@ class ProgressBar:
 
 
 def _open(args) -> tuple[Store, int]:
-    if args.command != "init" and not Path(args.db).exists():
+    if not Path(args.db).exists():
         raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
     store = Store(args.db)
     project_id = args.project or store.only_project_id()
@@ -114,7 +114,13 @@ def cmd_init(args) -> None:
     print(f"created project {project_id} ({spec.name!r}) in {args.db}")
 
 
+def _require_file(path, what: str, hint: str) -> None:
+    if not Path(path).is_file():
+        raise ConfigError(f"{what} {path} does not exist", hint)
+
+
 def cmd_projects(args) -> None:
+    _require_file(args.db, "database", "create it with `python -m treesynth_core init --db ...`")
     with Store(args.db) as store:
         for p in store.projects():
             print(f"{p['id']:>4}  {p['name']}")
@@ -205,6 +211,7 @@ def cmd_export_tree(args) -> None:
 
 
 def cmd_import_tree(args) -> None:
+    _require_file(args.file, "tree file", "pass the path of a file written by `export-tree`")
     with Store(args.db) as store:
         project_id = import_tree(store, Path(args.file).read_bytes(), name=args.name)
     print(f"imported {args.file} as project {project_id}")

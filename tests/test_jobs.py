@@ -1,0 +1,194 @@
+"""Background jobs: progress in the store, cancel, interrupted processes and one running job per project."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from treesynth_core import edits, jobs
+from treesynth_core.errors import TreeEditError
+from treesynth_core.fakellm import FakeLLM
+from treesynth_core.partition import build
+from treesynth_core.llm import LLM
+
+
+def split_root(store, project_id, values=("algebra", "geometry", "statistics")) -> list[str]:
+    return edits.set_split(store, store.tree(project_id).root.id, "topic", list(values))
+
+
+def run(store, project_id, kind, params, endpoint, timeout=20) -> dict:
+    job_id = jobs.start_job(store.path, project_id, kind, params, endpoint)
+    jobs.wait(store.path, job_id, timeout)
+    return jobs.get_job(store, job_id)
+
+
+def sample_count(store, project_id) -> int:
+    return store.query("select count(*) as n from samples where project_id = ?", [project_id])[0]["n"]
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_build_job_runs_to_done_with_progress(fake, store, project):
+    job = run(store, project, "build", {"depth": 2}, fake.endpoint(max_retries=0, timeout=5))
+
+    assert job["status"] == "done", job["message"]
+    assert job["total"] == job["done"] == 4  # the root and its three children
+    assert "expanded 4 node(s), 0 failed" in job["message"]
+    assert job["finished_at"] and job["kind"] == "build" and job["params"] == {"depth": 2}
+    tree = store.tree(project)
+    assert tree.max_depth() == 2 and len(tree.leaves()) == 9
+    calls = store.query("select distinct job_id from calls where project_id = ?", [project])
+    assert [c["job_id"] for c in calls] == [job["id"]]
+
+
+def test_generate_job_runs_to_done_with_progress(fake, store, project):
+    split_root(store, project)
+    job = run(store, project, "generate", {"per_leaf": 4, "samples_per_call": 2},
+              fake.endpoint(max_retries=0, timeout=5))
+
+    assert job["status"] == "done", job["message"]
+    assert job["total"] == job["done"] == 12
+    assert job["message"].startswith("12 new sample(s)")
+    assert {leaf: sum(by.values()) for leaf, by in store.sample_counts(project).items()} == {
+        leaf.id: 4 for leaf in store.tree(project).leaves()}
+
+
+def test_cancel_stops_a_generate_job_and_keeps_what_was_made(store, project):
+    split_root(store, project)
+    with FakeLLM(latency=0.2) as slow:
+        job_id = jobs.start_job(store.path, project, "generate",
+                                {"per_leaf": 6, "samples_per_call": 2, "concurrency": 2},
+                                slow.endpoint(max_retries=0, timeout=5))
+        wait_until(lambda: sample_count(store, project) > 0)
+        assert jobs.get_job(store, job_id)["status"] == "running"
+        jobs.request_cancel(store, job_id)
+        jobs.wait(store.path, job_id, 10)
+        requests_at_end = len(slow.requests)
+
+    job = jobs.get_job(store, job_id)
+    made = sample_count(store, project)
+    assert job["status"] == "cancelled", job["message"]
+    assert "cancelled" in job["message"]
+    assert 0 < made < 18
+    assert requests_at_end < 9  # nine calls would fill every leaf; the cancel stopped the rest
+    assert job["done"] == made and job["total"] == 18
+    assert jobs.active_job(store, project) is None
+
+    # a new job resumes from what was kept
+    with FakeLLM() as fast:
+        again = run(store, project, "generate", {"per_leaf": 6, "samples_per_call": 2},
+                    fast.endpoint(max_retries=0, timeout=5))
+    assert again["status"] == "done" and again["total"] == 18 - made
+    assert sample_count(store, project) == 18
+
+
+def test_a_job_whose_process_died_is_interrupted(store, project, dead_pid):
+    job_id = jobs.create_job(store, project, "generate", {"per_leaf": 2})
+    with store.atomic():
+        store.db["jobs"].update(job_id, {"pid": dead_pid})
+
+    job = jobs.get_job(store, job_id)
+
+    assert job["status"] == "interrupted"
+    assert "run it again to resume" in job["message"]
+    assert store.query("select status, finished_at from jobs where id = ?", [job_id])[0]["finished_at"]
+    assert jobs.active_job(store, project) is None
+    assert jobs.create_job(store, project, "generate", {}) != job_id  # a new job may start
+
+
+def test_a_job_of_a_live_process_stays_running_until_that_process_dies(store, project):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        job_id = jobs.create_job(store, project, "build", {})
+        with store.atomic():
+            store.db["jobs"].update(job_id, {"pid": sleeper.pid})
+        assert jobs.get_job(store, job_id)["status"] == "running"
+        with pytest.raises(TreeEditError, match="a build job is already running"):
+            jobs.create_job(store, project, "generate", {})
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert jobs.get_job(store, job_id)["status"] == "interrupted"
+    assert [j["status"] for j in jobs.recent_jobs(store, project)] == ["interrupted"]
+
+
+def test_a_job_row_of_this_process_without_its_thread_is_interrupted(store, project):
+    job_id = jobs.create_job(store, project, "build", {})  # created, but never started on a thread
+    assert jobs.get_job(store, job_id)["status"] == "interrupted"
+
+
+def test_create_job_refuses_a_second_running_job_for_the_same_project(store, project):
+    split_root(store, project)
+    other = store.create_project(store.project(project))
+    split_root(store, other)
+    with FakeLLM(latency=0.2) as slow:
+        endpoint = slow.endpoint(max_retries=0, timeout=5)
+        job_id = jobs.start_job(store.path, project, "generate", {"per_leaf": 20, "concurrency": 1}, endpoint)
+        with pytest.raises(TreeEditError, match="a generate job is already running") as info:
+            jobs.start_job(store.path, project, "build", {}, endpoint)
+        assert "cancel" in info.value.hint
+        assert jobs.active_job(store, project)["id"] == job_id
+        rows = store.query("select id from jobs where project_id = ?", [project])
+        assert [r["id"] for r in rows] == [job_id]  # the refused job left no row
+
+        other_job = jobs.create_job(store, other, "generate", {})  # another project is not blocked
+        assert other_job != job_id
+
+        jobs.request_cancel(store, job_id)
+        jobs.wait(store.path, job_id, 10)
+    assert jobs.get_job(store, job_id)["status"] == "cancelled"
+
+
+def test_unknown_job_kind_is_refused(store, project):
+    with pytest.raises(ValueError, match="unknown job kind 'train'"):
+        jobs.create_job(store, project, "train", {})
+    assert store.query("select count(*) as n from jobs")[0]["n"] == 0
+
+
+def test_a_job_that_fails_records_why(store, project):
+    split_root(store, project)
+    unreachable = FakeLLM().endpoint(base_url="http://127.0.0.1:9/v1", max_retries=0, timeout=2)
+    job = run(store, project, "generate", {"per_leaf": 2}, unreachable)
+    assert job["status"] == "failed"
+    assert "could not connect to http://127.0.0.1:9/v1" in job["message"]
+    assert jobs.active_job(store, project) is None
+
+
+def test_a_build_job_resumes_a_partial_tree(fake, store, project):
+    build(store, project, LLM(fake.endpoint(max_retries=0, timeout=5), store, project), depth=1)
+    job = run(store, project, "build", {"depth": 2}, fake.endpoint(max_retries=0, timeout=5))
+    assert job["status"] == "done" and job["total"] == job["done"] == 3  # only the three children were left
+    assert store.tree(project).max_depth() == 2
+
+
+def test_a_progress_write_survives_a_cancel_request_from_another_connection(store, project):
+    from treesynth_core.store import Store
+
+    job_id = jobs.create_job(store, project, "generate", {})
+    cancel = threading.Thread(target=jobs.request_cancel, args=(store, job_id))
+    with Store(store.path) as job_store:
+        with job_store.atomic():  # what run_job's on_progress does, with the app's cancel arriving meanwhile
+            job_store.query("select done from jobs where id = ?", [job_id])
+            cancel.start()
+            cancel.join(0.5)  # done at once today; with the write lock taken up front it waits for this commit
+            job_store.db["jobs"].update(job_id, {"done": 1, "total": 2})
+    cancel.join(5)
+    row = store.query("select done, cancel_requested from jobs where id = ?", [job_id])[0]
+    assert row == {"done": 1, "cancel_requested": 1}
