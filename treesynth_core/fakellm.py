@@ -82,7 +82,8 @@ class FakeLLM:
         return Endpoint(**values)
 
     def start(self) -> "FakeLLM":
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fakellm")
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True, name="fakellm")
         self._thread.start()
         return self
 
