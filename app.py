@@ -19,9 +19,8 @@ DEFAULT_FIELDS = pd.DataFrame([
 ])
 
 
-def endpoint_panel() -> None:
-    ep = ui.endpoint()
-    st.subheader("LLM endpoint")
+def ping(ep) -> dict:
+    """Whether the endpoint answers, checked once per session (and on "Check again"), not on every rerun."""
     sig = (ep.base_url, ep.model, ep.masked_key())
     if st.session_state.get("home_ping", {}).get("sig") != sig or st.session_state.pop("home_recheck", False):
         try:
@@ -29,7 +28,13 @@ def endpoint_panel() -> None:
             st.session_state["home_ping"] = {"sig": sig, "ok": True, "detail": f"{len(models)} model(s) served"}
         except TreeSynthError as exc:
             st.session_state["home_ping"] = {"sig": sig, "ok": False, "detail": exc.message, "hint": exc.hint}
-    ping = st.session_state["home_ping"]
+    return st.session_state["home_ping"]
+
+
+def endpoint_panel() -> None:
+    ep = ui.endpoint()
+    st.subheader("LLM endpoint")
+    state = ping(ep)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
     c1.markdown(f"**Base URL**  \n`{ep.base_url or 'https://api.openai.com/v1'}`")
     c2.markdown(f"**Model**  \n`{ep.model}`")
@@ -44,11 +49,11 @@ def endpoint_panel() -> None:
     else:
         st.caption("Provider: remote (OpenAI-compatible). Configure it with OPENAI_BASE_URL, OPENAI_API_KEY "
                    "(or OPENAI_API_KEY in .streamlit/secrets.toml) and TREESYNTH_MODEL.")
-    if ping["ok"]:
-        st.success(f"Reachable: {ui.md_escape(ping['detail'])}.")
+    if state["ok"]:
+        st.success(f"Reachable: {ui.md_escape(state['detail'])}.")
     else:
-        st.error(f"Not reachable: {ui.md_escape(ping['detail'])}  \n**What to do:** "
-                 f"{ui.md_escape(ping.get('hint') or 'check the endpoint settings')}. Without an endpoint, start "
+        st.error(f"Not reachable: {ui.md_escape(state['detail'])}  \n**What to do:** "
+                 f"{ui.md_escape(state.get('hint') or 'check the endpoint settings')}. Without an endpoint, start "
                  "the app with `python -m treesynth_core.launch` to use the bundled offline model.")
 
 
@@ -68,9 +73,12 @@ def projects_panel(store) -> None:
     if not rows:
         st.info("No project yet. Create one below: describe the task and the fields of one sample.")
         return
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    frame = pd.DataFrame(rows)
+    frame["updated_at"] = frame["updated_at"].str.slice(0, 16).str.replace("T", " ")
+    st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={"id": st.column_config.NumberColumn("id", width="small"),
-                                "updated_at": "last change (UTC)"})
+                                "task": st.column_config.TextColumn("task", width="large"),
+                                "updated_at": "settings changed (UTC)"})
     names = {r["id"]: f"#{r['id']} {r['name']}" for r in rows}
     current = ui.current_project(store)
     ids = list(names)
@@ -114,15 +122,15 @@ def totals_panel(store, pid: int) -> None:
     m[0].metric("Nodes", len(tree))
     m[1].metric("Leaves", len(tree.leaves()))
     m[2].metric("Samples", sum(by_status.values()))
-    m[3].metric("Accepted", by_status.get("accepted", 0))
-    m[4].metric("Rejected", by_status.get("rejected", 0))
-    m[5].metric("LLM calls", use["calls"], help=f"{use['failed_calls']} failed")
-    m[6].metric("Tokens in / out", f"{use['prompt_tokens']:,} / {use['completion_tokens']:,}")
-    st.markdown(f"**Cost so far:** {ui.cost_text(use['prompt_tokens'], use['completion_tokens'], spec.settings)}"
-                f" · still to review: {by_status.get('generated', 0)} sample(s)")
+    m[3].metric("To review", by_status.get("generated", 0))
+    m[4].metric("Accepted", by_status.get("accepted", 0))
+    m[5].metric("Rejected", by_status.get("rejected", 0))
+    m[6].metric("LLM calls", use["calls"], help=f"{use['failed_calls']} failed")
+    st.markdown(f"**Tokens:** {use['prompt_tokens']:,} in / {use['completion_tokens']:,} out · **Cost so far:** "
+                f"{ui.cost_text(use['prompt_tokens'], use['completion_tokens'], spec.settings)}")
     if len(tree) == 1:
         st.info("Next: open **Tree** and let the LLM propose the tree (or set the first split by hand).")
-        st.page_link("pages/1_Tree.py", label="Go to Tree", icon="🌳")
+        st.page_link("pages/1_Tree.py", label="Go to Tree", icon=":material/account_tree:")
     with st.expander("Settings of this project (quota, temperatures, prices…)"):
         with st.form("home_settings"):
             values = ui.settings_inputs("home_set", spec.settings)
@@ -145,7 +153,7 @@ def spec_from_form(name: str, task: str, fields: pd.DataFrame, constraints: str,
 
 
 def create_panel(store, expanded: bool) -> None:
-    with st.expander("Create a project", expanded=expanded, icon="➕"):
+    with st.expander("Create a project", expanded=expanded, icon=":material/add:"):
         with st.form("home_create"):
             name = st.text_input("Name", key="home_new_name", placeholder="e.g. grade-school math")
             task = st.text_area("Task: what is one data sample?", key="home_new_task",
@@ -181,6 +189,8 @@ with ui.open_store() as store:
     st.caption("Let the LLM propose a tree of the data space, review and fix it, then pay only for generating "
                "what you approved: **Home** → **Tree** → **Generate** → **Samples** → **Export**.")
     ui.show_flash()
+    if not ping(ui.endpoint())["ok"]:
+        st.warning("The LLM endpoint is not reachable: see **LLM endpoint** at the bottom of this page.")
     with ui.guard():
         projects_panel(store)
         pid = ui.current_project(store)

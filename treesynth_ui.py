@@ -19,17 +19,18 @@ from treesynth_core.config import Endpoint, endpoint_from_env
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.spec import Settings
 from treesynth_core.store import Store
+from treesynth_core.sunburst import path_texts
 from treesynth_core.tree import Tree
 
 REPO = Path(__file__).resolve().parent
 PROJECT_KEY = "ts_project_id"
 FLASH_KEY = "ts_flash"
 PAGES = [
-    ("app.py", "Home: projects & endpoint", "🏠"),
-    ("pages/1_Tree.py", "Tree: build & review", "🌳"),
-    ("pages/2_Generate.py", "Generate samples", "⚙️"),
-    ("pages/3_Samples.py", "Review samples", "🔍"),
-    ("pages/4_Export.py", "Export & import", "📦"),
+    ("app.py", "Home: projects & endpoint", ":material/home:"),
+    ("pages/1_Tree.py", "Tree: build & review", ":material/account_tree:"),
+    ("pages/2_Generate.py", "Generate samples", ":material/bolt:"),
+    ("pages/3_Samples.py", "Review samples", ":material/fact_check:"),
+    ("pages/4_Export.py", "Export & import", ":material/download:"),
 ]
 JOB_WORDS = {"build": "Building the tree", "generate": "Generating samples"}
 
@@ -68,7 +69,9 @@ def endpoint() -> Endpoint:
 
 def md_escape(text) -> str:
     """Text safe to place inside Markdown (labels, alerts): no formatting, links or HTML."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
+    text = re.sub(r"([\\`*_\[\]<>|~$])", r"\\\1", str(text))
+    text = re.sub(r"(?m)^(\s*)([-+=#])", r"\1\\\2", text)
+    return re.sub(r"(?m)^(\s*\d+)([.)])", r"\1\\\2", text)
 
 
 def error_text(exc: TreeSynthError) -> str:
@@ -79,7 +82,7 @@ def error_text(exc: TreeSynthError) -> str:
 
 
 def show_error(exc: TreeSynthError) -> None:
-    st.error(error_text(exc), icon="⚠️")
+    st.error(error_text(exc), icon=":material/warning:")
 
 
 class Outcome:
@@ -106,7 +109,7 @@ def flash(message: str, error: TreeSynthError | None = None) -> None:
 
 def show_flash() -> None:
     for kind, text in st.session_state.pop(FLASH_KEY, []):
-        (st.error if kind == "error" else st.success)(text, icon="⚠️" if kind == "error" else "✅")
+        (st.error if kind == "error" else st.success)(text, icon=":material/warning:" if kind == "error" else ":material/check_circle:")
 
 
 # ----------------------------------------------------------------------------- page frame
@@ -118,30 +121,37 @@ def page(title: str, icon: str, *, wide: bool = True) -> None:
 
 
 def current_project(store: Store) -> int | None:
-    """The project opened on Home (shared by all pages), or None when there is none or it was deleted."""
+    """The open project, shared by all pages: the one opened in this session, else the one in the URL
+    (so a reload or a bookmark keeps it), else the most recently changed one. None when there is none."""
     pid = st.session_state.get(PROJECT_KEY)
     if pid is None:
-        return None
-    if not store.query("select 1 from projects where id = ?", [pid]):
-        st.session_state.pop(PROJECT_KEY, None)
-        return None
+        raw = st.query_params.get("project")
+        pid = int(raw) if raw and raw.isdigit() else None
+    if pid is None or not store.query("select 1 from projects where id = ?", [pid]):
+        rows = store.query("select id from projects order by updated_at desc, id desc limit 1")
+        pid = rows[0]["id"] if rows else None
+    open_project(pid)
     return pid
 
 
 def open_project(project_id: int | None) -> None:
     if project_id is None:
         st.session_state.pop(PROJECT_KEY, None)
+        st.query_params.pop("project", None)
     else:
         st.session_state[PROJECT_KEY] = int(project_id)
+        if st.query_params.get("project") != str(project_id):
+            st.query_params["project"] = str(project_id)
 
 
 def sidebar(store: Store) -> None:
     with st.sidebar:
         st.markdown("### TreeSynth Studio")
-        for path, label, icon in PAGES:
-            st.page_link(path, label=label, icon=icon)
-        st.divider()
         pid = current_project(store)
+        link_params = {"project": str(pid)} if pid is not None else None
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon, query_params=link_params)
+        st.divider()
         if pid is None:
             st.caption("No project open. Create or open one on Home.")
         else:
@@ -157,7 +167,7 @@ def require_project(store: Store) -> int:
     pid = current_project(store)
     if pid is None:
         st.info("No project is open. Create one or open an existing one on Home.")
-        st.page_link("app.py", label="Go to Home", icon="🏠")
+        st.page_link("app.py", label="Go to Home", icon=":material/home:")
         st.stop()
     return pid
 
@@ -175,7 +185,7 @@ def node_picker(tree: Tree, label: str, key: str, *, ids: list[str] | None = Non
         return None
     if st.session_state.get(key) not in ids:
         st.session_state[key] = ids[0]
-    paths = {nid: tree.path_text(nid) for nid in ids}
+    paths = path_texts(tree)
     return st.selectbox(label, ids, format_func=lambda nid: paths.get(nid, nid), key=key, on_change=on_change,
                         help=help or "Type to search the paths")
 
@@ -240,9 +250,9 @@ def job_status(store: Store, project_id: int, kind: str, key: str) -> dict | Non
     recent = [j for j in jobs.recent_jobs(store, project_id, limit=20) if j["kind"] == kind]
     if recent:
         job = recent[0]
-        words = {"done": st.success, "failed": st.error, "cancelled": st.warning, "interrupted": st.warning}
-        show = words.get(job["status"], st.info)
-        show(f"Last {md_escape(kind)} job #{job['id']} {job['status']}: {md_escape(job['message'] or '')}")
+        text = f"Last {md_escape(kind)} job #{job['id']} {job['status']}: {md_escape(job['message'] or '')}"
+        words = {"done": st.caption, "failed": st.error, "cancelled": st.warning, "interrupted": st.warning}
+        words.get(job["status"], st.info)(text)
         return job
     return None
 

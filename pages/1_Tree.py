@@ -9,7 +9,7 @@ import treesynth_ui as ui
 from treesynth_core import edits
 from treesynth_core.llm import LLM
 from treesynth_core.partition import Partitioner
-from treesynth_core.sunburst import STATUS_COLOURS, build_figure
+from treesynth_core.sunburst import build_figure
 from treesynth_core.tree import Node, Tree
 
 ui.page("Tree", "🌳")
@@ -19,13 +19,15 @@ OUTLINE_LINES = 400
 # ----------------------------------------------------------------------------- selection
 
 
-def _on_chart() -> None:
-    """A click on a ring: remember it; a fresh chart key next run clears the chart's own selection."""
-    key = f"tree_chart_{st.session_state.get('tree_chart_v', 0)}"
-    points = ((st.session_state.get(key) or {}).get("selection") or {}).get("points") or []
+def chart_click() -> str | None:
+    """The node id of a click on a ring since the last run. The chart then gets a fresh key, which clears
+    its own selection, so clicking the same ring again later is a new click."""
+    version = st.session_state.get("tree_chart_v", 0)
+    points = ((st.session_state.get(f"tree_chart_{version}") or {}).get("selection") or {}).get("points") or []
     if points and points[0].get("id"):
-        st.session_state["tree_click"] = points[0]["id"]
-        st.session_state["tree_chart_v"] = st.session_state.get("tree_chart_v", 0) + 1
+        st.session_state["tree_chart_v"] = version + 1
+        return points[0]["id"]
+    return None
 
 
 def _on_pick() -> None:
@@ -33,7 +35,7 @@ def _on_pick() -> None:
 
 
 def selected_node(tree: Tree) -> Node:
-    click = st.session_state.pop("tree_click", None)
+    click = chart_click()
     if click in tree.nodes:
         node = tree.nodes[click]
         if click == st.session_state.get("tree_level") and node.parent_id:
@@ -60,6 +62,10 @@ def zoom_level(tree: Tree, node: Node) -> str | None:
 
 def first_build(store, pid: int, busy: bool) -> None:
     spec = store.project(pid)
+    root = store.tree(pid).root
+    if root.failure:
+        st.error(f"Proposing the first level failed: {ui.md_escape(root.failure)}  \n**What to do:** check the "
+                 "endpoint on Home and try again, or set the first split by hand.", icon=":material/warning:")
     st.info("This project has no tree yet. Let the LLM propose it (it runs in the background; you review it "
             "afterwards), or set the first split by hand.")
     c1, c2 = st.columns(2)
@@ -90,28 +96,28 @@ def hand_split(store, node: Node, key: str) -> None:
 def chart(tree: Tree, node: Node, counts: dict, usage: dict, per_leaf: int) -> None:
     c1, c2 = st.columns([2, 1])
     color_by = c1.segmented_control("Colour by", ["status", "samples"], default="status", key="tree_color",
-                                    required=True) if hasattr(st, "segmented_control") else "status"
+                                    required=True)
     rings = c2.slider("Rings shown", 2, 6, 4, key="tree_rings")
     if color_by == "samples":
         st.caption("Pale = no samples yet · dark green = quota filled · grey = pruned")
     else:
-        st.caption(" · ".join(f":{c}[■] {s}" for s, c in [("proposed", "gray"), ("approved", "green"),
-                                                           ("edited", "blue"), ("failed", "red"),
-                                                           ("pruned", "gray")])
-                   + " · ⚠ = failure · click a ring to select and zoom, the centre to zoom out")
+        st.markdown(":gray-badge[proposed] :green-badge[approved] :blue-badge[edited by you] :red-badge[failed] "
+                    ":gray-badge[pruned: pale] · ⚠ marks a failure")
+    st.caption("Click a ring to select it and zoom in; click the centre to zoom out. Hover for details.")
     fig = build_figure(tree, counts, usage, color_by=color_by, level=zoom_level(tree, node), selected=node.id,
                        maxdepth=rings, per_leaf=per_leaf)
-    st.plotly_chart(fig, on_select=_on_chart, selection_mode="points",
+    st.plotly_chart(fig, on_select="rerun", selection_mode="points",
                     key=f"tree_chart_{st.session_state.get('tree_chart_v', 0)}", config={"displaylogo": False})
 
 
 def node_header(tree: Tree, node: Node, counts: dict) -> None:
     st.markdown("**Selected node**")
-    st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(tree.labelled_path(node.id))) or "(root)",
-            language=None)
+    st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(tree.labelled_path(node.id)))
+            or "(root): the whole task", language=None)
     live = sum(sum(n for s, n in counts.get(leaf.id, {}).items() if s != "rejected")
                for leaf in tree.leaves(node.id, include_pruned=True))
-    flags = [f"status **{node.status}**", f"by {node.provenance}", f"depth {node.depth}", f"{live} samples below"]
+    flags = [f"{live} samples below"] if node.parent_id is None else [
+        f"status **{node.status}**", f"by {node.provenance}", f"depth {node.depth}", f"{live} samples below"]
     if node.locked:
         flags.append("🔒 locked")
     if tree.is_pruned(node.id) and node.status != "pruned":
@@ -119,18 +125,22 @@ def node_header(tree: Tree, node: Node, counts: dict) -> None:
     st.caption(" · ".join(flags))
     if node.failure:
         st.error(f"Expanding this node failed: {ui.md_escape(node.failure)}  \n**What to do:** re-propose the "
-                 "criterion, or set the split by hand below.", icon="⚠️")
+                 "criterion, or set the split by hand below.", icon=":material/warning:")
 
 
 def criterion_editor(store, node: Node) -> None:
-    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    name = c1.text_input("Criterion (the dimension that splits this node)", node.dimension or "",
-                         key=f"tree_dim_{node.id}", placeholder="not split yet")
-    if c2.button("Rename", key="tree_dim_save", disabled=not node.dimension or name.strip() == node.dimension):
-        with ui.guard():
-            edits.rename_dimension(store, node.id, name)
-            ui.flash(f"Criterion renamed to {name.strip()}.")
-            st.rerun()
+    if not node.dimension:
+        st.caption("Not split yet: expand it with the LLM below, or set its split by hand.")
+        return
+    with st.form("tree_dim_form", border=False):
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        name = c1.text_input("Criterion (the dimension that splits this node)", node.dimension,
+                             key=f"tree_dim_{node.id}")
+        if c2.form_submit_button("Rename", width="stretch") and name.strip() != node.dimension:
+            with ui.guard():
+                edits.rename_dimension(store, node.id, name)
+                ui.flash(f"Criterion renamed to {name.strip()}.")
+                st.rerun()
 
 
 def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
@@ -150,16 +160,17 @@ def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
         return
     st.markdown(f"**Values of {ui.md_escape(node.dimension)}** · rename in place, add a row, or select rows and "
                 "delete them (deleting removes the subtree and its samples)")
-    rows = [{"id": k.id, "value": k.label, "status": k.status, "by": k.provenance,
-             "below": len(tree.kids(k.id)), "samples": sum(counts.get(k.id, {}).values())} for k in kids]
-    frame = pd.DataFrame(rows, columns=["id", "value", "status", "by", "below", "samples"])
+    rows = [{"id": k.id, "value": k.label, "status": k.status,
+             "samples": sum(sum(counts.get(n.id, {}).values()) for n in tree.subtree(k.id))} for k in kids]
+    frame = pd.DataFrame(rows, columns=["id", "value", "status", "samples"])
     version = st.session_state.get("tree_values_v", 0)
     with st.form("tree_values_form"):
         edited = st.data_editor(
             frame, key=f"tree_values_{node.id}_{version}", num_rows="dynamic", hide_index=True, width="stretch",
-            disabled=["status", "by", "below", "samples"],
-            column_config={"id": None, "value": st.column_config.TextColumn("value", required=True, width="medium"),
-                           "below": st.column_config.NumberColumn("values below", help="children of this value")})
+            disabled=["status", "samples"],
+            column_config={"id": None, "value": st.column_config.TextColumn("value", required=True),
+                           "status": st.column_config.TextColumn("status", width="small"),
+                           "samples": st.column_config.NumberColumn("samples", width="small")})
         if st.form_submit_button("Save value changes"):
             renames, adds, deletes = ui.value_changes({k.id: k.label for k in kids}, edited.to_dict("records"))
             done = []
@@ -181,7 +192,8 @@ def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
 
 def actions(store, tree: Tree, node: Node) -> None:
     is_root = node.parent_id is None
-    b = st.columns(4)
+    top, bottom = st.columns(2), st.columns(2)
+    b = [*top, *bottom]
     with ui.guard():
         if b[0].button("Approve", key="tree_approve", help="Mark this node reviewed", width="stretch"):
             edits.approve(store, node.id)
@@ -242,7 +254,7 @@ def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
         st.rerun()
 
 
-def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, max_depth: int) -> None:
+def expand_panel(pid: int, tree: Tree, node: Node, busy: bool) -> None:
     st.markdown("**Expand with the LLM** (in the background)")
     room = max(1, 8 - node.depth)
     levels = st.number_input("Levels to add below this node", 1, room, min(2, room), key="tree_levels")
@@ -325,7 +337,7 @@ with ui.open_store() as store:
             st.divider()
             repropose(store, pid, tree, node, busy)
             st.divider()
-            expand_panel(pid, tree, node, busy, spec.settings.max_depth)
+            expand_panel(pid, tree, node, busy)
             with st.expander("Set this node's split by hand"):
                 hand_split(store, node, "tree_hand")
     st.divider()

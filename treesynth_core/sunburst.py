@@ -129,7 +129,7 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
     trace = dict(
         type="sunburst", ids=ids, parents=parents, labels=labels, hovertext=hovers, hoverinfo="text",
         marker=dict(colors=colours, line=dict(width=widths, color=lines)),
-        maxdepth=maxdepth, insidetextorientation="radial", sort=False,
+        maxdepth=maxdepth, insidetextorientation="radial", sort=False, leaf=dict(opacity=1.0),
     )
     if level and level in tree.nodes:
         trace["level"] = level

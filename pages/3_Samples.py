@@ -1,0 +1,176 @@
+"""Samples: filter by path attribute, node, status or text; read, edit, accept or reject them; see the gaps.
+
+Sample text is shown as text only (tables, st.text, text areas): never as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import treesynth_ui as ui
+from treesynth_core import edits
+from treesynth_core.tree import Tree
+
+ui.page("Samples", "🔍")
+STATUSES = ["generated", "accepted", "rejected"]
+STATUS_WORDS = {"generated": "to review", "accepted": "accepted", "rejected": "rejected"}
+COLOURS = {"generated": "#9fb3c8", "accepted": "#2f9e44", "rejected": "#e03131"}
+
+
+def attribute_options(tree: Tree) -> list[str]:
+    out = []
+    for node in tree.nodes.values():
+        parent = tree.nodes.get(node.parent_id) if node.parent_id else None
+        if parent is None or tree.is_pruned(node.id):
+            continue
+        values = node.values if node.infinite else [node.value or ""]
+        out += [f"{parent.dimension} = {v}" for v in values]
+    return sorted(set(out))
+
+
+def pairs_of(sample: dict, tree: Tree) -> set[str]:
+    drawn = sample["drawn"] or tree.labelled_path(sample["node_id"])
+    return {f"{d} = {v}" for d, v in drawn}
+
+
+def filters(tree: Tree) -> dict:
+    c1, c2 = st.columns(2)
+    with c1:
+        under = ui.node_picker(tree, "Under node (leaf or subtree)", "samples_under")
+        attrs = st.multiselect("Path contains every one of", attribute_options(tree), key="samples_attrs",
+                               placeholder="dimension = value")
+    with c2:
+        statuses = st.multiselect("Status", STATUSES, default=["generated", "accepted"], key="samples_status",
+                                  format_func=STATUS_WORDS.get)
+        text = st.text_input("Text contains", key="samples_text", placeholder="search every field")
+    return {"under": under, "attrs": attrs, "statuses": statuses, "text": text.strip().lower()}
+
+
+def filtered(store, pid: int, tree: Tree, f: dict) -> list[dict]:
+    scope = [n.id for n in tree.subtree(f["under"] or tree.root.id)]
+    rows = store.samples(pid, node_ids=scope, statuses=f["statuses"] or STATUSES)
+    wanted = set(f["attrs"])
+    out = []
+    for r in rows:
+        if wanted and not wanted <= pairs_of(r, tree):
+            continue
+        if f["text"] and not any(f["text"] in str(v).lower() for v in r["data"].values()):
+            continue
+        out.append(r)
+    return out
+
+
+def table(rows: list[dict], fields: list[str], tree: Tree) -> dict | None:
+    frame = pd.DataFrame([{"id": r["id"], "status": STATUS_WORDS.get(r["status"], r["status"]), **{k: r["data"].get(k, "") for k in fields},
+                           "leaf": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else "(deleted)"}
+                          for r in rows], columns=["id", "status", *fields, "leaf"])
+    event = st.dataframe(frame, hide_index=True, width="stretch", height=360, key="samples_table",
+                         on_select="rerun", selection_mode="single-row",
+                         column_config={"id": st.column_config.NumberColumn("id", width="small")})
+    picked = (event.selection.rows if event and hasattr(event, "selection") else []) or []
+    if picked and picked[0] < len(rows):
+        return rows[picked[0]]
+    return rows[0] if rows else None
+
+
+def bulk(store, rows: list[dict]) -> None:
+    ids = [r["id"] for r in rows]
+    if not ids:
+        return
+    with st.expander(f"Bulk review: act on all {len(ids)} sample(s) shown"):
+        bulk_buttons(store, ids)
+
+
+def bulk_buttons(store, ids: list[int]) -> None:
+    c1, c2, c3 = st.columns(3)
+    for col, status, word in [(c1, "accepted", "Accept"), (c2, "rejected", "Reject"),
+                              (c3, "generated", "Mark to review")]:
+        if col.button(f"{word} all {len(ids)} shown", key=f"samples_bulk_{status}", disabled=not ids,
+                      width="stretch"):
+            with ui.guard():
+                n = edits.set_sample_status(store, ids, status)
+                ui.flash(f"{n} sample(s) now {STATUS_WORDS[status]}.")
+                st.rerun()
+
+
+def detail(store, sample: dict, fields: list[str], tree: Tree) -> None:
+    st.markdown(f"**Sample #{sample['id']}** · {STATUS_WORDS.get(sample['status'], sample['status'])}")
+    path = tree.labelled_path(sample["node_id"]) if sample["node_id"] in tree.nodes else []
+    st.caption("Leaf path")
+    st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(path)) or "(root)", language=None)
+    if sample["drawn"] and [tuple(p) for p in sample["drawn"]] != path:
+        st.caption("Values drawn for this sample")
+        st.code("\n".join(f"{d} = {v}" for d, v in sample["drawn"]), language=None)
+    b1, b2, b3 = st.columns(3)
+    for col, status, word in [(b1, "accepted", "Accept"), (b2, "rejected", "Reject"), (b3, "generated", "To review")]:
+        if col.button(word, key=f"samples_one_{status}", disabled=sample["status"] == status, width="stretch"):
+            with ui.guard():
+                edits.set_sample_status(store, [sample["id"]], status)
+                ui.flash(f"Sample #{sample['id']} {STATUS_WORDS[status]}.")
+                st.rerun()
+    with st.form(f"samples_edit_{sample['id']}"):
+        new = {k: st.text_area(k, sample["data"].get(k, ""), key=f"samples_field_{sample['id']}_{k}", height=150)
+               for k in fields}
+        if st.form_submit_button("Save edit"):
+            with ui.guard():
+                edits.edit_sample(store, sample["id"], new)
+                ui.flash(f"Sample #{sample['id']} saved.")
+                st.rerun()
+
+
+def coverage(store, pid: int, tree: Tree) -> None:
+    counts = store.sample_counts(pid)
+    leaves = tree.leaves()
+    if not leaves or not tree.kids(tree.root.id):
+        st.caption("No tree yet.")
+        return
+    per_leaf = sorted(({"leaf": tree.path_text(n.id), **{s: counts.get(n.id, {}).get(s, 0) for s in STATUSES}}
+                       for n in leaves), key=lambda r: r["generated"] + r["accepted"])
+    shown = per_leaf[:150]
+    st.markdown(f"**Samples per leaf** · emptiest first ({len(shown)} of {len(per_leaf)} leaves)")
+    st.plotly_chart(bars([r["leaf"] for r in shown], shown, height=max(260, 22 * len(shown))), key="samples_leaf_chart")
+    top: dict[str, dict[str, int]] = {}
+    for kid in tree.kids(tree.root.id, include_pruned=False):
+        agg = top.setdefault(kid.label, {s: 0 for s in STATUSES})
+        for n in tree.subtree(kid.id):
+            for s in STATUSES:
+                agg[s] += counts.get(n.id, {}).get(s, 0)
+    st.markdown(f"**Samples per value of {ui.md_escape(tree.root.dimension or 'the first level')}**")
+    st.plotly_chart(bars(list(top), list(top.values()), height=max(220, 30 * len(top))), key="samples_top_chart")
+
+
+def bars(labels: list[str], rows: list[dict], height: int) -> go.Figure:
+    names = [html.escape(label if len(label) <= 90 else "…" + label[-89:]) for label in labels]
+    fig = go.Figure([go.Bar(name=STATUS_WORDS[s], y=names, x=[r[s] for r in rows], orientation="h",
+                            marker_color=COLOURS[s]) for s in STATUSES])
+    fig.update_layout(barmode="stack", height=height, margin=dict(t=10, b=10, l=10, r=10),
+                      yaxis=dict(autorange="reversed", automargin=True), legend=dict(orientation="h"))
+    return fig
+
+
+with ui.open_store() as store:
+    ui.sidebar(store)
+    st.title("Review samples")
+    pid = ui.require_project(store)
+    ui.show_flash()
+    spec = store.project(pid)
+    tree = store.tree(pid)
+    browse, charts = st.tabs(["Browse & review", "Coverage (where the gaps are)"])
+    with browse, ui.guard():
+        rows = filtered(store, pid, tree, filters(tree))
+        st.caption(f"{len(rows)} sample(s) match · select a row to read, edit, accept or reject it")
+        bulk(store, rows)
+        if rows:
+            left, right = st.columns([3, 2], gap="large")
+            with left:
+                chosen = table(rows, spec.field_names, tree)
+            with right:
+                detail(store, chosen, spec.field_names, tree)
+        else:
+            st.info("No sample matches. Generate some on the Generate page, or widen the filters.")
+    with charts, ui.guard():
+        coverage(store, pid, tree)

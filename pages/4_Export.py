@@ -1,0 +1,89 @@
+"""Export: samples as JSONL, CSV, Parquet or OpenAI chat JSONL; the tree as JSON; import a tree file."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import streamlit as st
+
+import treesynth_ui as ui
+from treesynth_core.export import EXTENSIONS, FORMATS, export_bytes, export_rows
+from treesynth_core.treefile import export_tree, import_tree
+
+ui.page("Export", "📦")
+SCOPES = {"Accepted only": ["accepted"], "Accepted and not yet reviewed": ["accepted", "generated"],
+          "All, including rejected": None}
+MIME = {"jsonl": "application/jsonl", "csv": "text/csv", "parquet": "application/vnd.apache.parquet",
+        "chat": "application/jsonl"}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "project"
+
+
+def samples_panel(store, pid: int, name: str) -> None:
+    tree = store.tree(pid)
+    st.subheader("Samples")
+    c1, c2 = st.columns(2)
+    fmt = c1.selectbox("Format", list(FORMATS), format_func=FORMATS.get, key="export_format")
+    which = c2.radio("Samples", list(SCOPES), key="export_statuses")
+    whole = st.radio("From", ["Whole tree", "One subtree"], key="export_scope", horizontal=True)
+    under = ui.node_picker(tree, "Subtree", "export_under") if whole == "One subtree" else None
+    system = None
+    if fmt == "chat":
+        system = st.text_area("System message (optional, added to every conversation)", key="export_system") or None
+    rows = export_rows(store, pid, statuses=SCOPES[which], under=under)
+    data = export_bytes(store, pid, fmt, statuses=SCOPES[which], under=under, system=system)
+    st.caption(f"{len(rows)} sample(s) · {len(data):,} bytes · pruned subtrees are never exported")
+    if not rows:
+        st.info("Nothing to export with these choices: accept samples on the Samples page, or widen the choice.")
+    st.download_button(f"Download {FORMATS[fmt]}", data, file_name=f"{slug(name)}.{EXTENSIONS[fmt]}",
+                       mime=MIME[fmt], type="primary", disabled=not rows, key="export_download", icon=":material/download:")
+    if rows:
+        st.caption("Preview (first 3)")
+        if fmt == "parquet" or fmt == "csv":
+            st.dataframe(pd.DataFrame(rows[:3]), hide_index=True, width="stretch")
+        else:
+            st.code(b"".join(data.splitlines(keepends=True)[:3]).decode(), language="json", wrap_lines=True)
+
+
+def tree_panel(store, pid: int, name: str) -> None:
+    st.subheader("Tree file")
+    st.caption("The tree with its criteria, statuses and provenance, plus the project's task and settings: "
+               "a file you can version, share, hand-edit and import again.")
+    doc = export_tree(store, pid)
+    st.download_button("Download tree JSON", json.dumps(doc, indent=2, ensure_ascii=False).encode(),
+                       file_name=f"{slug(name)}-tree.json", mime="application/json", key="export_tree", icon=":material/account_tree:")
+
+
+def import_panel(store) -> None:
+    st.subheader("Import a tree file")
+    st.caption("Creates a new project from a TreeSynth tree JSON. A bad file changes nothing.")
+    upload = st.file_uploader("Tree JSON", type=["json"], key="export_upload")
+    name = st.text_input("Name of the new project (optional)", key="export_import_name")
+    if st.button("Import as a new project", key="export_import", disabled=upload is None):
+        with ui.guard():
+            pid = import_tree(store, upload.getvalue(), name=name.strip() or None)
+            ui.open_project(pid)
+            ui.flash(f"Imported as project #{pid} and opened it.")
+            st.rerun()
+
+
+with ui.open_store() as store:
+    ui.sidebar(store)
+    st.title("Export & import")
+    ui.show_flash()
+    pid = ui.current_project(store)
+    if pid is None:
+        st.info("No project is open: open one on Home to export it, or import a tree file below.")
+    else:
+        name = store.project(pid).name
+        with ui.guard():
+            samples_panel(store, pid, name)
+        st.divider()
+        with ui.guard():
+            tree_panel(store, pid, name)
+    st.divider()
+    import_panel(store)

@@ -1,0 +1,107 @@
+"""Export page: the downloads hold what the core exports; tree JSON round trip; a bad import changes nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from tests.app_support import app_env, download, download_data, downloads, errors, texts  # noqa: F401
+from treesynth_core import edits
+
+EXPORT = "pages/4_Export.py"
+
+
+@pytest.fixture
+def reviewed(app_env):
+    """A built tree with 2 samples per leaf; the 6 samples under topic A accepted; topic C pruned."""
+    pid = app_env.built()
+    assert app_env.run_job(pid, "generate", {"per_leaf": 2})["status"] == "done"
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        kids = {k.value: k for k in tree.kids(tree.root.id)}
+        under_a = [n.id for n in tree.subtree(kids["topic A"].id)]
+        edits.set_sample_status(store, [r["id"] for r in store.samples(pid, node_ids=under_a)], "accepted")
+        edits.prune(store, kids["topic C"].id)
+    return pid, kids
+
+
+def test_jsonl_accepted_only_by_default(app_env, reviewed, downloads):
+    pid, _ = reviewed
+    at = app_env.app(EXPORT, pid)
+    assert not errors(at)
+    lines = download_data(at, downloads, "export_download").decode().splitlines()
+    assert len(lines) == 6 and all(json.loads(line)["status"] == "accepted" for line in lines)
+    assert "6 sample(s)" in texts(at)
+    assert download(at, downloads, "export_download")[0] == "math.jsonl"
+
+
+def test_every_format_and_scope(app_env, reviewed, downloads):
+    pid, kids = reviewed
+    at = app_env.app(EXPORT, pid)
+    at.radio(key="export_statuses").set_value("All, including rejected").run()
+    assert "12 sample(s)" in texts(at)  # topic C is pruned: never exported
+    at.selectbox(key="export_format").set_value("csv").run()
+    frame = pd.read_csv(io.BytesIO(download_data(at, downloads, "export_download")), encoding="utf-8-sig")
+    assert len(frame) == 12 and list(frame.columns)[:2] == ["question", "answer"]
+    at.selectbox(key="export_format").set_value("parquet").run()
+    assert len(pd.read_parquet(io.BytesIO(download_data(at, downloads, "export_download")))) == 12
+    at.radio(key="export_scope").set_value("One subtree").run()
+    at.selectbox(key="export_under").set_value(kids["topic B"].id).run()
+    at.selectbox(key="export_format").set_value("chat").run()
+    at.text_area(key="export_system").input("You are a patient maths tutor.").run()
+    lines = [json.loads(x) for x in download_data(at, downloads, "export_download").decode().splitlines()]
+    assert len(lines) == 6
+    assert [m["role"] for m in lines[0]["messages"]] == ["system", "user", "assistant"]
+    assert lines[0]["messages"][0]["content"] == "You are a patient maths tutor."
+
+
+def test_nothing_to_export_is_said(app_env, downloads):
+    pid = app_env.built()
+    at = app_env.app(EXPORT, pid)
+    assert any("Nothing to export" in i.value for i in at.info)
+    assert at.get("download_button")[0].proto.disabled
+
+
+def test_tree_json_round_trip_through_import(app_env, reviewed, downloads):
+    pid, _ = reviewed
+    at = app_env.app(EXPORT, pid)
+    data = download_data(at, downloads, "export_tree")
+    doc = json.loads(data)
+    assert doc["format"] == "treesynth-tree" and len(doc["tree"]["children"]) == 3
+    at.file_uploader(key="export_upload").set_value(("tree.json", data, "application/json"))
+    at.text_input(key="export_import_name").input("math copy")
+    at.run()
+    at.button(key="export_import").click().run()
+    assert not errors(at)
+    new_pid = at.session_state["ts_project_id"]
+    with app_env.store() as store:
+        assert new_pid != pid and store.project(new_pid).name == "math copy"
+        assert len(store.tree(new_pid)) == len(store.tree(pid))
+        assert {n.status for n in store.tree(new_pid).nodes.values()} >= {"pruned"}
+
+
+def test_a_bad_tree_file_changes_nothing(app_env):
+    pid = app_env.built()
+    at = app_env.app(EXPORT, pid)
+    bad = json.dumps({"format": "treesynth-tree", "version": 1, "project": {"name": "x", "task": "a task",
+                      "fields": [{"name": "q"}]}, "tree": {"children": [{"value": "a"}]}}).encode()
+    at.file_uploader(key="export_upload").set_value(("bad.json", bad, "application/json"))
+    at.run()
+    at.button(key="export_import").click().run()
+    problem = " ".join(errors(at))
+    assert "has children but no dimension" in problem and "What to do" in problem
+    with app_env.store() as store:
+        assert [p["id"] for p in store.projects()] == [pid]
+    assert at.session_state["ts_project_id"] == pid
+
+
+def test_import_works_without_an_open_project(app_env):
+    at = app_env.app(EXPORT)
+    assert any("No project is open" in i.value for i in at.info)
+    at.file_uploader(key="export_upload").set_value(("x.json", b"not json", "application/json"))
+    at.run()
+    at.button(key="export_import").click().run()
+    assert any("not valid JSON" in e for e in errors(at))

@@ -1,0 +1,164 @@
+"""Home page: endpoint status, create / open / delete projects, settings and totals."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tests.app_support import FAKE_KEY, app_env, errors, texts  # noqa: F401
+from treesynth_core.config import mask_secret
+
+
+def create(at, name="support dialogues", task="customer support conversations for a bank"):
+    at.text_input(key="home_new_name").input(name)
+    at.text_area(key="home_new_task").input(task)
+    return at.button(key="FormSubmitter:home_create-Create project").click().run()
+
+
+def test_home_title_endpoint_and_masked_key(app_env):
+    at = app_env.app()
+    assert not errors(at)
+    assert at.title[0].value == "TreeSynth Studio"
+    shown = texts(at)
+    assert app_env.fake.base_url in shown and "fake-model" in shown
+    assert mask_secret(FAKE_KEY) in shown and FAKE_KEY not in shown
+    assert any("Reachable" in s.value for s in at.success)
+    assert "No project yet" in shown
+
+
+def test_create_project_opens_it_and_shows_totals(app_env):
+    at = app_env.app()
+    at.number_input(key="home_new_per_leaf").set_value(7)
+    at.number_input(key="home_new_price_in").set_value(0.15)
+    at.number_input(key="home_new_price_out").set_value(0.6)
+    at = create(at)
+    assert not errors(at)
+    pid = at.session_state["ts_project_id"]
+    with app_env.store() as store:
+        spec = store.project(pid)
+    assert spec.name == "support dialogues" and spec.settings.per_leaf == 7
+    assert spec.settings.price_input_per_m == 0.15 and spec.settings.price_output_per_m == 0.6
+    assert [(f.name, f.role) for f in spec.fields] == [("question", "input"), ("answer", "output")]
+    shown = texts(at)
+    assert "Open project: support dialogues" in shown
+    assert "Nodes 1" in shown and "$0.0000" in shown  # a price is set: cost is known (zero so far)
+
+
+def test_create_with_custom_fields_and_unknown_price(app_env):
+    at = app_env.app()
+    at.session_state["home_new_fields"] = {
+        "edited_rows": {0: {"name": "dialogue", "description": "the conversation"}, 1: {"name": "intent"}},
+        "added_rows": [{"name": "notes", "description": "hidden notes", "role": "input"}], "deleted_rows": []}
+    at = create(at)
+    with app_env.store() as store:
+        spec = store.project(at.session_state["ts_project_id"])
+    assert [f.name for f in spec.fields] == ["dialogue", "intent", "notes"]
+    assert [f.role for f in spec.fields] == ["input", "output", "input"]
+    assert spec.settings.price_input_per_m is None
+    assert "unknown price" in texts(at)
+
+
+def test_create_rejects_a_bad_spec_and_writes_nothing(app_env):
+    at = app_env.app()
+    at = create(at, name="x", task="")
+    assert any("task" in e for e in errors(at))
+    with app_env.store() as store:
+        assert store.projects() == []
+
+
+def test_open_and_delete_with_confirmation(app_env):
+    first, second = app_env.project(), app_env.project()
+    at = app_env.app()
+    at.selectbox(key="home_choice").set_value(second)
+    at.button(key="home_open").click().run()
+    assert at.session_state["ts_project_id"] == second
+    at.button(key="home_delete").click().run()
+    assert any("cannot be undone" in w.value for w in at.warning)
+    with app_env.store() as store:
+        assert len(store.projects()) == 2  # nothing deleted before the confirmation
+    at.button(key="home_delete_yes").click().run()
+    with app_env.store() as store:
+        assert [p["id"] for p in store.projects()] == [first]
+    assert at.session_state["ts_project_id"] == first  # the remaining project is opened
+    assert not errors(at)
+
+
+def test_the_open_project_survives_a_reload_through_the_url(app_env):
+    first, second = app_env.project(), app_env.project()
+    at = app_env.app(run=False)
+    at.query_params["project"] = str(first)
+    at.run()
+    assert at.session_state["ts_project_id"] == first
+    links = at.sidebar.get("page_link")
+    assert links[1].proto.query_string == f"project={first}"  # page links carry it to every page
+    fresh = app_env.app()  # no session, no URL: the most recently changed project
+    assert fresh.session_state["ts_project_id"] == second
+
+
+def test_totals_count_nodes_samples_and_tokens(app_env):
+    pid = app_env.built(price_input_per_m=1.0, price_output_per_m=2.0)
+    app_env.run_job(pid, "generate", {"per_leaf": 2})
+    at = app_env.app(project_id=pid)
+    shown = texts(at)
+    assert "Nodes 13" in shown and "Leaves 9" in shown and "Samples 18" in shown
+    with app_env.store() as store:
+        use = store.usage(pid)
+    assert f"{use['prompt_tokens']:,} in / {use['completion_tokens']:,} out" in shown
+    cost = (use["prompt_tokens"] * 1.0 + use["completion_tokens"] * 2.0) / 1e6
+    assert f"${cost:,.4f}" in shown
+
+
+def test_settings_can_be_changed(app_env):
+    pid = app_env.project()
+    at = app_env.app(project_id=pid)
+    at.number_input(key="home_set_price_in").set_value(2.5)
+    at.number_input(key="home_set_max_depth").set_value(4)
+    at.button(key="FormSubmitter:home_settings-Save settings").click().run()
+    with app_env.store() as store:
+        s = store.project(pid).settings
+    assert s.price_input_per_m == 2.5 and s.max_depth == 4 and s.price_output_per_m is None
+
+
+def test_unreachable_endpoint_says_what_to_do(app_env, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    at = app_env.app()
+    assert "not reachable" in at.warning[0].value  # said at the top too
+    problem = " ".join(e.value for e in at.error)
+    assert "Not reachable" in problem and "could not connect" in problem
+    assert "OPENAI\\_BASE\\_URL" in problem and "treesynth_core.launch" in problem  # what to do
+
+
+def test_local_provider_is_explained(app_env, monkeypatch):
+    monkeypatch.setenv("TREESYNTH_PROVIDER", "local")
+    at = app_env.app()
+    note = " ".join(i.value for i in at.info)
+    assert "bundled offline model" in note and "OPENAI_BASE_URL" in note and "OPENAI_API_KEY" in note
+
+
+def test_api_key_falls_back_to_streamlit_secrets(app_env, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    at = app_env.app(run=False)
+    at.secrets["OPENAI_API_KEY"] = "sk-from-secrets-9876"
+    at.run()
+    shown = texts(at)
+    assert mask_secret("sk-from-secrets-9876") in shown and "sk-from-secrets-9876" not in shown
+
+
+def test_every_page_without_a_project_points_home(app_env):
+    for page in ("pages/1_Tree.py", "pages/2_Generate.py", "pages/3_Samples.py"):
+        at = app_env.app(page)
+        assert not errors(at), page
+        assert any("No project is open" in i.value for i in at.info), page
+
+
+def test_sidebar_links_name_each_page(app_env):
+    at = app_env.app()
+    labels = [link.label for link in at.sidebar.get("page_link")]
+    assert labels[0].startswith("Home") and "app" not in [label.lower() for label in labels]
+    assert len(labels) == 5
+
+
+def test_projects_table_lists_projects(app_env):
+    app_env.project()
+    at = app_env.app()
+    frame = at.dataframe[0].value
+    assert isinstance(frame, pd.DataFrame) and list(frame["name"]) == ["math"]

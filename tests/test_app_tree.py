@@ -1,0 +1,256 @@
+"""Tree page: build in the background, select nodes (chart, path box), edit, prune, approve, re-propose."""
+
+from __future__ import annotations
+
+import json
+
+from tests.app_support import app_env, errors, texts  # noqa: F401
+
+TREE = "pages/1_Tree.py"
+
+
+def figure(at) -> dict:
+    chart = at.get("plotly_chart")[0]
+    return json.loads(chart.proto.spec)["data"][0]
+
+
+def chart_key(at) -> str:
+    return f"tree_chart_{at.session_state['tree_chart_v'] if 'tree_chart_v' in at.session_state else 0}"
+
+
+def node_by_value(store, pid, value, parent_value=None):
+    tree = store.tree(pid)
+    for n in tree.nodes.values():
+        parent = tree.nodes.get(n.parent_id) if n.parent_id else None
+        if n.value == value and (parent_value is None or (parent and parent.value == parent_value)):
+            return n
+    raise AssertionError(value)
+
+
+def select(at, node_id):
+    at.selectbox(key="tree_pick").set_value(node_id)
+    return at.run()
+
+
+def test_first_build_runs_in_the_background_and_shows_the_tree(app_env):
+    pid = app_env.project()
+    at = app_env.app(TREE, pid)
+    assert any("no tree yet" in i.value for i in at.info)
+    at.number_input(key="tree_first_depth").set_value(2)
+    at.button(key="tree_first_go").click().run()
+    assert not errors(at)
+    job = app_env.last_job(pid)
+    assert job["kind"] == "build" and job["status"] == "done" and job["params"] == {"depth": 2}
+    at.run()
+    fig = figure(at)
+    assert len(fig["ids"]) == 13 and fig["parents"].count("") == 1
+    assert fig["labels"].count("difficulty A") == 3  # duplicate labels stay distinct sectors (ids)
+    shown = texts(at)
+    assert "Last build job" in shown and "topic A" in shown and "13 nodes" in shown
+
+
+def test_select_with_the_path_box_and_the_chart(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+        leaf = node_by_value(store, pid, "difficulty C", "topic B")
+    at = select(at, topic_b.id)
+    assert "topic = topic B" in at.code[0].value
+    assert figure(at)["level"] == topic_b.id  # zoomed to the selected node
+    at.session_state[chart_key(at)] = {"selection": {"points": [{"id": leaf.id}]}}
+    at.run()
+    assert at.session_state["tree_node"] == leaf.id and at.selectbox(key="tree_pick").value == leaf.id
+    assert "difficulty = difficulty C" in at.code[0].value
+    assert figure(at)["level"] == topic_b.id  # a leaf shows its siblings
+    at.session_state[chart_key(at)] = {"selection": {"points": [{"id": topic_b.id}]}}
+    at.run()  # a click on the centre zooms out to the parent
+    with app_env.store() as store:
+        assert at.session_state["tree_node"] == store.tree(pid).root.id
+
+
+def test_edit_values_in_the_table(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        root = store.tree(pid).root
+    editor_key = next(k for k in at.session_state if str(k).startswith(f"tree_values_{root.id}"))
+    at.session_state[editor_key] = {"edited_rows": {0: {"value": "fractions"}}, "added_rows": [{"value": "geometry"}],
+                                    "deleted_rows": [2]}
+    at.button(key="FormSubmitter:tree_values_form-Save value changes").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        values = [k.value for k in tree.kids(tree.root.id)]
+        assert values == ["fractions", "topic B", "geometry"]
+        assert tree.kids(tree.root.id)[0].status == "edited" and len(tree) == 13 - 4 + 1
+    assert any("renamed to fractions" in s.value for s in at.success)
+    assert "fractions" in figure(at)["labels"]
+
+
+def test_a_bad_edit_shows_the_error_and_its_hint(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    editor_key = next(k for k in at.session_state if str(k).startswith("tree_values_") and k != "tree_values_v")
+    at.session_state[editor_key] = {"edited_rows": {0: {"value": "topic B"}}, "added_rows": [], "deleted_rows": []}
+    at.button(key="FormSubmitter:tree_values_form-Save value changes").click().run()
+    problem = " ".join(errors(at))
+    assert "already has the value" in problem and "What to do" in problem
+    with app_env.store() as store:
+        assert node_by_value(store, pid, "topic A")
+
+
+def test_prune_restore_approve_and_lock(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        topic_a = node_by_value(store, pid, "topic A")
+    at = select(at, topic_a.id)
+    at.button(key="tree_prune").click().run()
+    with app_env.store() as store:
+        assert {n.status for n in store.tree(pid).subtree(topic_a.id)} == {"pruned"}
+        assert len(store.tree(pid).leaves()) == 6
+    assert any("Pruned 4 node" in s.value for s in at.success)
+    at.button(key="tree_restore").click().run()
+    at.button(key="tree_approve_sub").click().run()
+    at.button(key="tree_lock").click().run()
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        assert {n.status for n in tree.subtree(topic_a.id)} <= {"approved", "edited"}
+        assert tree.nodes[topic_a.id].locked
+    assert "locked" in texts(at)
+    assert at.button(key="tree_lock").label == "Unlock"
+
+
+def test_rename_criterion_and_hand_set_the_root_split(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        root = store.tree(pid).root
+    at.text_input(key=f"tree_dim_{root.id}").input("subject")
+    at.button(key="FormSubmitter:tree_dim_form-Rename").click().run()
+    with app_env.store() as store:
+        assert store.node(root.id).dimension == "subject"
+    at.text_input(key="tree_hand_dim").input("grade")
+    at.text_area(key="tree_hand_values").input("grade 1\ngrade 2\ngrade 3\ngrade 4")
+    at.button(key="FormSubmitter:tree_hand_form-Set split").click().run()
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        assert tree.root.dimension == "grade" and [k.value for k in tree.kids(root.id)] == [
+            "grade 1", "grade 2", "grade 3", "grade 4"]
+        assert len(tree) == 5
+
+
+def test_hand_split_on_an_empty_project(app_env):
+    pid = app_env.project()
+    at = app_env.app(TREE, pid)
+    at.text_input(key="tree_root_dim").input("topic")
+    at.text_area(key="tree_root_values").input("algebra\nalgebra\n")
+    at.button(key="FormSubmitter:tree_root_form-Set split").click().run()
+    assert any("at least two distinct values" in e for e in errors(at))
+    at.text_area(key="tree_root_values").input("algebra\ngeometry")
+    at.button(key="FormSubmitter:tree_root_form-Set split").click().run()
+    with app_env.store() as store:
+        assert [k.value for k in store.tree(pid).kids(store.tree(pid).root.id)] == ["algebra", "geometry"]
+    assert figure(at)["labels"][1:] == ["algebra", "geometry"]
+
+
+def test_repropose_shows_both_and_replace_applies(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        topic_c = node_by_value(store, pid, "topic C")
+    at = select(at, topic_c.id)
+    app_env.fake.push('{"dimension": "setting", "values": [{"value": "farm", "samples": [1, 3]}, '
+                      '{"value": "shop", "samples": [2, 4]}]}')
+    app_env.fake.script[-1].step = "criterion"
+    at.button(key="tree_repropose").click().run()
+    assert not errors(at)
+    shown = "\n".join(t.value for t in at.text)
+    assert "difficulty" in shown and "setting" in shown and "farm" in shown
+    at.button(key="tree_replace").click().run()
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        assert tree.nodes[topic_c.id].dimension == "setting"
+        assert [k.value for k in tree.kids(topic_c.id)][:2] == ["farm", "shop"]
+    assert "tree_proposal" not in at.session_state
+
+
+def test_expand_a_subtree_as_a_job(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        leaf = node_by_value(store, pid, "difficulty A", "topic A")
+    at = select(at, leaf.id)
+    at.number_input(key="tree_levels").set_value(1)
+    at.button(key="tree_expand_sub").click().run()
+    job = app_env.last_job(pid)
+    assert job["status"] == "done" and job["params"] == {"depth": 3, "under": leaf.id}
+    with app_env.store() as store:
+        assert len(store.tree(pid).kids(leaf.id)) == 3
+
+
+def test_expand_every_approved_leaf(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        from treesynth_core import edits
+
+        edits.approve(store, node_by_value(store, pid, "difficulty B", "topic B").id)
+    at = app_env.app(TREE, pid)
+    at.number_input(key="tree_all_depth").set_value(3)
+    at.button(key="tree_expand_approved").click().run()
+    job = app_env.last_job(pid)
+    assert job["params"] == {"depth": 3, "approved_only": True} and "expanded 1" in job["message"]
+
+
+def test_failures_are_shown_on_the_node_and_in_the_chart(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        node = node_by_value(store, pid, "topic B")
+        store.update_node(node.id, status="failed", failure="criterion: no usable reply after 3 tries")
+    at = app_env.app(TREE, pid)
+    at = select(at, node.id)
+    assert any("no usable reply" in e for e in errors(at))
+    fig = figure(at)
+    assert "⚠ topic B" in fig["labels"] and "#e03131" in fig["marker"]["colors"]
+    assert any("failure: criterion" in t.value for t in at.text)  # the outline says it too
+
+
+def test_colour_by_samples(app_env):
+    pid = app_env.built()
+    app_env.run_job(pid, "generate", {"per_leaf": 3})
+    at = app_env.app(TREE, pid)
+    before = figure(at)["marker"]["colors"]
+    at.segmented_control(key="tree_color").set_value("samples").run()
+    assert not errors(at)
+    fig = figure(at)
+    assert "3 of 3 wanted" in " ".join(fig["hovertext"])
+    assert fig["marker"]["colors"] != before and "Pale = no samples yet" in texts(at)
+
+
+def test_open_ended_values_are_edited_as_a_list(app_env):
+    pid = app_env.project()
+    with app_env.store() as store:
+        root = store.tree(pid).root
+        store.update_node(root.id, dimension="city")
+        (child,) = store.add_children(root, [{"infinite": True, "values": ["Paris", "Lima", "Oslo"]}],
+                                      provenance="llm")
+    at = app_env.app(TREE, pid)
+    assert "any of 3 values" in figure(at)["labels"]
+    at.text_area(key=f"tree_inf_{child}").input("Paris\nLima\nOslo\nCairo")
+    at.button(key="FormSubmitter:tree_inf_form-Save values").click().run()
+    with app_env.store() as store:
+        assert store.node(child).values == ["Paris", "Lima", "Oslo", "Cairo"]
+    assert "any of 4 values" in figure(at)["labels"]
+
+
+def test_a_failed_first_build_says_why(app_env):
+    pid = app_env.project(reasks=0)
+    for _ in range(3):
+        app_env.fake.push("this is not JSON")
+    at = app_env.app(TREE, pid)
+    at.button(key="tree_first_go").click().run()
+    app_env.last_job(pid)
+    at.run()
+    problem = " ".join(errors(at))
+    assert "Proposing the first level failed" in problem and "no usable reply" in problem
