@@ -195,7 +195,7 @@ def test_prune_and_restore(fake, store, project, llm):
         edits.prune(store, tree.root.id)
 
 
-def test_approve_subtree_approves_proposed_and_failed_but_not_pruned_or_edited(fake, store, project, llm):
+def test_approve_subtree_approves_every_live_node_but_not_pruned_ones(fake, store, project, llm):
     build(store, project, llm, depth=2)
     tree = store.tree(project)
     first, second, third = tree.kids(tree.root.id)
@@ -209,8 +209,9 @@ def test_approve_subtree_approves_proposed_and_failed_but_not_pruned_or_edited(f
     pruned = {n.id for n in tree.subtree(first.id)}
     assert touched == len(after) - len(pruned)
     for node in after.nodes.values():
-        expected = "pruned" if node.id in pruned else "edited" if node.id == second.id else "approved"
+        expected = "pruned" if node.id in pruned else "approved"
         assert node.status == expected, after.path_text(node.id)
+    assert after.nodes[second.id].provenance == "human"  # approval keeps who made the node
 
 
 def test_approve_one_node(store, project):

@@ -134,7 +134,7 @@ def approve(store: Store, node_id: str, subtree: bool = False) -> int:
         nodes = [n for n in store.tree(node.project_id).subtree(node_id) if n.status not in ("pruned",)]
         with store.atomic():
             for n in nodes:
-                if n.status in ("proposed", "failed"):
+                if n.status != "approved":
                     store.update_node(n.id, status="approved")
         return len(nodes)
     store.update_node(node_id, status="approved")
