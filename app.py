@@ -78,7 +78,7 @@ def projects_panel(store) -> None:
     st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={"id": st.column_config.NumberColumn("id", width="small"),
                                 "task": st.column_config.TextColumn("task", width="large"),
-                                "updated_at": "settings changed (UTC)"})
+                                "updated_at": "last change (UTC)"})
     names = {r["id"]: f"#{r['id']} {r['name']}" for r in rows}
     current = ui.current_project(store)
     ids = list(names)

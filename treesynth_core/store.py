@@ -197,6 +197,8 @@ class Store:
         values["updated_at"] = now()
         with self.atomic():
             self.db["nodes"].update(node_id, values)
+            self.db.execute("update projects set updated_at = ? where id = (select project_id from nodes where id = ?)",
+                            [values["updated_at"], node_id])
 
     def add_children(self, parent: Node, children: list[dict], *, provenance: str) -> list[str]:
         """Insert children (dicts with value, or infinite + values); returns their ids."""
@@ -224,7 +226,13 @@ class Store:
                     }
                 )
             self.db["nodes"].insert_all(rows)
+            self.touch(parent.project_id)
         return [r["id"] for r in rows]
+
+    def touch(self, project_id: int) -> None:
+        """Mark the project as changed now (the Home page lists projects by their last change)."""
+        with self.atomic():
+            self.db.execute("update projects set updated_at = ? where id = ?", [now(), project_id])
 
     def delete_nodes(self, node_ids: list[str]) -> None:
         with self.atomic():
@@ -269,6 +277,8 @@ class Store:
                 )
                 inserted += 1
                 live += 1
+            if inserted:
+                self.touch(project_id)
         return inserted, duplicates
 
     def live_count(self, node_id: str) -> int:
