@@ -34,6 +34,18 @@ def _loads(text, default):
     return json.loads(text) if text else default
 
 
+def _project_row(spec: ProjectSpec) -> dict:
+    return {
+        "name": spec.name,
+        "task": spec.task,
+        "fields": json.dumps([f.model_dump() for f in spec.fields]),
+        "constraints": spec.constraints,
+        "settings": spec.settings.model_dump_json(),
+        "root_split": spec.root_split.model_dump_json() if spec.root_split else None,
+        "updated_at": now(),
+    }
+
+
 def node_from_row(row: dict) -> Node:
     return Node(
         id=row["id"],
@@ -108,18 +120,7 @@ class Store:
     def create_project(self, spec: ProjectSpec) -> int:
         with self.atomic():
             table = self.db["projects"]
-            table.insert(
-                {
-                    "name": spec.name,
-                    "task": spec.task,
-                    "fields": json.dumps([f.model_dump() for f in spec.fields]),
-                    "constraints": spec.constraints,
-                    "settings": spec.settings.model_dump_json(),
-                    "root_split": spec.root_split.model_dump_json() if spec.root_split else None,
-                    "created_at": now(),
-                    "updated_at": now(),
-                }
-            )
+            table.insert({**_project_row(spec), "created_at": now()})
             project_id = table.last_pk
             self.db["nodes"].insert(
                 {"id": new_id(), "project_id": project_id, "parent_id": None, "depth": 0, "position": 0,
@@ -159,18 +160,7 @@ class Store:
     def update_project(self, project_id: int, spec: ProjectSpec) -> None:
         self.project(project_id)
         with self.atomic():
-            self.db["projects"].update(
-                project_id,
-                {
-                    "name": spec.name,
-                    "task": spec.task,
-                    "fields": json.dumps([f.model_dump() for f in spec.fields]),
-                    "constraints": spec.constraints,
-                    "settings": spec.settings.model_dump_json(),
-                    "root_split": spec.root_split.model_dump_json() if spec.root_split else None,
-                    "updated_at": now(),
-                },
-            )
+            self.db["projects"].update(project_id, _project_row(spec))
 
     def delete_project(self, project_id: int) -> None:
         with self.atomic():
