@@ -1,0 +1,212 @@
+"""Helpers for the real-browser walk (tests/test_browser.py): the app as a subprocess, headless Chromium, and
+the waits a Streamlit page needs before it can be read.
+
+Streamlit facts this relies on (1.67): the ``stApp`` element carries ``data-test-script-state`` (``initial``,
+``running``, ``notRunning``); lazily loaded elements (plotly, code blocks, data grids) show ``stSkeleton``
+placeholders for a few seconds after the script has finished; the page scrolls inside ``stMain``, so a full
+page screenshot needs a viewport as tall as that element's content; page URLs drop the number prefix of the
+file name (``pages/1_Tree.py`` is ``/Tree``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+# The flags verified on this machine kind (docs/environment.md in the shared docs).
+CHROMIUM_FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 30_000  # one bounded wait: generous for a 2-core machine, short enough to fail fast
+
+
+def require_chromium() -> str:
+    """The Chromium binary; skips locally when it is missing, fails on CI (which must install it)."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    message = (f"{CHROMIUM} is missing: install Debian's chromium (`make chromium`, or "
+               "`apt-get install -y chromium chromium-driver`); `playwright install` does not work here")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_playwright():
+    try:
+        from playwright import sync_api
+    except ImportError:
+        message = "the playwright package is missing: pip install -r requirements-dev.txt"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return sync_api
+
+
+# ----------------------------------------------------------------------------- the app server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextmanager
+def streamlit_app(env: dict[str, str], log_path: Path, startup_timeout: float = 60.0):
+    """``streamlit run app.py`` on a free loopback port; yields its base URL once /_stcore/health answers.
+
+    The app gets this environment with ``env`` on top, minus any OPENAI_* / TREESYNTH_* variable of the
+    developer's shell (a TREESYNTH_PROVIDER=local there must not change what the test drives)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TREESYNTH_"))}, **env}
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with code {proc.returncode} before answering:\n{tail(log_path)}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer {url}/_stcore/health within {startup_timeout:.0f}s:\n"
+                            f"{tail(log_path)}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+# ----------------------------------------------------------------------------- waiting and reading
+
+# True once the script has run to the end, no element is still a loading skeleton and the "running" status
+# widget (if the toolbar shows one) is gone, and all of that has held for a quiet period. The quiet period
+# covers the moment right after a click, before the server has answered with "running".
+_SETTLED = """([key, quietMs]) => {
+  const now = performance.now();
+  const app = document.querySelector('[data-testid="stApp"]');
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  const busy = !app || app.getAttribute('data-test-script-state') !== 'notRunning'
+    || app.getAttribute('data-test-connection-state') !== 'CONNECTED'
+    || document.querySelector('[data-testid="stSkeleton"]') !== null
+    || (status !== null && status.offsetParent !== null);
+  window.__tsSettle = window.__tsSettle || {};
+  if (busy || !(key in window.__tsSettle)) { window.__tsSettle[key] = now; return false; }
+  return now - window.__tsSettle[key] >= quietMs;
+}"""
+_settle_calls = 0
+
+
+def settle(page, quiet_ms: int = 400, timeout: int = WAIT_MS) -> None:
+    """Wait until the app has finished the current run and rendered everything (bounded)."""
+    global _settle_calls
+    _settle_calls += 1
+    page.wait_for_function(_SETTLED, arg=[f"s{_settle_calls}", quiet_ms], polling=100, timeout=timeout)
+
+
+def wait_text(page, text: str | re.Pattern, timeout: int = WAIT_MS):
+    """Wait for visible text (a substring, or a regex), then for the run to settle; returns the locator."""
+    locator = page.get_by_text(text).first
+    locator.wait_for(state="visible", timeout=timeout)
+    settle(page)
+    return locator
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def go(page, label: str) -> None:
+    """Switch page with the sidebar link labelled ``label`` (the app draws its own links: st.page_link)."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]', has_text=label).click()
+    settle(page)
+
+
+def pick(page, select_label: str, option: str) -> None:
+    """Choose ``option`` in the searchable select box labelled ``select_label`` by typing into it."""
+    box = page.locator('[data-testid="stSelectbox"]', has_text=select_label)
+    box.locator("input").click()
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def set_number(page, label: str, value: int) -> None:
+    field = page.get_by_role("spinbutton", name=label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    settle(page)
+
+
+def type_into_grid_cell(page, grid, row: int, x: int, text: str) -> None:
+    """Type ``text`` into a cell of an st.data_editor (a glide-data-grid canvas: no DOM cell to type in) and
+    leave its editor open: the caller then clicks the form's submit button, as a user would.
+
+    ``row`` counts data rows from 0; ``x`` is a horizontal offset inside the wanted column; the grid's header
+    and rows are 35 px high. A click selects the cell and Enter opens its editor (a textarea in a portal).
+    Why not Enter again to commit: Streamlit (1.67) debounces a committed edit by 150 ms before handing it to
+    the form, so a submit within that window silently drops it; a click outside the open editor (the submit
+    button) flushes the edit first."""
+    grid.scroll_into_view_if_needed()
+    grid.locator(".dvn-scroller").click(position={"x": x, "y": 35 + 35 * row + 17})
+    page.keyboard.press("Enter")
+    editor = page.locator("textarea.gdg-input")
+    editor.wait_for(state="visible", timeout=WAIT_MS)
+    editor.fill(text)
+
+
+def screenshot(page, name: str) -> Path:
+    """A full-page screenshot in test-artifacts/browser/. Streamlit scrolls inside stMain, so the viewport is
+    made as tall as its content for the shot, then put back."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate("""() => Math.max(
+        document.querySelector('[data-testid="stMain"]')?.scrollHeight || 0,
+        document.querySelector('[data-testid="stSidebarContent"]')?.scrollHeight || 0,
+        window.innerHeight)""")
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 8000)})
+    try:
+        settle(page, quiet_ms=300)
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
+    return path
+
+
+def clean_artifacts() -> None:
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
