@@ -128,6 +128,20 @@ def node_header(tree: Tree, node: Node, counts: dict) -> None:
                  "criterion, or set the split by hand below.", icon=":material/warning:")
 
 
+def value_editor(store, node: Node) -> None:
+    """Rename the value that defines this node (the same edit as a rename in its parent's values table)."""
+    if node.parent_id is None or node.infinite:
+        return
+    with st.form("tree_value_form", border=False):
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        value = c1.text_input("Value of this node", node.value or "", key=f"tree_value_{node.id}")
+        if c2.form_submit_button("Rename value", width="stretch") and value.strip() != (node.value or ""):
+            with ui.guard():
+                edits.rename_value(store, node.id, value)
+                ui.flash(f"Value renamed to {value.strip()}.")
+                st.rerun()
+
+
 def criterion_editor(store, node: Node) -> None:
     if not node.dimension:
         st.caption("Not split yet: expand it with the LLM below, or set its split by hand.")
@@ -192,15 +206,17 @@ def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
 
 def actions(store, tree: Tree, node: Node) -> None:
     is_root = node.parent_id is None
+    pruned = tree.is_pruned(node.id)
     top, bottom = st.columns(2), st.columns(2)
     b = [*top, *bottom]
     with ui.guard():
-        if b[0].button("Approve", key="tree_approve", help="Mark this node reviewed", width="stretch"):
+        if b[0].button("Approve", key="tree_approve", width="stretch", disabled=pruned,
+                       help="Restore the subtree first" if pruned else "Mark this node reviewed"):
             edits.approve(store, node.id)
             ui.flash("Node approved.")
             st.rerun()
-        if b[1].button("Approve subtree", key="tree_approve_sub", width="stretch",
-                       help="Approve this node and every proposed or failed node below it"):
+        if b[1].button("Approve subtree", key="tree_approve_sub", width="stretch", disabled=pruned,
+                       help="Restore the subtree first" if pruned else "Approve this node and every node below it"):
             n = edits.approve(store, node.id, subtree=True)
             ui.flash(f"Approved the subtree ({n} nodes).")
             st.rerun()
@@ -223,8 +239,9 @@ def actions(store, tree: Tree, node: Node) -> None:
 
 def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
     st.markdown("**Re-propose the criterion** · ask the LLM again and compare before replacing")
-    if st.button("Re-propose", key="tree_repropose", disabled=busy or node.locked,
-                 help="Locked nodes are left to you" if node.locked else None):
+    pruned = tree.is_pruned(node.id)
+    if st.button("Re-propose", key="tree_repropose", disabled=busy or node.locked or pruned,
+                 help="Locked nodes are left to you" if node.locked else "Restore it first" if pruned else None):
         with ui.guard(), st.spinner("Asking the LLM (pivots, criterion, coverage)…"):
             proposal = Partitioner(store, pid, LLM(ui.endpoint(), store, pid)).propose(node, tree, fresh=True)
             st.session_state["tree_proposal"] = {"node": node.id, "proposal": proposal}
@@ -331,6 +348,7 @@ with ui.open_store() as store:
     with right:
         with ui.guard():
             node_header(tree, node, counts)
+            value_editor(store, node)
             criterion_editor(store, node)
             values_editor(store, tree, node, counts)
             actions(store, tree, node)

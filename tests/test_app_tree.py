@@ -254,3 +254,19 @@ def test_a_failed_first_build_says_why(app_env):
     at.run()
     problem = " ".join(errors(at))
     assert "Proposing the first level failed" in problem and "no usable reply" in problem
+
+
+def test_rename_the_selected_nodes_value_and_pruned_nodes_cannot_be_approved(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+    at = select(at, topic_b.id)
+    at.text_input(key=f"tree_value_{topic_b.id}").set_value("two-step problems")
+    at.button(key="FormSubmitter:tree_value_form-Rename value").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        node = store.node(topic_b.id)
+        assert (node.value, node.status, node.provenance) == ("two-step problems", "edited", "human")
+    at.button(key="tree_prune").click().run()
+    assert at.button(key="tree_approve").disabled and at.button(key="tree_repropose").disabled

@@ -372,3 +372,15 @@ def test_edit_sample_keeps_duplicates_out(store, project):
     rows = [{"data": {"question": "what is 4+4", "answer": "8."},
              "norm_hash": fingerprint({"question": "what is 4+4", "answer": "8."}, ["question", "answer"])}]
     assert store.add_samples(project, leaves["geometry"], rows, cap=None, call_id=None) == (0, 1)
+
+
+def test_a_pruned_node_cannot_be_approved_back_into_a_leaf(fake, store, project, llm):
+    build(store, project, llm, depth=2)
+    tree = store.tree(project)
+    first = tree.kids(tree.root.id)[0]
+    edits.prune(store, first.id)
+    leaves_before = len(store.tree(project).leaves())
+    for subtree in (False, True):
+        with pytest.raises(TreeEditError, match="restore"):
+            edits.approve(store, first.id, subtree=subtree)
+    assert len(store.tree(project).leaves()) == leaves_before

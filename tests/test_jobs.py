@@ -192,3 +192,13 @@ def test_a_progress_write_survives_a_cancel_request_from_another_connection(stor
     cancel.join(5)
     row = store.query("select done, cancel_requested from jobs where id = ?", [job_id])[0]
     assert row == {"done": 1, "cancel_requested": 1}
+
+
+def test_a_job_run_in_the_callers_thread_reads_as_running_meanwhile(store, project, fake):
+    """The CLI runs its job in its own main thread: the app must not see it as interrupted."""
+    job_id = jobs.create_job(store, project, "build", {"depth": 1})
+    seen = []
+    jobs.run_job(store.path, job_id, fake.endpoint(max_retries=0),
+                 echo=lambda done, total: seen.append(jobs.get_job(store, job_id)["status"]))
+    assert seen and set(seen) == {"running"}
+    assert jobs.get_job(store, job_id)["status"] == "done"

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from treesynth_core import local
+from treesynth_core.config import endpoint_from_env
 from treesynth_core.errors import LocalModelError
 
 
@@ -170,9 +171,11 @@ def test_server_env_and_endpoint_without_starting():
         "OPENAI_API_KEY": "local-no-key",
         "TREESYNTH_MODEL": local.LOCAL_MODEL_NAME,
         "TREESYNTH_PROVIDER": "local",
+        "TREESYNTH_TIMEOUT": "600.0",
     }
     endpoint = server.endpoint()
     assert endpoint.is_local and endpoint.model == local.LOCAL_MODEL_NAME
+    assert endpoint == endpoint_from_env(server.env())
     assert "--model_alias" in server.command("m.gguf")
 
 

@@ -129,8 +129,10 @@ def restore(store: Store, node_id: str) -> int:
 
 
 def approve(store: Store, node_id: str, subtree: bool = False) -> int:
+    node = store.node(node_id)
+    if store.tree(node.project_id).is_pruned(node_id):
+        raise TreeEditError("this node is pruned (or under a pruned node)", "restore the subtree first")
     if subtree:
-        node = store.node(node_id)
         nodes = [n for n in store.tree(node.project_id).subtree(node_id) if n.status not in ("pruned",)]
         with store.atomic():
             for n in nodes:

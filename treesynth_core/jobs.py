@@ -90,6 +90,8 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
             echo: Callable[[int, int], None] | None = None) -> dict:
     """Run a created job to its end in this thread and return its final row. Never raises an error of the
     work itself: the outcome (done / cancelled / failed and why) is written to the job row."""
+    with _registry:  # this thread runs the job (the CLI runs it in its main thread): it is alive
+        _threads[_key(db_path, job_id)] = threading.current_thread()
     store = Store(db_path)
     try:
         job = get_job(store, job_id)
