@@ -161,8 +161,7 @@ def test_repropose_shows_both_and_replace_applies(app_env):
     with app_env.store() as store:
         topic_c = node_by_value(store, pid, "topic C")
     at = select(at, topic_c.id)
-    app_env.fake.push('{"dimension": "setting", "values": [{"value": "farm", "samples": [1, 3]}, '
-                      '{"value": "shop", "samples": [2, 4]}]}')
+    app_env.fake.push('{"dimension": "setting", "labels": ["farm", "shop", "farm", "shop"]}')
     app_env.fake.script[-1].step = "criterion"
     at.button(key="tree_repropose").click().run()
     assert not errors(at)

@@ -127,3 +127,13 @@ def test_plan_counts_calls_and_never_guesses_prices(store, project, built):
     assert len(plan_generation(store, project, per_leaf=5).leaves) == 8
     edits.approve(store, built.leaves()[1].id)
     assert len(plan_generation(store, project, per_leaf=5, approved_only=True).leaves) == 1
+
+
+def test_placeholder_text_copied_from_the_prompt_is_not_a_sample(fake, store, project, llm, built):
+    leaf = built.leaves()[0]
+    reply = json.dumps({"samples": [{"question": "...", "answer": "..."}, {"question": "Q9", "answer": "A9"}]})
+    fake.push(Scripted(content=reply, step="samples"))
+    report = generate(store, project, llm, leaf_ids=[leaf.id], per_leaf=1, samples_per_call=2, concurrency=1)
+    assert report.invalid == 1
+    assert [s["data"]["question"] for s in store.samples(project)] == ["Q9"]
+    assert all(isinstance(r["seed"], int) for r in fake.requests)  # every call asks for a fresh seed

@@ -17,8 +17,8 @@ from treesynth_core.spec import RootSplit
 from .conftest import make_project
 
 
-def criterion(dimension, groups):
-    return {"dimension": dimension, "values": [{"value": v, "samples": s} for v, s in groups.items()]}
+def criterion(dimension, labels):
+    return {"dimension": dimension, "labels": labels}
 
 
 def check(reply, pivots=4, used=()):
@@ -26,18 +26,17 @@ def check(reply, pivots=4, used=()):
 
 
 def test_a_valid_split_passes():
-    check(criterion("difficulty", {"easy": [1, 2], "hard": [3, 4]}), used=["topic"])
+    check(criterion("difficulty", ["easy", "Easy", "hard", "hard"]), used=["topic"])
 
 
 @pytest.mark.parametrize("reply, reason", [
-    (criterion("difficulty", {"easy": [1, 2], "hard": [2, 3, 4]}), "assigned to both"),
-    (criterion("difficulty", {"easy": [1], "hard": [3, 4]}), "not assigned"),
-    (criterion("difficulty", {"easy": [1, 2], "hard": [3, 4, 9]}), "does not exist"),
-    (criterion("Topics.", {"easy": [1, 2], "hard": [3, 4]}), "already used by an ancestor"),
-    (criterion("difficulty", {"easy": [1, 2], "Other": [3, 4]}), "catch-all"),
-    (criterion("difficulty", {"easy": [1, 2], "medium and hard": [3, 4]}), "combines"),
-    (criterion("difficulty", {"Easy": [1, 2], "easy!": [3, 4]}), "same value"),
-    (criterion("difficulty", {"easy": [1, 2], " ": [3, 4]}), "empty"),
+    (criterion("difficulty", ["easy", "hard", "hard"]), "exactly 4 labels"),
+    (criterion("difficulty", ["easy", "hard", "hard", "easy", "hard"]), "exactly 4 labels"),
+    (criterion("Topics.", ["easy", "easy", "hard", "hard"]), "already used by an ancestor"),
+    (criterion("difficulty", ["easy", "easy", "Other", "Other"]), "catch-all"),
+    (criterion("difficulty", ["easy", "easy", "medium and hard", "hard"]), "combines"),
+    (criterion("difficulty", ["Easy", "easy!", "EASY", "easy"]), "same value"),
+    (criterion("difficulty", ["easy", "easy", " ", "hard"]), "empty"),
 ])
 def test_rule_breaking_splits_are_rejected_with_a_reason(reply, reason):
     with pytest.raises(ValueError, match=reason):
@@ -61,7 +60,7 @@ def test_full_build_is_a_partition_with_one_new_dimension_per_level(fake, store,
 def test_each_kind_of_bad_criterion_is_re_asked_then_fixed(fake, store, project, llm):
     bad = [
         "{not json",
-        "```json\n" + json.dumps(criterion("topic", {"a": [1, 2], "b": [3, 4]}))[:-3],  # fenced and broken
+        "```json\n" + json.dumps(criterion("topic", ["a", "a", "b", "b"]))[:-3],  # fenced and broken
         json.dumps({"dimension": "topic"}),  # missing key
     ]
     fake.push(*[Scripted(content=b, step="criterion") for b in bad[:2]])
@@ -77,11 +76,11 @@ def test_each_kind_of_bad_criterion_is_re_asked_then_fixed(fake, store, project,
 def test_ancestor_dimension_and_overlap_are_re_asked(fake, store, project, llm):
     build(store, project, llm, depth=1)
     child = store.tree(project).kids(store.tree(project).root.id)[0]
-    fake.push(Scripted(content=json.dumps(criterion("Topic", {"x": [1, 2], "y": [3, 4]})), step="criterion"),
-              Scripted(content=json.dumps(criterion("level", {"x": [1, 2, 3], "y": [3, 4]})), step="criterion"))
+    fake.push(Scripted(content=json.dumps(criterion("Topic", ["x", "x", "y", "y"])), step="criterion"),
+              Scripted(content=json.dumps(criterion("level", ["x", "x", "y"])), step="criterion"))
     build(store, project, llm, depth=2, under=child.id)
     reasons = [r["error"] for r in store.query("select error from calls where valid=0 order by id")]
-    assert "already used by an ancestor" in reasons[0] and "assigned to both" in reasons[1]
+    assert "already used by an ancestor" in reasons[0] and "exactly 4 labels" in reasons[1]
     assert store.node(child.id).dimension == "difficulty"
 
 
@@ -167,7 +166,7 @@ def test_re_propose_is_fresh_and_not_stored_until_applied(fake, store, project, 
     build(store, project, llm, depth=1)
     root = store.tree(project).root
     partitioner = Partitioner(store, project, llm)
-    fake.push(Scripted(content=json.dumps(criterion("setting", {"home": [1, 2], "school": [3, 4]})),
+    fake.push(Scripted(content=json.dumps(criterion("setting", ["home", "home", "school", "school"])),
                        step="criterion"))
     proposal = partitioner.propose(root, store.tree(project), fresh=True)
     assert proposal["dimension"] == "setting" and store.node(root.id).dimension == "topic"
@@ -202,20 +201,20 @@ def test_children_start_when_their_parent_is_done_not_per_level(store, fake):
     assert min(depth2_requests) - t0 < 1.0
 
 
-def test_a_split_that_only_misassigns_pivots_is_kept_with_a_note_for_review(fake, store, project, llm):
-    overlapping = json.dumps(criterion("level", {"easy": [1, 2, 3], "hard": [3, 4], "Other": [4]}))
-    fake.push(*[Scripted(content=overlapping, step="criterion")] * 3)
+def test_a_split_that_only_mislabels_pivots_is_kept_with_a_note_for_review(fake, store, project, llm):
+    mislabelled = json.dumps(criterion("level", ["easy", "easy", "hard", "Other", "hard"]))
+    fake.push(*[Scripted(content=mislabelled, step="criterion")] * 3)
     report = build(store, project, llm, depth=1)
     root = store.tree(project).root
     assert not report.failed and root.dimension == "level"
     assert [k.value for k in store.tree(project).kids(root.id)] == ["easy", "hard"]  # the catch-all dropped
-    assert "assigned to both" in root.note
+    assert "exactly 4 labels" in root.note
 
 
 def test_reusing_an_ancestor_dimension_is_never_salvaged(fake, store, project, llm):
     build(store, project, llm, depth=1)
     child = store.tree(project).kids(store.tree(project).root.id)[0]
-    reuse = json.dumps(criterion("topics", {"x": [1, 2], "y": [3, 4]}))
+    reuse = json.dumps(criterion("topics", ["x", "x", "y", "y"]))
     fake.push(*[Scripted(content=reuse, step="criterion")] * 3)
     report = build(store, project, llm, depth=2, under=child.id)
     assert child.id in report.failed and store.node(child.id).status == "failed"

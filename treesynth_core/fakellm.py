@@ -131,11 +131,9 @@ class FakeLLM:
             used_line = re.search(r"Already used dimensions[^:]*: (.*)", user)
             used = {u.strip().lower() for u in (used_line[1] if used_line else "").split(";")}
             dim = next(d for d in DIMENSIONS if d not in used)
-            pivots = int((re.search(r"from 1 to (\d+)", user) or [0, 3])[1])
+            pivots = int((re.search(r"\(sample 1 to (\d+)\)", user) or [0, 3])[1])
             k = min(self.values_per_split, pivots)
-            values = [{"value": f"{dim} {chr(65 + i)}", "samples": list(range(i + 1, pivots + 1, k))}
-                      for i in range(k)]
-            return json.dumps({"dimension": dim, "values": values})
+            return json.dumps({"dimension": dim, "labels": [f"{dim} {chr(65 + i % k)}" for i in range(pivots)]})
         if step == "coverage":
             dim = (re.search(r"^Dimension: (.+)$", user, re.M) or [0, "x"])[1]
             so_far = (re.search(r"^Values so far: (.+)$", user, re.M) or [0, ""])[1].split("; ")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from .config import Endpoint
 from .errors import EndpointError, LLMOutputError
 
+LOCAL_CONCURRENCY = 2
 FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 
 
@@ -101,6 +103,8 @@ class LLM:
             timeout=endpoint.timeout,
             max_retries=endpoint.max_retries,
         )
+        if endpoint.is_local:
+            concurrency = min(concurrency, LOCAL_CONCURRENCY)  # llama.cpp serves one request at a time
         self.slots = threading.BoundedSemaphore(concurrency)
         self.json_mode = True
 
@@ -183,14 +187,17 @@ class LLM:
         return value
 
     def _complete(self, model, convo, temperature, max_tokens, json_schema):
-        kwargs: dict = dict(model=model, messages=convo, temperature=temperature, max_tokens=max_tokens)
+        # A fresh seed per call: servers that sample deterministically (llama.cpp) would otherwise answer an
+        # identical prompt, or a re-ask, with the very same reply.
+        kwargs: dict = dict(model=model, messages=convo, temperature=temperature, max_tokens=max_tokens,
+                            seed=random.randrange(2**31))
         if self.json_mode:
             fmt: dict = {"type": "json_object"}
             if json_schema is not None and self.endpoint.schema_in_response_format:
                 fmt["schema"] = json_schema
             kwargs["response_format"] = fmt
-        started = time.monotonic()
         with self.slots:
+            started = time.monotonic()
             try:
                 resp = self.client.chat.completions.create(**kwargs)
             except openai.BadRequestError as exc:

@@ -16,8 +16,8 @@ from typing import Callable
 
 from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
 from .llm import LLM
-from .prompts import (COVERAGE_SCHEMA, CoverageReply, CriterionReply, SamplesReply, coverage_messages,
-                      criterion_messages, criterion_schema, pivots_messages, samples_schema)
+from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, CriterionReply, SamplesReply,
+                      coverage_messages, criterion_messages, criterion_schema, pivots_messages, samples_schema)
 from .samples import clean_samples
 from .spec import ProjectSpec
 from .store import Store
@@ -49,41 +49,27 @@ def check_criterion(reply: CriterionReply, pivot_count: int, used_dimensions: li
     if dimension_key(reply.dimension) in used:
         raise ValueError(f"dimension {reply.dimension!r} was already used by an ancestor "
                          f"({used[dimension_key(reply.dimension)]!r}); choose a different dimension")
-    seen: dict[str, str] = {}
-    owner: dict[int, str] = {}
-    for item in reply.values:
-        problem = value_problem(item.value)
+    if len(reply.labels) != pivot_count:
+        raise ValueError(f"give exactly {pivot_count} labels, one per sample in order (got {len(reply.labels)})")
+    for label in reply.labels:
+        problem = value_problem(label)
         if problem:
             raise ValueError(problem)
-        key = normalise(item.value)
-        if key in seen:
-            raise ValueError(f"values {seen[key]!r} and {item.value!r} are the same value; merge them")
-        seen[key] = item.value
-        for index in item.samples:
-            if not 1 <= index <= pivot_count:
-                raise ValueError(f"sample number {index} does not exist (there are {pivot_count})")
-            if index in owner and owner[index] != item.value:
-                raise ValueError(f"sample {index} is assigned to both {owner[index]!r} and {item.value!r}; "
-                                 "values must be mutually exclusive")
-            owner[index] = item.value
-    missing = [i for i in range(1, pivot_count + 1) if i not in owner]
-    if missing:
-        raise ValueError(f"sample(s) {', '.join(map(str, missing))} are not assigned to any value; "
-                         "the values must cover every sample")
+    if len(dedupe_values(reply.labels)) < 2:
+        raise ValueError("every sample got the same value; choose a dimension on which these samples differ")
 
 
 def salvage_criterion(reply: CriterionReply | None, used_dimensions: list[str]) -> CriterionReply | None:
-    """A split that broke only the pivot-assignment rule, with bad values dropped; None if unusable.
-
-    A new dimension and at least two clean, distinct values are still required. The caller records a note
-    so the curator reviews it: better a flagged split than none from a weak model.
+    """A split that broke only a labelling rule (count, a catch-all or combined label), with the bad labels
+    dropped; None if unusable. A new dimension and at least two clean, distinct values are still required.
+    The caller records a note so the curator reviews it: better a flagged split than none from a weak model.
     """
     if reply is None or dimension_key(reply.dimension) in {dimension_key(d) for d in used_dimensions}:
         return None
-    values = [v for v in dedupe_values([item.value for item in reply.values]) if value_problem(v) is None]
+    values = [v for v in dedupe_values(reply.labels) if value_problem(v) is None]
     if not reply.dimension.strip() or len(values) < 2:
         return None
-    return CriterionReply(dimension=reply.dimension.strip(), values=[{"value": v, "samples": []} for v in values])
+    return CriterionReply(dimension=reply.dimension.strip(), labels=values)
 
 
 # ----------------------------------------------------------------------------- one node
@@ -123,11 +109,13 @@ class Partitioner:
         pivots = pivots[: s.pivots]
 
         note = None
+        candidates = [d for d in GENERIC_DIMENSIONS if dimension_key(d) not in {dimension_key(u) for u in used}]
         try:
             criterion = self.llm.ask(
                 criterion_messages(self.spec, attributes, pivots, used), schema=CriterionReply,
-                purpose="criterion", temperature=s.criterion_temperature, json_schema=criterion_schema(len(pivots)),
-                check=lambda r: check_criterion(r, len(pivots), used), **ask).value
+                purpose="criterion", temperature=s.criterion_temperature,
+                json_schema=criterion_schema(len(pivots), candidates), check=lambda r: check_criterion(
+                    r, len(pivots), used), **ask).value
         except LLMOutputError as exc:
             criterion = salvage_criterion(exc.last_value, used)
             if criterion is None:
@@ -135,7 +123,7 @@ class Partitioner:
             note = (f"accepted after {s.reasks + 1} tries although: {exc.reason}; "
                     "check that these values do not overlap and cover the space")
         dimension = criterion.dimension.strip()
-        values = dedupe_values([v.value for v in criterion.values])
+        values = dedupe_values(criterion.labels)
 
         for _ in range(s.coverage_rounds):
             try:

@@ -21,16 +21,13 @@ class SamplesReply(BaseModel):
     samples: list[dict] = Field(min_length=1)
 
 
-class ValueAssignment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    value: str = Field(min_length=1)
-    samples: list[int] = Field(default_factory=list)
-
-
 class CriterionReply(BaseModel):
+    """One dimension and, for each pivot in order, its value: every pivot gets exactly one value by
+    construction (the reference code's {value: [pivot indices]} form lets a model skip or repeat pivots)."""
+
     model_config = ConfigDict(extra="forbid")
     dimension: str = Field(min_length=1, max_length=80)
-    values: list[ValueAssignment] = Field(min_length=2)
+    labels: list[str] = Field(min_length=2)
 
 
 class CoverageReply(BaseModel):
@@ -98,6 +95,12 @@ def pivots_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count:
     return [{"role": "system", "content": system_prompt(spec, "pivots")}, {"role": "user", "content": user}]
 
 
+# Generic dimensions offered as a closed list to models that take a JSON schema (the local one): a 0.5B model
+# otherwise keeps reusing its ancestors' dimension. Free-form for every other endpoint.
+GENERIC_DIMENSIONS = ["topic", "difficulty", "setting", "format", "length", "audience", "tone", "style", "domain",
+                      "perspective", "complexity", "purpose", "scenario", "reasoning type", "structure", "register"]
+
+
 def criterion_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], pivots: list[dict],
                        used_dimensions: list[str]) -> list[dict]:
     listing = "\n".join(format_sample(i + 1, p) for i, p in enumerate(pivots))
@@ -107,39 +110,30 @@ def criterion_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], piv
         f"{describe_subspace(attributes)}\n\n"
         f"Samples from this subspace:\n{listing}\n\n"
         "Name ONE dimension (a single property of a sample, such as its topic, difficulty or setting) that best "
-        "tells these samples apart, and the values of that dimension, so that every sample belongs to exactly "
-        "one value.\n"
+        "tells these samples apart, and give each sample its value of that dimension.\n"
         "Rules:\n"
         f"- Already used dimensions (do not reuse them or a synonym): {used}\n"
+        f"- Give exactly {n} labels, one per sample in order (sample 1 to {n}): the value of each sample.\n"
+        "- Samples that share a value get exactly the same label; use at least two different values.\n"
         "- Values are mutually exclusive, each a short concrete name of 1 to 5 words.\n"
         '- No catch-all value such as "other" or "misc"; no combined value such as "A and B" or "A/B".\n'
-        f"- Every sample number from 1 to {n} appears in exactly one value's list.\n"
-        'Reply as JSON: {"dimension": "...", "values": [{"value": "...", "samples": [1, 2]}, '
-        '{"value": "...", "samples": [3]}]}'
+        'Reply as JSON: {"dimension": "...", "labels": ["value of sample 1", "value of sample 2", ...]}'
     )
     return [{"role": "system", "content": system_prompt(spec, "criterion")}, {"role": "user", "content": user}]
 
 
-def criterion_schema(pivot_count: int) -> dict:
+def criterion_schema(pivot_count: int, candidates: list[str] | None = None) -> dict:
+    dimension: dict = {"type": "string", "minLength": 1}
+    if candidates:
+        dimension["enum"] = candidates
     return {
         "type": "object",
         "properties": {
-            "dimension": {"type": "string", "minLength": 1},
-            "values": {
-                "type": "array",
-                "minItems": 2,
-                "maxItems": max(2, pivot_count),
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "value": {"type": "string", "minLength": 1},
-                        "samples": {"type": "array", "items": {"type": "integer"}, "maxItems": pivot_count},
-                    },
-                    "required": ["value", "samples"],
-                },
-            },
+            "dimension": dimension,
+            "labels": {"type": "array", "items": {"type": "string", "minLength": 1},
+                       "minItems": pivot_count, "maxItems": pivot_count},
         },
-        "required": ["dimension", "values"],
+        "required": ["dimension", "labels"],
     }
 
 

@@ -23,8 +23,8 @@ def clean_samples(raw: list, field_names: list[str]) -> tuple[list[dict], list[s
             value = item.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = str(value)
-            if not isinstance(value, str) or not value.strip():
-                problems.append(f"sample {i} has no text for field {name!r}")
+            if not isinstance(value, str) or not normalise(value):
+                problems.append(f"sample {i} has no text for field {name!r}")  # empty, or a "..." placeholder
                 break
             sample[name] = value.strip()
         else:
