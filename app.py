@@ -53,8 +53,9 @@ def endpoint_panel() -> None:
         st.success(f"Reachable: {ui.md_escape(state['detail'])}.")
     else:
         st.error(f"Not reachable: {ui.md_escape(state['detail'])}  \n**What to do:** "
-                 f"{ui.md_escape(state.get('hint') or 'check the endpoint settings')}. Without an endpoint, start "
-                 "the app with `python -m treesynth_core.launch` to use the bundled offline model.")
+                 f"{ui.md_escape(state.get('hint') or 'check the endpoint settings')}. To work offline instead, "
+                 "unset OPENAI_BASE_URL and OPENAI_API_KEY and start the app with `make run`: it serves the bundled "
+                 "local model.")
 
 
 def project_table(store) -> list[dict]:

@@ -49,15 +49,15 @@ def test_cli_end_to_end_on_local_model(server, tmp_path, capsys):
     db, timings, started = str(db_path), [], time.monotonic()
     task = "Short grade-school math word problems"
     cli(["init", "--db", db, "--task", task, "--fields", ",".join(FIELDS)], env, tmp_path, timings)
-    cli(["build", "--db", db, "--depth", "2", "--max-values", "3", "--pivots", "3"], env, tmp_path, timings)
-    cli(["generate", "--db", db, "--per-leaf", "2"], env, tmp_path, timings)
+    cli(["build", "--db", db, "--depth", "2", "--max-values", "4", "--pivots", "3"], env, tmp_path, timings)
+    cli(["generate", "--db", db, "--per-leaf", "1", "--samples-per-call", "1"], env, tmp_path, timings)
     cli(["export", "--db", db, "--format", "jsonl", "--out", str(out)], env, tmp_path, timings)
     wall = time.monotonic() - started
 
     store = sqlite_utils.Database(db_path)
     assert {"id", "parent_id", "depth", "dimension", "value", "status"} <= set(store["nodes"].columns_dict)
     nodes = {row["id"]: row for row in store["nodes"].rows}
-    assert nodes, "no nodes at all"
+    assert max(n["depth"] for n in nodes.values()) == 2, "the build did not reach depth 2"
     children = {}
     for node in nodes.values():
         if node["parent_id"] is not None:
@@ -76,8 +76,11 @@ def test_cli_end_to_end_on_local_model(server, tmp_path, capsys):
         assert set(FIELDS) <= set(row) and "path" in row and "leaf_id" in row, row
         assert row["leaf_id"] in nodes
         assert isinstance(row["path"], list)
+        assert len(row["path"]) == nodes[row["leaf_id"]]["depth"], row  # one attribute per level above the leaf
         for step in row["path"]:
             assert set(step) >= {"dimension", "value"}, step
+        dims = [step["dimension"].casefold() for step in row["path"]]
+        assert len(dims) == len(set(dims)), f"a dimension repeats along a path: {dims}"
 
     calls = list(store["calls"].rows)
     failed = {}

@@ -60,8 +60,11 @@ def describe_subspace(attributes: list[tuple[str, str]]) -> str:
     return f"Subspace: every sample here has these attributes:\n{lines}\n(That is: {sentence}.)"
 
 
-def sample_example(spec: ProjectSpec) -> str:
-    return "{" + ", ".join(f'"{f.name}": "..."' for f in spec.fields) + "}"
+def sample_shape(spec: ProjectSpec, count: int) -> str:
+    """The reply's shape in words: an inline example with "..." values gets copied verbatim by small models."""
+    keys = ", ".join(f'"{f.name}"' for f in spec.fields)
+    return (f'Reply as JSON: an object with the key "samples" holding a list of exactly {count} objects, each with '
+            f"the text keys {keys} filled in with real content.")
 
 
 def samples_schema(spec: ProjectSpec, count: int) -> dict:
@@ -90,7 +93,7 @@ def pivots_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count:
         f"{describe_subspace(attributes)}\n\n"
         f"Write {count} samples that belong to this subspace and differ from each other as much as possible.\n"
         f"Count: {count}\n"
-        f'Reply as JSON: {{"samples": [{sample_example(spec)}, ...]}} with exactly {count} items.'
+        f"{sample_shape(spec, count)}"
     )
     return [{"role": "system", "content": system_prompt(spec, "pivots")}, {"role": "user", "content": user}]
 
@@ -176,6 +179,6 @@ def samples_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count
         "be complete and correct, and differ from the others.\n"
         f"{avoid_text}"
         f"Count: {count}\n"
-        f'Reply as JSON: {{"samples": [{sample_example(spec)}, ...]}} with exactly {count} items.'
+        f"{sample_shape(spec, count)}"
     )
     return [{"role": "system", "content": system_prompt(spec, "samples")}, {"role": "user", "content": user}]
