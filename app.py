@@ -10,7 +10,7 @@ import treesynth_ui as ui
 from treesynth_core.config import mask_secret
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.llm import LLM
-from treesynth_core.spec import OutputField, ProjectSpec, Settings
+from treesynth_core.spec import OutputField, ProjectSpec, Settings, local_settings
 
 ui.page("Home", "🌳")
 DEFAULT_FIELDS = pd.DataFrame([
@@ -168,8 +168,10 @@ def create_panel(store, expanded: bool) -> None:
                                "role": st.column_config.SelectboxColumn("role", options=["input", "output"],
                                                                         required=True)})
             constraints = st.text_area("Constraints every sample must respect (optional)", key="home_new_cons")
-            st.markdown("**Settings** · they can be changed later")
-            settings = ui.settings_inputs("home_new", Settings())
+            local = ui.endpoint().is_local
+            st.markdown("**Settings** · they can be changed later" + (
+                " · smaller defaults for the bundled CPU model" if local else ""))
+            settings = ui.settings_inputs("home_new", local_settings() if local else Settings())
             if st.form_submit_button("Create project", type="primary"):
                 try:
                     spec = spec_from_form(name, task, fields, constraints, settings)

@@ -124,7 +124,7 @@ def test_unreachable_endpoint_says_what_to_do(app_env, monkeypatch):
     assert "not reachable" in at.warning[0].value  # said at the top too
     problem = " ".join(e.value for e in at.error)
     assert "Not reachable" in problem and "could not connect" in problem
-    assert "OPENAI\\_BASE\\_URL" in problem and "treesynth_core.launch" in problem  # what to do
+    assert "OPENAI\\_BASE\\_URL" in problem and "make run" in problem  # what to do
 
 
 def test_local_provider_is_explained(app_env, monkeypatch):

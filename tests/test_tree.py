@@ -23,6 +23,9 @@ def test_value_problem_rejects_catch_alls_and_combinations():
     assert value_problem("Other") and value_problem("misc.") and value_problem("")
     assert value_problem("addition and subtraction") and value_problem("cats/dogs")
     assert value_problem("Geometry") is None and value_problem("two-step problems") is None
+    assert value_problem("rock or pop") and value_problem("A & B") and value_problem("cats vs dogs")
+    assert value_problem("between 1 and 5") is None  # a range, not two values
+    assert value_problem("questions about supply and demand in markets") is None
 
 
 def test_dedupe_values_keeps_first_spelling():

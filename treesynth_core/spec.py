@@ -60,6 +60,11 @@ class Settings(BaseModel):
         return (prompt_tokens * self.price_input_per_m + completion_tokens * self.price_output_per_m) / 1e6
 
 
+def local_settings() -> Settings:
+    """Smaller defaults for the bundled CPU model, so a first tree and a few samples take minutes, not hours."""
+    return Settings(pivots=3, max_values=5, max_depth=2, per_leaf=3, samples_per_call=1, concurrency=2)
+
+
 class RootSplit(BaseModel):
     """A hand-set first split: the root's dimension and its values."""
 

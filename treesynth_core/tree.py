@@ -18,7 +18,10 @@ CATCH_ALL = re.compile(
     r"^(others?|other \w+|misc\.?|miscellaneous|etc\.?|general|various|mixed|n/?a|none|unknown|"
     r"anything else|everything else|all others?|rest|the rest|remaining|not applicable|none of the above)$"
 )
-COMBINED = re.compile(r"\s(and|or|&|and/or|vs\.?)\s|/|\+|;")
+# "A and B", "A or B", "A/B", "A & B", "A vs B": two values in one. Only short word pairs count, so a value
+# such as "between 1 and 5" or "questions about supply and demand in markets" is not taken for a pair.
+COMBINED_SYMBOL = re.compile(r"[/&+;]|\band/or\b|\bvs\b\.?")
+COMBINED_WORDS = re.compile(r"^[^\W\d]+(?: [^\W\d]+)? (?:and|or) [^\W\d]+(?: [^\W\d]+)?$")
 
 
 @dataclass
@@ -80,7 +83,8 @@ def value_problem(value: str) -> str | None:
         return f"value {value[:40]!r}... is longer than 120 characters; name it in a few words"
     if CATCH_ALL.match(normalise(value)):
         return f"{value!r} is a vague catch-all; name a concrete value instead"
-    if COMBINED.search(f" {value.lower()} "):
+    plain = " ".join(value.lower().split())
+    if COMBINED_SYMBOL.search(plain) or COMBINED_WORDS.match(plain):
         return f"{value!r} combines several values; give each its own value"
     return None
 
