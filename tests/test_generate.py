@@ -57,6 +57,16 @@ def test_duplicates_and_invalid_samples_are_dropped_and_recorded(fake, store, pr
     assert "no text for field 'answer'" in dropped and "duplicate" in dropped
 
 
+def test_the_same_question_with_another_answer_is_a_duplicate(fake, store, project, llm, built):
+    leaf = built.leaves()[0]
+    reply = json.dumps({"samples": [{"question": "Q1?", "answer": "4"}, {"question": "q1", "answer": "5"},
+                                    {"question": "Q2", "answer": "4"}]})
+    fake.push(Scripted(content=reply, step="samples"))
+    report = generate(store, project, llm, leaf_ids=[leaf.id], per_leaf=3, samples_per_call=3, concurrency=1)
+    assert report.duplicates == 1
+    assert [s["data"]["question"] for s in store.samples(project)][:2] == ["Q1?", "Q2"]
+
+
 def test_duplicates_across_leaves_are_dropped_too(fake, store, project, llm, built):
     a, b = built.leaves()[:2]
     same = json.dumps({"samples": [{"question": "Same Q", "answer": "same"}]})

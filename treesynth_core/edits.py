@@ -169,13 +169,14 @@ def edit_sample(store: Store, sample_id: int, data: dict) -> None:
     rows = store.query("select project_id from samples where id = ?", [sample_id])
     if not rows:
         raise TreeEditError(f"sample {sample_id} does not exist", "reload the samples")
-    fields = store.project(rows[0]["project_id"]).field_names
+    spec = store.project(rows[0]["project_id"])
+    fields = spec.field_names
     if set(data) != set(fields):
         raise TreeEditError(f"a sample has exactly the fields {', '.join(fields)}; got {', '.join(sorted(data))}",
                             "edit the values, not the field names")
     if not all(isinstance(v, str) and v.strip() for v in data.values()):
         raise TreeEditError("every field of a sample needs text", "fill in each field")
-    norm_hash = fingerprint(data, fields)
+    norm_hash = fingerprint(data, spec.dedup_fields)
     with store.atomic():
         twin = store.query("select id from samples where project_id = ? and norm_hash = ? and id != ?",
                            [rows[0]["project_id"], norm_hash, sample_id])

@@ -168,7 +168,7 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
                         state["abort"] = True
             return
         good, problems = clean_samples(reply.value.samples, fields)
-        rows = [{"data": g, "drawn": attributes, "norm_hash": fingerprint(g, fields)} for g in good]
+        rows = [{"data": g, "drawn": attributes, "norm_hash": fingerprint(g, spec.dedup_fields)} for g in good]
         inserted, duplicates = store.add_samples(project_id, leaf_id, rows, cap=quota[leaf_id],
                                                  call_id=reply.call_id)
         over = len(rows) - inserted - duplicates

@@ -97,6 +97,13 @@ class ProjectSpec(BaseModel):
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
 
+    @property
+    def dedup_fields(self) -> list[str]:
+        """What makes two samples duplicates: the input side (the same question with another answer is a
+        duplicate prompt, and a conflicting one); all fields when there is no output side."""
+        inputs = [f.name for f in self.fields if f.role == "input"]
+        return inputs if inputs and len(inputs) < len(self.fields) else self.field_names
+
 
 def parse_fields(text: str) -> list[OutputField]:
     """Parse ``question,answer`` or ``question: the problem, answer: the worked solution``.
