@@ -172,6 +172,16 @@ def require_project(store: Store) -> int:
     return pid
 
 
+def frame(store: Store, title: str, *, need_project: bool = True) -> int | None:
+    """What every page starts with: the sidebar, the title, pending messages and the open project
+    (a page that needs one stops with a pointer to Home when none is open)."""
+    sidebar(store)
+    st.title(title)
+    pid = require_project(store) if need_project else current_project(store)
+    show_flash()
+    return pid
+
+
 # ----------------------------------------------------------------------------- widgets
 
 

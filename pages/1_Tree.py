@@ -327,10 +327,7 @@ def outline(tree: Tree, counts: dict) -> None:
 # ----------------------------------------------------------------------------- the page
 
 with ui.open_store() as store:
-    ui.sidebar(store)
-    st.title("Tree: build & review")
-    pid = ui.require_project(store)
-    ui.show_flash()
+    pid = ui.frame(store, "Tree: build & review")
     spec = store.project(pid)
     job = ui.job_status(store, pid, "build", "tree_job")
     busy = bool(job and job["status"] == "running")

@@ -73,10 +73,7 @@ def failures(store, pid: int, tree) -> None:
 
 
 with ui.open_store() as store:
-    ui.sidebar(store)
-    st.title("Generate samples")
-    pid = ui.require_project(store)
-    ui.show_flash()
+    pid = ui.frame(store, "Generate samples")
     spec = store.project(pid)
     tree = store.tree(pid)
     if not tree.kids(tree.root.id):

@@ -153,10 +153,7 @@ def bars(labels: list[str], rows: list[dict], height: int) -> go.Figure:
 
 
 with ui.open_store() as store:
-    ui.sidebar(store)
-    st.title("Review samples")
-    pid = ui.require_project(store)
-    ui.show_flash()
+    pid = ui.frame(store, "Review samples")
     spec = store.project(pid)
     tree = store.tree(pid)
     browse, charts = st.tabs(["Browse & review", "Coverage (where the gaps are)"])

@@ -72,10 +72,7 @@ def import_panel(store) -> None:
 
 
 with ui.open_store() as store:
-    ui.sidebar(store)
-    st.title("Export & import")
-    ui.show_flash()
-    pid = ui.current_project(store)
+    pid = ui.frame(store, "Export & import", need_project=False)
     if pid is None:
         st.info("No project is open: open one on Home to export it, or import a tree file below.")
     else:
