@@ -260,9 +260,10 @@ def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
     r1, r2 = st.columns(2)
     if r1.button("Replace", type="primary", key="tree_replace",
                  help=f"Deletes the {below} node(s) below and their samples" if below else None):
-        with ui.guard(), store.atomic():  # the old split goes only if the new one is stored
-            edits.clear_split(store, node.id)
-            Partitioner(store, pid, LLM(ui.endpoint(), store, pid)).apply(store.node(node.id), proposal)
+        with ui.guard():
+            with store.atomic():  # the old split goes only if the new one is stored
+                edits.clear_split(store, node.id)
+                Partitioner(store, pid, LLM(ui.endpoint(), store, pid)).apply(store.node(node.id), proposal)
             st.session_state.pop("tree_proposal", None)
             ui.flash(f"Replaced the criterion with {proposal['dimension']}.")
             st.rerun()
