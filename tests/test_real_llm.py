@@ -7,6 +7,7 @@ Needs ``pip install -r requirements-local.txt``; skipped without llama-cpp-pytho
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -49,7 +50,14 @@ def test_cli_end_to_end_on_local_model(server, tmp_path, capsys):
     db, timings, started = str(db_path), [], time.monotonic()
     task = "Short grade-school math word problems"
     cli(["init", "--db", db, "--task", task, "--fields", ",".join(FIELDS)], env, tmp_path, timings)
-    cli(["build", "--db", db, "--depth", "2", "--max-values", "4", "--pivots", "3"], env, tmp_path, timings)
+    # A failed node is recorded and retried by running build again (it resumes): at most three runs.
+    for _ in range(3):
+        cli(["build", "--db", db, "--depth", "2", "--max-values", "4", "--pivots", "3"], env, tmp_path, timings)
+        with sqlite3.connect(db_path) as conn:
+            rows = conn.execute("select depth, status, failure from nodes").fetchall()
+        assert all(failure for _, status, failure in rows if status == "failed"), "a failure without a reason"
+        if max(depth for depth, _, _ in rows) == 2:
+            break
     cli(["generate", "--db", db, "--per-leaf", "1", "--samples-per-call", "1"], env, tmp_path, timings)
     cli(["export", "--db", db, "--format", "jsonl", "--out", str(out)], env, tmp_path, timings)
     wall = time.monotonic() - started

@@ -98,6 +98,10 @@ def pivots_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count:
     return [{"role": "system", "content": system_prompt(spec, "pivots")}, {"role": "user", "content": user}]
 
 
+# A value is a short name; a schema-enforcing server (llama.cpp) stops a string at this length, so a small model
+# cannot answer a label with a paragraph.
+VALUE_CHARS = 60
+
 # Generic dimensions offered as a closed list to models that take a JSON schema (the local one): a 0.5B model
 # otherwise keeps reusing its ancestors' dimension. Free-form for every other endpoint.
 GENERIC_DIMENSIONS = ["topic", "difficulty", "setting", "format", "length", "audience", "tone", "style", "domain",
@@ -133,7 +137,7 @@ def criterion_schema(pivot_count: int, candidates: list[str] | None = None) -> d
         "type": "object",
         "properties": {
             "dimension": dimension,
-            "labels": {"type": "array", "items": {"type": "string", "minLength": 1},
+            "labels": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": VALUE_CHARS},
                        "minItems": pivot_count, "maxItems": pivot_count},
         },
         "required": ["dimension", "labels"],
@@ -160,7 +164,8 @@ def coverage_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], dime
 COVERAGE_SCHEMA = {
     "type": "object",
     "properties": {
-        "new_values": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 10},
+        "new_values": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": VALUE_CHARS},
+                       "maxItems": 10},
         "open_ended": {"type": "boolean"},
     },
     "required": ["new_values", "open_ended"],
