@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import random
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -195,7 +194,6 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
     report = BuildReport(skipped_locked=[n.id for n in tree.subtree(start) if n.locked and not tree.kids(n.id)])
     partitioner = Partitioner(store, project_id, llm)
     workers = concurrency or spec.settings.concurrency
-    lock = threading.Lock()
     submitted = done = 0
     endpoint_failures = successes = 0
 
@@ -232,9 +230,8 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
                 if child_depth < depth:
                     for child_id in child_ids:
                         submit(child_id)
-                with lock:
-                    if on_progress:
-                        on_progress(done, submitted)
+                if on_progress:  # called on this thread only, never from a worker
+                    on_progress(done, submitted)
     if endpoint_failures and successes == 0 and endpoint_failures == len(report.failed):
         raise EndpointError(f"the endpoint failed on every node ({next(iter(report.failed.values()))})",
                             "check the endpoint, then run build again: it resumes")
