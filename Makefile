@@ -17,9 +17,26 @@ $(VENV)/.deps: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(VENV)/.deps-local: requirements-local.txt | $(BIN)/python
-	@echo "Installing the offline model runtime (the first time, llama-cpp-python compiles for ~3 minutes)..."
-	$(BIN)/pip install --quiet -r requirements-local.txt
+# llama-cpp-python is compiled portably: never -march=native, never AMX. A native build crashes with a general
+# protection fault on virtualised Xeons with AMX (upstream llama.cpp #20824), and a wheel built on one machine
+# must run on every x86-64 machine. AVX2/FMA/F16C where the CPU has them (every x86-64 CPU since 2013),
+# otherwise plain x86-64. The wheel is built once into a folder named by version and flags, outside pip's
+# cache, so pip can never hand back an earlier native build; installing it is then a matter of seconds.
+LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==\([0-9.]*\).*/\1/p' requirements-local.txt)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_AVX512=OFF \
+  $(if $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo y),-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
+LLAMA_WHEELS := $(or $(TREESYNTH_CACHE),$(HOME)/.cache/treesynth)/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+
+$(LLAMA_WHEELS): | $(BIN)/python
+	@echo "Compiling llama-cpp-python $(LLAMA_VERSION) portably, once (3 to 12 minutes on 2 cores)..."
+	rm -rf $@.partial && mkdir -p $@.partial
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+	  --no-binary llama-cpp-python -w $@.partial "llama-cpp-python==$(LLAMA_VERSION)"
+	mv $@.partial $@
+
+$(VENV)/.deps-local: requirements-local.txt Makefile | $(BIN)/python $(LLAMA_WHEELS)
+	$(BIN)/pip install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(BIN)/pip install --quiet --only-binary llama-cpp-python --find-links $(LLAMA_WHEELS) -r requirements-local.txt
 	touch $@
 
 deps: $(VENV)/.deps

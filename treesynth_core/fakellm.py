@@ -35,6 +35,7 @@ class Scripted:
     status: int = 200
     delay: float = 0.0
     step: str | None = None  # only answer a request of this step (pivots/criterion/coverage/samples)
+    headers: dict | None = None  # extra response headers (e.g. {"retry-after": "2"} on a 429)
 
 
 def step_of(body: dict) -> str:
@@ -65,6 +66,9 @@ class FakeLLM:
         self.lock = threading.Lock()
         self.counter = itertools.count(1)
         self.delay_fn: Callable[[dict], float] | None = None
+        # A fault injector: called with the request body when no scripted entry applies; a Scripted it returns
+        # is served instead of the well-behaved reply (see tests' malformation catalogue).
+        self.fault_fn: Callable[[dict], Scripted | None] | None = None
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -184,6 +188,8 @@ class FakeLLM:
                     fake.requests.append(body)
                 step = step_of(body)
                 entry = fake._next_scripted(step)
+                if entry is None and fake.fault_fn is not None:
+                    entry = fake.fault_fn(body)
                 delay = fake.latency + (entry.delay if entry else 0.0)
                 if fake.delay_fn:
                     delay += fake.delay_fn(body)
@@ -192,7 +198,7 @@ class FakeLLM:
                 if entry and entry.status != 200:
                     self._send(entry.status, {"error": {"message": f"scripted error {entry.status}",
                                                         "type": "fake", "code": entry.status}},
-                               {"retry-after-ms": "10"})
+                               entry.headers if entry.headers is not None else {"retry-after-ms": "10"})
                     return
                 content = entry.content if entry and entry.content is not None else fake.default_reply(body)
                 finish = entry.finish_reason if entry else "stop"

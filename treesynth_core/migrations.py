@@ -116,7 +116,7 @@ def m005_jobs(db):
             "project_id": int,
             "kind": str,
             "params": str,
-            "status": str,  # running / done / failed / cancelled / interrupted
+            "status": str,  # running, then an Outcome value (m009: "done" became complete/partial)
             "total": int,
             "done": int,
             "failed": int,
@@ -143,3 +143,17 @@ def m006_calls_dropped(db):
 def m007_nodes_note(db):
     # a warning a curator should read, e.g. a split accepted although its pivots were not cleanly assigned
     db["nodes"].add_column("note", str)
+
+
+@migrations()
+def m008_calls_repaired(db):
+    # 1 when the reply was malformed JSON that json-repair fixed (a re-ask saved), so the saving is countable
+    db["calls"].add_column("repaired", int, not_null_default=0)
+
+
+@migrations()
+def m009_job_outcomes(db):
+    # a job ends complete / partial / failed / cancelled / interrupted (treesynth_core.outcome); "done" said
+    # nothing about what failed on the way
+    db.execute("update jobs set status = 'complete' where status = 'done' and coalesce(failed, 0) = 0")
+    db.execute("update jobs set status = 'partial' where status = 'done'")
