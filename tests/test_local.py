@@ -3,6 +3,7 @@
 import hashlib
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,108 @@ def test_launch_command_port_from_env_then_args():
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     command, port = streamlit_command(["--server.port", "8700"], {"TREESYNTH_PORT": "8600"})
     assert port == "8700" and command[-2:] == ["--server.port", "8700"]  # last one wins in click
+
+
+# A stand-in for `python -m llama_cpp.server`: answers GET /v1/models, then dies by a signal on the first
+# completion, as a natively built llama.cpp does on a CPU with AMX.
+CRASHING_SERVER = r"""
+import os, signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        body = b'{"object": "list", "data": [{"id": "m"}]}'
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        print("ggml: general protection fault (simulated)", flush=True)
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+print("server listening", flush=True)
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def _crashing_server(tmp_path, monkeypatch, **kwargs):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    script = tmp_path / "crash_server.py"
+    script.write_text(CRASHING_SERVER)
+    heard: list[str] = []
+    server = local.LocalServer(model, log_path=tmp_path / "server.log", startup_timeout=30, report=heard.append,
+                               **kwargs)
+    monkeypatch.setattr(server, "command", lambda _model: [sys.executable, str(script), str(server.port)])
+    server.watch_interval = 0.05
+    return server, heard
+
+
+def _complete(server) -> None:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{server.base_url}/chat/completions", data=b"{}", method="POST")
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        urllib.request.urlopen(request, timeout=5)
+
+
+def _wait_for(condition, seconds=20.0, message=None) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out {message}"
+        time.sleep(0.05)
+
+
+def test_server_that_dies_on_a_completion_is_restarted_once_then_reported(tmp_path, monkeypatch):
+    server, heard = _crashing_server(tmp_path, monkeypatch)
+    with server:
+        first_pid = server.process.pid
+        _complete(server)
+        _wait_for(lambda: any("answering again" in h for h in heard), message=heard)
+        assert server.process.pid != first_pid and server.base_url.endswith(f":{server.port}/v1")
+        server.check()  # restarted and answering: not an error, but the death is on record
+        assert "killed by signal SIGSEGV" in server.deaths[0]
+        assert "general protection fault (simulated)" in server.deaths[0]  # the log tail
+        assert any("Restarting it once" in h for h in heard)
+
+        _complete(server)  # the second death is final
+        _wait_for(lambda: len(server.deaths) == 2)
+        _wait_for(lambda: any("Not restarting" in h for h in heard), message=heard)
+        with pytest.raises(LocalModelError, match="killed by signal SIGSEGV") as info:
+            server.check()
+        assert "died 2 times" in str(info.value)
+        assert info.value.hint  # what to do: rebuild portably / check the install
+
+
+def test_a_stopped_server_is_not_a_death(tmp_path, monkeypatch):
+    server, heard = _crashing_server(tmp_path, monkeypatch)
+    with server:
+        pass
+    assert server.deaths == [] and heard == []
+    server.check()
+
+
+def test_exit_descriptions_and_the_amx_hint(tmp_path, monkeypatch):
+    assert local.describe_exit(3) == "exited with code 3"
+    assert local.describe_exit(-11) == "was killed by signal SIGSEGV (11)"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t: fpu sse avx2 amx_bf16 amx_tile amx_int8\n")
+    assert local.cpu_has_amx(str(cpuinfo))
+    cpuinfo.write_text("flags\t: fpu sse avx2\n")
+    assert not local.cpu_has_amx(str(cpuinfo))
+    monkeypatch.setattr(local, "cpu_has_amx", lambda: True)
+    assert "GGML_NATIVE=OFF" in local.crash_hint() and "make deps-local" in local.crash_hint()
+
+
+def test_makefile_builds_llama_cpp_portably():
+    """The offline model's runtime is compiled without -march=native and without AMX, from a wheel folder
+    named by version and flags (so pip's cache cannot hand back a native build)."""
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    flags = next(line for line in makefile.splitlines() if line.startswith("LLAMA_CMAKE_ARGS"))
+    assert "-DGGML_NATIVE=OFF" in flags and "-DGGML_AMX_TILE=OFF" in flags and "-DGGML_AMX_INT8=OFF" in flags
+    assert "--no-cache-dir" in makefile and "--only-binary llama-cpp-python" in makefile
+    requirements = (Path(__file__).resolve().parent.parent / "requirements-local.txt").read_text()
+    assert "llama-cpp-python[server]==" in requirements  # pinned: the wheel folder is named by this version

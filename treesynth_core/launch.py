@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print("TreeSynth Studio: no OPENAI_BASE_URL or OPENAI_API_KEY set, using the bundled local model.")
         model = resolve_model(report=lambda msg: print(msg, flush=True))
         print(f"Starting the local LLM server (llama.cpp) with {model.name} ...", flush=True)
-        with LocalServer(model) as server:
+        with LocalServer(model, report=lambda msg: print(msg, file=sys.stderr, flush=True)) as server:
             print(f"Local LLM ready at {server.base_url} (log: {server.log_path})")
             print(f"App at http://127.0.0.1:{port}  (Ctrl-C stops the app and the local model)", flush=True)
             return run_streamlit(command, {**env, **server.env()})

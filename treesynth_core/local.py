@@ -17,7 +17,9 @@ import os
 import socket
 import subprocess
 import sys
+import signal
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -179,6 +181,34 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo, errors="replace") as f:
+            return "amx_tile" in f.read()
+    except OSError:
+        return False
+
+
+def describe_exit(returncode: int) -> str:
+    """'exited with code 3' or 'was killed by signal SIGSEGV (11)' (Popen gives -N for signal N)."""
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"was killed by signal {name} ({-returncode})"
+    return f"exited with code {returncode}"
+
+
+def crash_hint() -> str:
+    hint = "see the log above; check that llama-cpp-python[server] is installed: make deps-local"
+    if cpu_has_amx():
+        hint = ("this CPU has AMX, on which a natively built llama.cpp crashes (a general protection fault in "
+                "libggml-cpu.so, see dmesg): rebuild it portably with `make deps-local` (the Makefile builds "
+                "with -DGGML_NATIVE=OFF and no AMX)")
+    return hint
+
+
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -188,14 +218,17 @@ class LocalServer:
     (``with LocalServer() as server: OpenAI(base_url=server.base_url, ...)``).
 
     ``start()`` waits (up to ``startup_timeout`` seconds) until ``GET /v1/models`` answers and fails fast,
-    with the end of the log, if the server process exits first. Output goes to ``log_path``
+    with the end of the log, if the server process exits first. Then a watcher thread notices the process
+    dying (a crash on the first completion is the typical case: a native build on a CPU with AMX), records
+    how (exit code or signal, log tail) in :attr:`deaths`, tells ``report`` and restarts it once on the same
+    port; :meth:`check` raises the explanation when it is down for good. Output goes to ``log_path``
     (default ``<cache>/llama-server.log``).
     """
 
     def __init__(
         self, model_path: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int | None = None,
         n_ctx: int = 4096, n_threads: int | None = None, startup_timeout: float = 180.0,
-        log_path: str | os.PathLike | None = None,
+        log_path: str | os.PathLike | None = None, restarts: int = 1, report: Callable[[str], None] | None = None,
     ):  # fmt: skip
         self.model_path = model_path
         self.host, self.port = host, port
@@ -204,6 +237,14 @@ class LocalServer:
         self.log_path = Path(log_path) if log_path else cache_dir() / "llama-server.log"
         self.model = LOCAL_MODEL_NAME
         self.process: subprocess.Popen | None = None
+        self.restarts = restarts  # how many deaths are answered with a restart
+        self.report = report  # hears about each death and restart (e.g. print to stderr)
+        self.watch_interval = 0.5
+        self.deaths: list[str] = []  # why each run of the process ended unasked, oldest first
+        self._model: Path | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -218,29 +259,74 @@ class LocalServer:
         ]  # fmt: skip
 
     def start(self) -> LocalServer:
-        """Resolve the model, start the server and wait until it answers."""
-        model = resolve_model(self.model_path)
+        """Resolve the model, start the server, wait until it answers, then watch it (see :meth:`check`)."""
+        self._model = resolve_model(self.model_path)
         self.port = self.port or _free_port(self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
+        self._launch()
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name="llama-server-watch")
+        self._watcher.start()
+        return self
+
+    def _launch(self) -> None:
+        """Start the process and wait until ``GET /v1/models`` answers; fail fast if it exits first."""
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.command(model), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command(self._model), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise LocalModelError(
-                    f"The local LLM server exited with code {self.process.returncode}:\n{self.log_tail()}",
-                    "check that llama-cpp-python[server] is installed: pip install -r requirements-local.txt",
+                    f"The local LLM server {describe_exit(self.process.returncode)}:\n{self.log_tail()}",
+                    crash_hint(),
                 )
             if self._answers():
-                return self
+                return
             time.sleep(0.5)
         self.stop()
         raise LocalModelError(
             f"The local LLM server did not answer within {self.startup_timeout:.0f} s:\n{self.log_tail()}",
             f"see the full log in {self.log_path}",
         )
+
+    def _watch(self) -> None:
+        """Notice the server dying under us (not through :meth:`stop`): record why and restart it once, on the
+        same port, so clients keep their base URL. A second death is final; :meth:`check` then raises."""
+        while not self._stopping.wait(self.watch_interval):
+            process = self.process
+            if process is None or process.poll() is None:
+                continue
+            if self._stopping.is_set():
+                return
+            death = f"The local LLM server {describe_exit(process.returncode)}:\n{self.log_tail()}"
+            with self._lock:
+                self.deaths.append(death)
+            if len(self.deaths) > self.restarts:
+                self._say(f"{death}\nNot restarting it again ({crash_hint()}).")
+                return
+            self._say(f"{death}\nRestarting it once ...")
+            try:
+                self._launch()
+            except LocalModelError as exc:
+                with self._lock:
+                    self.deaths.append(exc.message)
+                self._say(f"The restart failed: {exc.message}")
+                return
+            self._say(f"The local LLM server is answering again at {self.base_url}.")
+
+    def _say(self, message: str) -> None:
+        if self.report is not None:
+            self.report(message)
+
+    def check(self) -> None:
+        """Raise LocalModelError (exit code or signal, the log tail, a hint) if the server died and is not
+        serving now; a death followed by a successful restart is only reported by :attr:`deaths`."""
+        with self._lock:
+            deaths = list(self.deaths)
+        if deaths and (self.process is None or self.process.poll() is not None):
+            raise LocalModelError(deaths[-1] + (f"\n(it died {len(deaths)} times)" if len(deaths) > 1 else ""),
+                                  crash_hint())
 
     def _answers(self) -> bool:
         try:
@@ -257,6 +343,9 @@ class LocalServer:
 
     def stop(self, grace: float = 10.0) -> None:
         """Terminate the server; kill it if it is still running after ``grace`` seconds."""
+        self._stopping.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(grace)
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
