@@ -23,6 +23,12 @@ class EndpointError(TreeSynthError):
     """The LLM endpoint could not be reached or refused the request after the SDK's retries."""
 
 
+class LLMCallError(EndpointError):
+    """One LLM call failed for an unexpected reason: not an HTTP status but, e.g., a response the SDK could
+    not read, a network-library error or a bug in a reply check. It is recorded in the call log with its
+    reason, and the caller records it on the node and carries on, as for any EndpointError."""
+
+
 class LLMOutputError(TreeSynthError):
     """The LLM kept replying with output that fails validation; the reason is recorded.
 
