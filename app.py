@@ -36,8 +36,8 @@ def endpoint_panel() -> None:
     st.subheader("LLM endpoint")
     state = ping(ep)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
-    c1.markdown(f"**Base URL**  \n`{ep.base_url or 'https://api.openai.com/v1'}`")
-    c2.markdown(f"**Model**  \n`{ep.model}`")
+    c1.markdown(f"**Base URL**  \n{ui.md_escape(ui.shown_url(ep.base_url))}")
+    c2.markdown(f"**Model**  \n{ui.md_escape(ep.model)}")
     c3.markdown(f"**API key**  \n`{mask_secret(ep.api_key)}`")
     if c4.button("Check again", key="home_recheck_btn"):
         st.session_state["home_recheck"] = True
@@ -59,12 +59,16 @@ def endpoint_panel() -> None:
 
 
 def project_table(store) -> list[dict]:
-    rows = store.query(
-        "select p.id, p.name, p.task, "
-        "(select count(*) from nodes n where n.project_id = p.id) as nodes, "
-        "(select count(*) from samples s where s.project_id = p.id) as samples, "
-        "(select count(*) from samples s where s.project_id = p.id and s.status = 'accepted') as accepted, "
-        "p.updated_at from projects p order by p.id")
+    """Each project with its node and sample counts (from the Store's own methods: pages hold no SQL)."""
+    rows = []
+    for p in store.projects():
+        per_status: dict[str, int] = {}
+        for per_node in store.sample_counts(p["id"]).values():
+            for status, n in per_node.items():
+                per_status[status] = per_status.get(status, 0) + n
+        rows.append({"id": p["id"], "name": p["name"], "task": p["task"], "nodes": len(store.tree(p["id"])),
+                     "samples": sum(per_status.values()), "accepted": per_status.get("accepted", 0),
+                     "updated_at": p["updated_at"]})
     return rows
 
 
@@ -117,7 +121,7 @@ def totals_panel(store, pid: int) -> None:
         for status, n in per_node.items():
             by_status[status] = by_status.get(status, 0) + n
     use = store.usage(pid)
-    st.subheader(f"Open project: {spec.name}")
+    st.subheader(f"Open project: {ui.md_escape(spec.name)}")
     st.caption(f"Task: {ui.md_escape(spec.task)}")
     m = st.columns(7)
     m[0].metric("Nodes", len(tree))

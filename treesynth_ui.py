@@ -11,12 +11,15 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import streamlit as st
+from pydantic import ValidationError
 
 from treesynth_core import jobs
 from treesynth_core.config import Endpoint, endpoint_from_env
 from treesynth_core.errors import TreeSynthError
+from treesynth_core.outcome import Outcome as RunOutcome
 from treesynth_core.spec import Settings
 from treesynth_core.store import Store
 from treesynth_core.sunburst import path_texts
@@ -67,6 +70,19 @@ def endpoint() -> Endpoint:
     return endpoint_from_env(api_key=_secret_key() or None)
 
 
+def shown_url(url: str | None) -> str:
+    """A URL safe to show: credentials inside it (``https://user:password@host``) replaced by ``***``."""
+    if not url:
+        return "https://api.openai.com/v1"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unreadable URL)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 def md_escape(text) -> str:
     """Text safe to place inside Markdown (labels, alerts): no formatting, links or HTML."""
     text = re.sub(r"([\\`*_\[\]<>|~$])", r"\\\1", str(text))
@@ -85,19 +101,30 @@ def show_error(exc: TreeSynthError) -> None:
     st.error(error_text(exc), icon=":material/warning:")
 
 
-class Outcome:
+def invalid_input(exc: ValidationError) -> TreeSynthError:
+    """A pydantic validation error (a setting or field out of range) as one line with what to do."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return TreeSynthError(f"{where}: {first['msg']}" if where else first["msg"], "change that value and try again")
+
+
+class Guarded:
     failed: TreeSynthError | None = None
 
 
 @contextmanager
 def guard():
-    """Show a core error as st.error with its hint instead of a traceback; ``.failed`` holds it."""
-    outcome = Outcome()
+    """Show a core error (or an invalid value) as st.error with its hint instead of a traceback; ``.failed``
+    holds it. Streamlit's own rerun/stop signals pass through (they are not Exceptions)."""
+    outcome = Guarded()
     try:
         yield outcome
     except TreeSynthError as exc:
         outcome.failed = exc
         show_error(exc)
+    except ValidationError as exc:
+        outcome.failed = invalid_input(exc)
+        show_error(outcome.failed)
 
 
 def flash(message: str, error: TreeSynthError | None = None) -> None:
@@ -127,9 +154,10 @@ def current_project(store: Store) -> int | None:
     if pid is None:
         raw = st.query_params.get("project")
         pid = int(raw) if raw and raw.isdigit() else None
-    if pid is None or not store.query("select 1 from projects where id = ?", [pid]):
-        rows = store.query("select id from projects order by updated_at desc, id desc limit 1")
-        pid = rows[0]["id"] if rows else None
+    projects = store.projects()
+    if pid not in {p["id"] for p in projects}:
+        latest = max(projects, key=lambda p: (p["updated_at"] or "", p["id"]), default=None)
+        pid = latest["id"] if latest else None
     open_project(pid)
     return pid
 
@@ -158,7 +186,7 @@ def sidebar(store: Store) -> None:
             st.caption("Open project")
             st.text(store.project(pid).name)
         ep = endpoint()
-        where = "bundled offline model" if ep.is_local else (ep.base_url or "api.openai.com")
+        where = "bundled offline model" if ep.is_local else shown_url(ep.base_url)
         st.caption(f"LLM: {md_escape(ep.model)} at {md_escape(where)}")
 
 
@@ -200,39 +228,72 @@ def node_picker(tree: Tree, label: str, key: str, *, ids: list[str] | None = Non
                         help=help or "Type to search the paths")
 
 
+def setting_range(name: str, low=None, high=None) -> tuple:
+    """The allowed range of a Settings field, as spec.Settings validates it for the CLI and the app alike
+    (its ge/gt/le/lt constraints); ``low``/``high`` only stand in where the field declares no bound."""
+    for rule in Settings.model_fields[name].metadata:
+        if getattr(rule, "ge", None) is not None:
+            low = rule.ge
+        if getattr(rule, "gt", None) is not None:
+            low = rule.gt + 1 if isinstance(rule.gt, int) else rule.gt
+        if getattr(rule, "le", None) is not None:
+            high = rule.le
+        if getattr(rule, "lt", None) is not None:
+            high = rule.lt - 1 if isinstance(rule.lt, int) else rule.lt
+    return low, high
+
+
+def number_setting(where, label: str, name: str, value, *, key: str, step=None, low=None, high=None, **kwargs):
+    """A number input bounded like the Settings field ``name``. ``value`` is clamped into the range, so a
+    project saved under wider limits still opens; ``low``/``high`` narrow the range further."""
+    lo, hi = setting_range(name)
+    lo = lo if low is None else (low if lo is None else max(lo, low))
+    hi = hi if high is None else (high if hi is None else min(hi, high))
+    is_int = Settings.model_fields[name].annotation is int
+    cast = int if is_int else float
+    lo, hi = (None if lo is None else cast(lo)), (None if hi is None else cast(hi))
+    if value is not None:
+        value = cast(min(max(value, lo if lo is not None else value), hi if hi is not None else value))
+    return where.number_input(label, lo, hi, value, step if step is not None else (1 if is_int else 0.1),
+                              key=key, **kwargs)
+
+
 def settings_inputs(prefix: str, s: Settings) -> dict:
     """Inputs for the generation settings; returns keyword arguments for Settings (prices None = unknown)."""
     c1, c2, c3 = st.columns(3)
     out = dict(
-        pivots=c1.number_input("Pivot samples per node", 2, 20, s.pivots, key=f"{prefix}_pivots",
-                               help="Example samples the LLM writes before choosing a node's criterion"),
-        max_values=c2.number_input("Values cap per criterion", 2, 200, s.max_values, key=f"{prefix}_max_values",
-                                   help="Beyond this many values a node becomes open-ended (values drawn at random)"),
-        max_depth=c3.number_input("Tree depth", 1, 8, s.max_depth, key=f"{prefix}_max_depth"),
-        per_leaf=c1.number_input("Samples per leaf (quota)", 1, 10_000, s.per_leaf, key=f"{prefix}_per_leaf"),
-        samples_per_call=c2.number_input("Samples per LLM call", 1, 20, s.samples_per_call,
-                                         key=f"{prefix}_samples_per_call"),
-        concurrency=c3.number_input("Parallel LLM calls", 1, 64, s.concurrency, key=f"{prefix}_concurrency"),
+        pivots=number_setting(c1, "Pivot samples per node", "pivots", s.pivots, key=f"{prefix}_pivots",
+                              help="Example samples the LLM writes before choosing a node's criterion"),
+        max_values=number_setting(c2, "Values cap per criterion", "max_values", s.max_values,
+                                  key=f"{prefix}_max_values",
+                                  help="Beyond this many values a node becomes open-ended (values drawn at random)"),
+        max_depth=number_setting(c3, "Tree depth", "max_depth", s.max_depth, key=f"{prefix}_max_depth"),
+        per_leaf=number_setting(c1, "Samples per leaf (quota)", "per_leaf", s.per_leaf, key=f"{prefix}_per_leaf"),
+        samples_per_call=number_setting(c2, "Samples per LLM call", "samples_per_call", s.samples_per_call,
+                                        key=f"{prefix}_samples_per_call"),
+        concurrency=number_setting(c3, "Parallel LLM calls", "concurrency", s.concurrency,
+                                   key=f"{prefix}_concurrency"),
     )
     t1, t2, t3, t4 = st.columns(4)
     out.update(
-        pivot_temperature=t1.number_input("Pivot temperature", 0.0, 2.0, s.pivot_temperature, 0.1,
-                                          key=f"{prefix}_t_pivot"),
-        criterion_temperature=t2.number_input("Criterion temperature", 0.0, 2.0, s.criterion_temperature, 0.1,
-                                              key=f"{prefix}_t_criterion"),
-        coverage_temperature=t3.number_input("Coverage temperature", 0.0, 2.0, s.coverage_temperature, 0.1,
-                                             key=f"{prefix}_t_coverage"),
-        generation_temperature=t4.number_input("Generation temperature", 0.0, 2.0, s.generation_temperature,
-                                               0.1, key=f"{prefix}_t_generation"),
+        pivot_temperature=number_setting(t1, "Pivot temperature", "pivot_temperature", s.pivot_temperature,
+                                         key=f"{prefix}_t_pivot"),
+        criterion_temperature=number_setting(t2, "Criterion temperature", "criterion_temperature",
+                                             s.criterion_temperature, key=f"{prefix}_t_criterion"),
+        coverage_temperature=number_setting(t3, "Coverage temperature", "coverage_temperature",
+                                            s.coverage_temperature, key=f"{prefix}_t_coverage"),
+        generation_temperature=number_setting(t4, "Generation temperature", "generation_temperature",
+                                              s.generation_temperature, key=f"{prefix}_t_generation"),
     )
     p1, p2 = st.columns(2)
     out.update(
-        price_input_per_m=p1.number_input("Price per million input tokens (USD)", 0.0, None, s.price_input_per_m,
-                                          0.01, format="%.4f", key=f"{prefix}_price_in",
-                                          placeholder="unknown", help="Leave empty if you do not know it"),
-        price_output_per_m=p2.number_input("Price per million output tokens (USD)", 0.0, None,
-                                           s.price_output_per_m, 0.01, format="%.4f", key=f"{prefix}_price_out",
-                                           placeholder="unknown", help="Leave empty if you do not know it"),
+        price_input_per_m=number_setting(p1, "Price per million input tokens (USD)", "price_input_per_m",
+                                         s.price_input_per_m, step=0.01, format="%.4f", key=f"{prefix}_price_in",
+                                         placeholder="unknown", help="Leave empty if you do not know it"),
+        price_output_per_m=number_setting(p2, "Price per million output tokens (USD)", "price_output_per_m",
+                                          s.price_output_per_m, step=0.01, format="%.4f",
+                                          key=f"{prefix}_price_out", placeholder="unknown",
+                                          help="Leave empty if you do not know it"),
     )
     return {k: (int(v) if isinstance(v, (int, float)) and k in _INT_SETTINGS else v) for k, v in out.items()}
 
@@ -249,8 +310,86 @@ def cost_text(prompt_tokens: int, completion_tokens: int, s: Settings) -> str:
 # ----------------------------------------------------------------------------- background jobs
 
 
+def job_outcome(job: dict) -> str:
+    """How the job ended (an Outcome value), or "running". A row from before outcomes existed says "done":
+    read it as migration m009 does, complete when nothing failed, else partial."""
+    if job["status"] == "done":
+        return (RunOutcome.PARTIAL if job.get("failed") else RunOutcome.COMPLETE).value
+    return job["status"]
+
+
+# what a job's ``failed`` column counts, and what its done/total progress counts
+_FAILED_UNIT = {"build": "node(s)", "generate": "call(s)"}
+_DONE_UNIT = {"build": "nodes processed", "generate": "samples made"}
+_WHAT_TO_DO = {
+    ("build", "partial"): "click **Retry the failed nodes**: finished nodes are kept and only what failed is "
+                          "asked again. Or fix a failed node by hand: it is listed next to the chart.",
+    ("build", "failed"): "check the endpoint on Home, then click **Retry the failed nodes**: the build resumes.",
+    ("generate", "partial"): "click **Generate the missing samples**: only what is still missing is generated. "
+                             "The failed calls are listed at the bottom of this page.",
+    ("generate", "failed"): "check the endpoint on Home, then click **Generate the missing samples**: it resumes.",
+}
+_ALERTS = {"complete": st.success, "partial": st.warning, "failed": st.error, "cancelled": st.warning,
+           "interrupted": st.warning}
+_ICONS = {"complete": ":material/check_circle:", "partial": ":material/warning:", "failed": ":material/error:",
+          "cancelled": ":material/stop_circle:", "interrupted": ":material/stop_circle:"}
+
+
+def job_text(job: dict) -> str:
+    """One paragraph on how a finished job ended: its outcome, the counts, its message and what to do."""
+    outcome, kind = job_outcome(job), job["kind"]
+    text = f"Last {md_escape(kind)} job #{job['id']}: **{md_escape(outcome)}**"
+    counts = []
+    if job.get("failed"):
+        counts.append(f"{job['failed']} {_FAILED_UNIT.get(kind, '')} failed".replace("  ", " "))
+    if job.get("total"):
+        counts.append(f"{job.get('done') or 0} of {job['total']} {_DONE_UNIT.get(kind, 'done')}")
+    if counts:
+        text += " (" + ", ".join(counts) + ")"
+    if job.get("message"):
+        text += f" · {md_escape(job['message'])}"
+    todo = _WHAT_TO_DO.get((kind, outcome))
+    if todo is None and outcome in ("cancelled", "interrupted"):
+        todo = "resume it: what finished is kept and only what is missing is done."
+    return text + (f"  \n**What to do:** {todo}" if todo else "")
+
+
+def retry_params(job: dict) -> dict:
+    """The parameters that redo what a job left undone. Building and generating resume from the store, so
+    the same scope only redoes what failed or is missing. A build drops ``approved_only``: a node whose
+    expansion failed is marked failed, no longer approved, so that filter would skip exactly those nodes."""
+    params = dict(job["params"])
+    if job["kind"] == "build":
+        params.pop("approved_only", None)
+        params["under"] = params.get("under")  # None: the whole tree
+    return params
+
+
+def job_actions(project_id: int, job: dict, key: str) -> None:
+    """The button that finishes what a partial, failed, cancelled or interrupted job left undone."""
+    outcome, kind = job_outcome(job), job["kind"]
+    if outcome in ("partial", "failed"):
+        label = "Retry the failed nodes" if kind == "build" else "Generate the missing samples"
+        params, button_key = retry_params(job), f"{key}_retry"
+        help_text = ("Builds again with the same depth: finished nodes are kept, failed and unfinished ones "
+                     "are expanded" + (" (every unsplit leaf in that scope, approved or not)"
+                                       if job["params"].get("approved_only") else "") + "."
+                     if kind == "build" else "Generates again with the same settings: only missing samples.")
+    elif outcome in ("cancelled", "interrupted"):
+        label, params, button_key = f"Resume job #{job['id']} with the same settings", dict(job["params"]), f"{key}_resume"
+        help_text = "Only what is still missing is done"
+    else:
+        return
+    if st.button(label, key=button_key, type="primary" if outcome != "failed" else "secondary", help=help_text,
+                 icon=":material/replay:"):
+        if start_job(project_id, kind, params):
+            st.rerun()
+
+
 def job_status(store: Store, project_id: int, kind: str, key: str) -> dict | None:
-    """Show the project's running job (live, polled every second) or the last one of ``kind``.
+    """Show the project's running job (live, polled every second) or how the last one of ``kind`` ended:
+    complete as success, partial as a warning with its counts, failed as an error, cancelled or interrupted
+    as a warning, with a button that redoes what it left undone.
 
     Returns the running job, else the last job of this kind (or None)."""
     running = jobs.active_job(store, project_id)
@@ -258,13 +397,13 @@ def job_status(store: Store, project_id: int, kind: str, key: str) -> dict | Non
         _poll_job(running["id"], key)
         return running
     recent = [j for j in jobs.recent_jobs(store, project_id, limit=20) if j["kind"] == kind]
-    if recent:
-        job = recent[0]
-        text = f"Last {md_escape(kind)} job #{job['id']} {job['status']}: {md_escape(job['message'] or '')}"
-        words = {"done": st.caption, "failed": st.error, "cancelled": st.warning, "interrupted": st.warning}
-        words.get(job["status"], st.info)(text)
-        return job
-    return None
+    if not recent:
+        return None
+    job = recent[0]
+    outcome = job_outcome(job)
+    _ALERTS.get(outcome, st.info)(job_text(job), icon=_ICONS.get(outcome))
+    job_actions(project_id, job, key)
+    return job
 
 
 @st.fragment(run_every=1)

@@ -9,7 +9,7 @@ import treesynth_ui as ui
 from treesynth_core import edits
 from treesynth_core.llm import LLM
 from treesynth_core.partition import Partitioner
-from treesynth_core.sunburst import build_figure
+from treesynth_core.sunburst import build_figure, path_texts
 from treesynth_core.tree import Node, Tree
 
 ui.page("Tree", "🌳")
@@ -32,6 +32,15 @@ def chart_click() -> str | None:
 
 def _on_pick() -> None:
     st.session_state["tree_node"] = st.session_state.get("tree_pick")
+
+
+def _on_attention() -> None:
+    """Select the node picked in the list of failed / flagged nodes; the list then reads "pick one" again."""
+    nid = st.session_state.get("tree_attention")
+    if nid:
+        st.session_state["tree_node"] = nid
+        st.session_state["tree_pick"] = nid
+    st.session_state["tree_attention"] = None
 
 
 def selected_node(tree: Tree) -> Node:
@@ -71,8 +80,8 @@ def first_build(store, pid: int, busy: bool) -> None:
     c1, c2 = st.columns(2)
     with c1.container(border=True):
         st.markdown("**Let the LLM propose the tree**")
-        depth = st.number_input("Depth", 1, 8, spec.settings.max_depth, key="tree_first_depth",
-                                help="1 = only the first level, to review level by level")
+        depth = ui.number_setting(st, "Depth", "max_depth", spec.settings.max_depth, key="tree_first_depth",
+                                  help="1 = only the first level, to review level by level")
         if st.button("Propose the tree", type="primary", disabled=busy, key="tree_first_go"):
             if ui.start_job(pid, "build", {"depth": int(depth)}):
                 st.rerun()
@@ -91,6 +100,34 @@ def hand_split(store, node: Node, key: str) -> None:
                 ids = edits.set_split(store, node.id, dimension, values.splitlines())
                 ui.flash(f"Split set: {len(ids)} values of {dimension.strip()}.")
                 st.rerun()
+
+
+def attention(tree: Tree) -> tuple[list[Node], list[Node]]:
+    """The live nodes whose expansion failed, and those carrying a note (a split that needs review)."""
+    live = [n for n in tree.subtree(tree.root.id) if not tree.is_pruned(n.id)]
+    return [n for n in live if n.status == "failed" or n.failure], [n for n in live if n.note]
+
+
+def attention_panel(tree: Tree) -> None:
+    """How many nodes failed or need review, and a list to jump to each (none shown when all is well)."""
+    failed, review = attention(tree)
+    if not failed and not review:
+        return
+    failed_ids, review_ids = {n.id for n in failed}, {n.id for n in review}
+    counts = ([f"{len(failed)} node(s) failed to expand"] if failed else []) + (
+        [f"{len(review)} node(s) need review"] if review else [])
+    (st.error if failed else st.warning)(
+        " · ".join(counts) + ": pick one below to see why, then fix it (retry, re-propose or set the split by hand)"
+        + (" or approve it once its values are right." if review else "."), icon=":material/flag:")
+    paths = path_texts(tree)
+
+    def describe(nid: str) -> str:
+        tags = (["failed"] if nid in failed_ids else []) + (["needs review"] if nid in review_ids else [])
+        return f"{' + '.join(tags)}: {paths.get(nid, nid)}"
+
+    ids = [n.id for n in failed] + [n.id for n in review if n.id not in failed_ids]
+    st.selectbox("Go to a node that failed or needs review", ids, index=None, key="tree_attention",
+                 format_func=describe, on_change=_on_attention, placeholder=f"Pick one of {len(ids)}")
 
 
 def chart(tree: Tree, node: Node, counts: dict, usage: dict, per_leaf: int) -> None:
@@ -124,8 +161,12 @@ def node_header(tree: Tree, node: Node, counts: dict) -> None:
         flags.append("an ancestor is pruned")
     st.caption(" · ".join(flags))
     if node.failure:
-        st.error(f"Expanding this node failed: {ui.md_escape(node.failure)}  \n**What to do:** re-propose the "
-                 "criterion, or set the split by hand below.", icon=":material/warning:")
+        st.error(f"Expanding this node failed: {ui.md_escape(node.failure)}  \n**What to do:** retry the failed "
+                 "nodes (the button at the top when the last build was partial), re-propose the criterion, or set "
+                 "the split by hand below.", icon=":material/warning:")
+    if node.note:
+        st.warning(f"Needs review: {ui.md_escape(node.note)}  \n**What to do:** check that the values below "
+                   "cover the whole space; add what is missing, or re-propose the criterion.", icon=":material/flag:")
 
 
 def value_editor(store, node: Node) -> None:
@@ -274,7 +315,7 @@ def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
 
 def expand_panel(pid: int, tree: Tree, node: Node, busy: bool) -> None:
     st.markdown("**Expand with the LLM** (in the background)")
-    room = max(1, 8 - node.depth)
+    room = max(1, ui.setting_range("max_depth", 1, 8)[1] - node.depth)
     levels = st.number_input("Levels to add below this node", 1, room, min(2, room), key="tree_levels")
     c1, c2 = st.columns(2)
     blocked = busy or node.locked or tree.is_pruned(node.id)
@@ -292,7 +333,8 @@ def whole_tree_panel(pid: int, tree: Tree, busy: bool, max_depth: int) -> None:
     with st.container(border=True):
         st.markdown("**Whole tree** · review level by level: approve what is right, then expand only that")
         c1, c2, c3 = st.columns([1, 2, 2], vertical_alignment="bottom")
-        depth = c1.number_input("Down to depth", 1, 8, min(8, max(max_depth, tree.max_depth())), key="tree_all_depth")
+        depth = ui.number_setting(c1, "Down to depth", "max_depth", max(max_depth, tree.max_depth()),
+                                  key="tree_all_depth")
         if c2.button("Expand every approved leaf", key="tree_expand_approved", disabled=busy, width="stretch"):
             if ui.start_job(pid, "build", {"depth": int(depth), "approved_only": True}):
                 st.rerun()
@@ -305,21 +347,25 @@ def outline(tree: Tree, counts: dict) -> None:
     st.subheader("Outline")
     root = tree.root
     st.caption(f"{len(tree)} nodes, {len(tree.leaves())} live leaves, depth {tree.max_depth()} · root criterion: "
-               f"{ui.md_escape(root.dimension or '(none)')}")
+               f"{ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned")
     for top in tree.kids(root.id):
         nodes = tree.subtree(top.id)
         failed = sum(1 for n in nodes if n.failure)
-        label = f"{top.label} · {top.status} · {len(nodes) - 1} below" + (f" · ⚠ {failed} failed" if failed else "")
+        flagged = sum(1 for n in nodes if n.note)
+        label = (f"{top.label} · {top.status} · {len(nodes) - 1} below" + (f" · ⚠ {failed} failed" if failed else "")
+                 + (f" · {flagged} need review" if flagged else ""))
         with st.expander(ui.md_escape(label)):
             lines = []
             for n in nodes[:OUTLINE_LINES]:
-                mark = "⚠ " if n.failure else ("✂ " if n.status == "pruned" else "")
+                mark = "⚠ " if n.failure else ("! " if n.note else ("✂ " if n.status == "pruned" else ""))
                 split = f"  [{n.dimension}]" if n.dimension else ""
                 samples = sum(counts.get(n.id, {}).values())
                 extra = f"  ({samples} samples)" if samples else ""
                 lines.append(f"{'    ' * (n.depth - 1)}{mark}{n.label} · {n.status}{split}{extra}")
                 if n.failure:
                     lines.append(f"{'    ' * n.depth}failure: {n.failure[:200]}")
+                if n.note:
+                    lines.append(f"{'    ' * n.depth}needs review: {n.note[:200]}")
             if len(nodes) > OUTLINE_LINES:
                 lines.append(f"... {len(nodes) - OUTLINE_LINES} more nodes: pick one in the path box to see it")
             st.text("\n".join(lines))
@@ -341,6 +387,7 @@ with ui.open_store() as store:
     ui.node_picker(tree, "Find a node by its path", "tree_pick", on_change=_on_pick)
     left, right = st.columns([3, 2], gap="large")
     with left:
+        attention_panel(tree)
         chart(tree, node, counts, store.usage_by_node(pid), spec.settings.per_leaf)
         whole_tree_panel(pid, tree, busy, spec.settings.max_depth)
     with right:

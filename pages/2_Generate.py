@@ -22,11 +22,13 @@ def choose(tree, s) -> dict:
     approved = st.checkbox("Only approved or edited leaves", key="gen_approved",
                            help="Leaves you reviewed on the Tree page; proposed ones are skipped")
     n1, n2, n3, n4 = st.columns(4)
-    per_leaf = n1.number_input("Samples per leaf", 1, 10_000, s.per_leaf, key="gen_per_leaf",
-                               help="A leaf with its own quota keeps it")
-    per_call = n2.number_input("Samples per call", 1, 20, s.samples_per_call, key="gen_per_call")
-    temperature = n3.slider("Temperature", 0.0, 2.0, float(s.generation_temperature), 0.05, key="gen_temp")
-    concurrency = n4.number_input("Parallel calls", 1, 64, s.concurrency, key="gen_conc")
+    per_leaf = ui.number_setting(n1, "Samples per leaf", "per_leaf", s.per_leaf, key="gen_per_leaf",
+                                 help="A leaf with its own quota keeps it")
+    per_call = ui.number_setting(n2, "Samples per call", "samples_per_call", s.samples_per_call, key="gen_per_call")
+    low, high = ui.setting_range("generation_temperature", 0.0, 2.0)
+    temperature = n3.slider("Temperature", float(low), float(high),
+                            min(max(float(s.generation_temperature), float(low)), float(high)), 0.05, key="gen_temp")
+    concurrency = ui.number_setting(n4, "Parallel calls", "concurrency", s.concurrency, key="gen_conc")
     return {"per_leaf": int(per_leaf), "under": under, "approved_only": approved,
             "samples_per_call": int(per_call), "temperature": float(temperature), "concurrency": int(concurrency)}
 
@@ -80,14 +82,8 @@ with ui.open_store() as store:
         st.info("The tree is empty: build and review it first.")
         st.page_link("pages/1_Tree.py", label="Go to Tree", icon=":material/account_tree:")
         st.stop()
-    job = ui.job_status(store, pid, "generate", "gen_job")
+    job = ui.job_status(store, pid, "generate", "gen_job")  # with its retry / resume button
     busy = bool(job and job["status"] == "running")
-    if job and job["kind"] == "generate" and job["status"] in ("interrupted", "cancelled", "failed"):
-        if st.button(f"Resume job #{job['id']} with the same settings", key="gen_resume", disabled=busy,
-                     help="Generates only what is still missing"):
-            params = {k: v for k, v in job["params"].items()}
-            if ui.start_job(pid, "generate", params):
-                st.rerun()
     with ui.guard():
         st.subheader("What to generate")
         params = choose(tree, spec.settings)

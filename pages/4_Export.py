@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import pandas as pd
 import streamlit as st
 
 import treesynth_ui as ui
+from treesynth_core.errors import TreeSynthError
 from treesynth_core.export import EXTENSIONS, FORMATS, export_bytes, export_rows
 from treesynth_core.treefile import export_tree, import_tree
 
 ui.page("Export", "📦")
+log = logging.getLogger(__name__)
 SCOPES = {"Accepted only": ["accepted"], "Accepted and not yet reviewed": ["accepted", "generated"],
           "All, including rejected": None}
 MIME = {"jsonl": "application/jsonl", "csv": "text/csv", "parquet": "application/vnd.apache.parquet",
@@ -64,11 +67,32 @@ def import_panel(store) -> None:
     upload = st.file_uploader("Tree JSON", type=["json"], key="export_upload")
     name = st.text_input("Name of the new project (optional)", key="export_import_name")
     if st.button("Import as a new project", key="export_import", disabled=upload is None):
-        with ui.guard():
+        try:
             pid = import_tree(store, upload.getvalue(), name=name.strip() or None)
-            ui.open_project(pid)
-            ui.flash(f"Imported as project #{pid} and opened it.")
-            st.rerun()
+        except TreeSynthError as exc:
+            ui.show_error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a hostile file must end in one line, never a traceback
+            log.warning("tree import failed", exc_info=True)
+            st.error(f"Could not import this file: {ui.md_escape(unreadable(exc))}  \n**What to do:** import a "
+                     "tree JSON exported by TreeSynth Studio (UTF-8, at most 12 levels deep).",
+                     icon=":material/warning:")
+            return
+        ui.open_project(pid)
+        ui.flash(f"Imported as project #{pid} and opened it.")
+        st.rerun()
+
+
+def unreadable(exc: Exception) -> str:
+    """One line on why a file could not be read, for errors the importer did not name itself."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply to read"
+    if isinstance(exc, MemoryError):
+        return "it is too large to read"
+    if isinstance(exc, UnicodeError):
+        return "it is not UTF-8 text"
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 with ui.open_store() as store:

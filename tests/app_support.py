@@ -64,7 +64,7 @@ class AppEnv:
         """A project with a two-level tree (3 x 3 values) built on the fake server."""
         pid = self.project(**settings)
         job = self.run_job(pid, "build", {"depth": 2})
-        assert job["status"] == "done", job
+        assert job["status"] == "complete", job
         return pid
 
 

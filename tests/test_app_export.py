@@ -18,7 +18,7 @@ EXPORT = "pages/4_Export.py"
 def reviewed(app_env):
     """A built tree with 2 samples per leaf; the 6 samples under topic A accepted; topic C pruned."""
     pid = app_env.built()
-    assert app_env.run_job(pid, "generate", {"per_leaf": 2})["status"] == "done"
+    assert app_env.run_job(pid, "generate", {"per_leaf": 2})["status"] == "complete"
     with app_env.store() as store:
         tree = store.tree(pid)
         kids = {k.value: k for k in tree.kids(tree.root.id)}

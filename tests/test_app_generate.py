@@ -49,7 +49,7 @@ def test_generate_runs_as_a_job_and_fills_the_leaves(app_env):
     at.button(key="gen_start").click().run()
     assert not errors(at)
     job = app_env.last_job(pid)
-    assert job["kind"] == "generate" and job["status"] == "done"
+    assert job["kind"] == "generate" and job["status"] == "complete"
     assert job["params"] == {"per_leaf": 3, "under": None, "approved_only": False, "samples_per_call": 5,
                              "temperature": 0.7, "concurrency": 16}
     with app_env.store() as store:
@@ -79,7 +79,7 @@ def test_progress_and_cancel_while_running(app_env):
     with app_env.store() as store:
         assert 0 < len(store.samples(pid)) < 27  # what finished is kept
     at.run()
-    assert at.button(key="gen_resume")  # a cancelled run can be resumed
+    assert at.button(key="gen_job_resume")  # a cancelled run can be resumed
 
 
 def test_an_interrupted_job_can_be_resumed(app_env):
@@ -92,9 +92,9 @@ def test_an_interrupted_job_can_be_resumed(app_env):
                                  "message": "running"})
     at = app_env.app(GEN, pid)
     assert "interrupted" in texts(at)
-    at.button(key="gen_resume").click().run()
+    at.button(key="gen_job_resume").click().run()
     job = app_env.last_job(pid)
-    assert job["status"] == "done" and job["params"] == params
+    assert job["status"] == "complete" and job["params"] == params
     with app_env.store() as store:
         assert len(store.samples(pid)) == 18
 

@@ -16,7 +16,7 @@ SAMPLES = "pages/3_Samples.py"
 def generated(app_env):
     pid = app_env.built()
     job = app_env.run_job(pid, "generate", {"per_leaf": 2})
-    assert job["status"] == "done"
+    assert job["status"] == "complete"
     return pid
 
 

@@ -40,7 +40,7 @@ def test_first_build_runs_in_the_background_and_shows_the_tree(app_env):
     at.button(key="tree_first_go").click().run()
     assert not errors(at)
     job = app_env.last_job(pid)
-    assert job["kind"] == "build" and job["status"] == "done" and job["params"] == {"depth": 2}
+    assert job["kind"] == "build" and job["status"] == "complete" and job["params"] == {"depth": 2}
     at.run()
     fig = figure(at)
     assert len(fig["ids"]) == 13 and fig["parents"].count("") == 1
@@ -184,7 +184,7 @@ def test_expand_a_subtree_as_a_job(app_env):
     at.number_input(key="tree_levels").set_value(1)
     at.button(key="tree_expand_sub").click().run()
     job = app_env.last_job(pid)
-    assert job["status"] == "done" and job["params"] == {"depth": 3, "under": leaf.id}
+    assert job["status"] == "complete" and job["params"] == {"depth": 3, "under": leaf.id}
     with app_env.store() as store:
         assert len(store.tree(pid).kids(leaf.id)) == 3
 
