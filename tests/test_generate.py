@@ -6,10 +6,11 @@ import threading
 import pytest
 
 from treesynth_core import edits
-from treesynth_core.errors import Cancelled, EndpointError
+from treesynth_core.errors import Cancelled
 from treesynth_core.fakellm import Scripted
 from treesynth_core.generate import generate, plan_generation
 from treesynth_core.llm import LLM
+from treesynth_core.outcome import Outcome
 from treesynth_core.partition import build
 
 from .conftest import make_project
@@ -85,13 +86,14 @@ def test_a_call_that_never_yields_a_sample_fails_visibly_without_looping(fake, s
     assert "no sample has every field" in report.errors[0]
 
 
-def test_endpoint_down_aborts_with_a_clear_error(store, project, built):
+def test_endpoint_down_stops_after_three_failed_calls_and_is_failed(store, project, built):
     from treesynth_core.config import Endpoint
 
     dead = LLM(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0, timeout=2), store, project)
-    with pytest.raises(EndpointError, match="failed repeatedly"):
-        generate(store, project, dead, per_leaf=2, concurrency=2)
-    assert store.usage(project)["failed_calls"] >= 3
+    report = generate(store, project, dead, per_leaf=2, concurrency=1)
+    assert report.outcome is Outcome.FAILED and report.aborted and report.failed_calls == 3
+    assert report.summary().startswith("the endpoint failed repeatedly (could not connect")
+    assert store.usage(project)["failed_calls"] == 3  # the other six leaves were not tried
 
 
 def test_infinite_leaf_draws_a_value_per_call(store, fake):

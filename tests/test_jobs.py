@@ -12,7 +12,7 @@ import pytest
 
 from treesynth_core import edits, jobs
 from treesynth_core.errors import TreeEditError
-from treesynth_core.fakellm import FakeLLM
+from treesynth_core.fakellm import FakeLLM, Scripted
 from treesynth_core.partition import build
 from treesynth_core.llm import LLM
 
@@ -45,10 +45,11 @@ def dead_pid():
     return proc.pid
 
 
-def test_build_job_runs_to_done_with_progress(fake, store, project):
+def test_build_job_runs_to_complete_with_progress(fake, store, project):
     job = run(store, project, "build", {"depth": 2}, fake.endpoint(max_retries=0, timeout=5))
 
-    assert job["status"] == "done", job["message"]
+    assert job["status"] == "complete", job["message"]
+    assert job["failed"] == 0
     assert job["total"] == job["done"] == 4  # the root and its three children
     assert "expanded 4 node(s), 0 failed" in job["message"]
     assert job["finished_at"] and job["kind"] == "build" and job["params"] == {"depth": 2}
@@ -58,12 +59,13 @@ def test_build_job_runs_to_done_with_progress(fake, store, project):
     assert [c["job_id"] for c in calls] == [job["id"]]
 
 
-def test_generate_job_runs_to_done_with_progress(fake, store, project):
+def test_generate_job_runs_to_complete_with_progress(fake, store, project):
     split_root(store, project)
     job = run(store, project, "generate", {"per_leaf": 4, "samples_per_call": 2},
               fake.endpoint(max_retries=0, timeout=5))
 
-    assert job["status"] == "done", job["message"]
+    assert job["status"] == "complete", job["message"]
+    assert job["failed"] == 0
     assert job["total"] == job["done"] == 12
     assert job["message"].startswith("12 new sample(s)")
     assert {leaf: sum(by.values()) for leaf, by in store.sample_counts(project).items()} == {
@@ -95,7 +97,7 @@ def test_cancel_stops_a_generate_job_and_keeps_what_was_made(store, project):
     with FakeLLM() as fast:
         again = run(store, project, "generate", {"per_leaf": 6, "samples_per_call": 2},
                     fast.endpoint(max_retries=0, timeout=5))
-    assert again["status"] == "done" and again["total"] == 18 - made
+    assert again["status"] == "complete" and again["total"] == 18 - made
     assert sample_count(store, project) == 18
 
 
@@ -167,14 +169,58 @@ def test_a_job_that_fails_records_why(store, project):
     unreachable = FakeLLM().endpoint(base_url="http://127.0.0.1:9/v1", max_retries=0, timeout=2)
     job = run(store, project, "generate", {"per_leaf": 2}, unreachable)
     assert job["status"] == "failed"
-    assert "could not connect to http://127.0.0.1:9/v1" in job["message"]
+    assert "the endpoint failed repeatedly (could not connect to http://127.0.0.1:9/v1" in job["message"]
+    assert job["failed"] == 3  # one call per leaf, each refused: the abort rule's three
     assert jobs.active_job(store, project) is None
+
+
+def test_a_build_job_with_a_failed_node_is_partial_and_says_how_to_retry(fake, store, project):
+    build(store, project, LLM(fake.endpoint(max_retries=0, timeout=5), store, project), depth=1)
+    fake.push(*[Scripted(content="not json at all", step="criterion")] * 3)  # one child's three tries
+    job = run(store, project, "build", {"depth": 2, "concurrency": 1}, fake.endpoint(max_retries=0, timeout=5))
+
+    assert job["status"] == "partial" and job["failed"] == 1, job["message"]
+    assert job["message"].startswith("expanded 2 node(s), 1 failed (see `calls --failed`; first: criterion: no usable")
+    assert "run build again to retry the failed nodes: it resumes" in job["message"]
+    failed = store.query("select failure from nodes where status = 'failed'")
+    assert len(failed) == job["failed"] and "no usable reply after 3 tries" in failed[0]["failure"]
+
+
+def test_a_build_job_whose_root_fails_is_failed(fake, store, project):
+    fake.fault_fn = lambda body: Scripted(content="I cannot answer in JSON, sorry.")
+    job = run(store, project, "build", {"depth": 2}, fake.endpoint(max_retries=0, timeout=5))
+
+    assert job["status"] == "failed" and job["failed"] == 1
+    assert "the root's split failed (pivots: no usable reply after 3 tries" in job["message"]
+    assert store.tree(project).root.status == "failed"
+
+
+def test_a_generate_job_whose_every_reply_is_malformed_is_failed_after_three_calls(fake, store, project):
+    split_root(store, project, values=[f"topic {i}" for i in range(6)])
+    fake.fault_fn = lambda body: Scripted(content='{"samples": "none today"}')
+    job = run(store, project, "generate", {"per_leaf": 2, "concurrency": 1}, fake.endpoint(max_retries=0))
+
+    assert job["status"] == "failed" and job["failed"] == 3, job["message"]
+    assert "stopped after 3 failed calls and no success" in job["message"]
+    assert len(fake.requests) == 3 * 3  # three calls of three tries; the other three leaves were not paid for
+    assert sample_count(store, project) == 0
+
+
+def test_a_generate_job_with_a_failed_call_is_partial(fake, store, project):
+    split_root(store, project)
+    fake.push(*[Scripted(content="[]", step="samples")] * 3)  # the first call's three tries
+    job = run(store, project, "generate", {"per_leaf": 2, "samples_per_call": 2, "concurrency": 1},
+              fake.endpoint(max_retries=0))
+
+    assert job["status"] == "partial" and job["failed"] == 1, job["message"]
+    assert "1 failed call(s) (see `calls --failed`; first: samples: no usable reply" in job["message"]
+    assert sample_count(store, project) == 6  # the next round filled the leaf whose call failed
 
 
 def test_a_build_job_resumes_a_partial_tree(fake, store, project):
     build(store, project, LLM(fake.endpoint(max_retries=0, timeout=5), store, project), depth=1)
     job = run(store, project, "build", {"depth": 2}, fake.endpoint(max_retries=0, timeout=5))
-    assert job["status"] == "done" and job["total"] == job["done"] == 3  # only the three children were left
+    assert job["status"] == "complete" and job["total"] == job["done"] == 3  # only the three children were left
     assert store.tree(project).max_depth() == 2
 
 
@@ -201,4 +247,4 @@ def test_a_job_run_in_the_callers_thread_reads_as_running_meanwhile(store, proje
     jobs.run_job(store.path, job_id, fake.endpoint(max_retries=0),
                  echo=lambda done, total: seen.append(jobs.get_job(store, job_id)["status"]))
     assert seen and set(seen) == {"running"}
-    assert jobs.get_job(store, job_id)["status"] == "done"
+    assert jobs.get_job(store, job_id)["status"] == "complete"

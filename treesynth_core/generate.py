@@ -15,13 +15,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import Cancelled, EndpointError, LLMOutputError
+from .errors import Cancelled, EndpointError
 from .llm import LLM
+from .outcome import Outcome
+from .partition import AbortRule, failure_reason
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .samples import clean_samples, fingerprint
 from .spec import Settings
 from .store import Store
-from .tree import Tree
+from .tree import Node, Tree
 
 CHARS_PER_TOKEN = 4
 DEFAULT_TOKENS_PER_SAMPLE = 150
@@ -75,16 +77,83 @@ class GenerationReport:
     duplicates: int = 0
     invalid: int = 0
     failed_calls: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # why each failed call failed
     short: dict[str, int] = field(default_factory=dict)  # leaf id -> samples still missing
+    missing: int = 0  # samples missing when the run started
+    failed_nodes: list[str] = field(default_factory=list)  # failed nodes in the selection: no samples there
+    no_leaves: str | None = None  # why there was nothing to fill (a failed or unsplit root...)
+    endpoint_failures: int = 0
+    aborted: bool = False  # stopped by the abort rule
     cancelled: bool = False
 
+    @property
+    def outcome(self) -> Outcome:
+        """complete: every selected leaf reached its quota, no call failed and no failed node was skipped;
+        failed: no leaf to fill, or nothing stored although samples were missing; partial otherwise."""
+        if self.cancelled:
+            return Outcome.CANCELLED
+        if self.no_leaves:
+            return Outcome.FAILED
+        if self.missing and not self.inserted:
+            return Outcome.FAILED
+        if self.failed_calls or self.short or self.failed_nodes:
+            return Outcome.PARTIAL
+        return Outcome.COMPLETE
+
+    @property
+    def failed_count(self) -> int:
+        return self.failed_calls
+
     def summary(self) -> str:
+        if self.no_leaves:
+            return self.no_leaves
         text = (f"{self.inserted} new sample(s), {self.duplicates} duplicate(s) and {self.invalid} invalid "
                 f"dropped, {self.failed_calls} failed call(s)")
+        first = self.errors[0] if self.errors else ""
+        if self.aborted and self.endpoint_failures == self.failed_calls:
+            text = f"the endpoint failed repeatedly ({first}); " + text
+        elif self.aborted:
+            text += f"; stopped after {self.failed_calls} failed calls and no success ({first})"
+        elif self.failed_calls:
+            text += f" (see `calls --failed`; first: {first})"
         if self.short:
             text += f"; {len(self.short)} leaf/leaves still short of quota ({sum(self.short.values())} samples)"
+        if self.failed_nodes:
+            text += (f"; {len(self.failed_nodes)} failed node(s) have no samples: run build again to retry them, "
+                     "or prune them")
+        if self.failed_calls or self.short:
+            text += "; run generate again to retry: it resumes and only makes what is missing"
         return text + (" (cancelled)" if self.cancelled else "")
+
+
+def generation_targets(tree: Tree, settings: Settings, under: str | None = None, approved_only: bool = False,
+                       leaf_ids: list[str] | None = None) -> tuple[list[Node], list[Node]]:
+    """(leaves to fill, failed nodes skipped). A failed node is never a target; the root is one only when
+    the project has no tree on purpose (``max_depth`` 0), never because its split failed or never ran."""
+    whole_task = settings.max_depth == 0
+    leaves, failed = [], []
+    for node in select_leaves(tree, under, approved_only, leaf_ids):
+        if node.status == "failed":
+            failed.append(node)
+        elif node.parent_id is not None or whole_task:
+            leaves.append(node)
+    return leaves, failed
+
+
+def no_leaves_reason(tree: Tree, failed: list[Node]) -> str:
+    """One line saying why there is nothing to fill, and what to do."""
+    root = tree.root
+    if root is not None and any(n.id == root.id for n in failed):
+        return (f"the tree has no leaves: the root's split failed ({root.failure or 'see `calls --failed`'}); "
+                "run build again")
+    if root is not None and not tree.kids(root.id):
+        return "the tree has no leaves: the root has not been split yet; run build first"
+    if root is not None and not tree.kids(root.id, include_pruned=False):
+        return "the tree has no leaves: every child of the root is pruned; restore one or run build"
+    if failed:
+        return (f"no leaf to fill: the {len(failed)} selected node(s) failed ({failed[0].failure}); run build "
+                "again to retry them")
+    return "no leaf to fill: none matches the selection (approved only, under, or leaf ids)"
 
 
 def select_leaves(tree: Tree, under: str | None = None, approved_only: bool = False,
@@ -107,7 +176,7 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
     per_leaf = per_leaf or s.per_leaf
     counts = store.sample_counts(project_id)
     leaves = []
-    for leaf in select_leaves(tree, under, approved_only, leaf_ids):
+    for leaf in generation_targets(tree, s, under, approved_only, leaf_ids)[0]:
         have = sum(n for status, n in counts.get(leaf.id, {}).items() if status != "rejected")
         quota = per_leaf if leaf.quota is None else leaf.quota  # 0 is a real quota: generate nothing
         leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have))
@@ -128,56 +197,63 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
              temperature: float | None = None, concurrency: int | None = None,
              on_progress: Callable[[int, int], None] | None = None,
              should_stop: Callable[[], bool] | None = None, max_rounds: int = 3) -> GenerationReport:
-    """Fill every selected leaf up to its quota. Safe to call again: it only makes what is missing."""
+    """Fill every selected leaf up to its quota. Safe to call again: it only makes what is missing.
+
+    A call that fails (for any reason) is counted with its reason and the rest go on; the report's ``outcome``
+    says how it went. Raises Cancelled (with the report as ``.report``) when ``should_stop`` turns true.
+    """
     spec = store.project(project_id)
     s = spec.settings
     tree = store.tree(project_id)
     per_leaf = per_leaf or s.per_leaf
     spc = samples_per_call or s.samples_per_call
     temperature = s.generation_temperature if temperature is None else temperature
-    leaves = {n.id: n for n in select_leaves(tree, under, approved_only, leaf_ids)}
+    targets, failed_nodes = generation_targets(tree, s, under, approved_only, leaf_ids)
+    leaves = {n.id: n for n in targets}
     quota = {leaf_id: (per_leaf if node.quota is None else node.quota) for leaf_id, node in leaves.items()}
     fields = spec.field_names
-    report = GenerationReport()
+    report = GenerationReport(failed_nodes=[n.id for n in failed_nodes])
+    if not leaves:
+        report.no_leaves = no_leaves_reason(tree, failed_nodes)
+        return report
     lock = threading.Lock()
-    state = {"done": 0, "ok_calls": 0, "endpoint_failures": 0, "abort": False}
-    total = sum(max(0, quota[i] - store.live_count(i)) for i in leaves)
+    rule = AbortRule()
+    state = {"done": 0}
+    total = report.missing = sum(max(0, quota[i] - store.live_count(i)) for i in leaves)
     rng = random.Random()
 
     def stopping() -> bool:
-        return state["abort"] or bool(should_stop and should_stop())
+        return rule.tripped or bool(should_stop and should_stop())
 
     def one_call(leaf_id: str, count: int) -> None:
         if stopping():
             return
-        attributes = tree.attributes(leaf_id, rng)
-        avoid = [r["data"] for r in store.samples(project_id, node_ids=[leaf_id])[-3:]]
         try:
+            attributes = tree.attributes(leaf_id, rng)
+            avoid = [r["data"] for r in store.samples(project_id, node_ids=[leaf_id])[-3:]]
             reply = llm.ask(
                 samples_messages(spec, attributes, count, avoid), schema=SamplesReply, purpose="samples",
                 node_id=leaf_id, temperature=temperature, max_tokens=s.max_tokens, reasks=s.reasks,
                 check=lambda r: _at_least_one(r, fields), json_schema=samples_schema(spec, count), cache=False,
                 model=s.model)
-        except (LLMOutputError, EndpointError) as exc:
+            good, problems = clean_samples(reply.value.samples, fields)
+            rows = [{"data": g, "drawn": attributes, "norm_hash": fingerprint(g, spec.dedup_fields)} for g in good]
+            inserted, duplicates = store.add_samples(project_id, leaf_id, rows, cap=quota[leaf_id],
+                                                     call_id=reply.call_id)
+            over = len(rows) - inserted - duplicates
+            notes = problems + ([f"{duplicates} duplicate(s)"] if duplicates else []) + (
+                [f"{over} beyond the leaf's quota"] if over > 0 else [])
+            if notes and reply.call_id:
+                store.note_call(reply.call_id, "; ".join(notes))
+        except Exception as exc:  # one call's failure, whatever it is, never sinks the run
             with lock:
                 report.failed_calls += 1
-                report.errors.append(exc.message)
-                if isinstance(exc, EndpointError):
-                    state["endpoint_failures"] += 1
-                    if state["ok_calls"] == 0 and state["endpoint_failures"] >= 3:
-                        state["abort"] = True
+                report.errors.append(failure_reason(exc))
+                report.endpoint_failures += isinstance(exc, EndpointError)
+                report.aborted |= rule.failure()
             return
-        good, problems = clean_samples(reply.value.samples, fields)
-        rows = [{"data": g, "drawn": attributes, "norm_hash": fingerprint(g, spec.dedup_fields)} for g in good]
-        inserted, duplicates = store.add_samples(project_id, leaf_id, rows, cap=quota[leaf_id],
-                                                 call_id=reply.call_id)
-        over = len(rows) - inserted - duplicates
-        notes = problems + ([f"{duplicates} duplicate(s)"] if duplicates else []) + (
-            [f"{over} beyond the leaf's quota"] if over > 0 else [])
-        if notes and reply.call_id:
-            store.note_call(reply.call_id, "; ".join(notes))
+        rule.success()
         with lock:
-            state["ok_calls"] += 1
             report.inserted += inserted
             report.duplicates += duplicates
             report.invalid += len(problems)
@@ -199,12 +275,11 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
             if after >= before:
                 break  # no progress this round: stop rather than loop; failures are in the call log
     report.short = {i: quota[i] - store.live_count(i) for i in leaves if store.live_count(i) < quota[i]}
-    if state["abort"]:
-        raise EndpointError(f"the endpoint failed repeatedly: {report.errors[-1]}",
-                            "check the endpoint, then generate again: it resumes")
     if should_stop and should_stop():
         report.cancelled = True
-        raise Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue")
+        exc = Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue")
+        exc.report = report  # type: ignore[attr-defined]
+        raise exc
     return report
 
 

@@ -1,7 +1,9 @@
 """Long work (building, generating) as a background job that writes its progress to the store.
 
 The app starts a job and polls its row, so switching pages or reloading the browser neither stops nor
-duplicates it. A job whose process died is shown as "interrupted"; running it again resumes from the store.
+duplicates it. A row's ``status`` is "running", then an Outcome value (complete, partial, failed, cancelled,
+interrupted); ``failed`` counts failed nodes or calls. A job whose process died is shown as "interrupted";
+running it again resumes from the store.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .config import Endpoint
 from .errors import Cancelled, TreeEditError, TreeSynthError
 from .generate import generate
 from .llm import LLM
+from .outcome import Outcome
 from .partition import build
 from .store import Store, now
 
@@ -45,7 +48,7 @@ def get_job(store: Store, job_id: int) -> dict:
     row = store.query("select * from jobs where id = ?", [job_id])[0]
     row["params"] = json.loads(row["params"] or "{}")
     if row["status"] == "running" and not _alive(row, store.path):
-        ended = {"status": "interrupted", "finished_at": now(),
+        ended = {"status": Outcome.INTERRUPTED.value, "finished_at": now(),
                  "message": "the process running this job stopped; run it again to resume"}
         with store.atomic():
             store.db["jobs"].update(job_id, ended)
@@ -89,10 +92,13 @@ def create_job(store: Store, project_id: int, kind: str, params: dict) -> int:
 def run_job(db_path: str, job_id: int, endpoint: Endpoint,
             echo: Callable[[int, int], None] | None = None) -> dict:
     """Run a created job to its end in this thread and return its final row. Never raises an error of the
-    work itself: the outcome (done / cancelled / failed and why) is written to the job row."""
+    work itself: the row gets the outcome (complete / partial / failed / cancelled, see outcome.py) as its
+    ``status``, the number of failed nodes (build) or calls (generate) as ``failed``, and the report's
+    summary, which names what failed and how to retry, as ``message``."""
     with _registry:  # this thread runs the job (the CLI runs it in its main thread): it is alive
         _threads[_key(db_path, job_id)] = threading.current_thread()
     store = Store(db_path)
+    failed = 0
     try:
         job = get_job(store, job_id)
         params, project_id = job["params"], job["project_id"]
@@ -109,16 +115,19 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
         llm = LLM(endpoint, store, project_id, job_id=job_id, concurrency=params.get("concurrency") or 16)
         action: Callable = build if job["kind"] == "build" else generate
         report = action(store, project_id, llm, on_progress=on_progress, should_stop=should_stop, **params)
-        status, message = "done", report.summary()
+        status, message, failed = report.outcome.value, report.summary(), report.failed_count
     except Cancelled as exc:
-        status, message = "cancelled", str(exc)
+        report = getattr(exc, "report", None)  # what finished before the cancel is kept and counted
+        status, message = Outcome.CANCELLED.value, str(exc)
+        failed = report.failed_count if report is not None else 0
     except TreeSynthError as exc:
-        status, message = "failed", str(exc)
+        status, message = Outcome.FAILED.value, str(exc)
     except Exception as exc:  # a bug: keep the app alive and show it
         log.exception("job %s crashed", job_id)
-        status, message = "failed", f"unexpected error: {exc!r}"
+        status, message = Outcome.FAILED.value, f"unexpected error: {exc!r}"
     with store.atomic():
-        store.db["jobs"].update(job_id, {"status": status, "message": message, "finished_at": now()})
+        store.db["jobs"].update(job_id, {"status": status, "message": message, "failed": failed,
+                                         "finished_at": now()})
     job = get_job(store, job_id)
     store.close()
     return job

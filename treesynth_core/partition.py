@@ -10,30 +10,105 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
 from .llm import LLM
+from .outcome import Outcome, judge
 from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, CriterionReply, SamplesReply,
                       coverage_messages, criterion_messages, criterion_schema, pivots_messages, samples_schema)
 from .samples import clean_samples
 from .spec import ProjectSpec
 from .store import Store
-from .tree import Node, Tree, dedupe_values, dimension_key, normalise, value_problem
+from .tree import Node, Tree, dedupe_values, dimension_key, dimension_problem, value_problem
 
 Progress = Callable[[int, int], None]
+
+
+ABORT_AFTER = 3  # failures of any kind before the first success that stop a run (build and generate)
+REASON_CHARS = 300
+
+
+class AbortRule:
+    """When to stop a run early: ``limit`` failures of any kind (endpoint errors, malformed replies, unexpected
+    errors) before its first success mean this endpoint or model cannot do the work at all, so paying for the
+    rest would be waste. After one success the run always goes on: a failure is then one node's or one call's.
+    Written once, used by build and generate. Thread-safe."""
+
+    def __init__(self, limit: int = ABORT_AFTER):
+        self.limit = limit
+        self.failures = 0
+        self.successes = 0
+        self._lock = threading.Lock()
+
+    def success(self) -> None:
+        with self._lock:
+            self.successes += 1
+
+    def failure(self) -> bool:
+        """Count a failure; True when the run should stop now."""
+        with self._lock:
+            self.failures += 1
+            return self.tripped
+
+    @property
+    def tripped(self) -> bool:
+        return self.successes == 0 and self.failures >= self.limit
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a node or a call failed: our errors say it themselves; anything else is a bug or
+    a reply we did not foresee, named with its type so it can be found."""
+    text = str(exc) if isinstance(exc, TreeSynthError) else f"unexpected error: {type(exc).__name__}: {exc}"
+    text = " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
 
 
 @dataclass
 class BuildReport:
     expanded: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # node id -> why it failed (also on the node)
+    flagged: dict[str, str] = field(default_factory=dict)  # expanded node id -> its note (split may miss values)
     skipped_locked: list[str] = field(default_factory=list)
-    cancelled: bool = False
+    endpoint_failed: list[str] = field(default_factory=list)  # failed nodes whose cause was the endpoint
+    root_id: str | None = None
+    aborted: bool = False  # stopped by the abort rule
+    cancelled: bool = False  # stopped by the user
+
+    @property
+    def outcome(self) -> Outcome:
+        """complete: every attempted node expanded and no split flagged; failed: nothing expanded although
+        something was attempted, or the root failed; partial otherwise."""
+        if self.cancelled:
+            return Outcome.CANCELLED
+        if self.root_id is not None and self.root_id in self.failed:
+            return Outcome.FAILED
+        result = judge(len(self.expanded), len(self.failed))
+        return Outcome.PARTIAL if result is Outcome.COMPLETE and self.flagged else result
+
+    @property
+    def failed_count(self) -> int:
+        return len(self.failed)
 
     def summary(self) -> str:
         text = f"expanded {len(self.expanded)} node(s), {len(self.failed)} failed"
+        if self.flagged:
+            text += f", {len(self.flagged)} split(s) flagged for review"
+        first = next(iter(self.failed.values()), "")
+        if self.aborted and self.failed and len(self.endpoint_failed) == len(self.failed):
+            text = f"the endpoint failed on every node ({first}); " + text
+        elif self.aborted:
+            text += f"; stopped after {len(self.failed)} failures and no success ({first})"
+        elif self.root_id in self.failed:
+            text += f"; the root's split failed ({first})"
+        elif self.failed:
+            text += f" (see `calls --failed`; first: {first})"
+        if self.flagged:
+            text += "; flagged splits may miss values: read their notes (`show`, the Tree page) and fix or re-propose"
+        if self.failed:
+            text += "; run build again to retry the failed nodes: it resumes"
         return text + (" (cancelled)" if self.cancelled else "")
 
 
@@ -42,8 +117,9 @@ class BuildReport:
 
 def check_criterion(reply: CriterionReply, pivot_count: int, used_dimensions: list[str]) -> None:
     """Raise ValueError with the reason when a proposed split breaks the method's rules."""
-    if not reply.dimension.strip():
-        raise ValueError("the dimension is empty")
+    problem = dimension_problem(reply.dimension.strip())
+    if problem:
+        raise ValueError(problem)
     used = {dimension_key(d): d for d in used_dimensions}
     if dimension_key(reply.dimension) in used:
         raise ValueError(f"dimension {reply.dimension!r} was already used by an ancestor "
@@ -66,9 +142,29 @@ def salvage_criterion(reply: CriterionReply | None, used_dimensions: list[str]) 
     if reply is None or dimension_key(reply.dimension) in {dimension_key(d) for d in used_dimensions}:
         return None
     values = [v for v in dedupe_values(reply.labels) if value_problem(v) is None]
-    if not reply.dimension.strip() or len(values) < 2:
+    if dimension_problem(reply.dimension.strip()) or len(values) < 2:
         return None
     return CriterionReply(dimension=reply.dimension.strip(), labels=values)
+
+
+def check_coverage(reply: CoverageReply, values: list[str]) -> None:
+    """Raise ValueError with the reason when a coverage reply cannot be taken as the missing values. An
+    explicit empty list is the only way to say "nothing is missing" (the prompt asks for exactly that)."""
+    if reply.open_ended and not reply.new_values:
+        raise ValueError('"open_ended" is true but "new_values" is empty; list up to 10 more values')
+    problems = [p for p in (value_problem(v) for v in reply.new_values) if p]
+    if problems:
+        raise ValueError("; ".join(problems[:3]) + "; list only concrete missing values (an empty list if none "
+                         "is missing)")
+    if reply.new_values and not dedupe_values(reply.new_values, existing=values):
+        raise ValueError("every proposed value repeats one already listed; list only values that are missing, "
+                         "or an empty list if nothing is missing")
+
+
+def coverage_note(detail: str) -> str:
+    note = f"coverage incomplete: {detail}"
+    note = note if len(note) <= REASON_CHARS else note[: REASON_CHARS - 3] + "..."
+    return note + ": check that the values cover the space"
 
 
 # ----------------------------------------------------------------------------- one node
@@ -124,20 +220,34 @@ class Partitioner:
         dimension = criterion.dimension.strip()
         values = dedupe_values(criterion.labels)
 
+        notes = [note] if note else []
         for _ in range(s.coverage_rounds):
             try:
                 reply = self.llm.ask(
                     coverage_messages(self.spec, attributes, dimension, values, s.max_values),
                     schema=CoverageReply, purpose="coverage", temperature=s.coverage_temperature,
-                    json_schema=COVERAGE_SCHEMA, **ask).value
-            except LLMOutputError:
-                break  # the criterion's values already partition the pivots; the failure is in the call log
-            new = [v for v in dedupe_values(reply.new_values, existing=values) if value_problem(v) is None]
+                    json_schema=COVERAGE_SCHEMA, check=lambda r: check_coverage(r, values), **ask).value
+            except LLMOutputError as exc:
+                # keep what the last well-shaped reply offered that passes the rules; flag the split either way
+                offered = dedupe_values(exc.last_value.new_values, existing=values) if exc.last_value else []
+                dropped = [(v, value_problem(v)) for v in offered if value_problem(v)]
+                values += [v for v in offered if not value_problem(v)]
+                if dropped:
+                    detail = f"{len(dropped)} proposed value(s) dropped ({'; '.join(p for _, p in dropped[:3])})"
+                else:
+                    detail = f"no usable coverage reply after {s.reasks + 1} tries ({exc.reason or exc.message})"
+                notes.append(coverage_note(detail))
+                break
+            except EndpointError as exc:
+                notes.append(coverage_note(f"the coverage call failed ({exc.message})"))
+                break
+            new = dedupe_values(reply.new_values, existing=values)
             values += new
             if not new or (not reply.open_ended and len(values) <= s.max_values):
                 break
         infinite = len(values) > s.max_values
-        return {"dimension": dimension, "values": values, "infinite": infinite, "pivots": pivots, "note": note}
+        return {"dimension": dimension, "values": values, "infinite": infinite, "pivots": pivots,
+                "note": "; ".join(notes) or None}
 
     def apply(self, node: Node, proposal: dict, *, provenance: str = "llm") -> list[str]:
         """Store a split: the node's dimension and its children, in one transaction."""
@@ -162,11 +272,10 @@ class Partitioner:
             return self.apply(node, {"dimension": split.dimension, "values": dedupe_values(split.values),
                                      "infinite": False}, provenance="human")
         try:
-            proposal = self.propose(node, tree)
-        except (LLMOutputError, EndpointError) as exc:
-            self.store.update_node(node_id, status="failed", failure=str(exc))
+            return self.apply(node, self.propose(node, tree))
+        except Exception as exc:  # any failure is this node's: record it on the node, the build goes on
+            self.store.update_node(node_id, status="failed", failure=failure_reason(exc))
             raise
-        return self.apply(node, proposal)
 
 
 # ----------------------------------------------------------------------------- the build
@@ -181,7 +290,9 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
           should_stop: Callable[[], bool] | None = None, concurrency: int | None = None) -> BuildReport:
     """Expand every expandable node under ``under`` (default: the root) down to absolute ``depth``.
 
-    Already-expanded nodes are walked through, not redone, so calling build again resumes.
+    Already-expanded nodes are walked through, not redone, so calling build again resumes. A node that fails
+    (for any reason) is recorded on the node and its siblings go on; the report's ``outcome`` says how it went.
+    Raises Cancelled (with the report as ``.report``) when ``should_stop`` turns true.
     """
     spec = store.project(project_id)
     depth = spec.settings.max_depth if depth is None else depth
@@ -191,11 +302,12 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
         raise TreeSynthError("the project has no root node", "recreate the project")
     frontier = [n.id for n in tree.subtree(start) if expandable(tree, n, depth)
                 and (not approved_only or n.status in ("approved", "edited"))]
-    report = BuildReport(skipped_locked=[n.id for n in tree.subtree(start) if n.locked and not tree.kids(n.id)])
+    report = BuildReport(skipped_locked=[n.id for n in tree.subtree(start) if n.locked and not tree.kids(n.id)],
+                         root_id=tree.root.id if tree.root else None)
     partitioner = Partitioner(store, project_id, llm)
     workers = concurrency or spec.settings.concurrency
+    rule = AbortRule()
     submitted = done = 0
-    endpoint_failures = successes = 0
 
     with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expand") as pool:
         running: dict[cf.Future, str] = {}
@@ -213,18 +325,27 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in finished:
                 node_id = running.pop(future)
+                if future.cancelled():  # never started: the run stopped before it; it is not a failure
+                    continue
                 done += 1
+                child_ids: list[str] = []
                 try:
                     child_ids = future.result()
-                    successes += 1
+                    rule.success()
                     report.expanded.append(node_id)
-                except (LLMOutputError, EndpointError) as exc:
-                    report.failed[node_id] = str(exc)
-                    endpoint_failures += isinstance(exc, EndpointError)
-                    child_ids = []
-                stop = bool(should_stop and should_stop()) or (endpoint_failures >= 3 and successes == 0)
-                if stop:
+                    node = store.node(node_id)
+                    if node.note:
+                        report.flagged[node_id] = node.note
+                except Exception as exc:  # one node's failure, whatever it is, never sinks the build
+                    report.failed[node_id] = failure_reason(exc)
+                    if isinstance(exc, EndpointError):
+                        report.endpoint_failed.append(node_id)
+                    report.aborted |= rule.failure()
+                if should_stop and should_stop():
                     report.cancelled = True
+                if report.aborted or report.cancelled:
+                    for pending in running:
+                        pending.cancel()  # queued nodes are not started; running ones finish
                     continue
                 child_depth = store.node(node_id).depth + 1
                 if child_depth < depth:
@@ -232,9 +353,8 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
                         submit(child_id)
                 if on_progress:  # called on this thread only, never from a worker
                     on_progress(done, submitted)
-    if endpoint_failures and successes == 0 and endpoint_failures == len(report.failed):
-        raise EndpointError(f"the endpoint failed on every node ({next(iter(report.failed.values()))})",
-                            "check the endpoint, then run build again: it resumes")
-    if report.cancelled and should_stop and should_stop():
-        raise Cancelled(f"build cancelled: {report.summary()}", "run build again to continue")
+    if report.cancelled:
+        exc = Cancelled(f"build cancelled: {report.summary()}", "run build again to continue")
+        exc.report = report  # type: ignore[attr-defined]
+        raise exc
     return report

@@ -31,8 +31,11 @@ class CriterionReply(BaseModel):
 
 
 class CoverageReply(BaseModel):
+    """The values still missing. "Nothing is missing" is an explicit empty list: a reply without the list says
+    nothing about coverage, so it is re-asked rather than read as complete."""
+
     model_config = ConfigDict(extra="forbid")
-    new_values: list[str] = Field(default_factory=list)
+    new_values: list[str]
     open_ended: bool = False
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from .tree import normalise
+
+# A lone surrogate (an invalid \ud800-style escape in the JSON) cannot be encoded as UTF-8: stored or sent on,
+# it breaks the database, the export or the next request. NUL breaks C-string consumers. Refuse, never repair.
+INVALID_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def clean_samples(raw: list, field_names: list[str]) -> tuple[list[dict], list[str]]:
     """Keep samples that have every field as non-empty text; say why each other one was dropped.
 
-    Extra keys are dropped from a kept sample; numbers are accepted and turned into text.
+    Extra keys are dropped from a kept sample; numbers are accepted and turned into text. Text with invalid
+    Unicode (a lone surrogate) or NUL is refused, not repaired.
     """
     good, problems = [], []
     for i, item in enumerate(raw, 1):
@@ -25,6 +31,9 @@ def clean_samples(raw: list, field_names: list[str]) -> tuple[list[dict], list[s
                 value = str(value)
             if not isinstance(value, str) or not normalise(value):
                 problems.append(f"sample {i} has no text for field {name!r}")  # empty, or a "..." placeholder
+                break
+            if INVALID_TEXT.search(value):
+                problems.append(f"sample {i} field {name!r} contains invalid Unicode (a lone surrogate) or NUL")
                 break
             sample[name] = value.strip()
         else:

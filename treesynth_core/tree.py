@@ -75,18 +75,46 @@ def _singular(word: str) -> str:
     return word
 
 
+# Content that must never become a label: a spreadsheet formula (=HYPERLINK(...), @SUM, +cmd(...)), markup
+# (<img ...>, </b>, <!-- -->), control characters and lone surrogates (invalid Unicode that breaks encoders).
+FORMULA = re.compile(r"^\s*(?:[=@]|[+\-]\s*[^\W\d_]+\s*\()")
+MARKUP = re.compile(r"<\s*[/!?]?\s*[A-Za-z!][^>]*>|<!--|javascript\s*:", re.I)
+BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+LABEL_CAPS = {"value": 120, "dimension": 80}
+
+
+def label_problem(text: str, kind: str = "value") -> str | None:
+    """Why ``text`` cannot be a split's ``kind`` ("value" or "dimension"), or None. One rule for both: the
+    LLM's dimension names reach the same pages, exports and prompts as its values."""
+    cap = LABEL_CAPS[kind]
+    if not isinstance(text, str) or not text.strip():
+        return f"a {kind} is empty"
+    shown = text[:40].encode("utf-8", "backslashreplace").decode("utf-8")
+    if BAD_CHARS.search(text):
+        return f"{kind} {shown!r} contains control characters or invalid Unicode; write plain text"
+    if len(text) > cap:
+        return f"{kind} {shown!r}... is longer than {cap} characters; name it in a few words"
+    if FORMULA.match(text):
+        return f"{kind} {shown!r} looks like a spreadsheet formula; write a plain name"
+    if MARKUP.search(text):
+        return f"{kind} {shown!r} contains HTML or markup; write a plain name"
+    if CATCH_ALL.match(normalise(text)):
+        return f"{text!r} is a vague catch-all; name a concrete {kind} instead"
+    plain = " ".join(text.lower().split())
+    if COMBINED_SYMBOL.search(plain) or COMBINED_WORDS.match(plain):
+        what = "values; give each its own value" if kind == "value" else "dimensions; name ONE dimension"
+        return f"{text!r} combines several {what}"
+    return None
+
+
 def value_problem(value: str) -> str | None:
     """Why a proposed value is not acceptable, or None."""
-    if not value or not value.strip():
-        return "a value is empty"
-    if len(value) > 120:
-        return f"value {value[:40]!r}... is longer than 120 characters; name it in a few words"
-    if CATCH_ALL.match(normalise(value)):
-        return f"{value!r} is a vague catch-all; name a concrete value instead"
-    plain = " ".join(value.lower().split())
-    if COMBINED_SYMBOL.search(plain) or COMBINED_WORDS.match(plain):
-        return f"{value!r} combines several values; give each its own value"
-    return None
+    return label_problem(value, "value")
+
+
+def dimension_problem(dimension: str) -> str | None:
+    """Why a proposed dimension name is not acceptable, or None (the same rules as values)."""
+    return label_problem(dimension, "dimension")
 
 
 class Tree:
