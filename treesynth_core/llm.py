@@ -1,17 +1,39 @@
 """The one LLM client: any OpenAI-compatible endpoint through the ``openai`` SDK.
 
-Transport errors (connection, 429, 5xx, timeouts) are retried by the SDK's own ``max_retries``; we add
-no second HTTP retry loop. Semantic failures (unparseable JSON, a reply that fails validation, a reply
-cut off at ``max_tokens``) get a bounded re-ask that tells the model what was wrong. Every attempt is
-written to the store's call log; valid replies double as a cache keyed by (model, messages, parameters).
+Who retries what (no failure is retried by two layers):
+
+- Transport errors (connection failures, timeouts, 408/409/5xx) belong to the SDK's own ``max_retries`` and
+  its backoff; we add no second loop for them.
+- Rate limits (429) are ours. The SDK is told not to retry them (our HTTP client's response hook marks a 429
+  ``x-should-retry: false``, a header the SDK obeys), because its retry would sleep while holding our slot,
+  never slow the other calls down, and give up after ``max_retries`` (about 1.5 s of backoff, far short of a
+  per-minute quota). Instead the adaptive window (``window.py``) halves, the call gives its slot back, waits
+  out ``Retry-After`` (or an exponential backoff with jitter) and sends the same request again, until its
+  deadline. An account out of quota (``insufficient_quota``) fails at once.
+- Semantic failures (unparseable JSON, a reply that fails validation or a check, a reply cut off at
+  ``max_tokens``) get a bounded re-ask that tells the model what was wrong. Malformed JSON first goes through
+  json-repair; a reply that parses only after repair is accepted, and logged ``repaired=1`` (a re-ask saved).
+
+One deadline per request: ``Endpoint.deadline`` = timeout x (max_retries + 1) seconds (40 x 3 = 120 s by
+default; the bundled model's longer timeout gives it longer) covers the request's HTTP attempts, the SDK's
+backoff between them and our waits on 429s; time queued for a slot behind other calls does not count. It holds
+on the wall clock: the SDK's attempts are fitted into what remains and the caller stops waiting at the deadline.
+Re-asks are new requests with a deadline each; they only follow a reply, so a silent server costs one deadline
+per ``ask``.
+
+Every attempt is written to the store's call log with its reason when it failed; valid replies double as a cache
+keyed by (model, messages, parameters). Nothing is stored that SQLite cannot encode (lone surrogates are replaced
+in the log; a reply whose JSON contains one is invalid, so it is never cached). Error texts are redacted
+(``config.redact``); reply and prompt texts lose the endpoint's own secrets. The API key is never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -20,11 +42,18 @@ from typing import Any, Callable
 import openai
 from pydantic import BaseModel, ValidationError
 
-from .config import Endpoint
-from .errors import EndpointError, LLMOutputError
+from .config import REDACTED, Endpoint, redact
+from .errors import EndpointError, LLMCallError, LLMOutputError
+from .replies import (INVALID_UNICODE, bad_unicode, extract_json, load_json, repair_json_object, storable,
+                      validation_message)
+from .window import MAX_WINDOW, Window, backoff, retry_after
 
-LOCAL_CONCURRENCY = 2
-FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+__all__ = ["LLM", "Reply", "Completion", "cache_key", "describe_api_error", "extract_json", "load_json",
+           "repair_json_object", "bad_unicode", "storable", "INVALID_UNICODE", "LOCAL_CONCURRENCY"]
+
+log = logging.getLogger(__name__)
+
+LOCAL_CONCURRENCY = 2  # llama.cpp serves one request at a time; the window never grows past this
 
 
 @dataclass
@@ -34,32 +63,22 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    repaired: bool = False
 
 
-def extract_json(text: str) -> dict:
-    """The JSON object in a reply, tolerating code fences and prose around it."""
-    if text is None or not text.strip():
-        raise ValueError("the reply was empty")
-    fenced = FENCE.search(text)
-    candidate = fenced.group(1) if fenced else text
-    start, end = candidate.find("{"), candidate.rfind("}")
-    if start < 0 or end <= start:
-        raise ValueError("the reply contains no JSON object")
-    try:
-        value = json.loads(candidate[start : end + 1], strict=False)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the reply is not valid JSON ({exc.msg} at character {exc.pos})") from None
-    if not isinstance(value, dict):
-        raise ValueError("the reply is JSON but not an object")
-    return value
+@dataclass
+class Completion:
+    """What one request came back with: the reply's text, finish reason and usage, or the error that ended it."""
+
+    text: str | None = None
+    finish: str | None = None
+    usage: tuple[int, int] = (0, 0)
+    seconds: float = 0.0
+    error: EndpointError | None = None
 
 
-def validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "reply"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+class _DeadlineExceeded(Exception):
+    pass
 
 
 def cache_key(model: str, messages: list[dict], params: dict) -> str:
@@ -67,29 +86,52 @@ def cache_key(model: str, messages: list[dict], params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# ----------------------------------------------------------------------------- errors
+
+
 def describe_api_error(exc: Exception, endpoint: Endpoint) -> EndpointError:
-    where = endpoint.base_url or "api.openai.com"
+    where = endpoint.shown_url()
     if isinstance(exc, openai.AuthenticationError):
         return EndpointError(f"{where} refused the API key (401)", "check OPENAI_API_KEY")
     if isinstance(exc, openai.NotFoundError):
         return EndpointError(f"{where} does not know model {endpoint.model!r} (404)",
                              "set TREESYNTH_MODEL to a model the endpoint serves")
     if isinstance(exc, openai.RateLimitError):
-        return EndpointError(f"{where} kept rate-limiting (429) after {endpoint.max_retries} retries",
-                             "lower the concurrency or wait and resume")
+        return EndpointError(f"{where} kept rate-limiting (429)", "lower the concurrency or wait and resume")
     if isinstance(exc, openai.APITimeoutError):
         return EndpointError(f"{where} did not answer within {endpoint.timeout:g}s",
                              "raise TREESYNTH_TIMEOUT or check the server")
     if isinstance(exc, openai.APIConnectionError):
         return EndpointError(f"could not connect to {where}", "check OPENAI_BASE_URL and that the server is running")
-    if isinstance(exc, openai.APIStatusError):
-        return EndpointError(f"{where} answered HTTP {exc.status_code}: {str(exc)[:300]}",
+    if isinstance(exc, openai.APIStatusError):  # redact before cutting, so no secret is cut in half
+        return EndpointError(f"{where} answered HTTP {exc.status_code}: {redact(str(exc), endpoint.secrets)[:300]}",
                              "see the call log; resume when the endpoint is healthy")
-    return EndpointError(f"LLM request failed: {exc}", "see the call log")
+    return EndpointError(f"LLM request failed: {redact(str(exc), endpoint.secrets)[:300]}", "see the call log")
+
+
+def _no_sdk_retry_on_429(response) -> None:
+    if response.status_code == 429:
+        response.headers["x-should-retry"] = "false"  # the SDK obeys this header; we handle the 429
+
+
+class _HttpClient(openai.DefaultHttpxClient):
+    """The SDK's default HTTP client (its timeouts and limits) that leaves 429s to us; closed with its owner."""
+
+    def __init__(self) -> None:
+        super().__init__(event_hooks={"response": [_no_sdk_retry_on_429]})
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ----------------------------------------------------------------------------- the client
 
 
 class LLM:
-    """Ask for JSON validated by a pydantic model; log every attempt; bounded concurrency."""
+    """Ask for JSON validated by a pydantic model; log every attempt; adaptive, bounded concurrency."""
 
     def __init__(self, endpoint: Endpoint, store=None, project_id: int | None = None,
                  concurrency: int = 16, job_id: int | None = None):
@@ -102,11 +144,14 @@ class LLM:
             api_key=endpoint.api_key or "no-key-set",
             timeout=endpoint.timeout,
             max_retries=endpoint.max_retries,
+            http_client=_HttpClient(),
         )
-        if endpoint.is_local:
-            concurrency = min(concurrency, LOCAL_CONCURRENCY)  # llama.cpp serves one request at a time
-        self.slots = threading.BoundedSemaphore(concurrency)
+        self._clients = {endpoint.max_retries: self.client}
+        self.window = Window(concurrency, max_size=LOCAL_CONCURRENCY if endpoint.is_local else MAX_WINDOW)
         self.json_mode = True
+
+    def close(self) -> None:
+        self.client.close()
 
     def ping(self) -> list[str]:
         """The endpoint's model ids; raises EndpointError when it cannot be reached."""
@@ -114,6 +159,10 @@ class LLM:
             return [m.id for m in self.client.with_options(max_retries=0, timeout=5).models.list()]
         except openai.APIError as exc:
             raise describe_api_error(exc, self.endpoint) from None
+        except Exception as exc:
+            raise LLMCallError(f"could not list the models of {self.endpoint.shown_url()} "
+                               f"({type(exc).__name__}: {self._redact(str(exc))[:300]})",
+                               "check OPENAI_BASE_URL") from None
 
     def ask(self, messages: list[dict], *, schema: type[BaseModel], purpose: str, node_id: str | None = None,
             temperature: float = 0.7, max_tokens: int = 1024, reasks: int = 2,
@@ -122,105 +171,230 @@ class LLM:
         """Return ``schema``-validated output, re-asking at most ``reasks`` times with the reason.
 
         ``check`` may raise ValueError with a reason the model is shown (a semantic rule, e.g. every
-        pivot assigned exactly once). Raises LLMOutputError after the last try, EndpointError when the
-        endpoint fails beyond the SDK's retries.
+        pivot assigned exactly once).
+
+        Exceptions: this raises only LLMOutputError (no usable reply after the last try; its ``reason`` and
+        ``last_value`` say why) or EndpointError, including its subclass LLMCallError (the endpoint failed
+        beyond the SDK's retries or the call's deadline, or something unexpected broke this one call: a
+        response the SDK could not read, an error in ``check`` other than ValueError). Each is in the call log
+        first, with its reason, and its message is redacted, so a caller records it on its node and carries
+        on. Only BaseExceptions such as KeyboardInterrupt pass through.
         """
         model = model or self.endpoint.model
         params = {"temperature": temperature, "max_tokens": max_tokens, "purpose": purpose}
         key = cache_key(model, messages, params)
-        if cache and self.store is not None:
-            hit = self.store.cached_response(key)
-            if hit is not None:
+        base = dict(node_id=node_id, purpose=purpose, model=model, params=json.dumps(params), cache_key=key)
+        convo, attempt, text = list(messages), 0, None
+        try:
+            if cache and self.store is not None:
+                hit = self._cached(key, schema, check)
+                if hit is not None:
+                    return hit
+            reason, last_value = "", None
+            for attempt in range(1, reasks + 2):
+                text = None
+                done = self._complete(model, convo, temperature, max_tokens, json_schema)
+                if done.error is not None:
+                    self._log(base, convo, done, attempt, error=str(done.error))
+                    raise done.error
+                text = done.text
                 try:
-                    return Reply(self._validate(hit, schema, check), None, cached=True)
-                except ValueError:
-                    pass  # the rules changed since (e.g. an ancestor's dimension): ask again
-        convo = list(messages)
-        reason = ""
-        last_value = None
-        for attempt in range(1, reasks + 2):
-            text, finish, usage, seconds, call_error = self._complete(
-                model, convo, temperature, max_tokens, json_schema)
-            if call_error is not None:
-                self._log(node_id, purpose, model, params, key, convo, None, None, usage, seconds, attempt,
-                          False, str(call_error))
-                raise call_error
+                    if done.finish == "length":
+                        raise ValueError(f"the reply was cut off at max_tokens={max_tokens}")
+                    value, repaired = self._parse(text, schema)
+                    if check is not None:
+                        last_value = value
+                        check(value)
+                except ValueError as exc:
+                    reason = storable(str(exc))
+                    self._log(base, convo, done, attempt, error=reason)
+                    convo = convo + [
+                        {"role": "assistant", "content": storable(text or "")[:4000]},
+                        {"role": "user", "content": f"That reply cannot be used: {reason}. "
+                                                    "Reply again with only the corrected JSON object."},
+                    ]
+                    if done.finish == "length":
+                        max_tokens = min(max_tokens * 2, 16_000)
+                    continue
+                call_id = self._log(base, convo, done, attempt, repaired=repaired)
+                return Reply(value, call_id, done.usage[0], done.usage[1], repaired=repaired)
+            raise LLMOutputError(f"{purpose}: no usable reply after {reasks + 1} tries; last problem: {reason}",
+                                 "see the call log; edit the node by hand or retry", last_value, reason)
+        except (LLMOutputError, EndpointError):
+            raise
+        except Exception as exc:  # one call must never sink a job: record it, raise a typed error
+            reason = self._redact(storable(f"unexpected {type(exc).__name__}: {exc}"))[:500]
+            log.warning("LLM call %s (%s) failed: %s", purpose, node_id, reason)
             try:
-                if finish == "length":
-                    raise ValueError(f"the reply was cut off at max_tokens={max_tokens}")
-                value = self._parse(text, schema)
-                if check is not None:
-                    last_value = value
-                    check(value)
-            except ValueError as exc:
-                reason = str(exc)
-                self._log(node_id, purpose, model, params, key, convo, text, finish, usage, seconds, attempt,
-                          False, reason)
-                convo = convo + [
-                    {"role": "assistant", "content": (text or "")[:4000]},
-                    {"role": "user", "content": f"That reply cannot be used: {reason}. "
-                                                "Reply again with only the corrected JSON object."},
-                ]
-                if finish == "length":
-                    max_tokens = min(max_tokens * 2, 16_000)
-                continue
-            call_id = self._log(node_id, purpose, model, params, key, convo, text, finish, usage, seconds,
-                                attempt, True, None)
-            return Reply(value, call_id, usage[0], usage[1])
-        raise LLMOutputError(f"{purpose}: no usable reply after {reasks + 1} tries; last problem: {reason}",
-                             "see the call log; edit the node by hand or retry", last_value, reason)
+                self._log(base, convo, None, max(attempt, 1), error=reason, text=text)
+            except Exception:
+                log.exception("could not log the failed call")
+            raise LLMCallError(f"{purpose}: {reason}",
+                               "see the call log; run again to retry this node") from None
 
     # ----------------------------------------------------------------- internals
     @staticmethod
-    def _parse(text: str, schema: type[BaseModel]) -> Any:
-        data = extract_json(text)
+    def _parse(text: str, schema: type[BaseModel]) -> tuple[Any, bool]:
+        data, repaired = load_json(text)
+        if bad_unicode(data):
+            raise ValueError(INVALID_UNICODE)
         try:
-            return schema.model_validate(data)
+            return schema.model_validate(data), repaired
         except ValidationError as exc:
             raise ValueError(f"the JSON does not have the expected shape ({validation_message(exc)})") from None
 
-    @classmethod
-    def _validate(cls, text: str, schema: type[BaseModel], check) -> Any:
-        value = cls._parse(text, schema)
-        if check is not None:
-            check(value)
-        return value
+    def _cached(self, key: str, schema: type[BaseModel], check) -> Reply | None:
+        hit = self.store.cached_response(key)
+        if hit is None:
+            return None
+        try:
+            value, repaired = self._parse(hit, schema)
+            if check is not None:
+                check(value)
+        except ValueError:
+            return None  # the rules changed since (e.g. an ancestor's dimension): ask again
+        return Reply(value, None, cached=True, repaired=repaired)
 
-    def _complete(self, model, convo, temperature, max_tokens, json_schema):
+    def _complete(self, model, convo, temperature, max_tokens, json_schema) -> Completion:
+        """One request within the endpoint's deadline. It holds a window slot only while it talks to the server:
+        a 429 or a ``response_format`` the endpoint refuses gives the slot back before the request is sent
+        again, so no call ever waits for a slot while holding one."""
+        deadline = self.endpoint.deadline
+        spent, throttled = 0.0, 0
         # A fresh seed per call: servers that sample deterministically (llama.cpp) would otherwise answer an
         # identical prompt, or a re-ask, with the very same reply.
-        kwargs: dict = dict(model=model, messages=convo, temperature=temperature, max_tokens=max_tokens,
-                            seed=random.randrange(2**31))
-        if self.json_mode:
-            fmt: dict = {"type": "json_object"}
-            if json_schema is not None and self.endpoint.schema_in_response_format:
-                fmt["schema"] = json_schema
-            kwargs["response_format"] = fmt
-        with self.slots:
+        seed = random.randrange(2**31)
+        while True:
+            remaining = deadline - spent
+            if remaining <= 0:
+                return Completion(seconds=spent, error=self._deadline_error(throttled))
+            kwargs: dict = dict(model=model, messages=convo, temperature=temperature, max_tokens=max_tokens,
+                                seed=seed)
+            if self.json_mode:
+                fmt: dict = {"type": "json_object"}
+                if json_schema is not None and self.endpoint.schema_in_response_format:
+                    fmt["schema"] = json_schema
+                kwargs["response_format"] = fmt
+            epoch = self.window.acquire()
             started = time.monotonic()
+            resp = exc = None
             try:
-                resp = self.client.chat.completions.create(**kwargs)
-            except openai.BadRequestError as exc:
-                if "response_format" in str(exc) and self.json_mode:
-                    self.json_mode = False  # an endpoint without JSON mode: rely on the prompt and parser
-                    return self._complete(model, convo, temperature, max_tokens, json_schema)
-                return None, None, (0, 0), time.monotonic() - started, describe_api_error(exc, self.endpoint)
-            except openai.APIError as exc:
-                return None, None, (0, 0), time.monotonic() - started, describe_api_error(exc, self.endpoint)
-        seconds = time.monotonic() - started
-        usage = (resp.usage.prompt_tokens or 0, resp.usage.completion_tokens or 0) if resp.usage else (0, 0)
-        if not resp.choices:
-            return "", "empty", usage, seconds, None
-        choice = resp.choices[0]
-        return choice.message.content or "", choice.finish_reason, usage, seconds, None
+                resp = self._send(kwargs, remaining)
+            except Exception as caught:  # classified below, once the slot is free again
+                exc = caught
+            finally:
+                spent += time.monotonic() - started
+                self.window.release(epoch, ok=resp is not None, rate_limited=isinstance(exc, openai.RateLimitError))
+            if exc is None:
+                return self._completion(resp, spent)
+            if isinstance(exc, openai.RateLimitError):
+                wait = retry_after(exc.response)
+                wait = backoff(throttled) if wait is None else wait * random.uniform(1.0, 1.1)
+                throttled += 1
+                problem = self._rate_limit_problem(exc, spent, wait, throttled)
+                if problem is not None:
+                    return Completion(seconds=spent, error=problem)
+                log.info("%s rate-limited (429): waiting %.1fs, window now %d",
+                         self.endpoint.shown_url(), wait, self.window.size)
+                time.sleep(wait)
+                spent += wait
+                continue
+            if (isinstance(exc, openai.BadRequestError) and "response_format" in kwargs
+                    and "response_format" in str(exc)):
+                self.json_mode = False  # an endpoint without JSON mode: rely on the prompt and the parser
+                continue
+            if isinstance(exc, _DeadlineExceeded):
+                return Completion(seconds=spent, error=self._deadline_error(throttled))
+            if isinstance(exc, openai.APIError):
+                return Completion(seconds=spent, error=describe_api_error(exc, self.endpoint))
+            return Completion(seconds=spent, error=LLMCallError(
+                f"the request to {self.endpoint.shown_url()} failed unexpectedly "
+                f"({type(exc).__name__}: {self._redact(storable(str(exc)))[:300]})",
+                "see the call log; run again to retry"))
 
-    def _log(self, node_id, purpose, model, params, key, convo, text, finish, usage, seconds, attempt, valid,
-             error) -> int | None:
+    def _send(self, kwargs: dict, remaining: float):
+        """Send one chat completion and stop waiting for it after ``remaining`` seconds (wall clock).
+
+        The SDK's attempts are fitted into what remains (each attempt's timeout cut to it, only the retries
+        that fit); the request runs on a helper thread so that nothing the SDK does (a Retry-After it honours
+        on a 503, a server trickling bytes) holds the caller past the deadline. An abandoned request ends on
+        its own timeout shortly after."""
+        timeout = min(self.endpoint.timeout, remaining)
+        retries = max(0, min(self.endpoint.max_retries, math.ceil(remaining / self.endpoint.timeout) - 1))
+        client = self._clients.get(retries)
+        if client is None:
+            client = self._clients[retries] = self.client.with_options(max_retries=retries)
+        box: dict = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                box["response"] = client.chat.completions.create(timeout=timeout, **kwargs)
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=run, name="llm-request", daemon=True).start()
+        if not finished.wait(remaining):
+            raise _DeadlineExceeded()
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
+
+    def _completion(self, resp, seconds: float) -> Completion:
+        try:
+            usage = (resp.usage.prompt_tokens or 0, resp.usage.completion_tokens or 0) if resp.usage else (0, 0)
+            if not resp.choices:
+                return Completion("", "empty", usage, seconds)
+            choice = resp.choices[0]
+            return Completion(choice.message.content or "", choice.finish_reason, usage, seconds)
+        except Exception as exc:  # a 200 whose body is not a chat completion
+            return Completion(seconds=seconds, error=LLMCallError(
+                f"{self.endpoint.shown_url()} sent a response that is not a chat completion "
+                f"({type(exc).__name__}: {self._redact(storable(str(exc)))[:200]})",
+                "check that OPENAI_BASE_URL points at an OpenAI-compatible /v1 endpoint"))
+
+    def _rate_limit_problem(self, exc, spent: float, wait: float, throttled: int) -> EndpointError | None:
+        where = self.endpoint.shown_url()
+        if getattr(exc, "code", None) == "insufficient_quota":
+            return EndpointError(f"{where} says the account has no quota left (429 insufficient_quota)",
+                                 "check the account's plan and billing, then resume")
+        if spent + wait >= self.endpoint.deadline:
+            return EndpointError(
+                f"{where} kept rate-limiting (429, {throttled} time(s)); waiting {wait:.0f}s more would pass the "
+                f"call's deadline of {self.endpoint.deadline:g}s", "lower the concurrency or wait, then resume")
+        return None
+
+    def _deadline_error(self, throttled: int) -> EndpointError:
+        ep = self.endpoint
+        limited = f", after {throttled} rate limit(s)" if throttled else ""
+        return EndpointError(f"{ep.shown_url()} did not answer within the call's deadline of {ep.deadline:g}s "
+                             f"({ep.timeout:g}s x {ep.max_retries + 1} attempts{limited})",
+                             "raise TREESYNTH_TIMEOUT or check the server")
+
+    def _redact(self, text: str | None) -> str | None:
+        """Error texts: no credentials of any URL, none of the endpoint's secrets."""
+        return redact(text, self.endpoint.secrets)
+
+    def _scrub(self, text: str | None) -> str | None:
+        """Reply and prompt texts, stored as they are but for lone surrogates and the endpoint's own secrets
+        (a generated sample may legitimately contain a URL with ``user:pass@``; it is the user's data)."""
+        text = storable(text)
+        for secret in self.endpoint.secrets:
+            if text and len(secret) >= 6:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def _log(self, base: dict, convo, done: Completion | None, attempt: int, *, error: str | None = None,
+             repaired: bool = False, text: str | None = None) -> int | None:
         if self.store is None:
             return None
+        done = done or Completion(text=text)
         return self.store.log_call(
-            project_id=self.project_id, node_id=node_id, job_id=self.job_id, purpose=purpose, model=model,
-            params=json.dumps(params), cache_key=key, messages=json.dumps(convo, ensure_ascii=False),
-            response=text, finish_reason=finish, prompt_tokens=usage[0], completion_tokens=usage[1],
-            duration_s=round(seconds, 4), attempt=attempt, valid=int(valid), error=error,
+            project_id=self.project_id, job_id=self.job_id, **base,
+            messages=self._scrub(json.dumps(convo, ensure_ascii=False)), response=self._scrub(done.text),
+            finish_reason=done.finish, prompt_tokens=done.usage[0], completion_tokens=done.usage[1],
+            duration_s=round(done.seconds, 4), attempt=attempt, valid=int(error is None),
+            error=self._redact(storable(error)), repaired=int(repaired),
         )
