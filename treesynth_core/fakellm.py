@@ -4,7 +4,10 @@ It answers ``POST /v1/chat/completions`` and ``GET /v1/models``. By default it p
 that reads our prompts (the step, the counts, the already-used dimensions) and answers valid JSON, so a
 whole build + generate runs on it. Tests script faults ahead of the defaults: raw reply texts, truncated
 replies (``finish_reason="length"``), HTTP errors (429, 500...) and slow replies; latency can be injected
-on every call. Run it alone with ``python -m treesynth_core.fakellm --port 8765``.
+on every call. Two endpoint behaviours can be switched on: ``max_in_flight`` (a rate limit: a request beyond
+that many in flight gets 429 with ``retry-after``) and ``reject_response_format`` (HTTP 400 for any request
+with ``response_format``, as servers without JSON mode answer). Run it alone with
+``python -m treesynth_core.fakellm --port 8765``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Scripted:
     delay: float = 0.0
     step: str | None = None  # only answer a request of this step (pivots/criterion/coverage/samples)
     headers: dict | None = None  # extra response headers (e.g. {"retry-after": "2"} on a 429)
+    error: str | None = None  # the error message of a non-200 answer (default "scripted error <status>")
 
 
 def step_of(body: dict) -> str:
@@ -56,8 +60,15 @@ def _first_user(body: dict) -> str:
 
 class FakeLLM:
     def __init__(self, *, latency: float = 0.0, extra_values: int = 0, open_ended: bool = False,
-                 values_per_split: int = 3, host: str = "127.0.0.1", port: int = 0):
+                 values_per_split: int = 3, host: str = "127.0.0.1", port: int = 0,
+                 max_in_flight: int | None = None, retry_after: float = 1.0, reject_response_format: bool = False):
         self.latency = latency
+        # A rate limit: at most ``max_in_flight`` chat requests at once, others get 429 + retry-after (seconds).
+        self.max_in_flight = max_in_flight
+        self.retry_after = retry_after
+        self.in_flight = 0
+        self.rate_limited = 0  # how many 429s the rate limit sent
+        self.reject_response_format = reject_response_format
         self.extra_values = extra_values
         self.open_ended = open_ended
         self.values_per_split = values_per_split
@@ -186,6 +197,25 @@ class FakeLLM:
                     return
                 with fake.lock:
                     fake.requests.append(body)
+                    limited = fake.max_in_flight is not None and fake.in_flight >= fake.max_in_flight
+                    fake.rate_limited += limited
+                    fake.in_flight += not limited
+                if limited:
+                    self._send(429, {"error": {"message": "rate limit reached", "type": "requests",
+                                               "code": "rate_limit_exceeded"}},
+                               {"retry-after": f"{fake.retry_after:g}"})
+                    return
+                try:
+                    self._answer(body)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, body: dict) -> None:
+                if fake.reject_response_format and "response_format" in body:
+                    self._send(400, {"error": {"message": "response_format is not supported by this server",
+                                               "type": "invalid_request_error", "param": "response_format"}})
+                    return
                 step = step_of(body)
                 entry = fake._next_scripted(step)
                 if entry is None and fake.fault_fn is not None:
@@ -196,7 +226,8 @@ class FakeLLM:
                 if delay:
                     time.sleep(delay)
                 if entry and entry.status != 200:
-                    self._send(entry.status, {"error": {"message": f"scripted error {entry.status}",
+                    message = entry.error or f"scripted error {entry.status}"
+                    self._send(entry.status, {"error": {"message": message,
                                                         "type": "fake", "code": entry.status}},
                                entry.headers if entry.headers is not None else {"retry-after-ms": "10"})
                     return
