@@ -7,7 +7,7 @@ import pytest
 
 from treesynth_core import edits
 from treesynth_core.errors import Cancelled
-from treesynth_core.fakellm import Scripted
+from treesynth_core.fakellm import Scripted, step_of
 from treesynth_core.generate import generate, plan_generation
 from treesynth_core.llm import LLM
 from treesynth_core.outcome import Outcome
@@ -149,3 +149,60 @@ def test_placeholder_text_copied_from_the_prompt_is_not_a_sample(fake, store, pr
     assert report.invalid == 1
     assert [s["data"]["question"] for s in store.samples(project)] == ["Q9"]
     assert all(isinstance(r["seed"], int) for r in fake.requests)  # every call asks for a fresh seed
+
+
+# ----------------------------------------------------------------------------- honest outcomes
+
+
+def test_a_failed_root_is_never_a_leaf(fake, store, project, llm):
+    fake.fault_fn = lambda body: Scripted(content="no JSON here", step="pivots") if step_of(body) == "pivots" else None
+    build(store, project, llm, depth=2)
+    fake.fault_fn, before = None, len(fake.requests)
+    report = generate(store, project, llm, per_leaf=2)
+    assert report.outcome is Outcome.FAILED
+    assert report.summary().startswith("the tree has no leaves: the root's split failed (pivots: no usable reply")
+    assert report.summary().endswith("; run build again")
+    assert len(fake.requests) == before and not store.samples(project)  # nothing unconstrained was generated
+    assert plan_generation(store, project, per_leaf=2).leaves == []
+
+
+def test_an_unsplit_root_is_not_a_leaf(fake, store, project, llm):
+    report = generate(store, project, llm, per_leaf=2)
+    assert report.outcome is Outcome.FAILED and not fake.requests
+    assert report.summary() == "the tree has no leaves: the root has not been split yet; run build first"
+
+
+def test_failed_nodes_get_no_samples_and_make_the_run_partial(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    fake.push(*[Scripted(content="garbage", step="criterion")] * 3)
+    build(store, project, llm, depth=2, concurrency=1)
+    failed = [n for n in store.tree(project).nodes.values() if n.status == "failed"]
+    assert len(failed) == 1
+    report = generate(store, project, llm, per_leaf=1)
+    assert report.outcome is Outcome.PARTIAL and report.failed_nodes == [failed[0].id]
+    assert report.inserted == 6 and failed[0].id not in live(store, project)
+    assert "1 failed node(s) have no samples: run build again to retry them, or prune them" in report.summary()
+
+
+def test_an_unexpected_error_in_one_call_is_counted_and_the_rest_go_on(fake, store, project, llm, built,
+                                                                         monkeypatch):
+    victim = built.leaves()[4].id
+    real_add = store.add_samples
+
+    def add_samples(project_id, node_id, rows, **kw):
+        if node_id == victim:
+            raise RuntimeError("disk quota exceeded")
+        return real_add(project_id, node_id, rows, **kw)
+
+    monkeypatch.setattr(store, "add_samples", add_samples)
+    report = generate(store, project, llm, per_leaf=2, samples_per_call=2, concurrency=2)
+    assert report.outcome is Outcome.PARTIAL and report.inserted == 16 and report.short == {victim: 2}
+    # the leaf's call failed in round 1 and again in round 2 (round 3 made no progress, so it did not run)
+    assert report.failed_calls == 2 and set(report.errors) == {"unexpected error: RuntimeError: disk quota exceeded"}
+
+
+def test_a_run_with_nothing_missing_is_complete(fake, store, project, llm, built):
+    assert generate(store, project, llm, per_leaf=1).outcome is Outcome.COMPLETE
+    fake.requests.clear()
+    report = generate(store, project, llm, per_leaf=1)
+    assert report.outcome is Outcome.COMPLETE and report.missing == 0 and not fake.requests

@@ -8,8 +8,9 @@ import pytest
 
 from treesynth_core import edits
 from treesynth_core.errors import Cancelled
-from treesynth_core.fakellm import Scripted
+from treesynth_core.fakellm import Scripted, step_of
 from treesynth_core.llm import LLM
+from treesynth_core.outcome import Outcome
 from treesynth_core.partition import Partitioner, build, check_criterion
 from treesynth_core.prompts import CriterionReply
 from treesynth_core.spec import RootSplit
@@ -37,6 +38,11 @@ def test_a_valid_split_passes():
     (criterion("difficulty", ["easy", "easy", "medium and hard", "hard"]), "combines"),
     (criterion("difficulty", ["Easy", "easy!", "EASY", "easy"]), "same value"),
     (criterion("difficulty", ["easy", "easy", " ", "hard"]), "empty"),
+    (criterion('=HYPERLINK("http://x.test","go")', ["a", "a", "b", "b"]), "formula"),
+    (criterion("<img src=x onerror=alert(1)>", ["a", "a", "b", "b"]), "HTML"),
+    (criterion("misc", ["a", "a", "b", "b"]), "catch-all"),
+    (criterion("difficulty and setting", ["a", "a", "b", "b"]), "combines several dimensions"),
+    (criterion("difficulty", ["easy", "easy", "<b>hard</b>", "hard"]), "HTML"),
 ])
 def test_rule_breaking_splits_are_rejected_with_a_reason(reply, reason):
     with pytest.raises(ValueError, match=reason):
@@ -47,6 +53,7 @@ def test_full_build_is_a_partition_with_one_new_dimension_per_level(fake, store,
     report = build(store, project, llm, depth=2)
     tree = store.tree(project)
     assert not report.failed and len(report.expanded) == 4
+    assert report.outcome is Outcome.COMPLETE and report.summary() == "expanded 4 node(s), 0 failed"
     assert len(tree) == 1 + 3 + 9 and len(tree.leaves()) == 9
     for node in tree.nodes.values():
         kids = tree.kids(node.id)
@@ -60,17 +67,18 @@ def test_full_build_is_a_partition_with_one_new_dimension_per_level(fake, store,
 def test_each_kind_of_bad_criterion_is_re_asked_then_fixed(fake, store, project, llm):
     bad = [
         "{not json",
-        "```json\n" + json.dumps(criterion("topic", ["a", "a", "b", "b"]))[:-3],  # fenced and broken
         json.dumps({"dimension": "topic"}),  # missing key
+        "```json\n" + json.dumps(criterion("topic", ["a", "a", "b", "b"]))[:-3],  # fenced and broken: repairable
     ]
-    fake.push(*[Scripted(content=b, step="criterion") for b in bad[:2]])
+    fake.push(*[Scripted(content=b, step="criterion") for b in bad])
     store.update_project(project, store.project(project).model_copy(
         update={"settings": store.project(project).settings.model_copy(update={"reasks": 3})}))
     build(store, project, llm, depth=1)
     assert fake.steps().count("criterion") == 3
     assert store.tree(project).root.dimension == "topic"
     errors = [r["error"] for r in store.query("select error from calls where purpose='criterion' and valid=0")]
-    assert len(errors) == 2 and all("JSON" in e for e in errors)
+    assert len(errors) == 2 and "JSON" in errors[0] and "labels: Field required" in errors[1]
+    assert store.query("select repaired from calls where purpose='criterion' and valid=1") == [{"repaired": 1}]
 
 
 def test_ancestor_dimension_and_overlap_are_re_asked(fake, store, project, llm):
@@ -218,3 +226,136 @@ def test_reusing_an_ancestor_dimension_is_never_salvaged(fake, store, project, l
     fake.push(*[Scripted(content=reuse, step="criterion")] * 3)
     report = build(store, project, llm, depth=2, under=child.id)
     assert child.id in report.failed and store.node(child.id).status == "failed"
+
+
+# ----------------------------------------------------------------------------- honest outcomes, exhaustive splits
+
+
+def coverage(values, open_ended=False):
+    return json.dumps({"new_values": values, "open_ended": open_ended})
+
+
+def kids(store, project, node_id=None):
+    tree = store.tree(project)
+    return [k.value for k in tree.kids(node_id or tree.root.id)]
+
+
+def coverage_errors(store):
+    return [r["error"] for r in store.query("select error from calls where purpose='coverage' and valid=0 order by id")]
+
+
+def test_a_failed_root_makes_the_build_failed_with_its_reason(fake, store, project, llm):
+    fake.fault_fn = lambda body: Scripted(content="Sure! Here are some ideas, in prose.")
+    report = build(store, project, llm, depth=2)
+    root = store.tree(project).root
+    assert report.outcome is Outcome.FAILED and report.failed == {root.id: root.failure}
+    assert root.status == "failed" and "pivots: no usable reply after 3 tries" in root.failure
+    assert "the root's split failed (pivots: no usable reply" in report.summary()
+    assert "run build again to retry the failed nodes: it resumes" in report.summary()
+
+
+def test_a_node_that_fails_with_an_unexpected_error_fails_alone(fake, store, project, llm, monkeypatch):
+    build(store, project, llm, depth=1)
+    victim = store.tree(project).kids(store.tree(project).root.id)[1]
+    real_apply = Partitioner.apply
+
+    def apply(self, node, proposal, **kw):
+        if node.id == victim.id:
+            raise RuntimeError("a row the store refused")
+        return real_apply(self, node, proposal, **kw)
+
+    monkeypatch.setattr(Partitioner, "apply", apply)
+    report = build(store, project, llm, depth=2)
+    assert report.outcome is Outcome.PARTIAL and list(report.failed) == [victim.id]
+    assert store.node(victim.id).failure == "unexpected error: RuntimeError: a row the store refused"
+    assert len(report.expanded) == 2  # its siblings were expanded
+
+
+def test_failures_before_any_success_stop_the_build(fake, store, project):
+    project = make_project(store, max_depth=3)
+    llm = LLM(fake.endpoint(max_retries=0), store, project)
+    build(store, project, llm, depth=1)  # three children to expand
+    edits.set_split(store, store.tree(project).kids(store.tree(project).root.id)[0].id, "level", ["x", "y", "z"])
+    fake.fault_fn = lambda body: Scripted(status=500)
+    report = build(store, project, llm, depth=3, concurrency=1)  # five nodes to expand, one at a time
+    # the third failure stops the build; the node the worker had already taken finishes, the fifth never starts
+    assert report.aborted and report.outcome is Outcome.FAILED and 3 <= len(report.failed) <= 4
+    assert report.summary().startswith("the endpoint failed on every node (")
+    assert len(fake.requests) - 3 == len(report.failed)  # one refused call per tried node
+    assert sum(1 for n in store.tree(project).nodes.values() if n.status == "failed") == len(report.failed)
+
+
+def test_a_coverage_reply_without_its_list_is_re_asked_not_read_as_complete(fake, store, project, llm):
+    fake.push(Scripted(content=json.dumps({"open_ended": False}), step="coverage"),
+              Scripted(content=coverage(["topic D"]), step="coverage"))
+    report = build(store, project, llm, depth=1)
+    assert kids(store, project) == ["topic A", "topic B", "topic C", "topic D"]
+    assert "new_values: Field required" in coverage_errors(store)[0]
+    assert report.outcome is Outcome.COMPLETE and store.tree(project).root.note is None
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (coverage(['=HYPERLINK("http://x.test")', "topic D"]), "spreadsheet formula"),
+    (coverage(["<img src=x onerror=alert(1)>"]), "HTML"),
+    (coverage(["Other"]), "catch-all"),
+    (coverage(["Topic A", "topic b."]), "every proposed value repeats one already listed"),
+    (coverage([], open_ended=True), '"open_ended" is true but "new_values" is empty'),
+])
+def test_coverage_values_that_break_the_rules_are_re_asked_with_the_reason(fake, store, project, llm, bad, reason):
+    fake.push(Scripted(content=bad, step="coverage"), Scripted(content=coverage(["topic D"]), step="coverage"))
+    report = build(store, project, llm, depth=1)
+    assert reason in coverage_errors(store)[0]
+    assert kids(store, project) == ["topic A", "topic B", "topic C", "topic D"]
+    assert report.outcome is Outcome.COMPLETE and store.tree(project).root.note is None
+
+
+def test_a_split_whose_coverage_still_drops_values_keeps_the_good_ones_and_carries_a_note(fake, store, project, llm):
+    bad = coverage(['=HYPERLINK("http://x.test")', "Other", "topic D"])
+    fake.push(*[Scripted(content=bad, step="coverage")] * 3)
+    report = build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    assert kids(store, project) == ["topic A", "topic B", "topic C", "topic D"]
+    assert root.note.startswith("coverage incomplete: 2 proposed value(s) dropped (")
+    assert "spreadsheet formula" in root.note and "catch-all" in root.note
+    assert root.note.endswith("check that the values cover the space")
+    assert report.outcome is Outcome.PARTIAL and report.flagged == {root.id: root.note}
+    assert "1 split(s) flagged for review" in report.summary()
+
+
+def test_a_coverage_step_that_never_answers_usably_leaves_a_note(fake, store, project, llm):
+    fake.push(*[Scripted(content='{"new_values": "topic D"}', step="coverage")] * 3)
+    report = build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    assert kids(store, project) == ["topic A", "topic B", "topic C"]
+    assert root.note.startswith("coverage incomplete: no usable coverage reply after 3 tries (")
+    assert report.outcome is Outcome.PARTIAL
+
+
+def test_a_coverage_call_that_fails_outright_leaves_a_note(fake, store, project):
+    llm = LLM(fake.endpoint(max_retries=0), store, project)
+    fake.push(Scripted(status=500, step="coverage"))
+    report = build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    assert root.note.startswith("coverage incomplete: the coverage call failed (") and "HTTP 500" in root.note
+    assert report.outcome is Outcome.PARTIAL and kids(store, project) == ["topic A", "topic B", "topic C"]
+
+
+def test_a_formula_dimension_is_never_salvaged(fake, store, project, llm):
+    formula = json.dumps(criterion('=HYPERLINK("http://x.test","go")', ["a", "a", "b", "b"]))
+    fake.push(*[Scripted(content=formula, step="criterion")] * 3)
+    report = build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    assert report.outcome is Outcome.FAILED and root.status == "failed" and "spreadsheet formula" in root.failure
+    assert not store.tree(project).kids(root.id)
+
+
+def test_a_lone_surrogate_in_a_pivot_is_re_asked_and_never_reaches_a_prompt(fake, store, project, llm):
+    good = [{"question": f"Q{i}", "answer": f"A{i}"} for i in range(3)]
+    reply = json.dumps({"samples": good})[:-2] + ', {"question": "bad \\ud800 text", "answer": "x"}]}'
+    fake.push(Scripted(content=reply, step="pivots"))
+    report = build(store, project, llm, depth=2)
+    root = store.tree(project).root
+    assert report.outcome is Outcome.COMPLETE and len(root.pivots) == 4
+    later = [m["content"] for r in fake.requests if step_of(r) != "pivots" for m in r["messages"]]
+    assert later and not any("\\ud800" in text or "\ud800" in text for text in later)  # no prompt carries it
+    assert not store.query("select id from calls where valid = 1 and response like '%ud800%'")  # never cached

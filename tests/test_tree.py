@@ -1,6 +1,7 @@
 import random
 
-from treesynth_core.tree import Node, Tree, dedupe_values, dimension_key, normalise, value_problem
+from treesynth_core.tree import (Node, Tree, dedupe_values, dimension_key, dimension_problem, normalise,
+                                 value_problem)
 
 
 def make_tree():
@@ -49,3 +50,14 @@ def test_infinite_node_draws_a_value_per_prompt():
     assert draws == {"x", "y", "z"}
     assert tree.attributes("a1") == [("topic", "Algebra"), ("difficulty", "easy")]
     assert tree.labelled_path("a2")[-1] == ("difficulty", "any of 3 values")
+
+
+def test_dimensions_and_values_follow_one_content_rule():
+    for bad, reason in [('=HYPERLINK("http://x.test")', "formula"), ("@SUM(A1)", "formula"),
+                        ("+cmd(1)", "formula"), ("<img src=x onerror=alert(1)>", "HTML"), ("a</b>", "HTML"),
+                        ("bad \ud800 text", "invalid Unicode"), ("tab\x00", "control"), ("Misc.", "catch-all")]:
+        assert reason in value_problem(bad) and reason in dimension_problem(bad)
+    assert "longer than 80" in dimension_problem("d" * 81) and value_problem("d" * 81) is None
+    assert "ONE dimension" in dimension_problem("difficulty and setting")
+    for good in ["-5 degrees", "x < 5 items", "reasoning type", "between 1 and 5", "C++"]:
+        assert value_problem(good) is None and dimension_problem(good) is None, good

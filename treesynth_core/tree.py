@@ -18,9 +18,10 @@ CATCH_ALL = re.compile(
     r"^(others?|other \w+|misc\.?|miscellaneous|etc\.?|general|various|mixed|n/?a|none|unknown|"
     r"anything else|everything else|all others?|rest|the rest|remaining|not applicable|none of the above)$"
 )
-# "A and B", "A or B", "A/B", "A & B", "A vs B": two values in one. Only short word pairs count, so a value
-# such as "between 1 and 5" or "questions about supply and demand in markets" is not taken for a pair.
-COMBINED_SYMBOL = re.compile(r"[/&+;]|\band/or\b|\bvs\b\.?")
+# "A and B", "A or B", "A/B", "A & B", "A + B", "A vs B": two values in one. Only short word pairs count, so a
+# value such as "between 1 and 5" or "questions about supply and demand in markets" is not taken for a pair, and
+# a "+" counts only between two words ("C++" is one value).
+COMBINED_SYMBOL = re.compile(r"[/&;]|\w\s*\+\s*\w|\band/or\b|\bvs\b\.?")
 COMBINED_WORDS = re.compile(r"^[^\W\d]+(?: [^\W\d]+)? (?:and|or) [^\W\d]+(?: [^\W\d]+)?$")
 
 
