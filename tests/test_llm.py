@@ -1,11 +1,14 @@
-"""The LLM client against the fake HTTP server: parsing, bounded re-asks, API errors, cache, call log."""
+"""The LLM client against the fake HTTP server: parsing, json-repair, bounded re-asks, API errors, cache, call log.
+
+Faults (invalid Unicode, unexpected errors, rate limits, deadlines, secrets in URLs) are in test_llm_faults.py.
+"""
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
 from treesynth_core.errors import EndpointError, LLMOutputError
 from treesynth_core.fakellm import Scripted
-from treesynth_core.llm import LLM, extract_json
+from treesynth_core.llm import LLM, extract_json, load_json
 
 MESSAGES = [{"role": "system", "content": "Step: test"}, {"role": "user", "content": "give me a thing"}]
 
@@ -80,11 +83,12 @@ def test_semantic_check_failure_is_re_asked(fake, llm):
     assert "size must be positive" in fake.requests[1]["messages"][-1]["content"]
 
 
-def test_429_and_500_are_retried_by_the_sdk(fake, llm, store):
+def test_429_is_waited_out_by_the_client_and_500_retried_by_the_sdk(fake, llm, store):
     fake.push(Scripted(status=429), Scripted(status=500), '{"name": "a", "size": 1}')
     llm_retry = LLM(fake.endpoint(max_retries=2), store, llm.project_id)
     assert ask(llm_retry).value.size == 1
     assert len(fake.requests) == 3
+    assert store.usage(llm.project_id)["failed_calls"] == 0  # neither is a failed call: both were recovered
 
 
 def test_persistent_500_is_an_endpoint_error_and_logged(fake, llm, store):
@@ -127,3 +131,61 @@ def test_usage_is_logged_and_the_key_never_stored(fake, llm, store):
     assert usage["calls"] == 1 and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     dump = "\n".join(store.db.iterdump())
     assert "sk-fake-test-key-123456" not in dump
+
+
+# ----------------------------------------------------------------------------- json-repair before a re-ask
+
+
+class Bag(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[str]
+
+
+@pytest.mark.parametrize("text, items", [
+    ('```json\n{"items": ["a", "b",],}\n```', ["a", "b"]),  # fenced, trailing commas
+    ("{'items': ['a', 'b']}", ["a", "b"]),  # single quotes
+    ('Here you go: {"items": ["a", "b", "c"', ["a", "b", "c"]),  # truncated list (the model stopped)
+    ('{"items": ["a" "b"]}', ["a", "b"]),  # a missing comma
+])
+def test_malformed_json_is_repaired_without_a_re_ask_and_counted(fake, llm, store, text, items):
+    fake.push(text, '{"items": ["never", "asked"]}')
+    reply = llm.ask(MESSAGES, schema=Bag, purpose="test", reasks=2)
+    assert reply.value.items == items and reply.repaired
+    assert len(fake.requests) == 1  # the re-ask it saved was never sent
+    rows = store.query("select valid, repaired, error from calls")
+    assert rows == [{"valid": 1, "repaired": 1, "error": None}]
+    assert store.query("select count(*) as n from calls where repaired = 1")[0]["n"] == 1
+
+
+def test_strict_json_is_not_marked_repaired(fake, llm, store):
+    fake.push('{"items": ["a"]}')
+    assert not llm.ask(MESSAGES, schema=Bag, purpose="test").repaired
+    assert store.query("select repaired from calls") == [{"repaired": 0}]
+
+
+def test_a_repaired_reply_is_a_valid_cache_entry(fake, llm):
+    fake.push("{'items': ['a', 'b',]}")
+    first = llm.ask(MESSAGES, schema=Bag, purpose="test")
+    again = llm.ask(MESSAGES, schema=Bag, purpose="test")
+    assert again.cached and again.value == first.value and len(fake.requests) == 1
+
+
+def test_repair_does_not_bypass_validation(fake, llm, store):
+    # repairable JSON of the wrong shape is still re-asked with pydantic's reason
+    fake.push("{'name': 'a', 'size': 'big',}", '{"name": "a", "size": 2}')
+    assert ask(llm).value.size == 2 and len(fake.requests) == 2
+    first = store.query("select valid, repaired, error from calls order by id")[0]
+    assert first["valid"] == 0 and "expected shape" in first["error"]
+
+
+@pytest.mark.parametrize("text, reason", [("", "empty"), ("no json here", "no JSON object"),
+                                          ("[1, 2]", "no JSON object"), ("{", "no JSON object"),
+                                          ("{:::}", "not valid JSON")])
+def test_load_json_refuses_what_repair_cannot_make_an_object_of(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        load_json(text)
+
+
+def test_deeply_nested_json_is_a_clear_refusal_not_a_crash():
+    with pytest.raises(ValueError):
+        load_json("{" + '"a": [' * 100_000)

@@ -40,6 +40,7 @@ class Scripted:
     step: str | None = None  # only answer a request of this step (pivots/criterion/coverage/samples)
     headers: dict | None = None  # extra response headers (e.g. {"retry-after": "2"} on a 429)
     error: str | None = None  # the error message of a non-200 answer (default "scripted error <status>")
+    code: str | None = None  # the error code of a non-200 answer (default the status; e.g. "insufficient_quota")
 
 
 def step_of(body: dict) -> str:
@@ -228,7 +229,7 @@ class FakeLLM:
                 if entry and entry.status != 200:
                     message = entry.error or f"scripted error {entry.status}"
                     self._send(entry.status, {"error": {"message": message,
-                                                        "type": "fake", "code": entry.status}},
+                                                        "type": "fake", "code": entry.code or entry.status}},
                                entry.headers if entry.headers is not None else {"retry-after-ms": "10"})
                     return
                 content = entry.content if entry and entry.content is not None else fake.default_reply(body)
