@@ -14,7 +14,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from treesynth_core import jobs
-from treesynth_core.fakellm import FakeLLM
+from treesynth_core.fakellm import FakeLLM, Scripted
 from treesynth_core.spec import ProjectSpec, Settings, parse_fields
 from treesynth_core.store import Store
 
@@ -59,6 +59,19 @@ class AppEnv:
         with self.store() as store:
             job = jobs.recent_jobs(store, project_id, limit=1)[0]
         return self.wait(job["id"])
+
+    def fail_calls_mentioning(self, text: str | None) -> None:
+        """Every LLM call whose messages contain ``text`` gets a reply that is not JSON (None: stop failing).
+        Unscripted calls only: scripted replies still come first."""
+        if text is None:
+            self.fake.fault_fn = None
+            return
+
+        def fault(body: dict):
+            mentioned = any(text in (m.get("content") or "") for m in body.get("messages", []))
+            return Scripted(content="this is not JSON at all") if mentioned else None
+
+        self.fake.fault_fn = fault
 
     def built(self, **settings) -> int:
         """A project with a two-level tree (3 x 3 values) built on the fake server."""

@@ -162,3 +162,67 @@ def test_projects_table_lists_projects(app_env):
     at = app_env.app()
     frame = at.dataframe[0].value
     assert isinstance(frame, pd.DataFrame) and list(frame["name"]) == ["math"]
+
+
+HOSTILE_NAME = "**bold** [x](javascript:alert(1))"
+MARKDOWN_KINDS = ("markdown", "caption", "title", "subheader", "header", "success", "info", "warning", "error")
+
+
+def test_a_project_name_is_shown_literally_on_every_page(app_env):
+    from treesynth_core.spec import ProjectSpec
+
+    pid = app_env.built()
+    with app_env.store() as store:
+        spec = store.project(pid)
+        store.update_project(pid, ProjectSpec(**{**spec.model_dump(), "name": HOSTILE_NAME}))
+    for page in (None, "pages/1_Tree.py", "pages/2_Generate.py", "pages/3_Samples.py", "pages/4_Export.py"):
+        at = app_env.app(page, pid)
+        assert not errors(at), page
+        rendered = [str(e.value) for kind in MARKDOWN_KINDS for e in getattr(at, kind)]
+        rendered += [e.label for e in at.expander] + [b.label for b in at.button]
+        assert not [r for r in rendered if "**bold**" in r or "[x](" in r], page  # never live Markdown
+        assert HOSTILE_NAME in [t.value for t in at.sidebar.text], page  # the sidebar shows it as plain text
+    at = app_env.app(project_id=pid)
+    assert "Open project: \\*\\*bold\\*\\* \\[x\\](javascript:alert(1))" in [s.value for s in at.subheader]
+
+
+def test_credentials_in_the_base_url_are_never_shown(app_env, monkeypatch):
+    url = app_env.fake.base_url.replace("http://", "http://alice:s3cr3t-pass@")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    app_env.project()
+    for page in (None, "pages/1_Tree.py", "pages/4_Export.py"):
+        at = app_env.app(page)
+        shown = texts(at) + " ".join(str(e.value) for e in at.sidebar.caption)
+        assert "s3cr3t" not in shown and "alice" not in shown, page
+    assert "\\*\\*\\*@127.0.0.1" in texts(app_env.app())
+
+
+def test_number_inputs_use_the_limits_of_the_settings(app_env):
+    from treesynth_ui import setting_range
+
+    pid = app_env.built()
+    at = app_env.app(project_id=pid)
+    for key, name in [("home_set_pivots", "pivots"), ("home_set_max_values", "max_values"),
+                      ("home_set_max_depth", "max_depth"), ("home_set_per_leaf", "per_leaf"),
+                      ("home_set_samples_per_call", "samples_per_call"), ("home_set_concurrency", "concurrency"),
+                      ("home_set_t_generation", "generation_temperature")]:
+        box = at.number_input(key=key)
+        assert (box.min, box.max) == setting_range(name), key
+    gen = app_env.app("pages/2_Generate.py", pid)
+    for key, name in [("gen_per_leaf", "per_leaf"), ("gen_per_call", "samples_per_call"),
+                      ("gen_conc", "concurrency")]:
+        box = gen.number_input(key=key)
+        assert (box.min, box.max) == setting_range(name), key
+    tree = app_env.app("pages/1_Tree.py", pid)
+    assert (tree.number_input(key="tree_all_depth").min, tree.number_input(key="tree_all_depth").max) == \
+        setting_range("max_depth")
+
+
+def test_a_setting_outside_the_limits_never_reaches_the_store(app_env):
+    pid = app_env.project()
+    at = app_env.app(project_id=pid)
+    at.number_input(key="home_set_per_leaf").set_value(0)
+    at.button(key="FormSubmitter:home_settings-Save settings").click().run()
+    assert not at.exception
+    with app_env.store() as store:
+        assert store.project(pid).settings.per_leaf == 3  # unchanged

@@ -269,3 +269,34 @@ def test_rename_the_selected_nodes_value_and_pruned_nodes_cannot_be_approved(app
         assert (node.value, node.status, node.provenance) == ("two-step problems", "edited", "human")
     at.button(key="tree_prune").click().run()
     assert at.button(key="tree_approve").disabled and at.button(key="tree_repropose").disabled
+
+
+def test_a_node_with_a_note_needs_review_and_can_be_picked(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+        topic_c = node_by_value(store, pid, "topic C")
+        store.update_node(topic_b.id, note="coverage incomplete: 2 values dropped (**not a rule**)")
+        store.update_node(topic_c.id, status="failed", failure="pivots: no usable reply after 3 tries")
+    at = app_env.app(TREE, pid)
+    summary = " ".join(errors(at))  # a failure somewhere makes the count an error
+    assert "1 node(s) failed to expand" in summary and "1 node(s) need review" in summary
+    picker = at.selectbox(key="tree_attention")
+    assert picker.value is None and picker.options == [
+        "failed: topic=topic C", "needs review: topic=topic B"]  # failed first, then flagged, by path
+    picker.set_value(topic_b.id).run()
+    assert at.session_state["tree_node"] == topic_b.id and at.selectbox(key="tree_pick").value == topic_b.id
+    assert at.selectbox(key="tree_attention").value is None  # a jump list: it reads "pick one" again
+    review = [w.value for w in at.warning if w.value.startswith("Needs review")]
+    assert review == ["Needs review: coverage incomplete: 2 values dropped (\\*\\*not a rule\\*\\*)  \n"
+                      "**What to do:** check that the values below cover the whole space; add what is missing, "
+                      "or re-propose the criterion."]
+    assert any("needs review: coverage incomplete" in t.value for t in at.text)  # the outline marks it too
+    at.selectbox(key="tree_attention").set_value(topic_c.id).run()
+    assert any(e.startswith("Expanding this node failed: pivots") for e in errors(at))
+
+
+def test_no_attention_list_when_nothing_failed(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    assert not errors(at) and not [s for s in at.selectbox if s.key == "tree_attention"]
