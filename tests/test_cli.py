@@ -158,9 +158,9 @@ def test_show_prints_the_outline(flow):
     out = ok(cli("show", "--db", flow["db"], env=flow["env"], cwd=flow["work"]))
     lines = out.splitlines()
     assert lines[0] == "GSM8K-style grade-school math word problems: GSM8K-style grade-school math word problems"
-    assert lines[1].startswith("(root)  (proposed)  -> split by [topic]")
+    assert re.match(r"^\(root\)  \(proposed\)  -> split by \[topic\]  id=\w+$", lines[1])
     assert sum("-> split by [difficulty]" in line for line in lines) == 3
-    leaves = [line for line in lines if re.match(r"^    difficulty [ABC]  \(proposed, 3 samples\)$", line)]
+    leaves = [line for line in lines if re.match(r"^    difficulty [ABC]  \(proposed, 3 samples\)  id=\w+$", line)]
     assert len(leaves) == 9
     assert re.match(r"^calls \d+ \(0 failed\), tokens \d+ in / \d+ out, cost unknown", lines[-1])
 
@@ -293,7 +293,7 @@ def test_tree_file_with_a_bad_project_section(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "treesynth-tree", "version": 1, "project": {"name": "p"}, "tree": {}}))
     code, _, err = run_main(capsys, "import-tree", "--db", tmp_path / "new.db", "--file", bad)
-    assert code == 2 and err.startswith("error: project.task: Field required\n")
+    assert code == 2 and err.startswith("error: project.task: Field required (")
 
 
 def test_projects_on_a_missing_db_file(tmp_path, capsys):
@@ -349,7 +349,7 @@ def test_generate_killed_mid_run_resumes_to_exact_quotas(tmp_path):
         total, distinct = conn.execute("select count(*), count(distinct norm_hash) from samples").fetchone()
         job_statuses = [r[0] for r in conn.execute("select status from jobs order by id")]
     assert total == distinct == 54
-    assert job_statuses == ["interrupted", "done"]  # the killed run's job is seen as interrupted, not running
+    assert job_statuses == ["interrupted", "complete"]  # the killed run's job is seen as interrupted, not running
 
 
 # ----------------------------------------------------------------------------- the README

@@ -126,7 +126,15 @@ def mutate(**changes):
 
 MALFORMED = {
     "invalid JSON": ("{not json", "not valid JSON"),
-    "not UTF-8": (b"\xff\xfe\x00{", "not valid JSON"),
+    "not UTF-8": (b"\xff\xfe\x00{", "not UTF-8 text (byte 0xff at offset 0)"),
+    "Latin-1 text": ('{"format": "treesynth-tree", "name": "caf\xe9"}'.encode("latin-1"), "not UTF-8 text"),
+    "nested 10,000 levels": (b"[" * 10_000 + b"]" * 10_000, "nests lists and objects more than"),
+    "nested objects in a string-heavy file": (
+        b'{"a": "[[[[", "b": ' * 5_000 + b"1" + b"}" * 5_000, "nests lists and objects more than"),
+    "lone surrogate": (mutate(tree__children__0__value="\ud800"), "invalid Unicode escape"),
+    "formula value": (mutate(tree__children__0__value="=HYPERLINK(\"http://x\")"),
+                      "tree.children[0].value: value '=HYPERLINK"),
+    "catch-all value": (mutate(tree__children__1__value="other"), "tree.children[1].value: 'other' is a vague"),
     "a JSON list": ("[1, 2]", "not a treesynth-tree file"),
     "wrong format": (mutate(format="someone-elses-tree"), "not a treesynth-tree file"),
     "no format": (json.dumps({k: v for k, v in minimal().items() if k != "format"}), "not a treesynth-tree file"),
@@ -144,7 +152,8 @@ MALFORMED = {
         mutate(tree__children=[{"value": "sci-fi"}, {"value": "Sci fi"}]), "repeats the sibling value 'Sci fi'"),
     "child without value": (mutate(tree__children__0__value="  "), "tree.children[0] has no value"),
     "value not text": (mutate(tree__children__0__value=5), "tree.children[0] has no value"),
-    "value too long": (mutate(tree__children__0__value="x" * 501), "tree.children[0].value must be text"),
+    "value too long": (mutate(tree__children__0__value="x" * 501), "tree.children[0].value: value 'xxx"),
+    "quota too large": (mutate(tree__children__0__quota=10_001), "quota must be a whole number from 0 to 10000"),
     "children not a list": (mutate(tree__children={"value": "x"}), "tree.children must be a list"),
     "node not an object": (mutate(tree__children=["horror", "comedy"]), "tree.children[0] is not an object"),
     "no tree": (json.dumps({k: v for k, v in minimal().items() if k != "tree"}), "tree is not an object"),
@@ -221,3 +230,41 @@ def test_mutate_helper_leaves_minimal_valid(store):
     tree = store.tree(new)
     assert tree.root.dimension == "genre"
     assert [k.value for k in tree.kids(tree.root.id)] == ["horror", "comedy"]
+
+
+def test_a_file_nested_far_beyond_the_limit_is_refused_without_recursion(store, project):
+    """A 100,000-level file would blow Python's recursion limit in json.loads: the scan refuses it first."""
+    data = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000
+    assert treefile.nesting_depth(data, treefile.MAX_NESTING) == treefile.MAX_NESTING + 1  # stops early
+    with pytest.raises(TreeImportError, match="nests lists and objects more than"):
+        import_tree(store, data)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    assert treefile.nesting_depth(b'{"a": "[[[{{{\\"[[", "b": [1, {"c": "]]]"}]}', 100) == 3
+
+
+def test_read_tree_file_checks_the_size_before_reading(tmp_path):
+    big = tmp_path / "big.json"
+    with big.open("wb") as handle:  # sparse: large on paper, nothing to read
+        handle.truncate(treefile.MAX_BYTES + 1)
+    with pytest.raises(TreeImportError, match="larger than 20 MB"):
+        treefile.read_tree_file(big)
+    with pytest.raises(Exception, match="does not exist or is not a file"):
+        treefile.read_tree_file(tmp_path)
+
+
+def test_write_tree_file_replaces_the_old_file_whole_or_not_at_all(store, edited_tree, tmp_path, monkeypatch):
+    out = tmp_path / "tree.json"
+    out.write_text("old")
+    treefile.write_tree_file(store, edited_tree, out)
+    assert json.loads(out.read_text())["format"] == "treesynth-tree"
+    good = out.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom while rendering")
+
+    monkeypatch.setattr(treefile, "export_tree", broken)
+    with pytest.raises(ValueError):
+        treefile.write_tree_file(store, edited_tree, out)
+    assert out.read_bytes() == good and not list(tmp_path.glob(".tree.json.*"))

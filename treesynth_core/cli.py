@@ -5,24 +5,48 @@
     python -m treesynth_core show --db my.db
     python -m treesynth_core generate --db my.db --per-leaf 20
     python -m treesynth_core export --db my.db --format jsonl --out data.jsonl
+
+Every user mistake ends in one line on stderr and exit code 2, before anything is changed; `build` and
+`generate` exit with their run's outcome (see EXIT_CODES below and ``outcome.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
+import os
+import sqlite3
 import sys
 import time
+import traceback
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from . import edits, jobs
 from .config import endpoint_from_env
-from .errors import Cancelled, ConfigError, TreeSynthError
+from .edits import SAMPLE_STATUSES
+from .errors import Cancelled, ConfigError, NotFoundError, TreeSynthError
 from .export import FORMATS, export_file
-from .generate import plan_generation
-from .spec import ProjectSpec, RootSplit, Settings, parse_fields
+from .files import check_target
+from .generate import generation_targets, no_leaves_reason, plan_generation
+from .outcome import EXIT_USER_ERROR, Outcome
+from .spec import ProjectSpec, Settings, bounds, parse_fields, parse_root_split
 from .store import Store
-from .treefile import export_tree, import_tree
+from .tree import Tree
+from .treefile import import_tree, parse_tree_file, read_tree_file, write_tree_file
+
+EXIT_CODES = """\
+exit codes:
+  0    complete: everything asked for was done (also: --dry-run, nothing missing, other commands)
+  2    a user error (bad option, path or file; nothing was changed) or a failed run (nothing usable came out)
+  3    partial: some nodes or calls failed or leaves are short; what finished is kept, run again to retry
+  130  cancelled or interrupted; what finished is kept, run again to resume
+  1    an internal error (a bug; please report it; TREESYNTH_DEBUG=1 shows the traceback)"""
+EXIT_PARTIAL = Outcome.PARTIAL.exit_code
+EXIT_INTERNAL = 1
+CALLS_LIMIT = (1, 100_000)  # `calls --limit`: not a project setting, so its range lives here
 
 
 class ProgressBar:
@@ -50,12 +74,108 @@ class ProgressBar:
             sys.stderr.write("\n")
 
 
-def _open(args) -> tuple[Store, int]:
-    if not Path(args.db).exists():
+# ----------------------------------------------------------------------------- argument types
+# Each refuses a bad value while the arguments are parsed: before any file is opened or any call is paid for.
+
+
+def _number(text: str, kind: type, low, high):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    in_range = value is not None and math.isfinite(value) and (low is None or value >= low) and (
+        high is None or value <= high)
+    if not in_range:
+        what = "a whole number" if kind is int else "a number"
+        span = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+        raise argparse.ArgumentTypeError(f"must be {what} {span} (got {text!r})")
+    return value
+
+
+def setting(name: str, low=None):
+    """The argument type of a project setting: its range is the setting's (spec.Settings), optionally with a
+    higher floor for this command."""
+    floor, high = bounds(name)
+    low = floor if low is None else max(low, floor)
+    kind = int if Settings.model_fields[name].annotation is int else float
+    return lambda text: _number(text, kind, low, high)
+
+
+def count(low: int, high: int):
+    return lambda text: _number(text, int, low, high)
+
+
+def text(value: str) -> str:
+    """Text that can be stored and written: refuses bytes that are not UTF-8 (lone surrogates in argv)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("is not valid UTF-8 text") from None
+    return value
+
+
+def statuses(value: str) -> list[str]:
+    wanted = [s.strip() for s in text(value).split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SAMPLE_STATUSES]
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(
+            f"unknown sample status {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"use one or more of {', '.join(SAMPLE_STATUSES)}, separated by commas")
+    return wanted
+
+
+def fields(value: str):
+    try:
+        parsed = parse_fields(text(value))
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(_first_error(exc)) from None
+    if not parsed:
+        raise argparse.ArgumentTypeError("names no field; e.g. 'question,answer' or 'question: the problem, answer'")
+    return parsed
+
+
+def root_split(value: str):
+    try:
+        return parse_root_split(text(value))
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(_first_error(exc)) from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return first["msg"].removeprefix("Value error, ")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (the error and where to read the help), exit code 2."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+# ----------------------------------------------------------------------------- shared steps
+
+
+@contextlib.contextmanager
+def _open(args):
+    """The store and the project a command works on; both checked before anything is done."""
+    db = Path(args.db)
+    if not db.exists():
         raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
-    store = Store(args.db)
-    project_id = args.project or store.only_project_id()
-    return store, project_id
+    with Store(args.db) as store:
+        project_id = args.project if getattr(args, "project", None) is not None else store.only_project_id()
+        store.project(project_id)  # a project that does not exist is refused here, not silently empty
+        yield store, project_id
+
+
+def _node(tree: Tree, node_id: str | None, flag: str) -> str | None:
+    if node_id is not None and node_id not in tree.nodes:
+        raise NotFoundError(f"{flag} {node_id!r}: no such node in this project",
+                            "see the node ids with `python -m treesynth_core show --db ...`")
+    return node_id
 
 
 @contextlib.contextmanager
@@ -74,19 +194,40 @@ def _endpoint(args):
     yield endpoint
 
 
-def _run(args, store: Store, project_id: int, kind: str, params: dict) -> dict:
+def _outcome(job: dict) -> Outcome:
+    """The outcome of a finished job row. The one place a pre-outcome status is read: "done" (rows written
+    before migration m009, or a jobs module from before outcomes) maps as m009 maps stored rows."""
+    if job["status"] == "done":
+        return Outcome.COMPLETE if not job.get("failed") else Outcome.PARTIAL
+    return Outcome(job["status"])
+
+
+def _run(args, store: Store, project_id: int, kind: str, params: dict, endpoint) -> tuple[dict, Outcome]:
     """Run build/generate as a job in this process: its progress is in the store, so the app sees it."""
     params = {k: v for k, v in params.items() if v is not None and v is not False}
-    with _endpoint(args) as endpoint:
-        job_id = jobs.create_job(store, project_id, kind, params)
-        bar = ProgressBar(kind)
+    job_id = jobs.create_job(store, project_id, kind, params)
+    bar = ProgressBar(kind)
+    try:
         job = jobs.run_job(args.db, job_id, endpoint, echo=bar)
+    finally:
         bar.close()
-    if job["status"] == "cancelled":
-        raise Cancelled(job["message"])
-    if job["status"] == "failed":
-        raise TreeSynthError(job["message"])
-    return job
+    return job, _outcome(job)
+
+
+def _report(job: dict, outcome: Outcome, kind: str, summary: str) -> int:
+    """Print how the run ended (the summary names what failed and how to retry) and return its exit code."""
+    if outcome is Outcome.COMPLETE:
+        print(summary)
+    elif outcome is Outcome.PARTIAL:
+        print(summary)
+        what = f"{job.get('failed') or 0} {'node(s)' if kind == 'build' else 'call(s)'} failed"
+        print(f"warning: partial {kind} ({what}); what finished is kept: run the same command again to retry",
+              file=sys.stderr)
+    elif outcome is Outcome.FAILED:
+        print(f"error: {kind} failed: {summary}", file=sys.stderr)
+    else:
+        print(f"stopped ({outcome.value}): {job['message']}; run the same command again to resume", file=sys.stderr)
+    return outcome.exit_code
 
 
 def _update_settings(store: Store, project_id: int, **changes) -> ProjectSpec:
@@ -98,75 +239,88 @@ def _update_settings(store: Store, project_id: int, **changes) -> ProjectSpec:
     return spec
 
 
-def cmd_init(args) -> None:
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_init(args) -> int:
     settings = {k: v for k, v in dict(max_depth=args.depth, max_values=args.max_values, pivots=args.pivots,
                                       per_leaf=args.per_leaf, samples_per_call=args.samples_per_call,
                                       model=args.model, price_input_per_m=args.price_in,
                                       price_output_per_m=args.price_out).items() if v is not None}
-    root_split = None
-    if args.root_split:
-        dimension, _, values = args.root_split.partition(":")
-        root_split = RootSplit(dimension=dimension.strip(), values=[v.strip() for v in values.split(",") if v.strip()])
-    spec = ProjectSpec(name=args.name or args.task[:60], task=args.task, fields=parse_fields(args.fields),
-                       constraints=args.constraints or "", settings=Settings(**settings), root_split=root_split)
+    flags = {"name": "--name", "task": "--task", "fields": "--fields", "constraints": "--constraints",
+             "root_split": "--root-split", "max_depth": "--depth", "price_input_per_m": "--price-in",
+             "price_output_per_m": "--price-out"}
+    try:
+        spec = ProjectSpec(name=args.name if args.name is not None else args.task[:60], task=args.task,
+                           fields=args.fields, constraints=args.constraints or "", settings=Settings(**settings),
+                           root_split=args.root_split)
+    except ValidationError as exc:  # what argparse could not check alone: lengths, duplicate field names...
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"] if p != "settings"]
+        flag = flags.get(loc[0], "--" + loc[0].replace("_", "-")) if loc else "the project"
+        raise ConfigError(f"{flag}: {_first_error(exc)}", "fix it and run init again") from None
     with Store(args.db) as store:
         project_id = store.create_project(spec)
     print(f"created project {project_id} ({spec.name!r}) in {args.db}")
+    return 0
 
 
-def _require_file(path, what: str, hint: str) -> None:
-    if not Path(path).is_file():
-        raise ConfigError(f"{what} {path} does not exist", hint)
-
-
-def cmd_projects(args) -> None:
-    _require_file(args.db, "database", "create it with `python -m treesynth_core init --db ...`")
+def cmd_projects(args) -> int:
+    if not Path(args.db).is_file():
+        raise ConfigError(f"database {args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
     with Store(args.db) as store:
         for p in store.projects():
             print(f"{p['id']:>4}  {p['name']}")
+    return 0
 
 
-def cmd_build(args) -> None:
-    store, project_id = _open(args)
-    spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
-                            max_depth=args.depth)
-    job = _run(args, store, project_id, "build", dict(depth=spec.settings.max_depth, under=args.under,
-                                                      approved_only=args.approved_only, concurrency=args.concurrency))
-    tree = store.tree(project_id)
-    print(f"{job['message']}; the tree has {len(tree)} nodes and {len(tree.leaves())} leaves")
-    for node in tree.nodes.values():
-        if node.status == "failed":
-            print(f"  failed {tree.path_text(node.id)}: {node.failure}", file=sys.stderr)
+def cmd_build(args) -> int:
+    with _open(args) as (store, project_id):
+        under = _node(store.tree(project_id), args.under, "--under")
+        with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
+            spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
+                                    max_depth=args.depth)
+            job, outcome = _run(args, store, project_id, "build", dict(
+                depth=spec.settings.max_depth, under=under, approved_only=args.approved_only,
+                concurrency=args.concurrency), endpoint)
+        tree = store.tree(project_id)
+        for node in tree.nodes.values():
+            if node.status == "failed":
+                print(f"  failed {tree.path_text(node.id)}: {node.failure}", file=sys.stderr)
+        summary = f"{job['message']}; the tree has {len(tree)} nodes and {len(tree.leaves())} leaves"
+        return _report(job, outcome, "build", summary)
 
 
-def cmd_show(args) -> None:
-    store, project_id = _open(args)
-    tree = store.tree(project_id)
-    counts = store.sample_counts(project_id)
-    usage = store.usage_by_node(project_id)
-    spec = store.project(project_id)
-    print(f"{spec.name}: {spec.task}")
-    start = args.under or tree.root.id
-
-    def walk(node, indent):
-        n_samples = sum(counts.get(node.id, {}).values())
-        bits = [node.status]
-        if node.locked:
-            bits.append("locked")
-        if n_samples:
-            bits.append(f"{n_samples} samples")
-        if usage.get(node.id, {}).get("failed"):
-            bits.append(f"{usage[node.id]['failed']} failed calls")
-        split = f"  -> split by [{node.dimension}]" if node.dimension else ""
-        print(f"{'  ' * indent}{node.label}  ({', '.join(bits)}){split}")
-        if node.failure:
-            print(f"{'  ' * indent}  ! {node.failure}")
-        if args.max_depth is None or node.depth < args.max_depth:
-            for kid in tree.kids(node.id):
-                walk(kid, indent + 1)
-
-    walk(tree.nodes[start], 0)
-    _print_usage(store, project_id, spec)
+def cmd_show(args) -> int:
+    with _open(args) as (store, project_id):
+        tree = store.tree(project_id)
+        start = _node(tree, args.under, "--under") or tree.root.id
+        counts = store.sample_counts(project_id)
+        usage = store.usage_by_node(project_id)
+        spec = store.project(project_id)
+        print(f"{spec.name}: {spec.task}")
+        stack = [(tree.nodes[start], 0)]
+        while stack:  # depth-first, children in order, without recursion
+            node, indent = stack.pop()
+            pad = "  " * indent
+            n_samples = sum(counts.get(node.id, {}).values())
+            bits = [node.status]
+            if node.locked:
+                bits.append("locked")
+            if n_samples:
+                bits.append(f"{n_samples} samples")
+            if usage.get(node.id, {}).get("failed"):
+                bits.append(f"{usage[node.id]['failed']} failed calls")
+            split = f"  -> split by [{node.dimension}]" if node.dimension else ""
+            print(f"{pad}{node.label}  ({', '.join(bits)}){split}  id={node.id}")
+            if node.failure:
+                print(f"{pad}  ! failed: {node.failure}")
+            if node.note:
+                print(f"{pad}  ! needs review: {node.note}")
+            if args.max_depth is None or node.depth < args.max_depth:
+                stack.extend((kid, indent + 1) for kid in reversed(tree.kids(node.id)))
+        _print_usage(store, project_id, spec)
+    return 0
 
 
 def _print_usage(store: Store, project_id: int, spec: ProjectSpec) -> None:
@@ -177,158 +331,220 @@ def _print_usage(store: Store, project_id: int, spec: ProjectSpec) -> None:
           f"{u['completion_tokens']} out, cost {cost}")
 
 
-def cmd_generate(args) -> None:
-    store, project_id = _open(args)
-    plan = plan_generation(store, project_id, per_leaf=args.per_leaf, under=args.under,
-                           approved_only=args.approved_only, samples_per_call=args.samples_per_call)
-    cost = f"${plan.cost:.4f}" if plan.cost is not None else "unknown (no prices set)"
-    print(f"plan: {len(plan.leaves)} leaves, {plan.missing} samples missing, {plan.calls} calls, "
-          f"~{plan.prompt_tokens + plan.completion_tokens} tokens, cost {cost}")
-    if args.dry_run or plan.missing == 0:
-        return
-    job = _run(args, store, project_id, "generate", dict(
-        per_leaf=args.per_leaf, under=args.under, approved_only=args.approved_only,
-        samples_per_call=args.samples_per_call, temperature=args.temperature, concurrency=args.concurrency))
-    print(job["message"])
-    for call in store.failed_calls(project_id, limit=5):
-        print(f"  failed call {call['id']} ({call['purpose']}): {call['error']}", file=sys.stderr)
+def cmd_generate(args) -> int:
+    with _open(args) as (store, project_id):
+        tree = store.tree(project_id)
+        under = _node(tree, args.under, "--under")
+        plan = plan_generation(store, project_id, per_leaf=args.per_leaf, under=under,
+                               approved_only=args.approved_only, samples_per_call=args.samples_per_call)
+        cost = f"${plan.cost:.4f}" if plan.cost is not None else "unknown (no prices set)"
+        print(f"plan: {len(plan.leaves)} leaves, {plan.missing} samples missing, {plan.calls} calls, "
+              f"~{plan.prompt_tokens + plan.completion_tokens} tokens, cost {cost}")
+        failed_nodes = generation_targets(tree, store.project(project_id).settings, under, args.approved_only)[1]
+        if not plan.leaves:
+            reason = no_leaves_reason(tree, failed_nodes)
+            if args.dry_run:
+                print(f"warning: {reason}", file=sys.stderr)
+                return 0
+            raise TreeSynthError(reason)
+        if args.dry_run:
+            return 0
+        if plan.missing == 0:
+            if failed_nodes:  # the selected leaves are full, but failed nodes in the selection have nothing
+                print(f"warning: nothing missing in the leaves, but {len(failed_nodes)} failed node(s) have no "
+                      "samples: run build again to retry them, or prune them", file=sys.stderr)
+                return EXIT_PARTIAL
+            print("nothing missing: every selected leaf has its quota")
+            return 0
+        with _endpoint(args) as endpoint:
+            job, outcome = _run(args, store, project_id, "generate", dict(
+                per_leaf=args.per_leaf, under=under, approved_only=args.approved_only,
+                samples_per_call=args.samples_per_call, temperature=args.temperature,
+                concurrency=args.concurrency), endpoint)
+        if outcome is not Outcome.COMPLETE:
+            for call in store.failed_calls(project_id, limit=5):
+                print(f"  failed call {call['id']} ({call['purpose']}): {call['error']}", file=sys.stderr)
+        return _report(job, outcome, "generate", job["message"])
 
 
-def cmd_export(args) -> None:
-    store, project_id = _open(args)
-    statuses = [s.strip() for s in args.status.split(",")] if args.status else None
-    n = export_file(store, project_id, args.format, args.out, statuses=statuses, under=args.under,
-                    system=args.system)
+def _not_the_database(args, out: str) -> None:
+    """Refuse an output path that is the database itself (or its WAL files): it would be replaced."""
+    db = Path(args.db).resolve()
+    if Path(out).resolve() in {db, Path(f"{db}-wal"), Path(f"{db}-shm")}:
+        raise ConfigError(f"--out {out} is the database itself", "write the export to another file")
+
+
+def cmd_export(args) -> int:
+    check_target(args.out, "output file")
+    _not_the_database(args, args.out)
+    with _open(args) as (store, project_id):
+        under = _node(store.tree(project_id), args.under, "--under")
+        n = export_file(store, project_id, args.format, args.out, statuses=args.status, under=under,
+                        system=args.system)
     print(f"wrote {n} rows to {args.out} ({FORMATS[args.format]})")
+    return 0
 
 
-def cmd_export_tree(args) -> None:
-    import json
-
-    store, project_id = _open(args)
-    Path(args.out).write_text(json.dumps(export_tree(store, project_id), indent=2, ensure_ascii=False))
+def cmd_export_tree(args) -> int:
+    check_target(args.out, "output file")
+    _not_the_database(args, args.out)
+    with _open(args) as (store, project_id):
+        write_tree_file(store, project_id, args.out)
     print(f"wrote the tree to {args.out}")
+    return 0
 
 
-def cmd_import_tree(args) -> None:
-    _require_file(args.file, "tree file", "pass the path of a file written by `export-tree`")
+def cmd_import_tree(args) -> int:
+    data = read_tree_file(args.file)
+    parse_tree_file(data)  # a bad file is refused before the database is opened (or created)
     with Store(args.db) as store:
-        project_id = import_tree(store, Path(args.file).read_bytes(), name=args.name)
+        project_id = import_tree(store, data, name=args.name)
     print(f"imported {args.file} as project {project_id}")
+    return 0
 
 
-def cmd_calls(args) -> None:
-    store, project_id = _open(args)
-    tree = store.tree(project_id)
-    sql = ("select id, node_id, purpose, attempt, prompt_tokens, completion_tokens, duration_s, error, dropped "
-           "from calls where project_id = ?" + (" and error is not null" if args.failed else "") +
-           " order by id desc limit ?")
-    for c in store.query(sql, [project_id, args.limit]):
-        where = tree.path_text(c["node_id"]) if c["node_id"] in tree.nodes else "-"
-        outcome = f"FAILED: {c['error']}" if c["error"] else "ok" + (f" (dropped: {c['dropped']})" if c["dropped"] else "")
-        print(f"#{c['id']} {c['purpose']} try {c['attempt']} at {where}: {c['prompt_tokens']}+{c['completion_tokens']} "
-              f"tokens, {c['duration_s']:.2f}s, {outcome}")
+def cmd_calls(args) -> int:
+    with _open(args) as (store, project_id):
+        tree = store.tree(project_id)
+        for c in store.call_log(project_id, failed_only=args.failed, limit=args.limit):
+            where = tree.path_text(c["node_id"]) if c["node_id"] in tree.nodes else "-"
+            outcome = f"FAILED: {c['error']}" if c["error"] else "ok" + (
+                f" (dropped: {c['dropped']})" if c["dropped"] else "")
+            print(f"#{c['id']} {c['purpose']} try {c['attempt']} at {where}: {c['prompt_tokens']}+"
+                  f"{c['completion_tokens']} tokens, {c['duration_s'] or 0:.2f}s, {outcome}")
+    return 0
 
 
-def cmd_edit(args) -> None:
-    store, _ = _open(args)
-    actions = {"approve": lambda: edits.approve(store, args.node, subtree=True),
-               "prune": lambda: edits.prune(store, args.node),
-               "restore": lambda: edits.restore(store, args.node),
-               "lock": lambda: edits.lock(store, args.node, True),
-               "unlock": lambda: edits.lock(store, args.node, False)}
-    print(f"{args.action}: {actions[args.action]()}")
+def cmd_edit(args) -> int:
+    if not Path(args.db).exists():
+        raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
+    with Store(args.db) as store:
+        if args.node not in store.node_ids():
+            raise NotFoundError(f"--node {args.node!r}: no such node in {args.db}",
+                                "see the node ids with `python -m treesynth_core show --db ...`")
+        node = store.node(args.node)
+        if args.project is not None and node.project_id != args.project:
+            raise NotFoundError(f"--node {args.node!r} belongs to project {node.project_id}, not {args.project}",
+                                "pass the right --project, or leave it out")
+        actions = {"approve": lambda: edits.approve(store, args.node, subtree=True),
+                   "prune": lambda: edits.prune(store, args.node),
+                   "restore": lambda: edits.restore(store, args.node),
+                   "lock": lambda: edits.lock(store, args.node, True),
+                   "unlock": lambda: edits.lock(store, args.node, False)}
+        result = actions[args.action]()
+    print(f"{args.action}: {result}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- the parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m treesynth_core", description="TreeSynth Studio, headless.")
+    p = Parser(prog="python -m treesynth_core", description="TreeSynth Studio, headless.", epilog=EXIT_CODES,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    concurrency = setting("concurrency")
 
     def command(name, func, help_text, llm=False):
-        c = sub.add_parser(name, help=help_text)
+        c = sub.add_parser(name, help=help_text, epilog=EXIT_CODES if llm else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         c.set_defaults(func=func)
         c.add_argument("--db", required=True, help="the project database file")
         if name != "init":
-            c.add_argument("--project", type=int, help="project id (needed when the file holds several)")
+            c.add_argument("--project", type=count(1, 2**62), help="project id (needed when the file holds several)")
         if llm:
             c.add_argument("--local", action="store_true", help="use the bundled local model (no API key)")
             c.add_argument("--gguf", help="with --local: another GGUF model file")
-            c.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
-            c.add_argument("--concurrency", type=int, help="parallel LLM calls")
+            c.add_argument("--base-url", type=text, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
+            c.add_argument("--concurrency", type=concurrency, help="parallel LLM calls at the start (adaptive)")
         if llm or name == "init":
-            c.add_argument("--model", help="model name (default: $TREESYNTH_MODEL)")
+            c.add_argument("--model", type=text, help="model name (default: $TREESYNTH_MODEL)")
         return c
 
     c = command("init", cmd_init, "create a project")
-    c.add_argument("--task", required=True, help="what one sample is")
-    c.add_argument("--fields", required=True, help="e.g. question,answer or 'question: the problem, answer'")
-    c.add_argument("--name")
-    c.add_argument("--constraints", help="rules every sample must follow")
-    c.add_argument("--root-split", help="hand-set first split, e.g. 'subject: algebra, geometry, statistics'")
-    for flag in ("--depth", "--max-values", "--pivots", "--per-leaf", "--samples-per-call"):
-        c.add_argument(flag, type=int)
-    c.add_argument("--price-in", type=float, help="USD per million prompt tokens")
-    c.add_argument("--price-out", type=float, help="USD per million completion tokens")
+    c.add_argument("--task", required=True, type=text, help="what one sample is")
+    c.add_argument("--fields", required=True, type=fields,
+                   help="e.g. question,answer or 'question: the problem, answer'")
+    c.add_argument("--name", type=text)
+    c.add_argument("--constraints", type=text, help="rules every sample must follow")
+    c.add_argument("--root-split", type=root_split,
+                   help="hand-set first split, e.g. 'subject: algebra, geometry, statistics'")
+    c.add_argument("--depth", type=setting("max_depth"), help="depth of the tree (0: no tree, samples from the task)")
+    for flag, name in (("--max-values", "max_values"), ("--pivots", "pivots"), ("--per-leaf", "per_leaf"),
+                       ("--samples-per-call", "samples_per_call")):
+        c.add_argument(flag, type=setting(name))
+    c.add_argument("--price-in", type=setting("price_input_per_m"), help="USD per million prompt tokens")
+    c.add_argument("--price-out", type=setting("price_output_per_m"), help="USD per million completion tokens")
 
     c = sub.add_parser("projects", help="list the projects in a file")
     c.add_argument("--db", required=True)
     c.set_defaults(func=cmd_projects)
 
     c = command("build", cmd_build, "partition the data space into a tree (resumes)", llm=True)
-    c.add_argument("--depth", type=int)
-    c.add_argument("--max-values", type=int)
-    c.add_argument("--pivots", type=int)
-    c.add_argument("--under", help="expand only this node's subtree")
+    c.add_argument("--depth", type=setting("max_depth", low=1))
+    c.add_argument("--max-values", type=setting("max_values"))
+    c.add_argument("--pivots", type=setting("pivots"))
+    c.add_argument("--under", type=text, help="expand only this node's subtree")
     c.add_argument("--approved-only", action="store_true", help="start only from approved nodes")
 
-    c = command("show", cmd_show, "print the tree as an outline")
-    c.add_argument("--under")
-    c.add_argument("--max-depth", type=int)
+    c = command("show", cmd_show, "print the tree as an outline (with node ids, failures and review notes)")
+    c.add_argument("--under", type=text)
+    c.add_argument("--max-depth", type=setting("max_depth"))
 
     c = command("generate", cmd_generate, "fill the leaves with samples (resumes)", llm=True)
-    c.add_argument("--per-leaf", type=int)
-    c.add_argument("--samples-per-call", type=int)
-    c.add_argument("--temperature", type=float)
-    c.add_argument("--under")
+    c.add_argument("--per-leaf", type=setting("per_leaf"))
+    c.add_argument("--samples-per-call", type=setting("samples_per_call"))
+    c.add_argument("--temperature", type=setting("generation_temperature"))
+    c.add_argument("--under", type=text)
     c.add_argument("--approved-only", action="store_true")
     c.add_argument("--dry-run", action="store_true", help="print the plan and cost, generate nothing")
 
-    c = command("export", cmd_export, "write samples to a file")
+    c = command("export", cmd_export, "write samples to a file (atomically: an old file survives any failure)")
     c.add_argument("--format", choices=list(FORMATS), default="jsonl")
     c.add_argument("--out", required=True)
-    c.add_argument("--status", help="e.g. accepted or generated,accepted (default: all)")
-    c.add_argument("--under")
-    c.add_argument("--system", help="system message for --format chat")
+    c.add_argument("--status", type=statuses, help=f"one or more of {', '.join(SAMPLE_STATUSES)} (default: all)")
+    c.add_argument("--under", type=text)
+    c.add_argument("--system", type=text, help="system message for --format chat")
 
     c = command("export-tree", cmd_export_tree, "write the tree as JSON")
     c.add_argument("--out", required=True)
     c = command("import-tree", cmd_import_tree, "create a project from a tree JSON file")
     c.add_argument("--file", required=True)
-    c.add_argument("--name")
+    c.add_argument("--name", type=text)
 
     c = command("calls", cmd_calls, "list the LLM call log (what each call cost, what failed and why)")
     c.add_argument("--failed", action="store_true", help="only failed calls")
-    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--limit", type=count(*CALLS_LIMIT), default=50)
 
     c = command("edit", cmd_edit, "approve / prune / restore / lock / unlock a node's subtree")
     c.add_argument("action", choices=["approve", "prune", "restore", "lock", "unlock"])
-    c.add_argument("--node", required=True)
+    c.add_argument("--node", required=True, type=text)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
-        args.func(args)
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage mistake, already printed as one line (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    try:
+        return args.func(args)
     except Cancelled as exc:
         print(f"stopped: {exc.message}", file=sys.stderr)
-        return 130
+        return Outcome.CANCELLED.exit_code
     except TreeSynthError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  what to do: {exc.hint}", file=sys.stderr)
-        return 2
+        print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("\ninterrupted: everything finished so far is saved; run the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+        return Outcome.INTERRUPTED.exit_code
+    except sqlite3.Error as exc:  # the file went bad or away under us (disk full, locked, deleted)
+        print(f"error: the database {args.db} could not be read or written: {exc} (check the file, its folder "
+              "and the free disk space)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:  # a last resort: one line, the traceback only when asked for
+        if os.environ.get("TREESYNTH_DEBUG"):
+            traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc} (please report it with the command you ran; "
+              "TREESYNTH_DEBUG=1 shows the details)", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -9,8 +9,11 @@ import json
 
 from .errors import TreeEditError
 from .samples import fingerprint
-from .store import Store, now
+from .spec import bounds
+from .store import Store
 from .tree import Node, dedupe_values, dimension_key, normalise, value_problem
+
+SAMPLE_STATUSES = ("generated", "accepted", "rejected")
 
 
 def _sibling_clash(store: Store, parent_id: str, value: str, except_id: str | None = None) -> None:
@@ -150,38 +153,39 @@ def lock(store: Store, node_id: str, locked: bool = True) -> None:
 def set_quota(store: Store, node_id: str, quota: int | None) -> None:
     if quota is not None and quota < 0:
         raise TreeEditError("a quota cannot be negative", "use 0 to generate nothing for this leaf")
+    highest = bounds("per_leaf")[1]
+    if quota is not None and quota > highest:
+        raise TreeEditError(f"a quota is at most {highest}", f"use a number from 0 to {highest}")
     store.update_node(node_id, quota=quota)
 
 
 def set_sample_status(store: Store, sample_ids: list[int], status: str) -> int:
-    if status not in ("generated", "accepted", "rejected"):
-        raise TreeEditError(f"unknown sample status {status!r}", "use accepted, rejected or generated")
-    with store.atomic():
-        for chunk in range(0, len(sample_ids), 500):
-            ids = sample_ids[chunk: chunk + 500]
-            store.db.execute(
-                f"update samples set status = ?, updated_at = ? where id in ({','.join('?' * len(ids))})",
-                [status, now(), *ids])
+    if status not in SAMPLE_STATUSES:
+        raise TreeEditError(f"unknown sample status {status!r}", f"use one of {', '.join(SAMPLE_STATUSES)}")
+    store.set_sample_status(sample_ids, status)
     return len(sample_ids)
 
 
 def edit_sample(store: Store, sample_id: int, data: dict) -> None:
-    rows = store.query("select project_id from samples where id = ?", [sample_id])
-    if not rows:
+    project_id = store.sample_project_id(sample_id)
+    if project_id is None:
         raise TreeEditError(f"sample {sample_id} does not exist", "reload the samples")
-    spec = store.project(rows[0]["project_id"])
+    spec = store.project(project_id)
     fields = spec.field_names
     if set(data) != set(fields):
         raise TreeEditError(f"a sample has exactly the fields {', '.join(fields)}; got {', '.join(sorted(data))}",
                             "edit the values, not the field names")
     if not all(isinstance(v, str) and v.strip() for v in data.values()):
         raise TreeEditError("every field of a sample needs text", "fill in each field")
+    cap = spec.settings.max_field_chars
+    for name, value in data.items():
+        if len(value) > cap:
+            raise TreeEditError(f"field {name!r} has {len(value):,} characters; the project allows {cap:,}",
+                                "shorten it, or raise max_field_chars in the project settings")
     norm_hash = fingerprint(data, spec.dedup_fields)
     with store.atomic():
-        twin = store.query("select id from samples where project_id = ? and norm_hash = ? and id != ?",
-                           [rows[0]["project_id"], norm_hash, sample_id])
-        if twin:
-            raise TreeEditError(f"the edit makes this sample a duplicate of sample {twin[0]['id']}",
+        twin = store.sample_with_hash(project_id, norm_hash, except_id=sample_id)
+        if twin is not None:
+            raise TreeEditError(f"the edit makes this sample a duplicate of sample {twin}",
                                 "change it further or reject one of them")
-        store.db["samples"].update(sample_id, {"data": json.dumps(data, ensure_ascii=False), "norm_hash": norm_hash,
-                                               "updated_at": now()})
+        store.update_sample_data(sample_id, data, norm_hash)

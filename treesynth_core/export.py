@@ -11,7 +11,9 @@ import io
 import json
 from pathlib import Path
 
-from .errors import TreeSynthError
+from .edits import SAMPLE_STATUSES
+from .errors import ConfigError, NotFoundError, TreeSynthError
+from .files import atomic_file, check_target
 from .spec import ProjectSpec
 from .store import Store
 
@@ -25,6 +27,7 @@ def export_rows(store: Store, project_id: int, *, statuses: list[str] | None = N
     """Rows of live (not pruned) leaves: fields, then path, leaf_id, status, sample_id."""
     spec = store.project(project_id)
     tree = store.tree(project_id)
+    check_scope(tree, statuses, under)
     scope = {n.id for n in tree.subtree(under or tree.root.id)} if tree.root else set()
     rows = []
     for sample in store.samples(project_id, statuses=statuses):
@@ -37,6 +40,16 @@ def export_rows(store: Store, project_id: int, *, statuses: list[str] | None = N
         row.update(leaf_id=node_id, status=sample["status"], sample_id=sample["id"])
         rows.append(row)
     return rows
+
+
+def check_scope(tree, statuses: list[str] | None, under: str | None) -> None:
+    """Refuse a status or a subtree that does not exist (an empty export would look like a real one)."""
+    unknown = [s for s in statuses or [] if s not in SAMPLE_STATUSES]
+    if unknown or (statuses is not None and not statuses):
+        raise ConfigError(f"unknown sample status {', '.join(map(repr, unknown)) or '(empty)'}",
+                          f"use one or more of {', '.join(SAMPLE_STATUSES)}, separated by commas")
+    if under is not None and under not in tree.nodes:
+        raise NotFoundError(f"node {under!r} is not in this project", "see the node ids with `show`")
 
 
 def safe_cell(value) -> str:
@@ -90,20 +103,30 @@ def to_chat(rows: list[dict], spec: ProjectSpec, system: str | None = None) -> b
 
 def export_bytes(store: Store, project_id: int, fmt: str, *, statuses: list[str] | None = None,
                  under: str | None = None, system: str | None = None) -> bytes:
+    return _render(store, project_id, fmt, statuses=statuses, under=under, system=system)[0]
+
+
+def _render(store: Store, project_id: int, fmt: str, *, statuses: list[str] | None = None,
+            under: str | None = None, system: str | None = None) -> tuple[bytes, int]:
     if fmt not in FORMATS:
         raise TreeSynthError(f"unknown export format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
     spec = store.project(project_id)
     rows = export_rows(store, project_id, statuses=statuses, under=under)
     if fmt == "jsonl":
-        return to_jsonl(rows)
-    if fmt == "csv":
-        return to_csv(rows, spec)
-    if fmt == "parquet":
-        return to_parquet(rows, spec)
-    return to_chat(rows, spec, system)
+        data = to_jsonl(rows)
+    elif fmt == "csv":
+        data = to_csv(rows, spec)
+    elif fmt == "parquet":
+        data = to_parquet(rows, spec)
+    else:
+        data = to_chat(rows, spec, system)
+    return data, len(rows)
 
 
 def export_file(store: Store, project_id: int, fmt: str, out: str | Path, **options) -> int:
-    data = export_bytes(store, project_id, fmt, **options)
-    Path(out).write_bytes(data)
-    return len(export_rows(store, project_id, statuses=options.get("statuses"), under=options.get("under")))
+    """Write the export to ``out`` atomically (the previous file survives any failure); returns the row count."""
+    check_target(out, "export file")  # before the work: a bad path is refused at once
+    data, count = _render(store, project_id, fmt, **options)
+    with atomic_file(out, "export file") as handle:
+        handle.write(data)
+    return count

@@ -5,6 +5,7 @@ Prompts are built from this spec alone, so a new task never needs new Python.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -22,6 +23,11 @@ class OutputField(BaseModel):
     description: str = ""
     role: Literal["input", "output"] = "input"
 
+    @field_validator("name", "description")
+    @classmethod
+    def _text(cls, text: str) -> str:
+        return _utf8(text)
+
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str) -> str:
@@ -29,6 +35,16 @@ class OutputField(BaseModel):
         if not FIELD_NAME.match(name):
             raise ValueError(f"field name {name!r} must be a letter or _ followed by letters, digits or _")
         return name
+
+
+def _utf8(text: str) -> str:
+    """Refuse text that cannot be stored or written as UTF-8 (lone surrogates, e.g. from non-UTF-8 bytes in
+    a command-line argument or an invalid JSON escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains bytes that are not valid UTF-8 text") from None
+    return text
 
 
 class Settings(BaseModel):
@@ -39,7 +55,8 @@ class Settings(BaseModel):
     model: str | None = None  # None: use the endpoint's model
     pivots: int = Field(6, ge=2, le=20, description="pivot samples written per node (paper: 10)")
     max_values: int = Field(8, ge=2, le=200, description="values cap N before a node becomes 'infinite' (paper: 50)")
-    max_depth: int = Field(3, ge=1, le=8, description="depth of the tree (paper: 4)")
+    max_depth: int = Field(3, ge=0, le=8, description="depth of the tree (paper: 4); 0: no tree on purpose, "
+                                                      "samples are generated from the whole task")
     samples_per_call: int = Field(5, ge=1, le=20, description="samples asked for in one generation call (paper: 10)")
     per_leaf: int = Field(10, ge=1, le=10_000, description="default quota of samples per leaf")
     pivot_temperature: float = Field(1.0, ge=0, le=2)
@@ -50,14 +67,35 @@ class Settings(BaseModel):
     reasks: int = Field(2, ge=0, le=5, description="extra asks after invalid output (bounded)")
     coverage_rounds: int = Field(2, ge=0, le=5, description="asks to complete a dimension's values (bounded)")
     concurrency: int = Field(16, ge=1, le=64)
-    price_input_per_m: float | None = Field(None, ge=0, description="USD per million prompt tokens; None = unknown")
-    price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
+    price_input_per_m: float | None = Field(None, ge=0, le=10_000,
+                                            description="USD per million prompt tokens; None = unknown")
+    price_output_per_m: float | None = Field(None, ge=0, le=10_000, description="USD per million completion tokens")
+    max_field_chars: int = Field(20_000, ge=100, le=1_000_000,
+                                 description="longest text a sample field may have; longer samples are refused "
+                                             "and counted, never truncated")
+
+    @field_validator("*")
+    @classmethod
+    def _finite(cls, value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for these tokens, or None while a price is unknown (we never guess prices)."""
         if self.price_input_per_m is None or self.price_output_per_m is None:
             return None
         return (prompt_tokens * self.price_input_per_m + completion_tokens * self.price_output_per_m) / 1e6
+
+
+def bounds(name: str) -> tuple[float | None, float | None]:
+    """The allowed range of a numeric setting, (lowest, highest), from its field constraints: the one place
+    the CLI and the app take their limits from."""
+    low = high = None
+    for rule in Settings.model_fields[name].metadata:
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return low, high
 
 
 def local_settings() -> Settings:
@@ -73,6 +111,16 @@ class RootSplit(BaseModel):
     dimension: str = Field(min_length=1, max_length=200)
     values: list[str] = Field(min_length=2, max_length=200)
 
+    @field_validator("dimension")
+    @classmethod
+    def _text(cls, text: str) -> str:
+        return _utf8(text)
+
+    @field_validator("values")
+    @classmethod
+    def _texts(cls, values: list[str]) -> list[str]:
+        return [_utf8(v) for v in values]
+
 
 class ProjectSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -83,6 +131,13 @@ class ProjectSpec(BaseModel):
     constraints: str = Field("", max_length=4000)
     settings: Settings = Field(default_factory=Settings)
     root_split: RootSplit | None = None
+
+    @field_validator("name", "task", "constraints")
+    @classmethod
+    def _text(cls, text: str, info) -> str:
+        if info.field_name != "constraints" and not text.strip():
+            raise ValueError("is empty; write a few words")
+        return _utf8(text)
 
     @model_validator(mode="after")
     def _fields_unique_and_roles(self) -> "ProjectSpec":
@@ -125,3 +180,25 @@ def parse_fields(text: str) -> list[OutputField]:
     if len(fields) > 1 and not any(f.role == "output" for f in fields):
         fields[-1].role = "output"
     return fields
+
+
+def parse_root_split(text: str) -> RootSplit:
+    """Parse a hand-set first split written as ``dimension: value, value, ...``.
+
+    Raises ValueError saying what is wrong: no colon, an empty dimension, fewer than two distinct values, or
+    a value that breaks the value rules (catch-alls, combined values, formulas, markup).
+    """
+    from .tree import dedupe_values, value_problem
+
+    dimension, colon, rest = text.partition(":")
+    dimension = " ".join(dimension.split())
+    if not colon or not dimension:
+        raise ValueError("write it as 'dimension: value, value, ...', e.g. 'subject: algebra, geometry'")
+    values = [" ".join(v.split()) for v in rest.split(",") if v.strip()]
+    for value in values:
+        problem = value_problem(value)
+        if problem:
+            raise ValueError(problem)
+    if len(dedupe_values(values)) < 2:
+        raise ValueError("a split needs at least two distinct values, e.g. 'subject: algebra, geometry'")
+    return RootSplit(dimension=dimension, values=values)

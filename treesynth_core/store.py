@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .errors import NotFoundError
+from .errors import ConfigError, NotFoundError
 from .migrations import migrations
 from .spec import ProjectSpec
 from .tree import Node, Tree
@@ -46,6 +46,33 @@ def _project_row(spec: ProjectSpec) -> dict:
     }
 
 
+def _connect(path: str) -> sqlite3.Connection:
+    """Open the file, refusing paths that cannot hold a database with one clear error."""
+    if path != ":memory:":
+        target = Path(path)
+        if target.is_dir():
+            raise ConfigError(f"the database path {path} is a directory", "pass a file name, e.g. my.db")
+        if target.exists() and not target.is_file():
+            raise ConfigError(f"the database path {path} is not a regular file", "pass a file name, e.g. my.db")
+        try:
+            path.encode("utf-8")
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (OSError, UnicodeEncodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "the path is not valid UTF-8"
+            raise ConfigError(f"cannot create the folder of the database {path}: {reason}",
+                              "choose another path") from None
+    try:
+        return sqlite3.connect(path, check_same_thread=False, timeout=30)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open the database {path}: {exc}",
+                          "check that the file and its folder are writable") from None
+
+
+def _known_migrations() -> set[str]:
+    """The names of every migration this version has (all of them are pending on an empty database)."""
+    return {m.name for m in migrations.pending(sqlite_utils.Database(memory=True))}
+
+
 def node_from_row(row: dict) -> Node:
     return Node(
         id=row["id"],
@@ -70,18 +97,44 @@ def node_from_row(row: dict) -> Node:
 class Store:
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
-        with self.lock:
-            if self.path != ":memory:":
-                self.db.enable_wal()
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            migrations.apply(self.db)
+        conn = _connect(self.path)
+        self.db = sqlite_utils.Database(conn)
+        try:
+            with self.lock:
+                self._check_schema()
+                if self.path != ":memory:":
+                    self.db.enable_wal()
+                self.db.execute("PRAGMA foreign_keys = ON")
+                self.db.execute("PRAGMA busy_timeout = 30000")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ConfigError(f"cannot use {self.path} as a database: {exc}",
+                              "check that the file is a TreeSynth database and that it and its folder are writable"
+                              ) from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def _check_schema(self) -> None:
+        """Refuse, before writing anything, a file this version must not touch: not SQLite, another
+        program's database, or one written by a newer TreeSynth (an applied migration this version lacks)."""
+        try:
+            tables = [r[0] for r in self.db.execute("select name from sqlite_master where type = 'table'")]
+        except sqlite3.DatabaseError:
+            raise ConfigError(f"{self.path} is not an SQLite database",
+                              "pass a TreeSynth database file, or a new file name to create one") from None
+        applied = [m.name for m in migrations.applied(self.db)]
+        if not applied and [t for t in tables if not t.startswith(("sqlite_", "_sqlite_migrations"))]:
+            raise ConfigError(f"{self.path} is an SQLite database of another program (no TreeSynth tables)",
+                              "pass a TreeSynth database file, or a new file name to create one")
+        known = _known_migrations()
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            raise ConfigError(f"this database was written by a newer TreeSynth (migration {unknown[0]})",
+                              "upgrade TreeSynth Studio to open it; this version leaves it untouched")
 
     def close(self) -> None:
         with self.lock:
@@ -179,6 +232,15 @@ class Store:
             raise NotFoundError(f"node {node_id} does not exist", "it may have been deleted; reload the tree")
         return node_from_row(rows[0])
 
+    def node_ids(self) -> set[str]:
+        """Every node id in the file (ids are unique across projects)."""
+        return {r["id"] for r in self.query("select id from nodes")}
+
+    def rename_node_id(self, old: str, new: str) -> None:
+        """Give a node without children or samples another id (an import keeps the file's ids)."""
+        with self.atomic():
+            self.db.execute("update nodes set id = ? where id = ?", [new, old])
+
     def update_node(self, node_id: str, **values) -> None:
         if "values" in values:
             values["value_list"] = json.dumps(values.pop("values"))
@@ -271,6 +333,29 @@ class Store:
                 self.touch(project_id)
         return inserted, duplicates
 
+    def set_sample_status(self, sample_ids: list[int], status: str) -> None:
+        with self.atomic():
+            for chunk in range(0, len(sample_ids), 500):
+                ids = sample_ids[chunk: chunk + 500]
+                self.db.execute(
+                    f"update samples set status = ?, updated_at = ? where id in ({','.join('?' * len(ids))})",
+                    [status, now(), *ids])
+
+    def sample_project_id(self, sample_id: int) -> int | None:
+        rows = self.query("select project_id from samples where id = ?", [sample_id])
+        return rows[0]["project_id"] if rows else None
+
+    def sample_with_hash(self, project_id: int, norm_hash: str, except_id: int | None = None) -> int | None:
+        """The id of a sample of the project with this fingerprint (other than ``except_id``), or None."""
+        rows = self.query("select id from samples where project_id = ? and norm_hash = ? and id != ? limit 1",
+                          [project_id, norm_hash, -1 if except_id is None else except_id])
+        return rows[0]["id"] if rows else None
+
+    def update_sample_data(self, sample_id: int, data: dict, norm_hash: str) -> None:
+        with self.atomic():
+            self.db["samples"].update(sample_id, {"data": json.dumps(data, ensure_ascii=False),
+                                                  "norm_hash": norm_hash, "updated_at": now()})
+
     def live_count(self, node_id: str) -> int:
         """Samples of a leaf that count towards its quota (all but rejected)."""
         with self.lock:
@@ -336,6 +421,15 @@ class Store:
             [project_id],
         )
         return {r["node_id"]: r for r in rows}
+
+    def call_log(self, project_id: int, *, failed_only: bool = False, limit: int = 50) -> list[dict]:
+        """The newest calls first: where, what for, which try, tokens, time, and what failed or was dropped."""
+        return self.query(
+            "select id, node_id, purpose, attempt, prompt_tokens, completion_tokens, duration_s, error, dropped "
+            "from calls where project_id = ?" + (" and error is not null" if failed_only else "") +
+            " order by id desc limit ?",
+            [project_id, limit],
+        )
 
     def failed_calls(self, project_id: int, limit: int = 200) -> list[dict]:
         return self.query(

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import TreeImportError
-from .spec import ProjectSpec
+from .errors import ConfigError, TreeImportError
+from .files import atomic_write
+from .spec import ProjectSpec, bounds
 from .store import Store
-from .tree import STATUSES, normalise
+from .tree import STATUSES, normalise, value_problem
 
 FORMAT = "treesynth-tree"
 VERSION = 1
@@ -22,6 +24,10 @@ MAX_BYTES = 20_000_000
 MAX_NODES = 50_000
 MAX_DEPTH = 12
 MAX_TEXT = 500
+MAX_QUOTA = int(bounds("per_leaf")[1])
+MAX_NESTING = 4 * MAX_DEPTH + 16  # JSON brackets: two per tree level, a few for the project section
+STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 NODE_KEYS = {"id", "value", "dimension", "infinite", "values", "status", "provenance", "locked", "quota", "children"}
 
@@ -42,6 +48,43 @@ def export_tree(store: Store, project_id: int) -> dict:
 
     return {"format": FORMAT, "version": VERSION, "project": json.loads(spec.model_dump_json()),
             "tree": node_dict(tree.root)}
+
+
+def write_tree_file(store: Store, project_id: int, path: str | Path) -> None:
+    """Write the project's tree file atomically (the previous file survives any failure)."""
+    text = json.dumps(export_tree(store, project_id), indent=2, ensure_ascii=False)
+    atomic_write(path, text.encode("utf-8"), "tree file")
+
+
+def read_tree_file(path: str | Path) -> bytes:
+    """A tree file's bytes, its size checked before it is read."""
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"tree file {path} does not exist or is not a file",
+                          "pass the path of a file written by `export-tree`")
+    size = source.stat().st_size
+    if size > MAX_BYTES:
+        raise TreeImportError(f"the file is larger than {MAX_BYTES // 1_000_000} MB ({size:,} bytes)", "trim the tree")
+    try:
+        return source.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the tree file {path}: {exc.strerror}", "check its permissions") from None
+
+
+def nesting_depth(data: bytes, limit: int) -> int:
+    """How deeply the JSON text nests arrays and objects, found without recursion (strings skipped);
+    stops counting once ``limit`` is exceeded."""
+    depth = deepest = 0
+    for char in NOT_BRACKET.sub(b"", STRING.sub(b"", data)):
+        if char in b"[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
@@ -67,8 +110,8 @@ def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
                                  or not all(isinstance(v, str) and v.strip() for v in node["values"])):
         raise TreeImportError(f"{where} is open-ended but its values are not a list of text", "fix the file")
     quota = node.get("quota")
-    if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or not 0 <= quota <= 1_000_000):
-        raise TreeImportError(f"{where}.quota must be a whole number from 0 to 1000000", "fix the file")
+    if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or not 0 <= quota <= MAX_QUOTA):
+        raise TreeImportError(f"{where}.quota must be a whole number from 0 to {MAX_QUOTA}", "fix the file")
     if node.get("id") is not None and not (isinstance(node["id"], str) and ID.match(node["id"])):
         raise TreeImportError(f"{where}.id must be 1 to 32 letters, digits, - or _", "fix or remove the id")
     children = node.get("children", [])
@@ -83,6 +126,9 @@ def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
             value = child.get("value")
             if not isinstance(value, str) or not value.strip():
                 raise TreeImportError(f"{here} has no value", "every child needs a value")
+            problem = value_problem(value)
+            if problem:
+                raise TreeImportError(f"{here}.value: {problem}", "values must be concrete, distinct and not combined")
             if normalise(value) in seen:
                 raise TreeImportError(f"{here} repeats the sibling value {value!r}", "sibling values must differ")
             seen.add(normalise(value))
@@ -93,10 +139,30 @@ def parse_tree_file(data: bytes | str) -> tuple[ProjectSpec, dict]:
     """Validate a tree file; returns (spec, root node dict). Raises TreeImportError with the reason."""
     if len(data) > MAX_BYTES:
         raise TreeImportError(f"the file is larger than {MAX_BYTES // 1_000_000} MB", "trim the tree")
+    if isinstance(data, str):
+        try:
+            data = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TreeImportError("the file contains invalid Unicode", "export a tree from TreeSynth Studio") from None
     try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TreeImportError(f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                              "save it as UTF-8, or export a tree from TreeSynth Studio") from None
+    if nesting_depth(data, MAX_NESTING) > MAX_NESTING:
+        raise TreeImportError(f"the file nests lists and objects more than {MAX_NESTING} levels deep",
+                              f"a tree file holds at most {MAX_DEPTH} tree levels")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise TreeImportError(f"the file is not valid JSON: {exc}", "export a tree from TreeSynth Studio") from None
+    except RecursionError:  # a last guard: the scan above should have refused it
+        raise TreeImportError("the file nests too deeply", f"a tree file holds at most {MAX_DEPTH} levels") from None
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise TreeImportError("the file contains an invalid Unicode escape (a lone surrogate such as \\ud800)",
+                              "remove it; text must be valid Unicode") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TreeImportError(f"this is not a {FORMAT} file", "export a tree from TreeSynth Studio")
     if doc.get("version") != VERSION:
@@ -118,7 +184,7 @@ def import_tree(store: Store, data: bytes | str, *, name: str | None = None) -> 
     if name:
         spec.name = name
     with store.atomic():
-        taken = {r["id"] for r in store.query("select id from nodes")}
+        taken = store.node_ids()
 
         def free(node_id):
             if node_id and node_id not in taken:
@@ -130,7 +196,7 @@ def import_tree(store: Store, data: bytes | str, *, name: str | None = None) -> 
         root_node = store.tree(project_id).root
         root_id = free(root.get("id")) or root_node.id
         if root_id != root_node.id:
-            store.db.execute("update nodes set id = ? where id = ?", [root_id, root_node.id])
+            store.rename_node_id(root_node.id, root_id)
         store.update_node(root_id, dimension=root.get("dimension"), status=root.get("status", "proposed"),
                           locked=int(bool(root.get("locked"))))
 
