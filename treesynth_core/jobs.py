@@ -114,7 +114,10 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
 
         llm = LLM(endpoint, store, project_id, job_id=job_id, concurrency=params.get("concurrency") or 16)
         action: Callable = build if job["kind"] == "build" else generate
-        report = action(store, project_id, llm, on_progress=on_progress, should_stop=should_stop, **params)
+        try:
+            report = action(store, project_id, llm, on_progress=on_progress, should_stop=should_stop, **params)
+        finally:
+            llm.close()
         status, message, failed = report.outcome.value, report.summary(), report.failed_count
     except Cancelled as exc:
         report = getattr(exc, "report", None)  # what finished before the cancel is kept and counted

@@ -4,6 +4,12 @@ Scheduling: every node's expansion is a chain of dependent calls; a child is que
 parent's expansion is stored, so there is no per-level barrier and one slow call only stalls its own
 subtree. Each finished node is committed at once; a build that is interrupted continues from the store,
 and the call cache means a half-expanded node does not pay again for the calls it already made.
+
+Honesty: a node that fails, for whatever reason, is marked failed with its reason and its siblings go on; a
+split that cannot be shown exhaustive (coverage replies that broke the rules after their re-asks, or a
+coverage call that failed) is kept with a ``note``, the "needs review" mark. The BuildReport's ``outcome``
+(complete / partial / failed) counts both. ``AbortRule`` (also used by generate) stops a run that fails
+``ABORT_AFTER`` times before its first success.
 """
 
 from __future__ import annotations
@@ -184,7 +190,9 @@ class Partitioner:
         return self.store.tree(self.project_id)
 
     def propose(self, node: Node, tree: Tree, *, fresh: bool = False) -> dict:
-        """Ask the LLM for the node's split without storing it: {dimension, values, infinite, pivots}."""
+        """Ask the LLM for the node's split without storing it: {dimension, values, infinite, pivots, note}.
+        ``note`` (or None) says why the split needs review: labels or coverage values had to be dropped, or the
+        coverage step never confirmed the value list."""
         s = self.settings
         attributes = tree.attributes(node.id, rng=random.Random(node.id))  # a stable draw: cacheable
         used = tree.used_dimensions(node.id)
