@@ -227,8 +227,8 @@ class LLM:
             log.warning("LLM call %s (%s) failed: %s", purpose, node_id, reason)
             try:
                 self._log(base, convo, None, max(attempt, 1), error=reason, text=text)
-            except Exception:
-                log.exception("could not log the failed call")
+            except Exception as log_error:  # the store itself failed; the error below still says why
+                log.warning("could not log the failed call: %s", type(log_error).__name__)
             raise LLMCallError(f"{purpose}: {reason}",
                                "see the call log; run again to retry this node") from None
 
@@ -348,7 +348,10 @@ class LLM:
             if not resp.choices:
                 return Completion("", "empty", usage, seconds)
             choice = resp.choices[0]
-            return Completion(choice.message.content or "", choice.finish_reason, usage, seconds)
+            content = choice.message.content or ""
+            if not isinstance(content, str):
+                raise TypeError(f"the message content is {type(content).__name__}, not text")
+            return Completion(content, choice.finish_reason, usage, seconds)
         except Exception as exc:  # a 200 whose body is not a chat completion
             return Completion(seconds=seconds, error=LLMCallError(
                 f"{self.endpoint.shown_url()} sent a response that is not a chat completion "
