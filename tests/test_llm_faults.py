@@ -2,7 +2,6 @@
 without JSON mode at concurrency 1, rate limits (the adaptive window), hung servers (one deadline per call)
 and credentials inside the base URL."""
 
-import json
 import socket
 import threading
 import time
@@ -253,7 +252,7 @@ def test_a_persistent_429_fails_only_when_the_deadline_is_spent(fake, store, pro
     llm = LLM(fake.endpoint(max_retries=1, timeout=0.75), store, project)  # deadline 1.5 s
     error, seconds = timed(lambda: ask(llm))
     assert isinstance(error, EndpointError) and "kept rate-limiting (429" in str(error)
-    assert 1.0 <= seconds < 4 and len(fake.requests) >= 4  # re-queued several times, not failed at once
+    assert 1.0 <= seconds < 4 and len(fake.requests) >= 3  # re-queued several times, not failed at once
     assert store.query("select count(*) as n from calls where error is not null")[0]["n"] == 1
 
 
@@ -347,8 +346,7 @@ def run_everything(store: Store, project: int, endpoint: Endpoint) -> list[str]:
                 lambda: llm.ping()):
         try:
             result = run()
-            texts.append(json.dumps(result, default=lambda o: getattr(o, "__dict__", str(o))))
-            texts.append(result.summary() if hasattr(result, "summary") else "")
+            texts += [repr(result), result.summary() if hasattr(result, "summary") else ""]
         except TreeSynthError as exc:
             texts += [str(exc), repr(exc)]
     return texts
