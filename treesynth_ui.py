@@ -153,7 +153,7 @@ def current_project(store: Store) -> int | None:
     pid = st.session_state.get(PROJECT_KEY)
     if pid is None:
         raw = st.query_params.get("project")
-        pid = int(raw) if raw and raw.isdigit() else None
+        pid = int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 19 else None  # else: ignored
     projects = store.projects()
     if pid not in {p["id"] for p in projects}:
         latest = max(projects, key=lambda p: (p["updated_at"] or "", p["id"]), default=None)

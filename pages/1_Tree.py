@@ -117,8 +117,8 @@ def attention_panel(tree: Tree) -> None:
     counts = ([f"{len(failed)} node(s) failed to expand"] if failed else []) + (
         [f"{len(review)} node(s) need review"] if review else [])
     (st.error if failed else st.warning)(
-        " · ".join(counts) + ": pick one below to see why, then fix it (retry, re-propose or set the split by hand)"
-        + (" or approve it once its values are right." if review else "."), icon=":material/flag:")
+        " · ".join(counts) + ": pick one below to see why, then fix it (retry, re-propose the criterion, or set "
+        "the split by hand).", icon=":material/flag:")
     paths = path_texts(tree)
 
     def describe(nid: str) -> str:
@@ -166,7 +166,8 @@ def node_header(tree: Tree, node: Node, counts: dict) -> None:
                  "the split by hand below.", icon=":material/warning:")
     if node.note:
         st.warning(f"Needs review: {ui.md_escape(node.note)}  \n**What to do:** check that the values below "
-                   "cover the whole space; add what is missing, or re-propose the criterion.", icon=":material/flag:")
+                   "cover the whole space and add what is missing, or re-propose the criterion (replacing the split "
+                   "clears this mark).", icon=":material/flag:")
 
 
 def value_editor(store, node: Node) -> None:

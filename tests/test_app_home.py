@@ -226,3 +226,13 @@ def test_a_setting_outside_the_limits_never_reaches_the_store(app_env):
     assert not at.exception
     with app_env.store() as store:
         assert store.project(pid).settings.per_leaf == 3  # unchanged
+
+
+def test_a_hostile_project_in_the_url_is_ignored(app_env):
+    pid = app_env.project()
+    for raw in ("²", "9" * 5000, "-1", "1e3", "<script>"):
+        at = app_env.app(run=False)
+        at.query_params["project"] = raw
+        at.run()
+        assert not at.exception, raw
+        assert at.session_state["ts_project_id"] == pid, raw

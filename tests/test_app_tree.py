@@ -289,8 +289,8 @@ def test_a_node_with_a_note_needs_review_and_can_be_picked(app_env):
     assert at.selectbox(key="tree_attention").value is None  # a jump list: it reads "pick one" again
     review = [w.value for w in at.warning if w.value.startswith("Needs review")]
     assert review == ["Needs review: coverage incomplete: 2 values dropped (\\*\\*not a rule\\*\\*)  \n"
-                      "**What to do:** check that the values below cover the whole space; add what is missing, "
-                      "or re-propose the criterion."]
+                      "**What to do:** check that the values below cover the whole space and add what is missing, "
+                      "or re-propose the criterion (replacing the split clears this mark)."]
     assert any("needs review: coverage incomplete" in t.value for t in at.text)  # the outline marks it too
     at.selectbox(key="tree_attention").set_value(topic_c.id).run()
     assert any(e.startswith("Expanding this node failed: pivots") for e in errors(at))
@@ -300,3 +300,21 @@ def test_no_attention_list_when_nothing_failed(app_env):
     pid = app_env.built()
     at = app_env.app(TREE, pid)
     assert not errors(at) and not [s for s in at.selectbox if s.key == "tree_attention"]
+
+
+def test_replacing_a_flagged_split_clears_its_mark(app_env):
+    """What the "Needs review" message promises: re-proposing and replacing the split clears the mark."""
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_c = node_by_value(store, pid, "topic C")
+        store.update_node(topic_c.id, note="coverage incomplete: the coverage call failed")
+    at = select(app_env.app(TREE, pid), topic_c.id)
+    assert any(w.value.startswith("Needs review") for w in at.warning)
+    app_env.fake.push('{"dimension": "setting", "labels": ["farm", "shop", "farm", "shop"]}')
+    app_env.fake.script[-1].step = "criterion"
+    at.button(key="tree_repropose").click().run()
+    at.button(key="tree_replace").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        assert store.node(topic_c.id).note is None and store.node(topic_c.id).dimension == "setting"
+    assert not [w for w in at.warning if w.value.startswith("Needs review")]
