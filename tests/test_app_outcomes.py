@@ -111,3 +111,16 @@ def test_an_old_done_row_reads_as_complete_or_partial(app_env):
         store.db["jobs"].update(job_id, {"status": "done", "failed": 2})
     at.run()
     assert "**partial**" in alerts(at, "warning") and "2 node(s) failed" in alerts(at, "warning")
+
+
+def test_retry_parameters_keep_the_scope_and_drop_the_approved_filter():
+    from treesynth_ui import retry_params
+
+    whole = {"kind": "build", "params": {"depth": 3}}
+    assert retry_params(whole) == {"depth": 3, "under": None}
+    subtree = {"kind": "build", "params": {"depth": 3, "under": "abc"}}
+    assert retry_params(subtree) == {"depth": 3, "under": "abc"}  # a subtree job retries in its subtree
+    approved = {"kind": "build", "params": {"depth": 3, "approved_only": True}}
+    assert retry_params(approved) == {"depth": 3, "under": None}  # failed nodes are no longer "approved"
+    generate = {"kind": "generate", "params": {"per_leaf": 2, "under": "abc", "approved_only": True}}
+    assert retry_params(generate) == generate["params"]
