@@ -114,7 +114,7 @@ def curate(walk: Walk, url: str, tmp_path) -> list[dict]:
     page.get_by_role("button", name="Propose the tree").wait_for()
     set_number(page, "Depth", 2)
     page.get_by_role("button", name="Propose the tree").click()
-    wait_text(page, re.compile(r"Last build job #\d+ done"))
+    wait_text(page, re.compile(r"Last build job #\d+: complete"))
     assert "13 nodes, 9 live leaves, depth 2" in main_text(page)
     walk.done("tree_built")
 
@@ -149,7 +149,7 @@ def curate(walk: Walk, url: str, tmp_path) -> list[dict]:
     start = page.get_by_role("button", name=f"Generate {EXPECTED} sample(s)")
     start.wait_for()
     start.click()
-    wait_text(page, re.compile(r"Last generate job #\d+ done"), timeout=2 * WAIT_MS)
+    wait_text(page, re.compile(r"Last generate job #\d+: complete"), timeout=2 * WAIT_MS)
     assert page.get_by_role("button", name="Nothing missing: every selected leaf has its quota").is_visible()
     walk.done("generate_done")
 
