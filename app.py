@@ -36,7 +36,7 @@ def endpoint_panel() -> None:
     st.subheader("LLM endpoint")
     state = ping(ep)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
-    c1.markdown(f"**Base URL**  \n{ui.md_escape(ui.shown_url(ep.base_url))}")
+    c1.markdown(f"**Base URL**  \n{ui.md_escape(ep.shown_url())}")
     c2.markdown(f"**Model**  \n{ui.md_escape(ep.model)}")
     c3.markdown(f"**API key**  \n`{mask_secret(ep.api_key)}`")
     if c4.button("Check again", key="home_recheck_btn"):

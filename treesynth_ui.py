@@ -11,7 +11,6 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import streamlit as st
 from pydantic import ValidationError
@@ -68,19 +67,6 @@ def endpoint() -> Endpoint:
     if os.environ.get("OPENAI_API_KEY"):
         return endpoint_from_env()
     return endpoint_from_env(api_key=_secret_key() or None)
-
-
-def shown_url(url: str | None) -> str:
-    """A URL safe to show: credentials inside it (``https://user:password@host``) replaced by ``***``."""
-    if not url:
-        return "https://api.openai.com/v1"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(an unreadable URL)"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def md_escape(text) -> str:
@@ -186,7 +172,7 @@ def sidebar(store: Store) -> None:
             st.caption("Open project")
             st.text(store.project(pid).name)
         ep = endpoint()
-        where = "bundled offline model" if ep.is_local else shown_url(ep.base_url)
+        where = "bundled offline model" if ep.is_local else ep.shown_url()
         st.caption(f"LLM: {md_escape(ep.model)} at {md_escape(where)}")
 
 
