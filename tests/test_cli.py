@@ -398,3 +398,146 @@ def test_readme_names_only_commands_that_exist(capsys):
             parser().parse_args([name, "--help"])
         assert info.value.code == 0, f"the README names `{name}`, which the CLI does not have"
     capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------- exit codes from outcomes
+
+
+def fail_where(*needles: str, step: str | None = None):
+    """A fault injector: HTTP 500 for every request of ``step`` whose user message contains a needle."""
+    from treesynth_core.fakellm import Scripted, _first_user, step_of
+
+    def fault(body):
+        if (step is None or step_of(body) == step) and any(n in _first_user(body) for n in needles):
+            return Scripted(status=500, content="injected failure")
+        return None
+    return fault
+
+
+def test_help_documents_the_exit_codes(capsys):
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0 and "exit codes:" in out
+    for line in ("0    complete", "2    a user error", "3    partial", "130  cancelled or interrupted", "1    an internal"):
+        assert line in out
+    code, out, _ = run_main(capsys, "generate", "--help")
+    assert code == 0 and "3    partial" in out
+
+
+def test_build_with_some_failed_nodes_exits_3_and_says_how_to_retry(module_fake, tmp_path):
+    db = make_db(tmp_path / "partial.db")
+    module_fake.fault_fn = fail_where("topic B", step="pivots")
+    try:
+        result = cli("build", "--db", db, "--depth", "2", "--concurrency", "1", env=cli_env(module_fake.base_url),
+                     cwd=tmp_path)
+    finally:
+        module_fake.fault_fn = None
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "expanded 3 node(s), 1 failed" in result.stdout and "run build again" in result.stdout
+    assert "warning: partial build (1 node(s) failed)" in result.stderr
+    assert re.search(r"failed topic=topic B: .*500", result.stderr)
+    with read_only(db) as conn:
+        assert conn.execute("select status, failed from jobs").fetchall() == [("partial", 1)]
+
+    result = cli("build", "--db", db, "--depth", "2", env=cli_env(module_fake.base_url), cwd=tmp_path)
+    assert result.returncode == 0 and "expanded 1 node(s), 0 failed" in result.stdout  # the retry resumes
+
+
+def test_build_where_nothing_worked_exits_2(module_fake, tmp_path):
+    db = make_db(tmp_path / "failed.db")
+    module_fake.fault_fn = lambda body: __import__("treesynth_core.fakellm").fakellm.Scripted(content="{nope")
+    try:
+        result = cli("build", "--db", db, "--depth", "2", env=cli_env(module_fake.base_url), cwd=tmp_path)
+    finally:
+        module_fake.fault_fn = None
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(r"^error: build failed: .*root", result.stderr, re.M), result.stderr
+    with read_only(db) as conn:
+        assert conn.execute("select status from jobs").fetchall() == [("failed",)]
+
+
+def test_generate_after_a_failed_root_exits_2_without_generating(module_fake, tmp_path, capsys, monkeypatch):
+    db = make_db(tmp_path / "noroot.db")
+    with Store(db) as store:
+        store.update_node(store.tree(1).root.id, status="failed", failure="the criterion kept failing")
+    use_env(monkeypatch, module_fake.base_url)
+    before = len(module_fake.requests)
+    code, out, err = run_main(capsys, "generate", "--db", db, "--per-leaf", "2")
+    assert code == 2 and out.startswith("plan: 0 leaves")
+    assert err.startswith("error: the tree has no leaves: the root's split failed (the criterion kept failing)")
+    assert len(module_fake.requests) == before
+    code, _, err = run_main(capsys, "generate", "--db", db, "--dry-run")
+    assert code == 0 and err.startswith("warning: the tree has no leaves")
+
+
+def test_generate_with_some_failed_calls_exits_3_then_completes(flow, module_fake, tmp_path):
+    db = copy_db(flow["db"], tmp_path / "partial.db")
+    module_fake.fault_fn = fail_where("topic C", step="samples")
+    args = ("generate", "--db", db, "--per-leaf", "4", "--concurrency", "1")
+    try:
+        result = cli(*args, env=cli_env(module_fake.base_url), cwd=tmp_path)
+    finally:
+        module_fake.fault_fn = None
+    assert result.returncode == 3, result.stderr
+    failed = int(re.search(r"6 new sample\(s\), .* (\d+) failed call\(s\)", result.stdout)[1])
+    assert failed >= 3 and "3 leaf/leaves still short of quota (3 samples)" in result.stdout  # topic C's leaves
+    assert "run generate again to retry" in result.stdout
+    assert f"warning: partial generate ({failed} call(s) failed)" in result.stderr
+    assert "failed call" in result.stderr and "Traceback" not in result.stderr
+    result = cli(*args, env=cli_env(module_fake.base_url), cwd=tmp_path)
+    assert result.returncode == 0 and "3 new sample(s)" in result.stdout
+    assert set(leaf_counts(db).values()) == {4}
+
+
+def test_generate_where_every_call_fails_exits_2(flow, module_fake, tmp_path):
+    db = copy_db(flow["db"], tmp_path / "allfail.db")
+    module_fake.fault_fn = fail_where("", step="samples")
+    try:
+        result = cli("generate", "--db", db, "--per-leaf", "4", env=cli_env(module_fake.base_url), cwd=tmp_path)
+    finally:
+        module_fake.fault_fn = None
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(r"^error: generate failed: .*0 new sample\(s\)", result.stderr, re.M), result.stderr
+    assert set(leaf_counts(db).values()) == {3}
+
+
+def test_generate_with_nothing_missing_but_a_failed_node_exits_3(flow, tmp_path, capsys, monkeypatch):
+    db = copy_db(flow["db"], tmp_path / "failednode.db")
+    with Store(db) as store:
+        tree = store.tree(1)
+        topic = tree.kids(tree.root.id)[0]
+        store.delete_nodes([n.id for n in tree.subtree(topic.id)[1:]])
+        store.update_node(topic.id, status="failed", dimension=None, failure="no split")
+    use_env(monkeypatch)
+    code, out, err = run_main(capsys, "generate", "--db", db, "--per-leaf", "3")
+    assert code == 3 and "plan: 6 leaves, 0 samples missing" in out
+    assert err.startswith("warning: nothing missing in the leaves, but 1 failed node(s) have no samples")
+
+
+def test_show_prints_failures_and_review_notes(flow, tmp_path, capsys):
+    db = copy_db(flow["db"], tmp_path / "notes.db")
+    with Store(db) as store:
+        tree = store.tree(1)
+        first, second = tree.kids(tree.root.id)[:2]
+        store.update_node(first.id, note="the coverage reply dropped 2 value(s): 'x', 'y'")
+        store.update_node(second.id, status="failed", failure="the criterion kept failing")
+    code, out, _ = run_main(capsys, "show", "--db", db)
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"  {first.label}  "))
+    assert lines[at + 1] == "    ! needs review: the coverage reply dropped 2 value(s): 'x', 'y'"
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"  {second.label}  "))
+    assert lines[at + 1] == "    ! failed: the criterion kept failing"
+    code, out, _ = run_main(capsys, "show", "--db", db, "--under", first.id, "--max-depth", "1")
+    assert code == 0 and out.splitlines()[1].startswith(f"{first.label}  ") and len(out.splitlines()) == 4
+    code, out, _ = run_main(capsys, "show", "--db", db, "--under", first.id, "--max-depth", "2")
+    assert code == 0 and len(out.splitlines()) == 4 + 3  # its three leaves too
+
+
+def test_calls_lists_the_log_through_the_store(flow, capsys):
+    code, out, _ = run_main(capsys, "calls", "--db", flow["db"], "--limit", "3")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3
+    assert all(re.match(r"^#\d+ samples try \d+ at topic=topic [ABC] > difficulty=difficulty [ABC]: \d+\+\d+ tokens, "
+                        r"\d+\.\d\ds, ok$", line) for line in lines), lines
+    code, out, _ = run_main(capsys, "calls", "--db", flow["db"], "--failed")
+    assert code == 0 and out == ""

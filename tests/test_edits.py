@@ -63,6 +63,16 @@ def test_rename_dimension_refuses_an_empty_name(store, project):
         edits.rename_dimension(store, root.id, "   ")
 
 
+@pytest.mark.parametrize("name,reason", [("=HYPERLINK(\"http://x\")", "spreadsheet formula"),
+                                         ("<b>level</b>", "HTML or markup"), ("topic and difficulty", "combines"),
+                                         ("x" * 81, "longer than 80")])
+def test_rename_dimension_follows_the_content_rules_of_values(store, project, name, reason):
+    root = store.tree(project).root
+    with pytest.raises(TreeEditError, match=reason):
+        edits.rename_dimension(store, root.id, name)
+    assert store.node(root.id).dimension is None
+
+
 def test_rename_dimension_refuses_a_descendants_dimension(store, project):
     leaves = split_root(store, project)
     edits.set_split(store, leaves["algebra"], "difficulty", ["easy", "hard"])
@@ -384,3 +394,22 @@ def test_a_pruned_node_cannot_be_approved_back_into_a_leaf(fake, store, project,
         with pytest.raises(TreeEditError, match="restore"):
             edits.approve(store, first.id, subtree=subtree)
     assert len(store.tree(project).leaves()) == leaves_before
+
+
+def test_a_quota_above_the_per_leaf_limit_is_refused(store, project):
+    leaves = split_root(store, project)
+    with pytest.raises(TreeEditError, match="a quota is at most 10000"):
+        edits.set_quota(store, leaves["algebra"], 10_001)
+    edits.set_quota(store, leaves["algebra"], 10_000)
+    assert store.node(leaves["algebra"]).quota == 10_000
+
+
+def test_an_edit_longer_than_the_field_cap_is_refused_not_truncated(store, project):
+    leaves = split_root(store, project)
+    [sample_id] = add(store, project, leaves["algebra"], "What is 2+2?")
+    cap = store.project(project).settings.max_field_chars
+    with pytest.raises(TreeEditError, match=f"field 'answer' has {cap + 1:,} characters; the project allows {cap:,}"):
+        edits.edit_sample(store, sample_id, {"question": "What is 2+2?", "answer": "4" * (cap + 1)})
+    assert store.samples(project)[0]["data"]["question"] == "What is 2+2?"
+    edits.edit_sample(store, sample_id, {"question": "What is 2+2?", "answer": "4" * cap})
+    assert len(store.samples(project)[0]["data"]["answer"]) == cap

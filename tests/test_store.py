@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from treesynth_core.errors import NotFoundError
+from treesynth_core.errors import ConfigError, NotFoundError
 from treesynth_core.migrations import migrations
 from treesynth_core.store import Store
 
@@ -54,3 +54,93 @@ def test_two_connections_share_the_file(tmp_path):
         pid = make_project(a)
         assert b.project(pid).name == "math"
     assert sqlite3.connect(path).execute("select count(*) from projects").fetchone()[0] == 1
+
+
+# ----------------------------------------------------------------------------- files the Store refuses
+
+
+def file_state(path) -> tuple:
+    """Everything on disk about a database path: its bytes and which side files exist."""
+    from pathlib import Path
+
+    path = Path(path)
+    return (path.read_bytes() if path.is_file() else None,
+            sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name)))
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        Store(tmp_path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 20)
+    before = file_state(path)
+    with pytest.raises(ConfigError, match="is not an SQLite database"):
+        Store(path)
+    assert file_state(path) == before
+
+
+def test_another_programs_sqlite_file_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table contacts (name text)")
+        conn.execute("insert into contacts values ('Ada')")
+    conn.close()
+    before = file_state(path)
+    with pytest.raises(ConfigError, match="an SQLite database of another program"):
+        Store(path)
+    assert file_state(path) == before
+
+
+def test_a_database_from_a_newer_treesynth_is_refused_with_the_migration_it_needs(tmp_path):
+    path = tmp_path / "future.db"
+    with Store(path) as store:
+        make_project(store)
+        store.db["_sqlite_migrations"].insert({"migration_set": "treesynth", "name": "m042_from_the_future",
+                                               "applied_at": "2030-01-01"})
+    before = file_state(path)
+    with pytest.raises(ConfigError) as info:
+        Store(path)
+    assert info.value.message == "this database was written by a newer TreeSynth (migration m042_from_the_future)"
+    assert "upgrade" in info.value.hint
+    assert file_state(path) == before
+
+
+def test_an_empty_file_becomes_a_database(tmp_path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with Store(path) as store:
+        assert store.projects() == []
+
+
+def test_a_folder_that_cannot_be_created_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the folder"):
+        Store(blocker / "sub" / "x.db")
+
+
+def test_call_log_newest_first_and_failed_only(store, project):
+    for i, error in enumerate([None, "timed out", None]):
+        store.log_call(project_id=project, node_id=None, purpose="samples", attempt=1, prompt_tokens=10 + i,
+                       completion_tokens=5, duration_s=0.5, error=error)
+    assert [c["prompt_tokens"] for c in store.call_log(project)] == [12, 11, 10]
+    assert [c["error"] for c in store.call_log(project, failed_only=True)] == ["timed out"]
+    assert len(store.call_log(project, limit=2)) == 2
+
+
+def test_sample_edits_go_through_named_methods(store, project):
+    root = store.tree(project).root
+    store.add_samples(project, root.id, [{"data": {"question": "q", "answer": "a"}, "norm_hash": "h1"},
+                                         {"data": {"question": "r", "answer": "b"}, "norm_hash": "h2"}],
+                      cap=None, call_id=None)
+    first, second = (s["id"] for s in store.samples(project))
+    assert store.sample_project_id(first) == project and store.sample_project_id(999) is None
+    assert store.sample_with_hash(project, "h2") == second
+    assert store.sample_with_hash(project, "h2", except_id=second) is None
+    store.set_sample_status([first], "accepted")
+    store.update_sample_data(second, {"question": "s", "answer": "c"}, "h3")
+    rows = store.samples(project)
+    assert rows[0]["status"] == "accepted" and rows[1]["data"] == {"question": "s", "answer": "c"}

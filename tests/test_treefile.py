@@ -134,6 +134,7 @@ MALFORMED = {
     "lone surrogate": (mutate(tree__children__0__value="\ud800"), "invalid Unicode escape"),
     "formula value": (mutate(tree__children__0__value="=HYPERLINK(\"http://x\")"),
                       "tree.children[0].value: value '=HYPERLINK"),
+    "markup dimension": (mutate(tree__dimension="<img src=x onerror=alert(1)>"), "tree.dimension: dimension '<img"),
     "catch-all value": (mutate(tree__children__1__value="other"), "tree.children[1].value: 'other' is a vague"),
     "a JSON list": ("[1, 2]", "not a treesynth-tree file"),
     "wrong format": (mutate(format="someone-elses-tree"), "not a treesynth-tree file"),

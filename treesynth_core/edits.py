@@ -11,7 +11,7 @@ from .errors import TreeEditError
 from .samples import fingerprint
 from .spec import bounds
 from .store import Store
-from .tree import Node, dedupe_values, dimension_key, normalise, value_problem
+from .tree import Node, dedupe_values, dimension_key, dimension_problem, normalise, value_problem
 
 SAMPLE_STATUSES = ("generated", "accepted", "rejected")
 
@@ -35,6 +35,9 @@ def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
     dimension = " ".join(dimension.split())
     if not dimension:
         raise TreeEditError("the dimension name is empty", "type a name such as 'difficulty'")
+    problem = dimension_problem(dimension)
+    if problem:
+        raise TreeEditError(problem, "name one concrete dimension in a few plain words, e.g. 'difficulty'")
     node = store.node(node_id)
     tree = store.tree(node.project_id)
     for used in tree.used_dimensions(node_id):

@@ -188,12 +188,15 @@ def parse_root_split(text: str) -> RootSplit:
     Raises ValueError saying what is wrong: no colon, an empty dimension, fewer than two distinct values, or
     a value that breaks the value rules (catch-alls, combined values, formulas, markup).
     """
-    from .tree import dedupe_values, value_problem
+    from .tree import dedupe_values, dimension_problem, value_problem
 
     dimension, colon, rest = text.partition(":")
     dimension = " ".join(dimension.split())
     if not colon or not dimension:
         raise ValueError("write it as 'dimension: value, value, ...', e.g. 'subject: algebra, geometry'")
+    problem = dimension_problem(dimension)
+    if problem:
+        raise ValueError(problem)
     values = [" ".join(v.split()) for v in rest.split(",") if v.strip()]
     for value in values:
         problem = value_problem(value)

@@ -16,7 +16,7 @@ from .errors import ConfigError, TreeImportError
 from .files import atomic_write
 from .spec import ProjectSpec, bounds
 from .store import Store
-from .tree import STATUSES, normalise, value_problem
+from .tree import STATUSES, dimension_problem, normalise, value_problem
 
 FORMAT = "treesynth-tree"
 VERSION = 1
@@ -102,6 +102,10 @@ def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
         text = node.get(key)
         if text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT):
             raise TreeImportError(f"{where}.{key} must be text of at most {MAX_TEXT} characters", "fix the file")
+    if node.get("dimension"):
+        problem = dimension_problem(node["dimension"])
+        if problem:
+            raise TreeImportError(f"{where}.dimension: {problem}", "name one concrete dimension in plain words")
     if node.get("status", "proposed") not in STATUSES:
         raise TreeImportError(f"{where}.status must be one of {', '.join(STATUSES)}", "fix the file")
     if node.get("provenance", "llm") not in ("llm", "human"):
@@ -181,8 +185,12 @@ def parse_tree_file(data: bytes | str) -> tuple[ProjectSpec, dict]:
 def import_tree(store: Store, data: bytes | str, *, name: str | None = None) -> int:
     """Create a new project from a tree file, in one transaction. Node ids are kept when free."""
     spec, root = parse_tree_file(data)
-    if name:
-        spec.name = name
+    if name is not None:
+        try:
+            spec = ProjectSpec.model_validate({**spec.model_dump(), "name": name})
+        except ValidationError as exc:
+            raise TreeImportError(f"the project name: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+                                  "choose a name of 1 to 200 characters") from None
     with store.atomic():
         taken = store.node_ids()
 
