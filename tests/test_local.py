@@ -306,3 +306,11 @@ def test_makefile_builds_llama_cpp_portably():
     assert "--no-cache-dir" in makefile and "--only-binary llama-cpp-python" in makefile
     requirements = (Path(__file__).resolve().parent.parent / "requirements-local.txt").read_text()
     assert "llama-cpp-python[server]==" in requirements  # pinned: the wheel folder is named by this version
+
+
+def test_the_installed_llama_cpp_is_a_portable_build():
+    """What `make deps-local` installed has no AMX and no AVX-512 kernels: those crash (AMX) or do not run
+    (AVX-512 on older CPUs) on other x86-64 machines. Skipped where the offline runtime is not installed."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AMX" not in info and "AVX512" not in info, info
