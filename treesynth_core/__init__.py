@@ -7,8 +7,10 @@ from .config import Endpoint, endpoint_from_env
 from .errors import (Cancelled, ConfigError, EndpointError, LLMOutputError, NotFoundError, TreeEditError,
                      TreeImportError, TreeSynthError)
 from .export import export_bytes, export_file
+from .files import atomic_write
 from .generate import generate, plan_generation
 from .llm import LLM
+from .outcome import Outcome
 from .partition import Partitioner, build
 from .spec import OutputField, ProjectSpec, RootSplit, Settings, parse_fields
 from .store import Store
@@ -19,5 +21,5 @@ __all__ = [
     "Endpoint", "endpoint_from_env", "LLM", "Store", "ProjectSpec", "OutputField", "Settings", "RootSplit",
     "parse_fields", "Node", "Tree", "build", "Partitioner", "generate", "plan_generation", "export_bytes",
     "export_file", "export_tree", "import_tree", "TreeSynthError", "ConfigError", "EndpointError",
-    "LLMOutputError", "NotFoundError", "TreeEditError", "TreeImportError", "Cancelled",
+    "LLMOutputError", "NotFoundError", "TreeEditError", "TreeImportError", "Cancelled", "Outcome", "atomic_write",
 ]

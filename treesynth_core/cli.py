@@ -131,6 +131,10 @@ def fields(value: str):
         raise argparse.ArgumentTypeError(_first_error(exc)) from None
     if not parsed:
         raise argparse.ArgumentTypeError("names no field; e.g. 'question,answer' or 'question: the problem, answer'")
+    names = [f.name for f in parsed]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"field names must be unique; {', '.join(twice)} appears more than once")
     return parsed
 
 
@@ -251,7 +255,8 @@ def cmd_init(args) -> int:
              "root_split": "--root-split", "max_depth": "--depth", "price_input_per_m": "--price-in",
              "price_output_per_m": "--price-out"}
     try:
-        spec = ProjectSpec(name=args.name if args.name is not None else args.task[:60], task=args.task,
+        default_name = " ".join(args.task.split())[:60] or "untitled"
+        spec = ProjectSpec(name=args.name if args.name is not None else default_name, task=args.task,
                            fields=args.fields, constraints=args.constraints or "", settings=Settings(**settings),
                            root_split=args.root_split)
     except ValidationError as exc:  # what argparse could not check alone: lengths, duplicate field names...
