@@ -199,10 +199,7 @@ def _endpoint(args):
 
 
 def _outcome(job: dict) -> Outcome:
-    """The outcome of a finished job row. The one place a pre-outcome status is read: "done" (rows written
-    before migration m009, or a jobs module from before outcomes) maps as m009 maps stored rows."""
-    if job["status"] == "done":
-        return Outcome.COMPLETE if not job.get("failed") else Outcome.PARTIAL
+    """The outcome of a finished job row: jobs.run_job writes an Outcome value as its status."""
     return Outcome(job["status"])
 
 

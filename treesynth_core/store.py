@@ -123,7 +123,9 @@ class Store:
         program's database, or one written by a newer TreeSynth (an applied migration this version lacks)."""
         try:
             tables = [r[0] for r in self.db.execute("select name from sqlite_master where type = 'table'")]
-        except sqlite3.DatabaseError:
+        except sqlite3.OperationalError:  # cannot open or read it (permissions, a folder without -shm rights)
+            raise
+        except sqlite3.DatabaseError:  # "file is not a database"
             raise ConfigError(f"{self.path} is not an SQLite database",
                               "pass a TreeSynth database file, or a new file name to create one") from None
         applied = [m.name for m in migrations.applied(self.db)]
