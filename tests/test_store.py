@@ -144,3 +144,13 @@ def test_sample_edits_go_through_named_methods(store, project):
     store.update_sample_data(second, {"question": "s", "answer": "c"}, "h3")
     rows = store.samples(project)
     assert rows[0]["status"] == "accepted" and rows[1]["data"] == {"question": "s", "answer": "c"}
+
+
+def test_job_rows_through_named_methods(store, project):
+    first = store.insert_job({"project_id": project, "kind": "build", "params": "{}", "status": "running"})
+    second = store.insert_job({"project_id": project, "kind": "generate", "params": "{}", "status": "running"})
+    store.update_job(first, status="complete", message="expanded 1 node(s), 0 failed")
+    assert store.job_row(first)["status"] == "complete" and store.job_row(999) is None
+    assert store.job_ids(project) == [second, first]
+    assert store.job_ids(project, running_only=True) == [second]
+    assert store.job_ids(project, limit=1) == [second]

@@ -440,6 +440,28 @@ class Store:
             [project_id, limit],
         )
 
+    # ----------------------------------------------------------------- jobs (their rules live in jobs.py)
+    def insert_job(self, row: dict) -> int:
+        with self.atomic():
+            table = self.db["jobs"]
+            table.insert(row)
+            return table.last_pk
+
+    def job_row(self, job_id: int) -> dict | None:
+        rows = self.query("select * from jobs where id = ?", [job_id])
+        return rows[0] if rows else None
+
+    def update_job(self, job_id: int, **values) -> None:
+        with self.atomic():
+            self.db["jobs"].update(job_id, values)
+
+    def job_ids(self, project_id: int, *, running_only: bool = False, limit: int | None = None) -> list[int]:
+        """The project's job ids, newest first."""
+        sql = "select id from jobs where project_id = ?" + (" and status = 'running'" if running_only else "")
+        sql += " order by id desc" + (" limit ?" if limit is not None else "")
+        params = [project_id] + ([limit] if limit is not None else [])
+        return [r["id"] for r in self.query(sql, params)]
+
     def note_call(self, call_id: int, dropped: str) -> None:
         """Record what a call's reply lost (invalid or duplicate samples) and why."""
         with self.atomic():
