@@ -188,8 +188,9 @@ def _endpoint(args):
         from .local import LocalServer, resolve_model
 
         print("starting the bundled local model...", file=sys.stderr)
-        with LocalServer(resolve_model(args.gguf)) as server:
+        with LocalServer(resolve_model(args.gguf), report=lambda msg: print(msg, file=sys.stderr)) as server:
             yield server.endpoint()
+            server.check()  # a server that died for good says how, instead of only "could not connect"
         return
     endpoint = endpoint_from_env(base_url=args.base_url, model=args.model)
     if not endpoint.api_key and not endpoint.base_url:
