@@ -17,8 +17,7 @@ from typing import Callable
 
 from .errors import Cancelled, EndpointError
 from .llm import LLM
-from .outcome import Outcome
-from .partition import AbortRule, failure_reason
+from .outcome import AbortRule, Outcome, failure_reason
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .samples import clean_samples, fingerprint
 from .spec import Settings

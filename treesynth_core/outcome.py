@@ -7,11 +7,17 @@
 - ``interrupted``: the process running it died (a job row only); running it again resumes.
 
 "0 failed" must mean nothing was dropped: a report only says ``complete`` when its failure counts are zero.
+
+Beside the verdict live the two rules every run shares: ``AbortRule`` (when a run stops early) and
+``failure_reason`` (the one line recorded for a failed node or call).
 """
 
 from __future__ import annotations
 
+import threading
 from enum import Enum
+
+from .errors import TreeSynthError
 
 
 class Outcome(str, Enum):
@@ -43,3 +49,42 @@ def judge(succeeded: int, failed: int) -> Outcome:
     if failed == 0:
         return Outcome.COMPLETE
     return Outcome.PARTIAL if succeeded > 0 else Outcome.FAILED
+
+
+ABORT_AFTER = 3  # failures of any kind before the first success that stop a run (build and generate)
+REASON_CHARS = 300
+
+
+class AbortRule:
+    """When to stop a run early: ``limit`` failures of any kind (endpoint errors, malformed replies, unexpected
+    errors) before its first success mean this endpoint or model cannot do the work at all, so paying for the
+    rest would be waste. After one success the run always goes on: a failure is then one node's or one call's.
+    Written once, used by build and generate. Thread-safe."""
+
+    def __init__(self, limit: int = ABORT_AFTER):
+        self.limit = limit
+        self.failures = 0
+        self.successes = 0
+        self._lock = threading.Lock()
+
+    def success(self) -> None:
+        with self._lock:
+            self.successes += 1
+
+    def failure(self) -> bool:
+        """Count a failure; True when the run should stop now."""
+        with self._lock:
+            self.failures += 1
+            return self.tripped
+
+    @property
+    def tripped(self) -> bool:
+        return self.successes == 0 and self.failures >= self.limit
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a node or a call failed: our errors say it themselves; anything else is a bug or
+    a reply we did not foresee, named with its type so it can be found."""
+    text = str(exc) if isinstance(exc, TreeSynthError) else f"unexpected error: {type(exc).__name__}: {exc}"
+    text = " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."

@@ -8,21 +8,20 @@ and the call cache means a half-expanded node does not pay again for the calls i
 Honesty: a node that fails, for whatever reason, is marked failed with its reason and its siblings go on; a
 split that cannot be shown exhaustive (coverage replies that broke the rules after their re-asks, or a
 coverage call that failed) is kept with a ``note``, the "needs review" mark. The BuildReport's ``outcome``
-(complete / partial / failed) counts both. ``AbortRule`` (also used by generate) stops a run that fails
-``ABORT_AFTER`` times before its first success.
+(complete / partial / failed) counts both. ``outcome.AbortRule`` (shared with generate) stops a run that
+fails ``ABORT_AFTER`` times before its first success.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import random
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
 from .llm import LLM
-from .outcome import Outcome, judge
+from .outcome import REASON_CHARS, AbortRule, Outcome, failure_reason, judge
 from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, CriterionReply, SamplesReply,
                       coverage_messages, criterion_messages, criterion_schema, pivots_messages, samples_schema)
 from .samples import clean_samples
@@ -31,45 +30,6 @@ from .store import Store
 from .tree import Node, Tree, dedupe_values, dimension_key, dimension_problem, value_problem
 
 Progress = Callable[[int, int], None]
-
-
-ABORT_AFTER = 3  # failures of any kind before the first success that stop a run (build and generate)
-REASON_CHARS = 300
-
-
-class AbortRule:
-    """When to stop a run early: ``limit`` failures of any kind (endpoint errors, malformed replies, unexpected
-    errors) before its first success mean this endpoint or model cannot do the work at all, so paying for the
-    rest would be waste. After one success the run always goes on: a failure is then one node's or one call's.
-    Written once, used by build and generate. Thread-safe."""
-
-    def __init__(self, limit: int = ABORT_AFTER):
-        self.limit = limit
-        self.failures = 0
-        self.successes = 0
-        self._lock = threading.Lock()
-
-    def success(self) -> None:
-        with self._lock:
-            self.successes += 1
-
-    def failure(self) -> bool:
-        """Count a failure; True when the run should stop now."""
-        with self._lock:
-            self.failures += 1
-            return self.tripped
-
-    @property
-    def tripped(self) -> bool:
-        return self.successes == 0 and self.failures >= self.limit
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line saying why a node or a call failed: our errors say it themselves; anything else is a bug or
-    a reply we did not foresee, named with its type so it can be found."""
-    text = str(exc) if isinstance(exc, TreeSynthError) else f"unexpected error: {type(exc).__name__}: {exc}"
-    text = " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
 
 
 @dataclass
