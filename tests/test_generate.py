@@ -117,11 +117,13 @@ def test_cancel_keeps_what_was_made(store, project, built, fake):
         if done >= 4:
             stop.set()
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled) as cancelled:
         generate(store, project, llm, per_leaf=4, samples_per_call=1, concurrency=2, on_progress=progress,
                  should_stop=stop.is_set)
     made = sum(live(store, project).values())
     assert 4 <= made < 36
+    report = cancelled.value.report  # what finished before the cancel, counted
+    assert report.cancelled and report.inserted == made and report.failed_count == 0
     report = generate(store, project, llm, per_leaf=4, samples_per_call=1)
     assert report.inserted == 36 - made and sum(live(store, project).values()) == 36
 

@@ -46,3 +46,13 @@ def test_failure_reason_is_one_bounded_line_of_valid_text():
     surrogate = failure_reason(ValueError("bad \ud800 escape"))
     surrogate.encode("utf-8")  # a lone surrogate never reaches the store
     assert "\\ud800" in surrogate
+
+
+def test_the_public_surface_exports_outcomes_and_call_errors():
+    import treesynth_core
+    from treesynth_core.errors import Cancelled, LLMCallError
+
+    assert {"Outcome", "LLMCallError", "Cancelled"} <= set(treesynth_core.__all__)
+    assert all(hasattr(treesynth_core, name) for name in treesynth_core.__all__)
+    assert treesynth_core.LLMCallError is LLMCallError and treesynth_core.Outcome is Outcome
+    assert Cancelled("stopped").report is None and Cancelled("stopped", report="r").report == "r"

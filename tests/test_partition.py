@@ -119,11 +119,13 @@ def test_interrupted_build_resumes_without_repaying(fake, store, project, llm):
         if n >= 2:
             stop.set()
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled) as cancelled:
         build(store, project, llm, depth=3, on_progress=progress, should_stop=stop.is_set, concurrency=1)
     paid = len(fake.requests)
     expanded = [n for n in store.tree(project).nodes.values() if n.dimension]
     assert 2 <= len(expanded) < 13
+    report = cancelled.value.report  # what finished before the cancel, counted
+    assert report.cancelled and sorted(report.expanded) == sorted(n.id for n in expanded) and not report.failed
     build(store, project, llm, depth=3)
     tree = store.tree(project)
     assert len(tree.leaves()) == 27

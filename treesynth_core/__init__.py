@@ -4,8 +4,8 @@ The names below and the database schema (see migrations.py) are the supported in
 """
 
 from .config import Endpoint, endpoint_from_env
-from .errors import (Cancelled, ConfigError, EndpointError, LLMOutputError, NotFoundError, TreeEditError,
-                     TreeImportError, TreeSynthError)
+from .errors import (Cancelled, ConfigError, EndpointError, LLMCallError, LLMOutputError, NotFoundError,
+                     TreeEditError, TreeImportError, TreeSynthError)
 from .export import export_bytes, export_file
 from .files import atomic_write
 from .generate import generate, plan_generation
@@ -21,5 +21,6 @@ __all__ = [
     "Endpoint", "endpoint_from_env", "LLM", "Store", "ProjectSpec", "OutputField", "Settings", "RootSplit",
     "parse_fields", "Node", "Tree", "build", "Partitioner", "generate", "plan_generation", "export_bytes",
     "export_file", "export_tree", "import_tree", "TreeSynthError", "ConfigError", "EndpointError",
-    "LLMOutputError", "NotFoundError", "TreeEditError", "TreeImportError", "Cancelled", "Outcome", "atomic_write",
+    "LLMCallError", "LLMOutputError", "NotFoundError", "TreeEditError", "TreeImportError", "Cancelled", "Outcome",
+    "atomic_write",
 ]

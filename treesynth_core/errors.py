@@ -59,4 +59,12 @@ class LocalModelError(TreeSynthError):
 
 
 class Cancelled(TreeSynthError):
-    """A long run was cancelled by the user; everything finished so far is kept."""
+    """A long run was cancelled by the user; everything finished so far is kept.
+
+    ``report`` is the run's report up to the cancel (a BuildReport or GenerationReport, with what finished
+    and what failed), or None when the run had none yet.
+    """
+
+    def __init__(self, message: str, hint: str = "", report=None):
+        super().__init__(message, hint)
+        self.report = report

@@ -276,9 +276,7 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
     report.short = {i: quota[i] - store.live_count(i) for i in leaves if store.live_count(i) < quota[i]}
     if should_stop and should_stop():
         report.cancelled = True
-        exc = Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue")
-        exc.report = report  # type: ignore[attr-defined]
-        raise exc
+        raise Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue", report=report)
     return report
 
 

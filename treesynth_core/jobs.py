@@ -120,9 +120,8 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
             llm.close()
         status, message, failed = report.outcome.value, report.summary(), report.failed_count
     except Cancelled as exc:
-        report = getattr(exc, "report", None)  # what finished before the cancel is kept and counted
-        status, message = Outcome.CANCELLED.value, str(exc)
-        failed = report.failed_count if report is not None else 0
+        status, message = Outcome.CANCELLED.value, str(exc)  # what finished before the cancel is kept and counted
+        failed = exc.report.failed_count if exc.report is not None else 0
     except TreeSynthError as exc:
         status, message = Outcome.FAILED.value, str(exc)
     except Exception as exc:  # a bug: keep the app alive and show it

@@ -322,7 +322,5 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
                 if on_progress:  # called on this thread only, never from a worker
                     on_progress(done, submitted)
     if report.cancelled:
-        exc = Cancelled(f"build cancelled: {report.summary()}", "run build again to continue")
-        exc.report = report  # type: ignore[attr-defined]
-        raise exc
+        raise Cancelled(f"build cancelled: {report.summary()}", "run build again to continue", report=report)
     return report
