@@ -12,6 +12,7 @@ from treesynth_core.generate import generate, plan_generation
 from treesynth_core.llm import LLM
 from treesynth_core.outcome import Outcome
 from treesynth_core.partition import build
+from treesynth_core.samples import clean_samples
 
 from .conftest import make_project
 
@@ -58,6 +59,48 @@ def test_duplicates_and_invalid_samples_are_dropped_and_recorded(fake, store, pr
     assert "no text for field 'answer'" in dropped and "duplicate" in dropped
 
 
+def test_clean_samples_refuses_a_field_over_the_cap_whole():
+    at_cap, over = "q" * 100, "q" * 101
+    good, problems = clean_samples([{"question": at_cap, "answer": "a"}, {"question": "ok", "answer": over}],
+                                   ["question", "answer"], max_chars=100)
+    assert good == [{"question": at_cap, "answer": "a"}]
+    assert problems == ["sample 2: field 'answer' has 101 characters (cap max_field_chars=100)"]
+    assert clean_samples([{"question": over, "answer": "a"}], ["question", "answer"])[0]  # no cap given
+
+
+def test_an_over_long_sample_is_refused_counted_and_noted_never_truncated(fake, store, project, llm, built):
+    leaf = built.leaves()[0]
+    long = "How many apples? " + "x" * (25_000 - 17)
+    at_cap = "y" * 20_000
+    reply = json.dumps({"samples": [{"question": "Q1", "answer": "A1"}, {"question": long, "answer": "A2"},
+                                    {"question": "Q3", "answer": at_cap}]})
+    fake.push(Scripted(content=reply, step="samples"))
+    report = generate(store, project, llm, leaf_ids=[leaf.id], per_leaf=2, samples_per_call=3, concurrency=1)
+    assert report.invalid == 1 and report.inserted == 2 and report.outcome is Outcome.COMPLETE
+    assert "1 invalid" in report.summary()
+    stored = [s["data"] for s in store.samples(project)]
+    assert stored == [{"question": "Q1", "answer": "A1"}, {"question": "Q3", "answer": at_cap}]  # the cap is inclusive
+    assert not any(d["question"].startswith("How many apples") for d in stored)  # not cut down and kept
+    dropped = store.query("select dropped from calls where dropped is not null")[0]["dropped"]
+    assert dropped == "sample 2: field 'question' has 25,000 characters (cap max_field_chars=20000)"
+    assert len(fake.requests) == 1  # one good sample was enough: no re-ask
+
+
+def test_a_reply_whose_every_sample_is_over_long_is_re_asked_with_the_reason(fake, store, project, built):
+    leaf = built.leaves()[0]
+    spec = store.project(project)
+    spec.settings.max_field_chars = 500
+    store.update_project(project, spec)
+    llm = LLM(fake.endpoint(max_retries=0, timeout=5), store, project)
+    fake.push(Scripted(content=json.dumps({"samples": [{"question": "q" * 501, "answer": "a"}]}), step="samples"))
+    report = generate(store, project, llm, leaf_ids=[leaf.id], per_leaf=1, samples_per_call=1, concurrency=1)
+    assert report.inserted == 1 and report.failed_calls == 0
+    assert len(fake.requests) == 2
+    reask = fake.requests[1]["messages"][-1]["content"]
+    assert "sample 1: field 'question' has 501 characters (cap max_field_chars=500)" in reask
+    assert all(len(s["data"]["question"]) <= 500 for s in store.samples(project))
+
+
 def test_the_same_question_with_another_answer_is_a_duplicate(fake, store, project, llm, built):
     leaf = built.leaves()[0]
     reply = json.dumps({"samples": [{"question": "Q1?", "answer": "4"}, {"question": "q1", "answer": "5"},
@@ -83,7 +126,7 @@ def test_a_call_that_never_yields_a_sample_fails_visibly_without_looping(fake, s
     report = generate(store, project, llm, leaf_ids=[leaf.id], per_leaf=2, samples_per_call=2, max_rounds=2)
     assert report.failed_calls >= 1 and report.short == {leaf.id: 2}
     assert len(fake.requests) <= 2 * 3
-    assert "no sample has every field" in report.errors[0]
+    assert "no usable sample: sample 1 has no text for field 'question'" in report.errors[0]
 
 
 def test_endpoint_down_stops_after_three_failed_calls_and_is_failed(store, project, built):

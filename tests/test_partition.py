@@ -361,3 +361,18 @@ def test_a_lone_surrogate_in_a_pivot_is_re_asked_and_never_reaches_a_prompt(fake
     later = [m["content"] for r in fake.requests if step_of(r) != "pivots" for m in r["messages"]]
     assert later and not any("\\ud800" in text or "\ud800" in text for text in later)  # no prompt carries it
     assert not store.query("select id from calls where valid = 1 and response like '%ud800%'")  # never cached
+
+
+def test_an_over_long_pivot_is_dropped_counted_and_never_reaches_a_prompt(fake, store, project, llm):
+    long = "x" * 25_000
+    pivots = [{"question": f"Q{i}", "answer": f"A{i}"} for i in range(4)]
+    pivots.insert(1, {"question": long, "answer": "A"})
+    fake.push(Scripted(content=json.dumps({"samples": pivots}), step="pivots"))
+    report = build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    assert report.outcome is Outcome.COMPLETE
+    assert [p["question"] for p in root.pivots] == ["Q0", "Q1", "Q2", "Q3"]  # refused whole, not truncated
+    later = [m["content"] for r in fake.requests if step_of(r) != "pivots" for m in r["messages"]]
+    assert later and not any("x" * 1000 in text for text in later)
+    dropped = store.query("select dropped from calls where purpose = 'pivots'")[0]["dropped"]
+    assert dropped == "sample 2: field 'question' has 25,000 characters (cap max_field_chars=20000)"

@@ -210,7 +210,7 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
     targets, failed_nodes = generation_targets(tree, s, under, approved_only, leaf_ids)
     leaves = {n.id: n for n in targets}
     quota = {leaf_id: (per_leaf if node.quota is None else node.quota) for leaf_id, node in leaves.items()}
-    fields = spec.field_names
+    fields, cap = spec.field_names, s.max_field_chars
     report = GenerationReport(failed_nodes=[n.id for n in failed_nodes])
     if not leaves:
         report.no_leaves = no_leaves_reason(tree, failed_nodes)
@@ -233,9 +233,9 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
             reply = llm.ask(
                 samples_messages(spec, attributes, count, avoid), schema=SamplesReply, purpose="samples",
                 node_id=leaf_id, temperature=temperature, max_tokens=s.max_tokens, reasks=s.reasks,
-                check=lambda r: _at_least_one(r, fields), json_schema=samples_schema(spec, count), cache=False,
+                check=lambda r: _at_least_one(r, fields, cap), json_schema=samples_schema(spec, count), cache=False,
                 model=s.model)
-            good, problems = clean_samples(reply.value.samples, fields)
+            good, problems = clean_samples(reply.value.samples, fields, cap)
             rows = [{"data": g, "drawn": attributes, "norm_hash": fingerprint(g, spec.dedup_fields)} for g in good]
             inserted, duplicates = store.add_samples(project_id, leaf_id, rows, cap=quota[leaf_id],
                                                      call_id=reply.call_id)
@@ -280,7 +280,8 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
     return report
 
 
-def _at_least_one(reply: SamplesReply, fields: list[str]) -> None:
-    good, problems = clean_samples(reply.samples, fields)
+def _at_least_one(reply: SamplesReply, fields: list[str], max_chars: int) -> None:
+    """The reply check: at least one sample is usable, else a re-ask that says why none was."""
+    good, problems = clean_samples(reply.samples, fields, max_chars)
     if not good:
-        raise ValueError("no sample has every field as text: " + "; ".join(problems[:3]))
+        raise ValueError("no usable sample: " + "; ".join(problems[:3]))

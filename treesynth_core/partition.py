@@ -157,10 +157,10 @@ class Partitioner:
         attributes = tree.attributes(node.id, rng=random.Random(node.id))  # a stable draw: cacheable
         used = tree.used_dimensions(node.id)
         ask = dict(node_id=node.id, reasks=s.reasks, max_tokens=s.max_tokens, cache=not fresh, model=s.model)
-        field_names = self.spec.field_names
+        field_names, cap = self.spec.field_names, s.max_field_chars
 
         def enough_pivots(reply: SamplesReply) -> None:
-            good, problems = clean_samples(reply.samples, field_names)
+            good, problems = clean_samples(reply.samples, field_names, cap)
             if len(good) < 2:
                 raise ValueError("fewer than 2 usable samples: " + "; ".join(problems[:3]))
 
@@ -168,7 +168,9 @@ class Partitioner:
             pivots_messages(self.spec, attributes, s.pivots), schema=SamplesReply, purpose="pivots",
             temperature=s.pivot_temperature, check=enough_pivots, json_schema=samples_schema(self.spec, s.pivots),
             **ask)
-        pivots, _ = clean_samples(pivots_reply.value.samples, field_names)
+        pivots, dropped = clean_samples(pivots_reply.value.samples, field_names, cap)
+        if dropped and pivots_reply.call_id:
+            self.store.note_call(pivots_reply.call_id, "; ".join(dropped))
         pivots = pivots[: s.pivots]
 
         note = None

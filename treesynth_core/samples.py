@@ -13,11 +13,12 @@ from .tree import normalise
 INVALID_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 
-def clean_samples(raw: list, field_names: list[str]) -> tuple[list[dict], list[str]]:
+def clean_samples(raw: list, field_names: list[str], max_chars: int | None = None) -> tuple[list[dict], list[str]]:
     """Keep samples that have every field as non-empty text; say why each other one was dropped.
 
     Extra keys are dropped from a kept sample; numbers are accepted and turned into text. Text with invalid
-    Unicode (a lone surrogate) or NUL is refused, not repaired.
+    Unicode (a lone surrogate) or NUL is refused, not repaired. A field longer than ``max_chars`` (the
+    project's ``max_field_chars``) refuses the whole sample: it is counted, never truncated.
     """
     good, problems = [], []
     for i, item in enumerate(raw, 1):
@@ -35,7 +36,12 @@ def clean_samples(raw: list, field_names: list[str]) -> tuple[list[dict], list[s
             if INVALID_TEXT.search(value):
                 problems.append(f"sample {i} field {name!r} contains invalid Unicode (a lone surrogate) or NUL")
                 break
-            sample[name] = value.strip()
+            value = value.strip()
+            if max_chars is not None and len(value) > max_chars:
+                problems.append(f"sample {i}: field {name!r} has {len(value):,} characters "
+                                f"(cap max_field_chars={max_chars})")
+                break
+            sample[name] = value
         else:
             good.append(sample)
     return good, problems
