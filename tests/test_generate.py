@@ -1,14 +1,16 @@
 """Leaf-wise generation over the fake server: quotas, dedup, invalid output, infinite draws, cancel, plan."""
 
+import concurrent.futures as cf
 import json
 import threading
+import time
 
 import pytest
 
 from treesynth_core import edits
-from treesynth_core.errors import Cancelled
+from treesynth_core.errors import Cancelled, ConfigError
 from treesynth_core.fakellm import Scripted, step_of
-from treesynth_core.generate import generate, plan_generation
+from treesynth_core.generate import call_units, generate, plan_generation, run_bounded
 from treesynth_core.llm import LLM
 from treesynth_core.outcome import Outcome
 from treesynth_core.partition import build
@@ -251,3 +253,89 @@ def test_a_run_with_nothing_missing_is_complete(fake, store, project, llm, built
     fake.requests.clear()
     report = generate(store, project, llm, per_leaf=1)
     assert report.outcome is Outcome.COMPLETE and report.missing == 0 and not fake.requests
+
+
+# ----------------------------------------------------------------------------- run arguments and large runs
+
+
+def test_zero_per_leaf_means_zero_not_the_default(fake, store, project, llm, built):
+    own = built.leaves()[0]
+    edits.set_quota(store, own.id, 2)  # a leaf's own quota still counts
+    plan = plan_generation(store, project, per_leaf=0)
+    assert plan.missing == 2 and plan.calls == 1
+    report = generate(store, project, llm, per_leaf=0, samples_per_call=2)
+    assert report.inserted == 2 and report.outcome is Outcome.COMPLETE and len(fake.requests) == 1
+    assert live(store, project) == {own.id: 2}
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"samples_per_call": 0}, "samples_per_call must be a whole number from 1 to 20, not 0"),
+    ({"per_leaf": -1}, "per_leaf must be a whole number from 0 to 10000, not -1"),
+    ({"per_leaf": 10_001}, "per_leaf must be a whole number from 0 to 10000"),
+    ({"concurrency": 0}, "concurrency must be a whole number from 1 to 64, not 0"),
+])
+def test_arguments_out_of_range_are_refused_before_any_call(fake, store, project, llm, built, arguments, message):
+    with pytest.raises(ConfigError, match=message):
+        generate(store, project, llm, **arguments)
+    if "concurrency" not in arguments:
+        with pytest.raises(ConfigError, match=message):
+            plan_generation(store, project, **arguments)
+    assert not fake.requests and not store.samples(project)
+
+
+def test_call_units_are_the_rounds_calls_in_order_made_one_at_a_time():
+    missing = {"a": 7, "b": 0, "c": -2, "d": 3}
+    units = call_units(missing, 3)
+    assert iter(units) is units  # a generator, not a list
+    old = [(i, min(3, m - k)) for i, m in missing.items() if m > 0 for k in range(0, m, 3)]  # the former list
+    assert list(units) == old == [("a", 3), ("a", 3), ("a", 1), ("d", 3)]
+
+
+def test_run_bounded_draws_units_only_as_calls_finish():
+    drawn = finished = 0
+    ahead = []
+    lock = threading.Lock()
+
+    def units():
+        nonlocal drawn
+        for i in range(1_000_000):
+            drawn += 1
+            yield (i,)
+
+    def call(i):
+        nonlocal finished
+        with lock:
+            ahead.append(drawn - finished)
+            finished += 1
+
+    with cf.ThreadPoolExecutor(max_workers=2) as pool:
+        run_bounded(pool, call, units(), window=4, stop=lambda: finished >= 5_000)
+    assert 5_000 <= finished == drawn - 1 <= 5_000 + 4  # in flight finish; the unit drawn at the stop is not run
+    assert max(ahead) <= 4 + 1  # at most the window in flight, plus the one drawn and waiting for a slot
+
+
+def test_run_bounded_runs_every_unit_in_order_and_re_raises_a_bug():
+    seen = []
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        run_bounded(pool, seen.append, ((i,) for i in range(50)), window=3, stop=lambda: False)
+    assert seen == list(range(50))
+
+    def broken(i):
+        raise RuntimeError(f"bug at {i}")
+
+    with cf.ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(RuntimeError, match="bug at"):
+        run_bounded(pool, broken, ((i,) for i in range(5)), window=2, stop=lambda: False)
+
+
+def test_a_huge_quota_is_planned_without_listing_calls_and_a_cancel_stops_it_at_once(fake, store, project, built):
+    plan = plan_generation(store, project, per_leaf=10_000, samples_per_call=1)
+    assert plan.calls == 9 * 10_000 and plan.missing == 90_000
+    llm = LLM(fake.endpoint(max_retries=0, timeout=5), store, project)
+    started = time.monotonic()
+    with pytest.raises(Cancelled) as cancelled:
+        generate(store, project, llm, per_leaf=10_000, samples_per_call=1, concurrency=2,
+                 should_stop=lambda: len(fake.requests) >= 6)
+    assert time.monotonic() - started < 10
+    report = cancelled.value.report
+    assert report.missing == 90_000 and 6 <= report.inserted <= 6 + 4 and len(fake.requests) <= 6 + 4
+    assert sum(report.short.values()) == 90_000 - report.inserted

@@ -13,14 +13,14 @@ import math
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
-from .errors import Cancelled, EndpointError
+from .errors import Cancelled, ConfigError, EndpointError
 from .llm import LLM
 from .outcome import AbortRule, Outcome, failure_reason
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .samples import clean_samples, fingerprint
-from .spec import Settings
+from .spec import Settings, bounds
 from .store import Store
 from .tree import Node, Tree
 
@@ -172,14 +172,14 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
     spec = store.project(project_id)
     s = spec.settings
     tree = store.tree(project_id)
-    per_leaf = per_leaf or s.per_leaf
+    per_leaf = _argument("per_leaf", per_leaf, s.per_leaf, lowest=0)
+    spc = _argument("samples_per_call", samples_per_call, s.samples_per_call)
     counts = store.sample_counts(project_id)
     leaves = []
     for leaf in generation_targets(tree, s, under, approved_only, leaf_ids)[0]:
         have = sum(n for status, n in counts.get(leaf.id, {}).items() if status != "rejected")
         quota = per_leaf if leaf.quota is None else leaf.quota  # 0 is a real quota: generate nothing
         leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have))
-    spc = samples_per_call or s.samples_per_call
     sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc)
     prompt_tokens = sum(len(m["content"]) for m in sample_prompt) // CHARS_PER_TOKEN + 20
     existing = store.samples(project_id, statuses=["generated", "accepted"])[:200]
@@ -198,14 +198,18 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
              should_stop: Callable[[], bool] | None = None, max_rounds: int = 3) -> GenerationReport:
     """Fill every selected leaf up to its quota. Safe to call again: it only makes what is missing.
 
+    ``per_leaf``, ``samples_per_call`` and ``concurrency`` default to the project's settings when None; 0 is a
+    value (``per_leaf=0``: only leaves with their own quota get samples), and a value outside the setting's
+    range is refused with a ConfigError before any call. Calls are made lazily, a window of them in flight.
     A call that fails (for any reason) is counted with its reason and the rest go on; the report's ``outcome``
     says how it went. Raises Cancelled (with the report as ``.report``) when ``should_stop`` turns true.
     """
     spec = store.project(project_id)
     s = spec.settings
     tree = store.tree(project_id)
-    per_leaf = per_leaf or s.per_leaf
-    spc = samples_per_call or s.samples_per_call
+    per_leaf = _argument("per_leaf", per_leaf, s.per_leaf, lowest=0)
+    spc = _argument("samples_per_call", samples_per_call, s.samples_per_call)
+    workers = _argument("concurrency", concurrency, s.concurrency)
     temperature = s.generation_temperature if temperature is None else temperature
     targets, failed_nodes = generation_targets(tree, s, under, approved_only, leaf_ids)
     leaves = {n.id: n for n in targets}
@@ -262,14 +266,13 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
 
     if on_progress:
         on_progress(0, total)
-    with cf.ThreadPoolExecutor(max_workers=concurrency or s.concurrency, thread_name_prefix="generate") as pool:
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate") as pool:
         for _ in range(max_rounds):
             missing = {i: quota[i] - store.live_count(i) for i in leaves}
-            units = [(i, min(spc, m - k)) for i, m in missing.items() if m > 0 for k in range(0, m, spc)]
-            if not units or stopping():
+            if not any(m > 0 for m in missing.values()) or stopping():
                 break
             before = sum(missing.values())
-            list(pool.map(lambda u: one_call(*u), units))
+            run_bounded(pool, one_call, call_units(missing, spc), window=2 * workers, stop=stopping)
             after = sum(max(0, quota[i] - store.live_count(i)) for i in leaves)
             if after >= before:
                 break  # no progress this round: stop rather than loop; failures are in the call log
@@ -278,6 +281,44 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
         report.cancelled = True
         raise Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue", report=report)
     return report
+
+
+def _argument(name: str, value: int | None, default: int, lowest: int | None = None) -> int:
+    """A run's argument, or the project's setting when it is None (0 is a value, not "unset"), refused
+    outside the setting's range (``lowest`` lowers the floor: a quota of 0 means "generate nothing")."""
+    value = default if value is None else value
+    low, high = bounds(name)
+    low = low if lowest is None else lowest
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {int(low)} to {int(high)}, not {value!r}",
+                          f"pass {name} from {int(low)} to {int(high)}")
+    return value
+
+
+def call_units(missing: dict[str, int], per_call: int) -> Iterator[tuple[str, int]]:
+    """One round's calls, (leaf id, samples to ask for), leaf by leaf in chunks of ``per_call``. A generator:
+    10,000 samples per leaf over thousands of leaves is millions of calls, made one at a time as needed."""
+    for leaf_id, count in missing.items():
+        for start in range(0, count, per_call):
+            yield leaf_id, min(per_call, count - start)
+
+
+def run_bounded(pool: cf.Executor, fn: Callable, units: Iterable[tuple], *, window: int,
+                stop: Callable[[], bool]) -> None:
+    """Run ``fn(*unit)`` for every unit on the pool with at most ``window`` submitted and unfinished, in the
+    order given. Units are drawn only as calls finish, and none after ``stop()`` turns true. An exception
+    raised by ``fn`` is re-raised here, as ``pool.map`` would."""
+    running: set[cf.Future] = set()
+    for unit in units:
+        if stop():
+            break
+        if len(running) >= window:
+            finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                future.result()
+        running.add(pool.submit(fn, *unit))
+    for future in cf.as_completed(running):
+        future.result()
 
 
 def _at_least_one(reply: SamplesReply, fields: list[str], max_chars: int) -> None:
