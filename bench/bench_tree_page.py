@@ -8,7 +8,6 @@ then times (median of a few runs) the sunburst figure and a full AppTest run of 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -22,7 +21,7 @@ sys.path.insert(0, str(REPO))
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from treesynth_core.spec import ProjectSpec, Settings, parse_fields  # noqa: E402
-from treesynth_core.store import Store, new_id, now  # noqa: E402
+from treesynth_core.store import Store, new_id  # noqa: E402
 from treesynth_core.sunburst import build_figure  # noqa: E402
 
 DIMENSIONS = ["topic", "difficulty", "setting"]
@@ -43,11 +42,11 @@ def make_tree(db: str, branching: int, samples_per_leaf: int = 2) -> int:
                                          provenance="llm")
                 nxt += [store.node(i) for i in ids] if depth < len(DIMENSIONS) - 1 else []
                 if depth == len(DIMENSIONS) - 1:
-                    rows = [{"project_id": pid, "node_id": leaf, "data": json.dumps({"question": "q", "answer": "a"}),
-                             "drawn": "[]", "norm_hash": new_id(), "status": "generated", "created_at": now(),
-                             "updated_at": now()} for leaf in ids for _ in range(samples_per_leaf)]
                     with store.atomic():
-                        store.db["samples"].insert_all(rows)
+                        for leaf in ids:
+                            rows = [{"data": {"question": "q", "answer": "a"}, "norm_hash": new_id()}
+                                    for _ in range(samples_per_leaf)]
+                            store.add_samples(pid, leaf, rows, cap=None, call_id=None)
             level = nxt
         return pid
 

@@ -248,3 +248,41 @@ def test_a_job_run_in_the_callers_thread_reads_as_running_meanwhile(store, proje
                  echo=lambda done, total: seen.append(jobs.get_job(store, job_id)["status"]))
     assert seen and set(seen) == {"running"}
     assert jobs.get_job(store, job_id)["status"] == "complete"
+
+
+def test_an_unknown_job_id_is_not_found(store, project):
+    from treesynth_core.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="job 99 does not exist"):
+        jobs.get_job(store, 99)
+
+
+def test_create_job_checks_and_inserts_in_one_write_transaction(store, project):
+    """Another process holds the write lock while it starts a job: create_job waits for it and then sees that
+    job, instead of reading "no job running" first and inserting a second one after the other commits."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = sqlite3.connect(store.path, timeout=30, isolation_level=None)
+    results = []
+
+    def start():
+        try:
+            results.append(jobs.create_job(store, project, "generate", {}))
+        except TreeEditError as exc:
+            results.append(exc)
+
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("insert into jobs (project_id, kind, params, status, pid, started_at) "
+                      "values (?, 'build', '{}', 'running', ?, 'now')", [project, sleeper.pid])
+        thread = threading.Thread(target=start)
+        thread.start()
+        time.sleep(0.5)  # create_job is now waiting for the write lock (or, unguarded, has already read)
+        other.execute("COMMIT")
+        thread.join(30)
+        assert len(results) == 1 and isinstance(results[0], TreeEditError), results
+        assert "a build job is already running" in str(results[0])
+        assert len(store.job_ids(project)) == 1
+    finally:
+        other.close()
+        sleeper.kill()
+        sleeper.wait()

@@ -154,3 +154,19 @@ def test_job_rows_through_named_methods(store, project):
     assert store.job_ids(project) == [second, first]
     assert store.job_ids(project, running_only=True) == [second]
     assert store.job_ids(project, limit=1) == [second]
+
+
+def test_only_the_store_and_its_migrations_speak_sql():
+    """The rule behind the Store's named methods: no other core module, page or shared UI module runs a query
+    or touches a table directly."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    sql = re.compile(r"\.query\(|\.db\[|\.execute\(|\.executemany\(|\.conn\b")
+    allowed = {"store.py", "migrations.py"}
+    files = [p for p in (repo / "treesynth_core").glob("*.py") if p.name not in allowed]
+    files += [repo / "app.py", repo / "treesynth_ui.py", *(repo / "pages").glob("*.py")]
+    offending = [f"{p.relative_to(repo)}:{i}: {line.strip()}" for p in files
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if sql.search(line)]
+    assert not offending, "\n".join(offending)

@@ -15,7 +15,7 @@ import threading
 from typing import Callable
 
 from .config import Endpoint
-from .errors import Cancelled, TreeEditError, TreeSynthError
+from .errors import Cancelled, NotFoundError, TreeEditError, TreeSynthError
 from .generate import generate
 from .llm import LLM
 from .outcome import Outcome
@@ -45,48 +45,45 @@ def _alive(job: dict, db_path: str) -> bool:
 
 
 def get_job(store: Store, job_id: int) -> dict:
-    row = store.query("select * from jobs where id = ?", [job_id])[0]
+    row = store.job_row(job_id)
+    if row is None:
+        raise NotFoundError(f"job {job_id} does not exist", "start a new build or generate job")
     row["params"] = json.loads(row["params"] or "{}")
     if row["status"] == "running" and not _alive(row, store.path):
         ended = {"status": Outcome.INTERRUPTED.value, "finished_at": now(),
                  "message": "the process running this job stopped; run it again to resume"}
-        with store.atomic():
-            store.db["jobs"].update(job_id, ended)
+        store.update_job(job_id, **ended)
         row.update(ended)  # the caller sees the same message and end time as the stored row
     return row
 
 
 def active_job(store: Store, project_id: int) -> dict | None:
-    for row in store.query("select id from jobs where project_id = ? and status = 'running' order by id desc",
-                           [project_id]):
-        job = get_job(store, row["id"])
+    for job_id in store.job_ids(project_id, running_only=True):
+        job = get_job(store, job_id)
         if job["status"] == "running":
             return job
     return None
 
 
 def recent_jobs(store: Store, project_id: int, limit: int = 10) -> list[dict]:
-    rows = store.query("select id from jobs where project_id = ? order by id desc limit ?", [project_id, limit])
-    return [get_job(store, r["id"]) for r in rows]
+    return [get_job(store, job_id) for job_id in store.job_ids(project_id, limit=limit)]
 
 
 def request_cancel(store: Store, job_id: int) -> None:
-    with store.atomic():
-        store.db["jobs"].update(job_id, {"cancel_requested": 1})
+    store.update_job(job_id, cancel_requested=1)
 
 
 def create_job(store: Store, project_id: int, kind: str, params: dict) -> int:
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
-    running = active_job(store, project_id)
-    if running:
-        raise TreeEditError(f"a {running['kind']} job is already running for this project",
-                            "wait for it or cancel it first")
-    with store.atomic():
-        table = store.db["jobs"]
-        table.insert({"project_id": project_id, "kind": kind, "params": json.dumps(params), "status": "running",
-                      "pid": os.getpid(), "started_at": now(), "heartbeat_at": now(), "message": "starting"})
-        return table.last_pk
+    with store.atomic():  # the check and the insert hold the write lock: two processes cannot both pass it
+        running = active_job(store, project_id)
+        if running:
+            raise TreeEditError(f"a {running['kind']} job is already running for this project",
+                                "wait for it or cancel it first")
+        return store.insert_job({"project_id": project_id, "kind": kind, "params": json.dumps(params),
+                                 "status": "running", "pid": os.getpid(), "started_at": now(),
+                                 "heartbeat_at": now(), "message": "starting"})
 
 
 def run_job(db_path: str, job_id: int, endpoint: Endpoint,
@@ -104,13 +101,12 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
         params, project_id = job["params"], job["project_id"]
 
         def on_progress(done: int, total: int) -> None:
-            with store.atomic():
-                store.db["jobs"].update(job_id, {"done": done, "total": total, "heartbeat_at": now()})
+            store.update_job(job_id, done=done, total=total, heartbeat_at=now())
             if echo:
                 echo(done, total)
 
         def should_stop() -> bool:
-            return bool(store.query("select cancel_requested from jobs where id = ?", [job_id])[0]["cancel_requested"])
+            return bool(store.job_row(job_id)["cancel_requested"])
 
         llm = LLM(endpoint, store, project_id, job_id=job_id, concurrency=params.get("concurrency") or 16)
         action: Callable = build if job["kind"] == "build" else generate
@@ -127,9 +123,7 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
     except Exception as exc:  # a bug: keep the app alive and show it
         log.exception("job %s crashed", job_id)
         status, message = Outcome.FAILED.value, f"unexpected error: {exc!r}"
-    with store.atomic():
-        store.db["jobs"].update(job_id, {"status": status, "message": message, "failed": failed,
-                                         "finished_at": now()})
+    store.update_job(job_id, status=status, message=message, failed=failed, finished_at=now())
     job = get_job(store, job_id)
     store.close()
     return job
