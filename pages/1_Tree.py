@@ -147,7 +147,7 @@ def chart(tree: Tree, node: Node, counts: dict, usage: dict, per_leaf: int) -> N
                     key=f"tree_chart_{st.session_state.get('tree_chart_v', 0)}", config={"displaylogo": False})
 
 
-def node_header(tree: Tree, node: Node, counts: dict) -> None:
+def node_header(store, tree: Tree, node: Node, counts: dict) -> None:
     st.markdown("**Selected node**")
     st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(tree.labelled_path(node.id)))
             or "(root): the whole task", language=None)
@@ -165,9 +165,15 @@ def node_header(tree: Tree, node: Node, counts: dict) -> None:
                  "nodes (the button at the top when the last build was partial), re-propose the criterion, or set "
                  "the split by hand below.", icon=":material/warning:")
     if node.note:
-        st.warning(f"Needs review: {ui.md_escape(node.note)}  \n**What to do:** check that the values below "
-                   "cover the whole space and add what is missing, or re-propose the criterion (replacing the split "
-                   "clears this mark).", icon=":material/flag:")
+        text, button = st.columns([4, 1], vertical_alignment="center")
+        text.warning(f"Needs review: {ui.md_escape(node.note)}  \n**What to do:** check that the values below "
+                     "cover the whole space and add what is missing, or re-propose the criterion. Approving this "
+                     "node, replacing its split or **Mark reviewed** clears this mark.", icon=":material/flag:")
+        if button.button("Mark reviewed", key="tree_resolve_note", width="stretch",
+                         help="You checked this split: clear the mark and keep the split as it is"):
+            edits.resolve_note(store, node.id)
+            ui.flash("Marked reviewed: the split is kept as it is.")
+            st.rerun()
 
 
 def value_editor(store, node: Node) -> None:
@@ -253,7 +259,8 @@ def actions(store, tree: Tree, node: Node) -> None:
     b = [*top, *bottom]
     with ui.guard():
         if b[0].button("Approve", key="tree_approve", width="stretch", disabled=pruned,
-                       help="Restore the subtree first" if pruned else "Mark this node reviewed"):
+                       help="Restore the subtree first" if pruned else "Mark this node reviewed (clears its "
+                       "needs-review mark)"):
             edits.approve(store, node.id)
             ui.flash("Node approved.")
             st.rerun()
@@ -393,7 +400,7 @@ with ui.open_store() as store:
         whole_tree_panel(pid, tree, busy, spec.settings.max_depth)
     with right:
         with ui.guard():
-            node_header(tree, node, counts)
+            node_header(store, tree, node, counts)
             value_editor(store, node)
             criterion_editor(store, node)
             values_editor(store, tree, node, counts)

@@ -290,7 +290,8 @@ def test_a_node_with_a_note_needs_review_and_can_be_picked(app_env):
     review = [w.value for w in at.warning if w.value.startswith("Needs review")]
     assert review == ["Needs review: coverage incomplete: 2 values dropped (\\*\\*not a rule\\*\\*)  \n"
                       "**What to do:** check that the values below cover the whole space and add what is missing, "
-                      "or re-propose the criterion (replacing the split clears this mark)."]
+                      "or re-propose the criterion. Approving this node, replacing its split or **Mark reviewed** "
+                      "clears this mark."]
     assert any("needs review: coverage incomplete" in t.value for t in at.text)  # the outline marks it too
     at.selectbox(key="tree_attention").set_value(topic_c.id).run()
     assert any(e.startswith("Expanding this node failed: pivots") for e in errors(at))
@@ -300,6 +301,39 @@ def test_no_attention_list_when_nothing_failed(app_env):
     pid = app_env.built()
     at = app_env.app(TREE, pid)
     assert not errors(at) and not [s for s in at.selectbox if s.key == "tree_attention"]
+
+
+def test_mark_reviewed_clears_the_mark_and_keeps_the_split(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+        store.update_node(topic_b.id, note="coverage incomplete: 2 values dropped")
+        before = store.tree(pid)
+    at = select(app_env.app(TREE, pid), topic_b.id)
+    assert at.button(key="tree_resolve_note").label == "Mark reviewed"
+    at.button(key="tree_resolve_note").click().run()
+    assert not errors(at) and not at.exception
+    assert any("Marked reviewed" in s.value for s in at.success)
+    assert not [w for w in at.warning if w.value.startswith("Needs review")]
+    assert not [b for b in at.button if b.key == "tree_resolve_note"]  # no mark, no button
+    with app_env.store() as store:
+        after = store.tree(pid)
+        assert after.nodes[topic_b.id].note is None
+        assert [(n.id, n.status, n.dimension) for n in after.subtree(topic_b.id)] == [
+            (n.id, n.status, n.dimension) for n in before.subtree(topic_b.id)]  # the split is kept as it was
+
+
+def test_approving_a_flagged_node_clears_its_mark(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+        store.update_node(topic_b.id, note="coverage incomplete: 2 values dropped")
+    at = select(app_env.app(TREE, pid), topic_b.id)
+    at.button(key="tree_approve").click().run()
+    assert not errors(at)
+    assert not [w for w in at.warning if w.value.startswith("Needs review")]
+    with app_env.store() as store:
+        assert store.node(topic_b.id).note is None and store.node(topic_b.id).status == "approved"
 
 
 def test_replacing_a_flagged_split_clears_its_mark(app_env):

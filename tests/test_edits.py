@@ -413,3 +413,86 @@ def test_an_edit_longer_than_the_field_cap_is_refused_not_truncated(store, proje
     assert store.samples(project)[0]["data"]["question"] == "What is 2+2?"
     edits.edit_sample(store, sample_id, {"question": "What is 2+2?", "answer": "4" * cap})
     assert len(store.samples(project)[0]["data"]["answer"]) == cap
+
+
+# ----------------------------------------------------------------------------- review notes and dimension names
+
+
+def flag(store, node_id, note="coverage incomplete: 2 proposed value(s) dropped"):
+    store.update_node(node_id, note=note)
+
+
+def test_approving_a_node_clears_its_note(store, project):
+    leaves = split_root(store, project)
+    flag(store, leaves["algebra"])
+    edits.approve(store, leaves["algebra"])
+    assert store.node(leaves["algebra"]).note is None
+
+
+def test_approving_a_subtree_clears_only_the_approved_nodes_note(store, project):
+    leaves = split_root(store, project)
+    root = store.tree(project).root
+    flag(store, root.id)
+    flag(store, leaves["geometry"], "coverage incomplete: the coverage call failed")
+    edits.approve(store, root.id)  # approved already: approving the subtree must still clear the root's note
+    flag(store, root.id)
+    edits.approve(store, root.id, subtree=True)
+    tree = store.tree(project)
+    assert tree.root.note is None
+    assert tree.nodes[leaves["geometry"]].note == "coverage incomplete: the coverage call failed"  # not reviewed
+
+
+def test_replacing_or_clearing_a_split_clears_its_note(store, project):
+    leaves = split_root(store, project)
+    edits.set_split(store, leaves["algebra"], "difficulty", ["easy", "hard"])
+    flag(store, leaves["algebra"])
+    edits.set_split(store, leaves["algebra"], "skill", ["recall", "reasoning"])
+    assert store.node(leaves["algebra"]).note is None
+    flag(store, leaves["algebra"])
+    edits.clear_split(store, leaves["algebra"])
+    assert store.node(leaves["algebra"]).note is None
+
+
+def test_resolve_note_marks_a_node_reviewed_and_changes_nothing_else(store, project):
+    leaves = split_root(store, project)
+    root = store.tree(project).root
+    flag(store, root.id)
+    before = store.node(root.id)
+    assert edits.resolve_note(store, root.id) is True
+    after = store.node(root.id)
+    assert after.note is None
+    assert (after.status, after.provenance, after.dimension) == (before.status, before.provenance, before.dimension)
+    assert kid_values(store, root.id) == list(leaves)
+    assert edits.resolve_note(store, root.id) is False  # nothing to clear
+
+
+def test_a_failed_edit_keeps_the_note(store, project):
+    leaves = split_root(store, project)
+    flag(store, leaves["algebra"])
+    with pytest.raises(TreeEditError, match="catch-all"):
+        edits.set_split(store, leaves["algebra"], "difficulty", ["easy", "misc"])
+    assert store.node(leaves["algebra"]).note.startswith("coverage incomplete")
+
+
+@pytest.mark.parametrize("name,reason", [("=HYPERLINK(\"http://x\")", "spreadsheet formula"),
+                                         ("<script>x</script>", "HTML or markup"), ("misc", "catch-all"),
+                                         ("topic and difficulty", "combines"), ("   ", "empty")])
+def test_set_split_refuses_a_bad_dimension_name_and_keeps_the_old_split(store, project, name, reason):
+    leaves = split_root(store, project)
+    root = store.tree(project).root
+    with pytest.raises(TreeEditError, match=reason):
+        edits.set_split(store, root.id, name, ["easy", "hard"])
+    assert store.node(root.id).dimension == "topic" and kid_values(store, root.id) == list(leaves)
+
+
+@pytest.mark.parametrize("dimension,values,reason", [
+    ("=cmd()", ["a", "b"], "spreadsheet formula"), ("<b>topic</b>", ["a", "b"], "HTML or markup"),
+    ("topic", ["algebra", "other"], "catch-all"), ("topic", ["algebra", "=SUM(A1)"], "spreadsheet formula")])
+def test_a_root_split_follows_the_content_rules(dimension, values, reason):
+    from pydantic import ValidationError
+
+    from treesynth_core.spec import RootSplit
+
+    with pytest.raises(ValidationError, match=reason):
+        RootSplit(dimension=dimension, values=values)
+    assert RootSplit(dimension=" subject ", values=["algebra", "geometry"]).dimension == " subject "

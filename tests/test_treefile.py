@@ -171,6 +171,13 @@ MALFORMED = {
     "project bad field name": (mutate(project__fields=[{"name": "two words"}]), "project.fields.0.name"),
     "project unknown setting": (mutate(project__settings={"bogus": 1}), "project.settings.bogus"),
     "project setting out of range": (mutate(project__settings={"max_depth": 99}), "project.settings.max_depth"),
+    "root split formula dimension": (
+        mutate(project__root_split={"dimension": "=HYPERLINK(\"x\")", "values": ["a", "b"]}),
+        "project.root_split.dimension: dimension '=HYPERLINK"),
+    "root split catch-all value": (mutate(project__root_split={"dimension": "genre", "values": ["horror", "misc"]}),
+                                   "project.root_split.values: 'misc' is a vague catch-all"),
+    "open-ended markup value": (mutate(tree__children=[{"infinite": True, "values": ["Lagos", "<b>Paris</b>"]}]),
+                                "tree.children[0].values: value '<b>Paris</b>' contains HTML"),
 }
 
 

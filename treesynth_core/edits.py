@@ -1,6 +1,9 @@
 """Human edits of the tree. Each edit marks what it touched as human-made ("edited"), refuses edits that
 would break the partition (duplicate or empty sibling values, a dimension an ancestor uses), and leaves
 locked nodes to the human: automation never overwrites them.
+
+A node's ``note`` is the "needs review" mark the build leaves on a split it could not show exhaustive. A human
+clears it by approving that node, by replacing or clearing its split, or explicitly with ``resolve_note``.
 """
 
 from __future__ import annotations
@@ -31,13 +34,20 @@ def _check_value(value: str) -> str:
     return value
 
 
-def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
+def _check_dimension(dimension: str) -> str:
+    """A human-entered dimension name, spacing folded, refused when empty or when it breaks the content rules
+    that values follow (a formula, markup, a catch-all, two dimensions in one, too long)."""
     dimension = " ".join(dimension.split())
     if not dimension:
         raise TreeEditError("the dimension name is empty", "type a name such as 'difficulty'")
     problem = dimension_problem(dimension)
     if problem:
         raise TreeEditError(problem, "name one concrete dimension in a few plain words, e.g. 'difficulty'")
+    return dimension
+
+
+def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
+    dimension = _check_dimension(dimension)
     node = store.node(node_id)
     tree = store.tree(node.project_id)
     for used in tree.used_dimensions(node_id):
@@ -92,18 +102,20 @@ def delete_subtree(store: Store, node_id: str) -> int:
 
 
 def clear_split(store: Store, node_id: str) -> int:
-    """Remove a node's dimension and all its children (to re-propose or hand-set the split)."""
+    """Remove a node's dimension and all its children (to re-propose or hand-set the split). The split is
+    gone, so its "needs review" note goes with it."""
     node = store.node(node_id)
     tree = store.tree(node.project_id)
     ids = [n.id for kid in tree.kids(node_id) for n in tree.subtree(kid.id)]
     with store.atomic():
         store.delete_nodes(ids)
-        store.update_node(node_id, dimension=None, pivots=[], failure=None)
+        store.update_node(node_id, dimension=None, pivots=[], failure=None, note=None)
     return len(ids)
 
 
 def set_split(store: Store, node_id: str, dimension: str, values: list[str]) -> list[str]:
-    """Hand-set a node's split, replacing any existing children."""
+    """Hand-set a node's split, replacing any existing children (and clearing its "needs review" note)."""
+    _check_dimension(dimension)
     clean = dedupe_values([_check_value(v) for v in values if v.strip()])
     if len(clean) < 2:
         raise TreeEditError("a split needs at least two distinct values", "add values")
@@ -135,6 +147,8 @@ def restore(store: Store, node_id: str) -> int:
 
 
 def approve(store: Store, node_id: str, subtree: bool = False) -> int:
+    """Mark a node (or its live subtree) approved. Approving a node is reviewing it: its own "needs review"
+    note is cleared. Approving a subtree clears only that node's note: the notes below were not looked at."""
     node = store.node(node_id)
     if store.tree(node.project_id).is_pruned(node_id):
         raise TreeEditError("this node is pruned (or under a pruned node)", "restore the subtree first")
@@ -142,11 +156,21 @@ def approve(store: Store, node_id: str, subtree: bool = False) -> int:
         nodes = [n for n in store.tree(node.project_id).subtree(node_id) if n.status not in ("pruned",)]
         with store.atomic():
             for n in nodes:
-                if n.status != "approved":
-                    store.update_node(n.id, status="approved")
+                if n.status != "approved" or (n.id == node_id and n.note):
+                    store.update_node(n.id, status="approved", **({"note": None} if n.id == node_id else {}))
         return len(nodes)
-    store.update_node(node_id, status="approved")
+    store.update_node(node_id, status="approved", note=None)
     return 1
+
+
+def resolve_note(store: Store, node_id: str) -> bool:
+    """"Mark reviewed": clear a node's "needs review" note, leaving its split and status as they are.
+    Returns whether there was a note."""
+    node = store.node(node_id)
+    if not node.note:
+        return False
+    store.update_node(node_id, note=None)
+    return True
 
 
 def lock(store: Store, node_id: str, locked: bool = True) -> None:

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .tree import dedupe_values, dimension_problem, value_problem
+
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 
@@ -114,12 +116,20 @@ class RootSplit(BaseModel):
     @field_validator("dimension")
     @classmethod
     def _text(cls, text: str) -> str:
-        return _utf8(text)
+        text = _utf8(text)
+        problem = dimension_problem(" ".join(text.split()))
+        if problem:
+            raise ValueError(problem)
+        return text
 
     @field_validator("values")
     @classmethod
     def _texts(cls, values: list[str]) -> list[str]:
-        return [_utf8(v) for v in values]
+        for value in values:
+            problem = value_problem(" ".join(_utf8(value).split()))
+            if problem:
+                raise ValueError(problem)
+        return values
 
 
 class ProjectSpec(BaseModel):
@@ -188,8 +198,6 @@ def parse_root_split(text: str) -> RootSplit:
     Raises ValueError saying what is wrong: no colon, an empty dimension, fewer than two distinct values, or
     a value that breaks the value rules (catch-alls, combined values, formulas, markup).
     """
-    from .tree import dedupe_values, dimension_problem, value_problem
-
     dimension, colon, rest = text.partition(":")
     dimension = " ".join(dimension.split())
     if not colon or not dimension:

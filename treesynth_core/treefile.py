@@ -113,6 +113,11 @@ def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
     if node.get("infinite") and (not isinstance(node.get("values"), list)
                                  or not all(isinstance(v, str) and v.strip() for v in node["values"])):
         raise TreeImportError(f"{where} is open-ended but its values are not a list of text", "fix the file")
+    if node.get("infinite"):
+        for value in node["values"]:
+            problem = value_problem(" ".join(value.split()))
+            if problem:
+                raise TreeImportError(f"{where}.values: {problem}", "values must be concrete, distinct and not combined")
     quota = node.get("quota")
     if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or not 0 <= quota <= MAX_QUOTA):
         raise TreeImportError(f"{where}.quota must be a whole number from 0 to {MAX_QUOTA}", "fix the file")
@@ -176,7 +181,8 @@ def parse_tree_file(data: bytes | str) -> tuple[ProjectSpec, dict]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise TreeImportError(f"project.{where}: {first['msg']}", "fix the project section") from None
+        raise TreeImportError(f"project.{where}: {first['msg'].removeprefix('Value error, ')}",
+                              "fix the project section") from None
     root = doc.get("tree")
     _check_node(root, "tree", 0, [0])
     return spec, root
