@@ -19,7 +19,7 @@ from treesynth_core import jobs
 from treesynth_core.config import Endpoint, endpoint_from_env
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.outcome import Outcome as RunOutcome
-from treesynth_core.spec import Settings
+from treesynth_core.spec import Settings, bounds
 from treesynth_core.store import Store
 from treesynth_core.sunburst import path_texts
 from treesynth_core.tree import Tree
@@ -215,18 +215,10 @@ def node_picker(tree: Tree, label: str, key: str, *, ids: list[str] | None = Non
 
 
 def setting_range(name: str, low=None, high=None) -> tuple:
-    """The allowed range of a Settings field, as spec.Settings validates it for the CLI and the app alike
-    (its ge/gt/le/lt constraints); ``low``/``high`` only stand in where the field declares no bound."""
-    for rule in Settings.model_fields[name].metadata:
-        if getattr(rule, "ge", None) is not None:
-            low = rule.ge
-        if getattr(rule, "gt", None) is not None:
-            low = rule.gt + 1 if isinstance(rule.gt, int) else rule.gt
-        if getattr(rule, "le", None) is not None:
-            high = rule.le
-        if getattr(rule, "lt", None) is not None:
-            high = rule.lt - 1 if isinstance(rule.lt, int) else rule.lt
-    return low, high
+    """The allowed range of a Settings field from ``spec.bounds``, the one source the CLI uses too;
+    ``low``/``high`` only stand in where the field declares no bound."""
+    lowest, highest = bounds(name)
+    return (low if lowest is None else lowest), (high if highest is None else highest)
 
 
 def number_setting(where, label: str, name: str, value, *, key: str, step=None, low=None, high=None, **kwargs):

@@ -14,6 +14,7 @@ from treesynth_core.tree import Node, Tree
 
 ui.page("Tree", "🌳")
 OUTLINE_LINES = 400
+BUILD_DEPTH_MIN = 1  # a project's max_depth may be 0 ("no tree"), but a build always adds at least one level
 
 
 # ----------------------------------------------------------------------------- selection
@@ -81,7 +82,7 @@ def first_build(store, pid: int, busy: bool) -> None:
     with c1.container(border=True):
         st.markdown("**Let the LLM propose the tree**")
         depth = ui.number_setting(st, "Depth", "max_depth", spec.settings.max_depth, key="tree_first_depth",
-                                  help="1 = only the first level, to review level by level")
+                                  low=BUILD_DEPTH_MIN, help="1 = only the first level, to review level by level")
         if st.button("Propose the tree", type="primary", disabled=busy, key="tree_first_go"):
             if ui.start_job(pid, "build", {"depth": int(depth)}):
                 st.rerun()
@@ -323,7 +324,7 @@ def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
 
 def expand_panel(pid: int, tree: Tree, node: Node, busy: bool) -> None:
     st.markdown("**Expand with the LLM** (in the background)")
-    room = max(1, ui.setting_range("max_depth", 1, 8)[1] - node.depth)
+    room = max(1, int(ui.setting_range("max_depth")[1]) - node.depth)
     levels = st.number_input("Levels to add below this node", 1, room, min(2, room), key="tree_levels")
     c1, c2 = st.columns(2)
     blocked = busy or node.locked or tree.is_pruned(node.id)
@@ -342,7 +343,7 @@ def whole_tree_panel(pid: int, tree: Tree, busy: bool, max_depth: int) -> None:
         st.markdown("**Whole tree** · review level by level: approve what is right, then expand only that")
         c1, c2, c3 = st.columns([1, 2, 2], vertical_alignment="bottom")
         depth = ui.number_setting(c1, "Down to depth", "max_depth", max(max_depth, tree.max_depth()),
-                                  key="tree_all_depth")
+                                  key="tree_all_depth", low=BUILD_DEPTH_MIN)
         if c2.button("Expand every approved leaf", key="tree_expand_approved", disabled=busy, width="stretch"):
             if ui.start_job(pid, "build", {"depth": int(depth), "approved_only": True}):
                 st.rerun()

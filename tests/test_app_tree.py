@@ -49,6 +49,31 @@ def test_first_build_runs_in_the_background_and_shows_the_tree(app_env):
     assert "Last build job" in shown and "topic A" in shown and "13 nodes" in shown
 
 
+def test_a_project_without_a_tree_on_purpose_still_builds_at_least_one_level(app_env):
+    """max_depth 0 ("no tree") is a valid setting, but the Tree page's build inputs start at depth 1."""
+    from treesynth_core.spec import bounds
+
+    pid = app_env.project(max_depth=0)
+    at = app_env.app(TREE, pid)
+    box = at.number_input(key="tree_first_depth")
+    assert (box.min, box.max, box.value) == (1, bounds("max_depth")[1], 1)
+    at.button(key="tree_first_go").click().run()
+    assert not errors(at)
+    job = app_env.last_job(pid)
+    assert job["status"] == "complete" and job["params"] == {"depth": 1}
+    at.run()
+    assert at.number_input(key="tree_all_depth").min == 1 and at.number_input(key="tree_all_depth").value == 1
+
+
+def test_setting_range_is_spec_bounds():
+    from treesynth_core.spec import Settings, bounds
+    from treesynth_ui import setting_range
+
+    numeric = [n for n, f in Settings.model_fields.items() if f.metadata]
+    assert numeric and all(setting_range(n) == bounds(n) for n in numeric)
+    assert setting_range("model", 1, 2) == (1, 2)  # no declared bound: the stand-ins
+
+
 def test_select_with_the_path_box_and_the_chart(app_env):
     pid = app_env.built()
     at = app_env.app(TREE, pid)
