@@ -117,7 +117,8 @@ def _check_node(node, where: str, depth: int, counter: list[int]) -> None:
         for value in node["values"]:
             problem = value_problem(" ".join(value.split()))
             if problem:
-                raise TreeImportError(f"{where}.values: {problem}", "values must be concrete, distinct and not combined")
+                raise TreeImportError(f"{where}.values: {problem}",
+                                      "values must be concrete, distinct and not combined")
     quota = node.get("quota")
     if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or not 0 <= quota <= MAX_QUOTA):
         raise TreeImportError(f"{where}.quota must be a whole number from 0 to {MAX_QUOTA}", "fix the file")
