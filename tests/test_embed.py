@@ -82,6 +82,13 @@ def test_non_latin_scripts(encoder):
     assert vectors[0] @ vectors[1] > 0.9
 
 
+def test_iter_encode_yields_chunks_in_order(encoder):
+    texts = [f"sample {i}" for i in range(7)]
+    chunks = list(embed.iter_encode(encoder, texts, chunk=3))
+    assert [start for start, _ in chunks] == [0, 3, 6] and [len(v) for _, v in chunks] == [3, 3, 1]
+    assert np.allclose(np.vstack([v for _, v in chunks]), encoder.encode(texts), atol=1e-5)
+
+
 def test_rejects_non_strings(encoder):
     with pytest.raises(TypeError):
         encoder.encode("one string")
@@ -197,6 +204,9 @@ def test_endpoint_encoder_orders_normalises_and_batches():
 def test_endpoint_encoder_errors_are_endpoint_errors():
     with EmbeddingsServer(fail_status=500) as server:
         with pytest.raises(EndpointError, match="500"):
+            EndpointEncoder(server.endpoint(), model="embed-small").encode(["x"])
+    with EmbeddingsServer(fail_status=404) as server:
+        with pytest.raises(EndpointError, match="does not serve embedding model 'embed-small'"):
             EndpointEncoder(server.endpoint(), model="embed-small").encode(["x"])
     with EmbeddingsServer(drop_one=True) as server:
         with pytest.raises(EndpointError, match="returned 1 embeddings for 2 texts"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -103,16 +103,6 @@ class _UnionFind:
         return sorted(clusters, key=lambda c: (-len(c), c[0]))
 
 
-def _tiles(n: int, tile: int, new_from: int = 0) -> Iterator[tuple[int, int, int, int]]:
-    """Upper-triangle blocks (row block <= column block) that hold a pair (i < j) with j >= new_from."""
-    for r0 in range(0, n, tile):
-        r1 = min(n, r0 + tile)
-        for c0 in range(r0, n, tile):
-            c1 = min(n, c0 + tile)
-            if c1 > new_from:
-                yield r0, r1, c0, c1
-
-
 # ------------------------------------------------------------------------------------------------ mean cosine
 def mean_pairwise_cosine(embeddings) -> float | None:
     """Mean cosine similarity over all pairs of distinct items (lower = more diverse); ``None`` below 2 items.
@@ -140,7 +130,7 @@ class Pair:
 
     i: int
     j: int
-    cosine: float | None
+    cosine: float
     how: str
 
 
@@ -181,12 +171,7 @@ def _copy_tokens(text: str) -> tuple[str, ...]:
 
 
 def _shared(a: tuple, b: tuple) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+    return next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def lexical_copies(texts: Sequence[str], *, min_tokens: int = COPY_MIN_TOKENS, min_share: float = COPY_MIN_SHARE,
@@ -218,13 +203,18 @@ def lexical_copies(texts: Sequence[str], *, min_tokens: int = COPY_MIN_TOKENS, m
 
 
 def _scan(e: np.ndarray, tile: int, new_from: int, *collectors) -> None:
-    """Feed each upper-triangle block of ``e @ e.T`` to the collectors, the diagonal set to -inf."""
-    for r0, r1, c0, c1 in _tiles(len(e), tile, new_from):
-        block = e[r0:r1] @ e[c0:c1].T
-        if r0 == c0:
-            np.fill_diagonal(block, -np.inf)
-        for collector in collectors:
-            collector.add(r0, c0, block)
+    """Feed each upper-triangle block of ``e @ e.T`` (row block <= column block) that holds a pair ``i < j``
+    with ``j >= new_from`` to the collectors, its diagonal set to -inf."""
+    n = len(e)
+    for r0 in range(0, n, tile):
+        for c0 in range(r0, n, tile):
+            if min(n, c0 + tile) <= new_from:
+                continue
+            block = e[r0 : r0 + tile] @ e[c0 : c0 + tile].T
+            if r0 == c0:
+                np.fill_diagonal(block, -np.inf)
+            for collector in collectors:
+                collector.add(r0, c0, block)
 
 
 class _Pairs:
@@ -238,15 +228,16 @@ class _Pairs:
         self.held, self.total, self.floor = 0, 0, -np.inf  # below floor a pair can no longer make the top
 
     def add(self, r0: int, c0: int, block: np.ndarray) -> None:
-        hits = block >= self.threshold
-        if r0 == c0:
-            hits &= np.triu(np.ones(hits.shape, dtype=bool), k=1)
+        hits = block >= self.threshold  # the diagonal is -inf; the lower triangle of a diagonal block repeats
         if c0 < self.new_from:
             hits[:, : self.new_from - c0] = False
-        ii, jj = np.nonzero(hits)
-        if not len(ii):
+        flat = np.flatnonzero(hits)  # much faster than a 2-D nonzero
+        if r0 == c0:
+            flat = flat[flat % block.shape[1] > flat // block.shape[1]]
+        if not len(flat):
             return
-        sims = block[ii, jj]
+        ii, jj = np.divmod(flat, block.shape[1])
+        sims = block.reshape(-1)[flat]
         ii, jj = ii + r0, jj + c0
         self.total += len(ii)
         self.uf.union(ii, jj)
@@ -321,12 +312,13 @@ class _Nearest:
             self._update(c0, block, r0, axis=0)
 
     def _update(self, row0: int, block: np.ndarray, col0: int, axis: int) -> None:
-        if self.k == 1:  # argmax along either axis is fast; no transposed copy
-            arg = block.argmax(axis=axis)
-            top = np.take_along_axis(block, np.expand_dims(arg, axis), axis=axis).ravel()
+        if self.k == 1:  # max along either axis is fast; argmax down the columns is not, so only where it helps
+            top = block.max(axis=axis)
             rows = np.arange(row0, row0 + len(top))
-            better = top > self.sims[rows, 0]
-            self.sims[rows[better], 0], self.index[rows[better], 0] = top[better], arg[better] + col0
+            better = np.flatnonzero(top > self.sims[rows, 0])
+            if len(better):
+                arg = block[better].argmax(axis=1) if axis == 1 else block[:, better].argmax(axis=0)
+                self.sims[rows[better], 0], self.index[rows[better], 0] = top[better], arg + col0
             return
         sims = block if axis == 1 else block.T
         rows = slice(row0, row0 + sims.shape[0])
@@ -466,7 +458,7 @@ class SiblingPair:
     centroid_cosine: float
     mean_cross_cosine: float
     separation: float | None
-    near_duplicate_pairs: int  # cross-sibling pairs (cosine or lexical)
+    near_duplicate_pairs: int  # cross-sibling pairs (cosine or lexical) among the max_pairs most similar
 
 
 @dataclass(frozen=True)

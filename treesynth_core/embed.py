@@ -20,7 +20,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -257,10 +257,11 @@ class EndpointEncoder:
             try:
                 reply = self.client.embeddings.create(model=self.model, input=batch, encoding_format="float",
                                                       **extra)
+            except openai.NotFoundError:
+                raise EndpointError(f"{self.name}: the endpoint does not serve embedding model {self.model!r} (404)",
+                                    "name an embedding model it serves, or use the offline encoder") from None
             except openai.APIError as exc:
-                raise describe_api_error(exc, Endpoint(base_url=self.endpoint.base_url, model=self.model,
-                                                       timeout=self.endpoint.timeout,
-                                                       max_retries=self.endpoint.max_retries)) from None
+                raise describe_api_error(exc, self.endpoint) from None
             data = sorted(reply.data, key=lambda d: d.index)
             if len(data) != len(batch) or [d.index for d in data] != list(range(len(batch))):
                 raise EndpointError(f"{self.name} returned {len(data)} embeddings for {len(batch)} texts",
@@ -276,6 +277,14 @@ class EndpointEncoder:
             raise EndpointError(f"{self.name} returned {vectors.shape[1]}-dimensional vectors, expected {self._dim}",
                                 "the endpoint's model changed; give it another name")
         return normalize_rows(vectors)
+
+
+def iter_encode(encoder: Encoder, texts: Sequence[str], chunk: int = 512) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, vectors)`` for ``texts[start:start + chunk]``, chunk after chunk: a caller can store each chunk
+    as it comes (an interrupted run keeps what it finished) and report progress; the encoders take one list."""
+    texts = _check_texts(texts)
+    for start in range(0, len(texts), max(1, chunk)):
+        yield start, encoder.encode(texts[start : start + chunk])
 
 
 def text_hash(text: str) -> str:
