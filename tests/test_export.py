@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from treesynth_core import edits, files
+from treesynth_core import edits, export, files
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.export import export_bytes, export_file, export_rows
 from treesynth_core.generate import generate
@@ -354,3 +354,258 @@ def test_killing_export_while_it_writes_leaves_the_old_file_whole(store, project
         survived += out.read_bytes() == old
     print(f"old file survived {survived}/10")
     assert survived == 10
+
+
+# ----------------------------------------------------------------------------- streaming (issue 10)
+
+
+def reference_export(store, project_id, fmt, statuses=None, under=None, system=None) -> bytes:
+    """The export as it was built before streaming (whole tree per row, every row in memory): the oracle."""
+    spec = store.project(project_id)
+    tree = store.tree(project_id)
+    scope = {n.id for n in tree.subtree(under or tree.root.id)}
+    rows = []
+    for sample in store.samples(project_id, statuses=statuses):
+        node_id = sample["node_id"]
+        if node_id not in scope or tree.is_pruned(node_id):
+            continue
+        row = {name: sample["data"].get(name, "") for name in spec.field_names}
+        row["path"] = [{"dimension": d, "value": v} for d, v in sample["drawn"]] or [
+            {"dimension": d, "value": v} for d, v in tree.labelled_path(node_id)]
+        row.update(leaf_id=node_id, status=sample["status"], sample_id=sample["id"])
+        rows.append(row)
+    columns = spec.field_names + ["path", "leaf_id", "status", "sample_id"]
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            flat = dict(r, path=" > ".join(f"{p['dimension']}={p['value']}" for p in r["path"]))
+            writer.writerow({k: export.safe_cell(flat[k]) for k in columns})
+        return out.getvalue().encode("utf-8-sig")
+    if fmt == "parquet":
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["path"] = frame["path"].map(lambda p: json.dumps(p, ensure_ascii=False))
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    inputs = [f.name for f in spec.fields if f.role == "input"]
+    outputs = [f.name for f in spec.fields if f.role == "output"]
+
+    def join(row, names):
+        return row[names[0]] if len(names) == 1 else "\n\n".join(f"{n}: {row[n]}" for n in names)
+
+    lines = []
+    for r in rows:
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": "user", "content": join(r, inputs)}, {"role": "assistant", "content": join(r, outputs)}]
+        lines.append(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+    return "".join(lines).encode()
+
+
+@pytest.fixture
+def varied(store, project):
+    """Nested and open-ended leaves, a pruned subtree, every status, formulas, non-ASCII, a missing field,
+    commas, quotes and newlines: the cases where a rewrite could drift from the old output."""
+    leaves = hand_tree(store, project)
+    easy, hard = edits.set_split(store, leaves["algebra"], "difficulty", ["easy", "hard"])
+    root = store.tree(project).root
+    (cities,) = store.add_children(store.node(leaves["statistics"]), [{"infinite": True, "values": ["Oslo", "Lima"]}],
+                                   provenance="human")
+    store.update_node(leaves["statistics"], dimension="city")
+    ids = add(store, project, easy, ("=SUM(A1)", "-1"), ("Ünïcödé ≠ ascii", 'say "hi", then\nleave'))
+    ids += add(store, project, hard, ("@cmd", "+2"), ("plain", "text"))
+    ids += add(store, project, leaves["geometry"], ("\tTAB", "x, y"), ("g2", "a"))
+    drawn = [{"data": {"question": f"in {c}", "answer": "n"}, "drawn": [["topic", "statistics"], ["city", c]],
+              "norm_hash": fingerprint({"question": f"in {c}"}, ["question"])} for c in ("Oslo", "Lima")]
+    drawn.append({"data": {"question": "no draw", "answer": "n"}, "drawn": [], "norm_hash": "h-no-draw"})
+    store.add_samples(project, cities, drawn, cap=None, call_id=None)
+    store.add_samples(project, hard, [{"data": {"question": "no answer field"}, "drawn": [], "norm_hash": "h-missing"}],
+                      cap=None, call_id=None)
+    edits.set_sample_status(store, ids[:2], "accepted")
+    edits.set_sample_status(store, ids[2:3], "rejected")
+    (pruned,) = store.add_children(store.node(leaves["geometry"]), [{"value": "gone"}], provenance="human")
+    store.update_node(leaves["geometry"], dimension="shape")
+    add(store, project, pruned, ("pruned sample", "never exported"))
+    edits.prune(store, pruned)
+    assert root.id
+    return {"leaves": leaves, "easy": easy, "hard": hard, "cities": cities}
+
+
+CHOICES = [dict(), dict(statuses=["accepted"]), dict(statuses=["accepted", "generated"]), "algebra", "statistics",
+           "easy"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "chat", "parquet"])
+@pytest.mark.parametrize("choice", range(len(CHOICES)))
+def test_streamed_export_is_byte_identical_to_the_old_one(store, project, varied, fmt, choice):
+    options = CHOICES[choice]
+    if isinstance(options, str):
+        options = dict(under=varied["leaves"].get(options) or varied[options])
+    if fmt == "chat":
+        options["system"] = "Be brief."
+    new = export_bytes(store, project, fmt, **options)
+    old = reference_export(store, project, fmt, **options)
+    if fmt != "parquet":
+        assert new == old
+        return
+    import pyarrow.parquet as pq
+    new_table, old_table = pq.read_table(io.BytesIO(new)), pq.read_table(io.BytesIO(old))
+    assert new_table.schema.equals(old_table.schema, check_metadata=True)  # the pandas metadata too
+    assert new_table.equals(old_table)
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(new)), pd.read_parquet(io.BytesIO(old)))
+
+
+def test_the_varied_dataset_covers_what_it_claims(store, project, varied):
+    rows = export_rows(store, project)
+    by_question = {r["question"]: r for r in rows}
+    assert "pruned sample" not in by_question and len(rows) == 10
+    assert by_question["no answer field"]["answer"] == ""
+    assert by_question["in Oslo"]["path"] == [{"dimension": "topic", "value": "statistics"},
+                                              {"dimension": "city", "value": "Oslo"}]
+    assert by_question["no draw"]["path"][1]["dimension"] == "city"  # the open-ended node's label
+    assert {r["status"] for r in rows} == {"accepted", "rejected", "generated"}
+
+
+def test_samples_are_streamed_in_chunks_by_id(store, project, monkeypatch):
+    """The store hands samples out a chunk at a time (keyset by id), in id order, none twice or missing,
+    also with a status filter and with another project's samples in between."""
+    leaves = hand_tree(store, project)
+    other = store.create_project(store.project(project))
+    other_leaf = edits.set_split(store, store.tree(other).root.id, "topic", ["x", "y"])[0]
+    ids = []
+    for i in range(7):
+        ids += add(store, project, leaves["algebra"], *[(f"q{i}-{j}", "a") for j in range(3)])
+        add(store, other, other_leaf, (f"other {i}", "a"))
+    edits.set_sample_status(store, ids[::2], "accepted")
+
+    calls = []
+    real = store.iter_samples
+
+    def spy(project_id, *, statuses=None, chunk=5000):
+        calls.append(chunk)
+        return real(project_id, statuses=statuses, chunk=4)
+
+    monkeypatch.setattr(store, "iter_samples", spy)
+    assert [r["sample_id"] for r in export_rows(store, project)] == ids
+    assert [r["sample_id"] for r in export_rows(store, project, statuses=["accepted"])] == ids[::2]
+    assert calls == [5000, 5000]  # the export asks for the default chunk; the spy shrinks it
+    assert [s["id"] for s in real(project, chunk=1)] == ids
+    assert [s["id"] for s in real(project, chunk=len(ids))] == ids  # a last chunk exactly full
+
+
+def test_the_export_reads_the_tree_once_not_per_row(store, project, monkeypatch):
+    leaves = hand_tree(store, project)
+    add(store, project, leaves["algebra"], *[(f"q{i}", "a") for i in range(50)])
+    reads = []
+    real_tree = store.tree
+    monkeypatch.setattr(store, "tree", lambda pid: reads.append(pid) or real_tree(pid))
+    from treesynth_core import tree as tree_module
+    labelled = []
+    real_labelled = tree_module.Tree.labelled_path
+    monkeypatch.setattr(tree_module.Tree, "labelled_path", lambda self, nid: labelled.append(nid) or real_labelled(self, nid))
+    for fmt in ("jsonl", "csv", "parquet", "chat"):
+        export_bytes(store, project, fmt)
+    assert reads == [project] * 4
+    assert labelled == [store.tree(project).root.id] * 4  # the start of the walk, once per export
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "chat"])
+def test_export_file_streams_and_counts(store, project, tmp_path, fmt, monkeypatch):
+    """Several row groups (Parquet) and writes (text): the file holds every row, the count says so."""
+    monkeypatch.setattr(export, "ROW_GROUP", 7)
+    leaves = hand_tree(store, project)
+    add(store, project, leaves["algebra"], *[(f"q{i}", f"a{i}") for i in range(30)])
+    out = tmp_path / f"x.{fmt}"
+    assert export_file(store, project, fmt, out) == 30
+    assert out.read_bytes() == reference_export(store, project, fmt) if fmt != "parquet" else True
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+        meta = pq.ParquetFile(out).metadata
+        assert meta.num_rows == 30 and meta.num_row_groups == 5
+        assert pd.read_parquet(out)["question"].tolist() == [f"q{i}" for i in range(30)]
+
+
+def test_an_empty_parquet_export_keeps_its_column_types(store, project):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pq.read_table(io.BytesIO(export_bytes(store, project, "parquet")))
+    assert table.num_rows == 0 and table.column_names == COLUMNS
+    assert pa.types.is_string(table.schema.field("question").type) or pa.types.is_large_string(
+        table.schema.field("question").type)  # not null-typed, as the old empty DataFrame made it
+    assert table.schema.field("sample_id").type == pa.int64()
+
+
+def test_a_refused_export_writes_no_byte(store, project, tmp_path):
+    """Every refusal comes before the first write: the old file stays, no temporary file is left."""
+    project_text = chat_project(store, "text")
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "x.jsonl"
+    out.write_bytes(b"old\n")
+    for call in (lambda: export_file(store, project_text, "chat", out),
+                 lambda: export_file(store, project, "jsonl", out, statuses=["nope"]),
+                 lambda: export_file(store, project, "csv", out, under="nope")):
+        with pytest.raises(TreeSynthError):
+            call()
+        assert out.read_bytes() == b"old\n" and list(out.parent.iterdir()) == [out]
+
+
+def test_count_rows_matches_the_export_and_its_stamp_follows_every_change(store, project, varied):
+    leaves = varied["leaves"]
+    for options in (dict(), dict(statuses=["accepted"]), dict(under=leaves["algebra"]),
+                    dict(under=varied["cities"], statuses=["generated"])):
+        assert export.count_rows(store, project, **options)[0] == len(export_rows(store, project, **options))
+
+    def stamp():
+        return export.count_rows(store, project)[1]
+
+    seen = [stamp()]
+    assert stamp() == seen[0]  # nothing changed: the same stamp
+    [first, *_] = [r["sample_id"] for r in export_rows(store, project)]
+    changes = [lambda: edits.set_sample_status(store, [first], "rejected"),
+               lambda: edits.edit_sample(store, first, {"question": "edited", "answer": "new"}),
+               lambda: add(store, project, varied["easy"], ("new one", "a")),
+               lambda: edits.prune(store, leaves["geometry"]),
+               lambda: edits.rename_dimension(store, store.tree(project).root.id, "subject")]
+    for change in changes:
+        change()
+        seen.append(stamp())
+        assert seen[-1] not in seen[:-1]
+
+
+def test_assembled_lines_equal_json_dumps_and_csv_writer_on_awkward_text():
+    """The text writers build lines from pieces; on random text full of quotes, commas, CR/LF, backslashes,
+    control characters, non-BMP characters and formula starts they equal json.dumps and csv.writer."""
+    import random
+
+    from treesynth_core.spec import OutputField
+
+    rng = random.Random(10)
+    alphabet = list('ab ,"\'\r\n\t\\=+-@;|\x00\x1f\x7fé€😀\u2028\u2029<>&/') + ["", "  "]
+    texts = ["", " ", '"', '""', ",", "\r\n", " lead", "trail ", "=1", "-", "\\u0041"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(400)]
+    paths = {"leaf": [{"dimension": "topic, \"x\"", "value": "a\nb"}]}
+    spec = ProjectSpec(name="n", task="awkward text in every field",
+                       fields=[OutputField(name="q"), OutputField(name="a", role="output")])
+    jsonl_line = export.jsonl_line_maker(["q", "a"], paths)
+    csv_row = export.csv_line_maker(["q", "a"], paths)
+    chat_line = export.chat_line_maker(spec, system='sys "prompt"\n')
+    for i in range(0, len(texts) - 1):
+        drawn = i % 3 == 0
+        row = {"q": texts[i], "a": texts[i + 1],
+               "path": [{"dimension": texts[i], "value": texts[-i]}] if drawn else paths["leaf"],
+               "leaf_id": "leaf", "status": "generated", "sample_id": i}
+        assert jsonl_line(row) == json.dumps(row, ensure_ascii=False) + "\n"
+        buffer = io.StringIO()
+        flat = dict(row, path=export.path_text(row["path"]))
+        csv.writer(buffer).writerow([export.safe_cell(flat[k]) for k in ["q", "a", "path", "leaf_id", "status",
+                                                                        "sample_id"]])
+        assert csv_row(row) == buffer.getvalue()
+        messages = [{"role": "system", "content": 'sys "prompt"\n'}, {"role": "user", "content": texts[i]},
+                    {"role": "assistant", "content": texts[i + 1]}]
+        assert chat_line(row) == json.dumps({"messages": messages}, ensure_ascii=False) + "\n"
+    for value in (None, 3, 2.5, True, ["x", 1], {"k": "v"}, float("nan")):  # a field that is not text
+        row = {"q": value, "a": "x", "path": paths["leaf"], "leaf_id": "leaf", "status": "accepted", "sample_id": 1}
+        assert jsonl_line(row) == json.dumps(row, ensure_ascii=False) + "\n"

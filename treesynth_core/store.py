@@ -13,6 +13,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import sqlite_utils
 
@@ -466,3 +467,47 @@ class Store:
         """Record what a call's reply lost (invalid or duplicate samples) and why."""
         with self.atomic():
             self.db["calls"].update(call_id, {"dropped": dropped})
+
+    # --- streaming reads for export (issue 10)
+    def iter_samples(self, project_id: int, *, statuses: list[str] | None = None,
+                     chunk: int = 5000) -> Iterator[dict]:
+        """The project's samples (id, node_id, data, drawn, status) in id order, read ``chunk`` rows at a time
+        by keyset (``id > last``), so memory stays bounded at any size. The lock is held per chunk only:
+        rows added while the generator runs may or may not appear, none appears twice or is skipped.
+
+        ``+project_id`` keeps SQLite on the rowid range (the only index starting with project_id is
+        (project_id, norm_hash), which would sort the whole project for every chunk)."""
+        sql = "select id, node_id, data, drawn, status from samples where +project_id = ? and id > ?"
+        if statuses:
+            sql += f" and status in ({','.join('?' * len(statuses))})"
+        sql += " order by id limit ?"
+        last = -(2**63)
+        while True:
+            with self.lock:
+                rows = self.db.execute(sql, [project_id, last, *(statuses or []), chunk]).fetchall()
+            for sample_id, node_id, data, drawn, status in rows:
+                yield {"id": sample_id, "node_id": node_id, "data": json.loads(data),
+                       "drawn": json.loads(drawn) if drawn and drawn != "[]" else [], "status": status}
+            if len(rows) < chunk:
+                return
+            last = rows[-1][0]
+
+    def sample_census(self, project_id: int) -> tuple[dict[str, dict[str, int]], tuple]:
+        """Sample counts by node and status, and a stamp that changes whenever the project's export would:
+        any edit of the project, its nodes or its samples (added, deleted, re-statused or edited)."""
+        counts: dict[str, dict[str, int]] = {}
+        total = top_id = 0
+        newest = ""
+        with self.lock:
+            project = self.db.execute("select updated_at from projects where id = ?", [project_id]).fetchone()
+            nodes = self.db.execute("select count(*), max(updated_at) from nodes where project_id = ?",
+                                    [project_id]).fetchone()
+            groups = self.db.execute(
+                "select node_id, status, count(*), max(id), max(updated_at) from samples where project_id = ? "
+                "group by node_id, status", [project_id]).fetchall()
+        for node_id, status, n, max_id, max_updated in groups:
+            counts.setdefault(node_id, {})[status] = n
+            total += n
+            top_id = max(top_id, max_id)
+            newest = max(newest, max_updated or "")
+        return counts, (project[0] if project else None, *nodes, total, top_id, newest)
