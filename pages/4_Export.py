@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -11,7 +12,7 @@ import streamlit as st
 
 import treesynth_ui as ui
 from treesynth_core.errors import TreeSynthError
-from treesynth_core.export import EXTENSIONS, FORMATS, export_bytes, export_rows
+from treesynth_core.export import EXTENSIONS, FORMATS, SMALL_EXPORT_ROWS, count_rows, write_export
 from treesynth_core.treefile import export_tree, import_tree
 
 ui.page("Export", "📦")
@@ -27,6 +28,9 @@ def slug(text: str) -> str:
 
 
 def samples_panel(store, pid: int, name: str) -> None:
+    """The file is built once per choice and project state (the key holds the project's change stamp), kept
+    in the session and offered until either changes: reruns never rebuild it. Small exports are prepared at
+    once; bigger ones when the user asks."""
     tree = store.tree(pid)
     st.subheader("Samples")
     c1, c2 = st.columns(2)
@@ -37,19 +41,58 @@ def samples_panel(store, pid: int, name: str) -> None:
     system = None
     if fmt == "chat":
         system = st.text_area("System message (optional, added to every conversation)", key="export_system") or None
-    rows = export_rows(store, pid, statuses=SCOPES[which], under=under)
-    data = export_bytes(store, pid, fmt, statuses=SCOPES[which], under=under, system=system)
-    st.caption(f"{len(rows)} sample(s) · {len(data):,} bytes · pruned subtrees are never exported")
-    if not rows:
+    statuses = SCOPES[which]
+    count, stamp = count_rows(store, pid, statuses=statuses, under=under)
+    key = (pid, fmt, tuple(statuses or ()), under, system, stamp)
+    prepared = st.session_state.get("export_prepared")
+    if prepared is not None and prepared["key"] != key:
+        prepared = st.session_state["export_prepared"] = None  # other choices, or the project changed
+    file_name = f"{slug(name)}.{EXTENSIONS[fmt]}"
+    if not count:
+        st.caption("0 sample(s) · pruned subtrees are never exported")
         st.info("Nothing to export with these choices: accept samples on the Samples page, or widen the choice.")
-    st.download_button(f"Download {FORMATS[fmt]}", data, file_name=f"{slug(name)}.{EXTENSIONS[fmt]}",
-                       mime=MIME[fmt], type="primary", disabled=not rows, key="export_download", icon=":material/download:")
-    if rows:
-        st.caption("Preview (first 3)")
-        if fmt == "parquet" or fmt == "csv":
-            st.dataframe(pd.DataFrame(rows[:3]), hide_index=True, width="stretch")
-        else:
-            st.code(b"".join(data.splitlines(keepends=True)[:3]).decode(), language="json", wrap_lines=True)
+        st.download_button(f"Download {FORMATS[fmt]}", b"", file_name=file_name, mime=MIME[fmt], type="primary",
+                           disabled=True, key="export_download", icon=":material/download:")
+        return
+    if prepared is None and count > SMALL_EXPORT_ROWS:
+        st.caption(f"{count:,} sample(s) match · pruned subtrees are never exported")
+        st.info(f"A file of {count:,} samples takes a while to build and is held in memory for the download. "
+                "The command line streams very large exports straight to a file:", icon=":material/info:")
+        st.code(f"python -m treesynth_core export --db {ui.db_path()} --project {pid} --format {fmt} "
+                f"--out {file_name}" + (" --status " + ",".join(statuses) if statuses else "") +
+                (f" --under {under}" if under else ""), language="bash", wrap_lines=True)
+        if not st.button("Prepare download", key="export_prepare", type="primary", icon=":material/build:"):
+            return
+    if prepared is None:
+        buffer = io.BytesIO()
+        with st.spinner(f"Building the {FORMATS[fmt]} file of {count:,} sample(s)..."):
+            rows = write_export(store, pid, fmt, buffer, statuses=statuses, under=under, system=system)
+        prepared = st.session_state["export_prepared"] = {"key": key, "data": buffer.getvalue(), "count": rows}
+        del buffer
+    data = prepared["data"]
+    st.caption(f"{prepared['count']:,} sample(s) · {len(data):,} bytes · pruned subtrees are never exported")
+    st.download_button(f"Download {FORMATS[fmt]}", data, file_name=file_name, mime=MIME[fmt], type="primary",
+                       key="export_download", icon=":material/download:")
+    st.caption("Preview (first 3)")
+    preview(data, fmt)
+
+
+def preview(data: bytes, fmt: str) -> None:
+    """The first rows of the prepared file, read from the file (no second pass over the store)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+        head = pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=3)
+        st.dataframe(next(head).to_pandas(), hide_index=True, width="stretch")
+    elif fmt == "csv":
+        st.dataframe(pd.read_csv(io.BytesIO(data), nrows=3, encoding="utf-8-sig", dtype=str, keep_default_na=False),
+                     hide_index=True, width="stretch")
+    else:  # JSON Lines: a raw newline only ends a line
+        end = -1
+        for _ in range(3):
+            end = data.find(b"\n", end + 1)
+            if end < 0:
+                break
+        st.code(data[: end + 1 if end >= 0 else len(data)].decode(), language="json", wrap_lines=True)
 
 
 def tree_panel(store, pid: int, name: str) -> None:

@@ -159,3 +159,85 @@ def test_any_error_at_the_import_boundary_is_one_line(app_env, monkeypatch, cras
     at.button(key="export_import").click().run()
     assert not at.exception and len(at.error) == 1
     assert at.error[0].value.startswith(f"Could not import this file: {said}")
+
+
+# ----------------------------------------------------------------------------- prepared once, not per rerun
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """Every export the page builds: (format, statuses, under) per call of export.write_export."""
+    from treesynth_core import export
+
+    calls = []
+    real = export.write_export
+
+    def spy(store, project_id, fmt, handle, **options):
+        calls.append((fmt, options.get("statuses"), options.get("under")))
+        return real(store, project_id, fmt, handle, **options)
+
+    monkeypatch.setattr(export, "write_export", spy)
+    return calls
+
+
+def test_reruns_reuse_the_prepared_file_until_the_choice_or_the_project_changes(app_env, reviewed, downloads, builds):
+    pid, kids = reviewed
+    at = app_env.app(EXPORT, pid)
+    assert builds == [("jsonl", ["accepted"], None)]  # a small export is prepared at once
+    first = download_data(at, downloads, "export_download")
+    at.text_input(key="export_import_name").input("something else").run()  # a rerun that changes nothing
+    at.run()
+    assert len(builds) == 1 and download_data(at, downloads, "export_download") == first
+    at.selectbox(key="export_format").set_value("csv").run()
+    at.text_input(key="export_import_name").input("again").run()
+    assert [b[0] for b in builds] == ["jsonl", "csv"]
+
+    with app_env.store() as store:  # the project changes elsewhere (the Samples page): the file follows
+        under_b = [n.id for n in store.tree(pid).subtree(kids["topic B"].id)]
+        edits.set_sample_status(store, [r["id"] for r in store.samples(pid, node_ids=under_b)][:2], "accepted")
+    at.run()
+    assert len(builds) == 3 and "8 sample(s)" in texts(at)
+    frame = pd.read_csv(io.BytesIO(download_data(at, downloads, "export_download")), encoding="utf-8-sig")
+    assert len(frame) == 8 and set(frame["status"]) == {"accepted"}
+    at.run()
+    assert len(builds) == 3
+
+
+def test_a_big_export_is_built_only_when_asked(app_env, reviewed, downloads, builds, monkeypatch):
+    from treesynth_core import export
+
+    monkeypatch.setattr(export, "SMALL_EXPORT_ROWS", 5)  # 6 accepted samples count as big here
+    pid, _ = reviewed
+    at = app_env.app(EXPORT, pid)
+    assert not errors(at) and builds == []
+    assert "6 sample(s) match" in texts(at)
+    assert all("export_download" not in b.proto.id for b in at.get("download_button"))  # only the tree's
+    assert any("--format jsonl" in c.value and "--status accepted" in c.value for c in at.code)
+    at.button(key="export_prepare").click().run()
+    assert len(builds) == 1 and "6 sample(s) · " in texts(at)
+    lines = download_data(at, downloads, "export_download").decode().splitlines()
+    assert len(lines) == 6
+    at.text_input(key="export_import_name").input("x").run()
+    assert len(builds) == 1 and download_data(at, downloads, "export_download").decode().splitlines() == lines
+
+    at.selectbox(key="export_format").set_value("parquet").run()  # another choice: asked again, not rebuilt
+    assert len(builds) == 1 and at.button(key="export_prepare").label == "Prepare download"
+    at.button(key="export_prepare").click().run()
+    assert builds[-1][0] == "parquet"
+    assert len(pd.read_parquet(io.BytesIO(download_data(at, downloads, "export_download")))) == 6
+
+
+def test_the_preview_shows_the_file_as_written(app_env, reviewed, downloads):
+    pid, _ = reviewed
+    with app_env.store() as store:
+        sample = store.samples(pid, statuses=["accepted"])[0]
+        edits.edit_sample(store, sample["id"], {"question": "=1+1, \"quoted\"", "answer": "two\nlines"})
+    at = app_env.app(EXPORT, pid)
+    first = json.loads(at.code[0].value.splitlines()[0])
+    assert first["question"] == "=1+1, \"quoted\"" and len(at.code[0].value.splitlines()) == 3
+    at.selectbox(key="export_format").set_value("csv").run()
+    frame = at.dataframe[0].value
+    assert frame["question"].iloc[0] == "'=1+1, \"quoted\"" and frame["answer"].iloc[0] == "two\nlines"
+    assert len(frame) == 3
+    at.selectbox(key="export_format").set_value("parquet").run()
+    assert at.dataframe[0].value["question"].iloc[0] == "=1+1, \"quoted\""

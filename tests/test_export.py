@@ -484,9 +484,9 @@ def test_samples_are_streamed_in_chunks_by_id(store, project, monkeypatch):
     calls = []
     real = store.iter_samples
 
-    def spy(project_id, *, statuses=None, chunk=5000):
+    def spy(project_id, *, statuses=None, nodes=None, chunk=5000):
         calls.append(chunk)
-        return real(project_id, statuses=statuses, chunk=4)
+        return real(project_id, statuses=statuses, nodes=nodes, chunk=4)
 
     monkeypatch.setattr(store, "iter_samples", spy)
     assert [r["sample_id"] for r in export_rows(store, project)] == ids

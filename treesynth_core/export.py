@@ -82,11 +82,9 @@ def _scoped_rows(store: Store, project_id: int, statuses: list[str] | None,
 
 def _rows(store: Store, project_id: int, names: list[str], paths: dict[str, list[dict]],
           statuses: list[str] | None) -> Iterator[dict]:
-    for sample in store.iter_samples(project_id, statuses=statuses):
+    for sample in store.iter_samples(project_id, statuses=statuses, nodes=paths):
         node_id = sample["node_id"]
-        path = paths.get(node_id)
-        if path is None:
-            continue
+        path = paths[node_id]
         data = sample["data"]
         row = {name: data.get(name, "") for name in names}
         drawn = sample["drawn"]

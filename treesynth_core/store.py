@@ -13,7 +13,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Container, Iterator
 
 import sqlite_utils
 
@@ -470,10 +470,11 @@ class Store:
 
     # --- streaming reads for export (issue 10)
     def iter_samples(self, project_id: int, *, statuses: list[str] | None = None,
-                     chunk: int = 5000) -> Iterator[dict]:
+                     nodes: Container[str] | None = None, chunk: int = 5000) -> Iterator[dict]:
         """The project's samples (id, node_id, data, drawn, status) in id order, read ``chunk`` rows at a time
         by keyset (``id > last``), so memory stays bounded at any size. The lock is held per chunk only:
         rows added while the generator runs may or may not appear, none appears twice or is skipped.
+        ``nodes``: only samples of these nodes (checked before a row is decoded).
 
         ``+project_id`` keeps SQLite on the rowid range (the only index starting with project_id is
         (project_id, norm_hash), which would sort the whole project for every chunk)."""
@@ -486,6 +487,8 @@ class Store:
             with self.lock:
                 rows = self.db.execute(sql, [project_id, last, *(statuses or []), chunk]).fetchall()
             for sample_id, node_id, data, drawn, status in rows:
+                if nodes is not None and node_id not in nodes:
+                    continue
                 yield {"id": sample_id, "node_id": node_id, "data": json.loads(data),
                        "drawn": json.loads(drawn) if drawn and drawn != "[]" else [], "status": status}
             if len(rows) < chunk:
@@ -503,8 +506,8 @@ class Store:
             nodes = self.db.execute("select count(*), max(updated_at) from nodes where project_id = ?",
                                     [project_id]).fetchone()
             groups = self.db.execute(
-                "select node_id, status, count(*), max(id), max(updated_at) from samples where project_id = ? "
-                "group by node_id, status", [project_id]).fetchall()
+                "select node_id, status, count(*), max(id), max(updated_at) from samples where +project_id = ? "
+                "group by node_id, status", [project_id]).fetchall()  # a sequential scan, not norm_hash order
         for node_id, status, n, max_id, max_updated in groups:
             counts.setdefault(node_id, {})[status] = n
             total += n
