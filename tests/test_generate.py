@@ -10,7 +10,7 @@ import pytest
 from treesynth_core import edits
 from treesynth_core.errors import Cancelled, ConfigError
 from treesynth_core.fakellm import Scripted, step_of
-from treesynth_core.generate import call_units, generate, plan_generation, run_bounded
+from treesynth_core.generate import call_units, generate, plan_generation
 from treesynth_core.llm import LLM
 from treesynth_core.outcome import Outcome
 from treesynth_core.partition import build
@@ -289,42 +289,6 @@ def test_call_units_are_the_rounds_calls_in_order_made_one_at_a_time():
     assert iter(units) is units  # a generator, not a list
     old = [(i, min(3, m - k)) for i, m in missing.items() if m > 0 for k in range(0, m, 3)]  # the former list
     assert list(units) == old == [("a", 3), ("a", 3), ("a", 1), ("d", 3)]
-
-
-def test_run_bounded_draws_units_only_as_calls_finish():
-    drawn = finished = 0
-    ahead = []
-    lock = threading.Lock()
-
-    def units():
-        nonlocal drawn
-        for i in range(1_000_000):
-            drawn += 1
-            yield (i,)
-
-    def call(i):
-        nonlocal finished
-        with lock:
-            ahead.append(drawn - finished)
-            finished += 1
-
-    with cf.ThreadPoolExecutor(max_workers=2) as pool:
-        run_bounded(pool, call, units(), window=4, stop=lambda: finished >= 5_000)
-    assert 5_000 <= finished == drawn - 1 <= 5_000 + 4  # in flight finish; the unit drawn at the stop is not run
-    assert max(ahead) <= 4 + 1  # at most the window in flight, plus the one drawn and waiting for a slot
-
-
-def test_run_bounded_runs_every_unit_in_order_and_re_raises_a_bug():
-    seen = []
-    with cf.ThreadPoolExecutor(max_workers=1) as pool:
-        run_bounded(pool, seen.append, ((i,) for i in range(50)), window=3, stop=lambda: False)
-    assert seen == list(range(50))
-
-    def broken(i):
-        raise RuntimeError(f"bug at {i}")
-
-    with cf.ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(RuntimeError, match="bug at"):
-        run_bounded(pool, broken, ((i,) for i in range(5)), window=2, stop=lambda: False)
 
 
 def test_a_huge_quota_is_planned_without_listing_calls_and_a_cancel_stops_it_at_once(fake, store, project, built):

@@ -4,10 +4,11 @@
     python -m treesynth_core build --db my.db --depth 3 --max-values 8
     python -m treesynth_core show --db my.db
     python -m treesynth_core generate --db my.db --per-leaf 20
+    python -m treesynth_core run --db my.db --depth 3 --per-leaf 20     # build and generate, pipelined
     python -m treesynth_core export --db my.db --format jsonl --out data.jsonl
 
-Every user mistake ends in one line on stderr and exit code 2, before anything is changed; `build` and
-`generate` exit with their run's outcome (see EXIT_CODES below and ``outcome.py``).
+Every user mistake ends in one line on stderr and exit code 2, before anything is changed; `build`,
+`generate` and `run` exit with their run's outcome (see EXIT_CODES below and ``outcome.py``).
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ def _report(job: dict, outcome: Outcome, kind: str, summary: str) -> int:
         print(summary)
     elif outcome is Outcome.PARTIAL:
         print(summary)
-        what = f"{job.get('failed') or 0} {'node(s)' if kind == 'build' else 'call(s)'} failed"
+        unit = {"build": "node(s)", "run": "node(s) and call(s)"}.get(kind, "call(s)")
+        what = f"{job.get('failed') or 0} {unit} failed"
         print(f"warning: partial {kind} ({what}); what finished is kept: run the same command again to retry",
               file=sys.stderr)
     elif outcome is Outcome.FAILED:
@@ -370,6 +372,28 @@ def cmd_generate(args) -> int:
         return _report(job, outcome, "generate", job["message"])
 
 
+def cmd_run(args) -> int:
+    """Build and generate in one pipelined pass: a leaf's samples are asked for as soon as the leaf is stored."""
+    with _open(args) as (store, project_id):
+        under = _node(store.tree(project_id), args.under, "--under")
+        with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
+            spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
+                                    max_depth=args.depth)
+            job, outcome = _run(args, store, project_id, "run", dict(
+                depth=spec.settings.max_depth, under=under, approved_only=args.approved_only,
+                per_leaf=args.per_leaf, samples_per_call=args.samples_per_call, temperature=args.temperature,
+                concurrency=args.concurrency), endpoint)
+        tree = store.tree(project_id)
+        for node in tree.nodes.values():
+            if node.status == "failed":
+                print(f"  failed {tree.path_text(node.id)}: {node.failure}", file=sys.stderr)
+        if outcome is not Outcome.COMPLETE:
+            for call in store.failed_calls(project_id, limit=5):
+                print(f"  failed call {call['id']} ({call['purpose']}): {call['error']}", file=sys.stderr)
+        summary = f"{job['message']}; the tree has {len(tree)} nodes and {len(tree.leaves())} leaves"
+        return _report(job, outcome, "run", summary)
+
+
 def _not_the_database(args, out: str) -> None:
     """Refuse an output path that is the database itself (or its WAL files): it would be replaced."""
     db = Path(args.db).resolve()
@@ -501,6 +525,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--under", type=text)
     c.add_argument("--approved-only", action="store_true")
     c.add_argument("--dry-run", action="store_true", help="print the plan and cost, generate nothing")
+
+    c = command("run", cmd_run, "build and generate in one pipelined pass: each leaf is filled as soon as it "
+                "exists (resumes)", llm=True)
+    c.add_argument("--depth", type=setting("max_depth", low=1))
+    c.add_argument("--max-values", type=setting("max_values"))
+    c.add_argument("--pivots", type=setting("pivots"))
+    c.add_argument("--under", type=text, help="build and fill only this node's subtree")
+    c.add_argument("--approved-only", action="store_true",
+                   help="start only from approved nodes; fill only approved leaves and those grown from them")
+    c.add_argument("--per-leaf", type=setting("per_leaf"))
+    c.add_argument("--samples-per-call", type=setting("samples_per_call"))
+    c.add_argument("--temperature", type=setting("generation_temperature"))
 
     c = command("export", cmd_export, "write samples to a file (atomically: an old file survives any failure)")
     c.add_argument("--format", choices=list(FORMATS), default="jsonl")

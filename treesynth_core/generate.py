@@ -1,31 +1,38 @@
-"""Stage 2: leaf-wise generation, with a cost plan before it starts.
+"""Stage 2: leaf-wise generation, with a cost plan before it starts; and ``run``, build and generate in one
+pipelined pass.
 
 Each leaf gets its quota (the node's own quota or the uniform one). Calls ask for a few samples that
 satisfy every attribute on the leaf's path (an infinite node contributes a fresh random value per call).
 Each call's samples are committed when it returns, capped at the quota inside the transaction, so a
-killed run resumes and generates exactly what is missing.
+killed run resumes and generates exactly what is missing. The calls go through ``scheduler.py``; ``run``
+queues a leaf's calls the moment the build stores the leaf, so no leaf waits for the rest of the tree.
+
+Per call, the client's work is kept small: the reply is cleaned once (fields, cap and fingerprints in one
+pass), the "do not repeat" list is the leaf's few newest samples (not a read of the whole leaf), and the
+samples are stored with one duplicate query and one multi-row insert.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import math
 import random
-import threading
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
-from .errors import Cancelled, ConfigError, EndpointError
+from .errors import Cancelled, ConfigError, TreeSynthError
 from .llm import LLM
-from .outcome import AbortRule, Outcome, failure_reason
+from .outcome import Outcome
+from .partition import BuildReport, Partitioner, expandable
 from .prompts import SamplesReply, samples_messages, samples_schema
-from .samples import clean_samples, fingerprint
+from .samples import clean_reply
+from .scheduler import Leaf, Scheduler
 from .spec import Settings, bounds
 from .store import Store
-from .tree import Node, Tree
+from .tree import Node, Tree, path_attributes
 
 CHARS_PER_TOKEN = 4
 DEFAULT_TOKENS_PER_SAMPLE = 150
+AVOID = 3  # a leaf's newest samples that a generation prompt asks not to repeat
 
 
 @dataclass
@@ -182,13 +189,55 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
         leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have))
     sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc)
     prompt_tokens = sum(len(m["content"]) for m in sample_prompt) // CHARS_PER_TOKEN + 20
-    existing = store.samples(project_id, statuses=["generated", "accepted"])[:200]
+    existing = store.sample_data(project_id, statuses=["generated", "accepted"], limit=200)
     if existing:
-        chars = sum(len(" ".join(r["data"].values())) for r in existing) / len(existing)
+        chars = sum(len(" ".join(data.values())) for data in existing) / len(existing)
         per_sample = int(chars / CHARS_PER_TOKEN) + 15
     else:
         per_sample = DEFAULT_TOKENS_PER_SAMPLE
     return Plan(leaves, spc, prompt_tokens, per_sample, s)
+
+
+class Filler:
+    """One generation call for a leaf: ask for ``count`` samples that satisfy the leaf's path, clean the reply
+    once, store what is new up to the leaf's quota, and note on the call what was dropped and why. Returns
+    (inserted, duplicates, invalid). Thread-safe: one instance serves every worker of a run."""
+
+    def __init__(self, store: Store, project_id: int, llm: LLM, *, temperature: float | None = None):
+        self.store, self.project_id, self.llm = store, project_id, llm
+        self.spec = store.project(project_id)
+        self.settings = self.spec.settings
+        self.temperature = self.settings.generation_temperature if temperature is None else temperature
+        self.rng = random.Random()
+
+    def __call__(self, leaf: Leaf, count: int) -> tuple[int, int, int]:
+        s, spec = self.settings, self.spec
+        attributes = path_attributes(leaf.path, self.rng)
+        avoid = self.store.recent_samples(leaf.id, AVOID)
+        cleaned: dict = {}
+
+        def check(reply: SamplesReply) -> None:  # the reply check cleans it, once: the result is kept
+            kept, problems = clean_reply(reply.samples, spec.field_names, s.max_field_chars, spec.dedup_fields)
+            cleaned.update(value=reply, kept=kept, problems=problems)
+            if not kept:
+                raise ValueError("no usable sample: " + "; ".join(problems[:3]))
+
+        reply = self.llm.ask(
+            samples_messages(spec, attributes, count, avoid), schema=SamplesReply, purpose="samples",
+            node_id=leaf.id, temperature=self.temperature, max_tokens=s.max_tokens, reasks=s.reasks, check=check,
+            json_schema=samples_schema(spec, count), cache=False, model=s.model)
+        if cleaned.get("value") is not reply.value:
+            check(reply.value)
+        kept, problems = cleaned["kept"], cleaned["problems"]
+        rows = [{"data": sample, "drawn": attributes, "norm_hash": norm_hash} for sample, norm_hash in kept]
+        inserted, duplicates = self.store.add_samples(self.project_id, leaf.id, rows, cap=leaf.quota,
+                                                      call_id=reply.call_id)
+        over = len(rows) - inserted - duplicates
+        notes = problems + ([f"{duplicates} duplicate(s)"] if duplicates else []) + (
+            [f"{over} beyond the leaf's quota"] if over > 0 else [])
+        if notes and reply.call_id:
+            self.store.note_call(reply.call_id, "; ".join(notes))
+        return inserted, duplicates, len(problems)
 
 
 def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = None, under: str | None = None,
@@ -198,88 +247,152 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
              should_stop: Callable[[], bool] | None = None, max_rounds: int = 3) -> GenerationReport:
     """Fill every selected leaf up to its quota. Safe to call again: it only makes what is missing.
 
-    ``per_leaf``, ``samples_per_call`` and ``concurrency`` default to the project's settings when None; 0 is a
-    value (``per_leaf=0``: only leaves with their own quota get samples), and a value outside the setting's
-    range is refused with a ConfigError before any call. Calls are made lazily, a window of them in flight.
-    A call that fails (for any reason) is counted with its reason and the rest go on; the report's ``outcome``
-    says how it went. Raises Cancelled (with the report as ``.report``) when ``should_stop`` turns true.
+    ``per_leaf`` and ``samples_per_call`` default to the project's settings when None; 0 is a value
+    (``per_leaf=0``: only leaves with their own quota get samples), and a value outside the setting's range is
+    refused with a ConfigError before any call. ``concurrency`` caps the calls at once (default: what the LLM
+    client's adaptive window allows). Calls are made lazily through the scheduler, a window of them in flight.
+    A call that fails (for any reason) is counted with its reason and the rest go on; a leaf left short is
+    asked again in a next round (at most ``max_rounds``); the report's ``outcome`` says how it went. Raises
+    Cancelled (with the report as ``.report``) when ``should_stop`` turns true.
     """
     spec = store.project(project_id)
     s = spec.settings
-    tree = store.tree(project_id)
     per_leaf = _argument("per_leaf", per_leaf, s.per_leaf, lowest=0)
     spc = _argument("samples_per_call", samples_per_call, s.samples_per_call)
-    workers = _argument("concurrency", concurrency, s.concurrency)
-    temperature = s.generation_temperature if temperature is None else temperature
+    if concurrency is not None:
+        _argument("concurrency", concurrency, s.concurrency)
+    tree = store.tree(project_id)
     targets, failed_nodes = generation_targets(tree, s, under, approved_only, leaf_ids)
-    leaves = {n.id: n for n in targets}
-    quota = {leaf_id: (per_leaf if node.quota is None else node.quota) for leaf_id, node in leaves.items()}
-    fields, cap = spec.field_names, s.max_field_chars
     report = GenerationReport(failed_nodes=[n.id for n in failed_nodes])
-    if not leaves:
+    if not targets:
         report.no_leaves = no_leaves_reason(tree, failed_nodes)
         return report
-    lock = threading.Lock()
-    rule = AbortRule()
-    state = {"done": 0}
-    total = report.missing = sum(max(0, quota[i] - store.live_count(i)) for i in leaves)
-    rng = random.Random()
-
-    def stopping() -> bool:
-        return rule.tripped or bool(should_stop and should_stop())
-
-    def one_call(leaf_id: str, count: int) -> None:
-        if stopping():
-            return
-        try:
-            attributes = tree.attributes(leaf_id, rng)
-            avoid = [r["data"] for r in store.samples(project_id, node_ids=[leaf_id])[-3:]]
-            reply = llm.ask(
-                samples_messages(spec, attributes, count, avoid), schema=SamplesReply, purpose="samples",
-                node_id=leaf_id, temperature=temperature, max_tokens=s.max_tokens, reasks=s.reasks,
-                check=lambda r: _at_least_one(r, fields, cap), json_schema=samples_schema(spec, count), cache=False,
-                model=s.model)
-            good, problems = clean_samples(reply.value.samples, fields, cap)
-            rows = [{"data": g, "drawn": attributes, "norm_hash": fingerprint(g, spec.dedup_fields)} for g in good]
-            inserted, duplicates = store.add_samples(project_id, leaf_id, rows, cap=quota[leaf_id],
-                                                     call_id=reply.call_id)
-            over = len(rows) - inserted - duplicates
-            notes = problems + ([f"{duplicates} duplicate(s)"] if duplicates else []) + (
-                [f"{over} beyond the leaf's quota"] if over > 0 else [])
-            if notes and reply.call_id:
-                store.note_call(reply.call_id, "; ".join(notes))
-        except Exception as exc:  # one call's failure, whatever it is, never sinks the run
-            with lock:
-                report.failed_calls += 1
-                report.errors.append(failure_reason(exc))
-                report.endpoint_failures += isinstance(exc, EndpointError)
-                report.aborted |= rule.failure()
-            return
-        rule.success()
-        with lock:
-            report.inserted += inserted
-            report.duplicates += duplicates
-            report.invalid += len(problems)
-            state["done"] += inserted
-            if on_progress:
-                on_progress(min(state["done"], total), total)
-
-    if on_progress:
-        on_progress(0, total)
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate") as pool:
-        for _ in range(max_rounds):
-            missing = {i: quota[i] - store.live_count(i) for i in leaves}
-            if not any(m > 0 for m in missing.values()) or stopping():
-                break
-            before = sum(missing.values())
-            run_bounded(pool, one_call, call_units(missing, spc), window=2 * workers, stop=stopping)
-            after = sum(max(0, quota[i] - store.live_count(i)) for i in leaves)
-            if after >= before:
-                break  # no progress this round: stop rather than loop; failures are in the call log
-    report.short = {i: quota[i] - store.live_count(i) for i in leaves if store.live_count(i) < quota[i]}
-    if should_stop and should_stop():
+    scheduler = Scheduler(llm, concurrency=concurrency, should_stop=should_stop, on_progress=on_progress,
+                          max_rounds=max_rounds)
+    scheduler.fill_with(Filler(store, project_id, llm, temperature=temperature), report, per_call=spc,
+                        live=store.live_count)
+    for leaf in targets:
+        scheduler.add_leaf(leaf.id, tree.path(leaf.id), per_leaf if leaf.quota is None else leaf.quota,
+                           store.live_count(leaf.id))
+    scheduler.run()
+    report.short = scheduler.short()
+    if scheduler.cancelled:
         report.cancelled = True
         raise Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue", report=report)
+    return report
+
+
+# ----------------------------------------------------------------------------- build and generate, pipelined
+
+
+@dataclass
+class RunReport:
+    """A pipelined build and generate: what each part did, and one outcome for the whole run."""
+
+    build: BuildReport
+    generation: GenerationReport
+    cancelled: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        """failed: no leaf to fill, or samples were missing and none was stored, or the build failed and no
+        sample was stored; complete: both parts complete (no node or call failed, no split flagged, no leaf
+        short); partial otherwise."""
+        b, g = self.build, self.generation
+        if self.cancelled:
+            return Outcome.CANCELLED
+        if g.no_leaves or (g.missing and not g.inserted) or (b.outcome is Outcome.FAILED and not g.inserted):
+            return Outcome.FAILED
+        if b.outcome is Outcome.COMPLETE and g.outcome is Outcome.COMPLETE:
+            return Outcome.COMPLETE
+        return Outcome.PARTIAL
+
+    @property
+    def failed_count(self) -> int:
+        """Failed nodes plus failed calls."""
+        return len(self.build.failed) + self.generation.failed_calls
+
+    def summary(self) -> str:
+        b, g = self.build, self.generation
+        text = f"expanded {len(b.expanded)} node(s), {len(b.failed)} failed"
+        if b.flagged:
+            text += f", {len(b.flagged)} split(s) flagged for review"
+        text += (f"; {g.inserted} new sample(s), {g.duplicates} duplicate(s) and {g.invalid} invalid dropped, "
+                 f"{g.failed_calls} failed call(s)")
+        first = next(iter(b.failed.values()), None) or (g.errors[0] if g.errors else "")
+        failures = len(b.failed) + g.failed_calls
+        if (b.aborted or g.aborted) and failures == len(b.endpoint_failed) + g.endpoint_failures:
+            text = f"the endpoint failed repeatedly ({first}); " + text
+        elif b.aborted or g.aborted:
+            text += f"; stopped after {failures} failures and no success ({first})"
+        elif failures:
+            text += f" (see `calls --failed`; first: {first})"
+        if g.short:
+            text += f"; {len(g.short)} leaf/leaves still short of quota ({sum(g.short.values())} samples)"
+        if g.failed_nodes:
+            text += f"; {len(g.failed_nodes)} failed node(s) outside the build have no samples: prune or rebuild them"
+        if b.flagged:
+            text += "; flagged splits may miss values: read their notes (`show`, the Tree page)"
+        if failures or g.short:
+            text += "; run the same command again to retry: it resumes"
+        if g.no_leaves:
+            text = f"{g.no_leaves} ({text})"
+        return text + (" (cancelled)" if self.cancelled else "")
+
+
+def run(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, under: str | None = None,
+        approved_only: bool = False, per_leaf: int | None = None, samples_per_call: int | None = None,
+        temperature: float | None = None, concurrency: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None,
+        max_rounds: int = 3) -> RunReport:
+    """Build the tree under ``under`` (default: the root) down to ``depth`` and fill its leaves, in one pass:
+    a leaf's generation is queued the moment its parent's split is stored, so a slow call stalls only its own
+    subtree and leaves. Leaves that exist already (and will not be split) are filled from the start.
+
+    The options are build's (``depth``, ``under``, ``approved_only``: start only from approved nodes, and fill
+    only approved leaves and the leaves grown from them) and generate's (``per_leaf``, ``samples_per_call``,
+    ``temperature``). Resumes like both: run it again and only what failed or is missing is done. Raises
+    Cancelled (with the report as ``.report``) when ``should_stop`` turns true.
+    """
+    spec = store.project(project_id)
+    s = spec.settings
+    depth = s.max_depth if depth is None else depth
+    per_leaf = _argument("per_leaf", per_leaf, s.per_leaf, lowest=0)
+    spc = _argument("samples_per_call", samples_per_call, s.samples_per_call)
+    if concurrency is not None:
+        _argument("concurrency", concurrency, s.concurrency)
+    tree = store.tree(project_id)
+    start = under or (tree.root.id if tree.root else None)
+    if start is None:
+        raise TreeSynthError("the project has no root node", "recreate the project")
+    frontier = [n for n in tree.subtree(start) if expandable(tree, n, depth)
+                and (not approved_only or n.status in ("approved", "edited"))]
+    expanding = {n.id for n in frontier}
+    targets, failed = generation_targets(tree, s, under, approved_only)
+    report = RunReport(
+        BuildReport(skipped_locked=[n.id for n in tree.subtree(start) if n.locked and not tree.kids(n.id)],
+                    root_id=tree.root.id if tree.root else None),
+        GenerationReport(failed_nodes=[n.id for n in failed if n.id not in expanding]))
+    scheduler = Scheduler(llm, concurrency=concurrency, should_stop=should_stop, on_progress=on_progress,
+                          max_rounds=max_rounds)
+    scheduler.expand_with(Partitioner(store, project_id, llm).expansion, report.build, depth)
+    scheduler.fill_with(Filler(store, project_id, llm, temperature=temperature), report.generation, per_call=spc,
+                        live=store.live_count)
+    scheduler.fill_new_leaves(per_leaf, store.node_path)
+    for node in frontier:
+        scheduler.add_expansion(node.id, node.depth)
+    for leaf in targets:
+        if leaf.id not in expanding:
+            scheduler.add_leaf(leaf.id, tree.path(leaf.id), per_leaf if leaf.quota is None else leaf.quota,
+                               store.live_count(leaf.id))
+    scheduler.run()
+    report.generation.short = scheduler.short()
+    if scheduler.cancelled:
+        report.cancelled = report.build.cancelled = report.generation.cancelled = True
+        raise Cancelled(f"run cancelled: {report.summary()}", "run again to continue", report=report)
+    if not scheduler.counts.leaves:
+        after = store.tree(project_id)
+        report.generation.no_leaves = no_leaves_reason(after, generation_targets(after, s, under, approved_only)[1])
     return report
 
 
@@ -297,32 +410,8 @@ def _argument(name: str, value: int | None, default: int, lowest: int | None = N
 
 def call_units(missing: dict[str, int], per_call: int) -> Iterator[tuple[str, int]]:
     """One round's calls, (leaf id, samples to ask for), leaf by leaf in chunks of ``per_call``. A generator:
-    10,000 samples per leaf over thousands of leaves is millions of calls, made one at a time as needed."""
+    10,000 samples per leaf over thousands of leaves is millions of calls, made one at a time as needed (the
+    batch files' export; live runs hand their calls out the same way, in the scheduler)."""
     for leaf_id, count in missing.items():
         for start in range(0, count, per_call):
             yield leaf_id, min(per_call, count - start)
-
-
-def run_bounded(pool: cf.Executor, fn: Callable, units: Iterable[tuple], *, window: int,
-                stop: Callable[[], bool]) -> None:
-    """Run ``fn(*unit)`` for every unit on the pool with at most ``window`` submitted and unfinished, in the
-    order given. Units are drawn only as calls finish, and none after ``stop()`` turns true. An exception
-    raised by ``fn`` is re-raised here, as ``pool.map`` would."""
-    running: set[cf.Future] = set()
-    for unit in units:
-        if stop():
-            break
-        if len(running) >= window:
-            finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                future.result()
-        running.add(pool.submit(fn, *unit))
-    for future in cf.as_completed(running):
-        future.result()
-
-
-def _at_least_one(reply: SamplesReply, fields: list[str], max_chars: int) -> None:
-    """The reply check: at least one sample is usable, else a re-ask that says why none was."""
-    good, problems = clean_samples(reply.samples, fields, max_chars)
-    if not good:
-        raise ValueError("no usable sample: " + "; ".join(problems[:3]))

@@ -1,9 +1,14 @@
-"""Long work (building, generating) as a background job that writes its progress to the store.
+"""Long work (building, generating, or both pipelined: "run") as a background job that writes its progress
+to the store.
 
 The app starts a job and polls its row, so switching pages or reloading the browser neither stops nor
 duplicates it. A row's ``status`` is "running", then an Outcome value (complete, partial, failed, cancelled,
-interrupted); ``failed`` counts failed nodes or calls. A job whose process died is shown as "interrupted";
-running it again resumes from the store.
+interrupted); ``failed`` counts failed nodes (build), calls (generate) or both (run). A job whose process died
+is shown as "interrupted"; running it again resumes from the store.
+
+Progress goes to the row at most every ``PROGRESS_EVERY`` seconds (and once at the end), and the cancel flag
+is read at most that often: a generation run makes hundreds of calls a second, and each write or read is a
+transaction on a file the app shares.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import json
 import logging
 import os
 import threading
+import time
 from typing import Callable
 
 from .config import Endpoint
 from .errors import Cancelled, NotFoundError, TreeEditError, TreeSynthError
-from .generate import generate
+from .generate import generate, run
 from .llm import LLM
 from .outcome import Outcome
 from .partition import build
@@ -25,7 +31,9 @@ from .store import Store, now
 log = logging.getLogger(__name__)
 _threads: dict[tuple[str, int], threading.Thread] = {}
 _registry = threading.RLock()  # held from a job's creation until its thread is registered
-KINDS = ("build", "generate")
+KINDS = ("build", "generate", "run")
+ACTIONS: dict[str, Callable] = {"build": build, "generate": generate, "run": run}
+PROGRESS_EVERY = 0.25  # seconds between two progress writes (or cancel reads) of a running job
 
 
 def _key(db_path, job_id: int) -> tuple[str, int]:
@@ -90,8 +98,8 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
             echo: Callable[[int, int], None] | None = None) -> dict:
     """Run a created job to its end in this thread and return its final row. Never raises an error of the
     work itself: the row gets the outcome (complete / partial / failed / cancelled, see outcome.py) as its
-    ``status``, the number of failed nodes (build) or calls (generate) as ``failed``, and the report's
-    summary, which names what failed and how to retry, as ``message``."""
+    ``status``, the number of failed nodes (build), calls (generate) or both (run) as ``failed``, and the
+    report's summary, which names what failed and how to retry, as ``message``."""
     with _registry:  # this thread runs the job (the CLI runs it in its main thread): it is alive
         _threads[_key(db_path, job_id)] = threading.current_thread()
     store = Store(db_path)
@@ -100,20 +108,37 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
         job = get_job(store, job_id)
         params, project_id = job["params"], job["project_id"]
 
+        progress = {"written": 0.0, "pending": None, "checked": 0.0, "stop": False}
+
+        def write_progress() -> None:
+            if progress["pending"] is not None:
+                done, total = progress["pending"]
+                store.update_job(job_id, done=done, total=total, heartbeat_at=now())
+                progress["pending"], progress["written"] = None, time.monotonic()
+
         def on_progress(done: int, total: int) -> None:
-            store.update_job(job_id, done=done, total=total, heartbeat_at=now())
+            progress["pending"] = (done, total)
+            if time.monotonic() - progress["written"] >= PROGRESS_EVERY:
+                write_progress()
             if echo:
                 echo(done, total)
 
         def should_stop() -> bool:
-            return bool(store.job_row(job_id)["cancel_requested"])
+            if not progress["stop"] and time.monotonic() - progress["checked"] >= PROGRESS_EVERY:
+                progress["stop"] = bool(store.job_row(job_id)["cancel_requested"])
+                progress["checked"] = time.monotonic()
+            return progress["stop"]
 
-        llm = LLM(endpoint, store, project_id, job_id=job_id, concurrency=params.get("concurrency") or 16)
-        action: Callable = build if job["kind"] == "build" else generate
+        # the job's concurrency is where the client's adaptive window starts (and a cap on units at once)
+        spec = store.project(project_id)
+        llm = LLM(endpoint, store, project_id, job_id=job_id,
+                  concurrency=params.get("concurrency") or spec.settings.concurrency)
         try:
-            report = action(store, project_id, llm, on_progress=on_progress, should_stop=should_stop, **params)
+            report = ACTIONS[job["kind"]](store, project_id, llm, on_progress=on_progress, should_stop=should_stop,
+                                          **params)
         finally:
             llm.close()
+            write_progress()
         status, message, failed = report.outcome.value, report.summary(), report.failed_count
     except Cancelled as exc:
         status, message = Outcome.CANCELLED.value, str(exc)  # what finished before the cancel is kept and counted

@@ -394,9 +394,9 @@ class LLM:
         if self.store is None:
             return None
         done = done or Completion(text=text)
-        return self.store.log_call(
-            project_id=self.project_id, job_id=self.job_id, **base,
-            messages=self._scrub(json.dumps(convo, ensure_ascii=False)), response=self._scrub(done.text),
+        messages = [{"role": m["role"], "content": self._scrub(m.get("content")) or ""} for m in convo]
+        return self.store.log_call_messages(  # each distinct message stored once (issue 10)
+            messages, project_id=self.project_id, job_id=self.job_id, **base, response=self._scrub(done.text),
             finish_reason=done.finish, prompt_tokens=done.usage[0], completion_tokens=done.usage[1],
             duration_s=round(done.seconds, 4), attempt=attempt, valid=int(error is None),
             error=self._redact(storable(error)), repaired=int(repaired),

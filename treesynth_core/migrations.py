@@ -157,3 +157,12 @@ def m009_job_outcomes(db):
     # nothing about what failed on the way
     db.execute("update jobs set status = 'complete' where status = 'done' and coalesce(failed, 0) = 0")
     db.execute("update jobs set status = 'partial' where status = 'done'")
+
+
+@migrations()
+def m010_call_messages(db):
+    # the call log keeps each distinct message (role and content) once, under its hash; a call row lists its
+    # messages' hashes in order (message_hashes) instead of repeating the whole conversation as JSON: the system
+    # prompt and a re-ask's first turns are shared by many calls. Rows logged before keep their ``messages``.
+    db["call_messages"].create({"hash": str, "role": str, "content": str}, pk="hash")
+    db["calls"].add_column("message_hashes", str)

@@ -1,9 +1,10 @@
 """Stage 1: partition the data space into a tree (pivots -> criterion -> coverage -> children).
 
-Scheduling: every node's expansion is a chain of dependent calls; a child is queued the moment its
-parent's expansion is stored, so there is no per-level barrier and one slow call only stalls its own
-subtree. Each finished node is committed at once; a build that is interrupted continues from the store,
-and the call cache means a half-expanded node does not pay again for the calls it already made.
+Scheduling (``scheduler.py``): every node's expansion is a chain of dependent calls; a child is queued the
+moment its parent's expansion is stored, so there is no per-level barrier and one slow call only stalls its
+own subtree. An expansion reads only its node's path and whether the node has children (O(depth), whatever
+the tree's size). Each finished node is committed at once; a build that is interrupted continues from the
+store, and the call cache means a half-expanded node does not pay again for the calls it already made.
 
 Honesty: a node that fails, for whatever reason, is marked failed with its reason and its siblings go on; a
 split that cannot be shown exhaustive (coverage replies that broke the rules after their re-asks, or a
@@ -14,20 +15,21 @@ fails ``ABORT_AFTER`` times before its first success.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import random
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
 from .llm import LLM
-from .outcome import REASON_CHARS, AbortRule, Outcome, failure_reason, judge
+from .outcome import REASON_CHARS, Outcome, failure_reason, judge
 from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, CriterionReply, SamplesReply,
                       coverage_messages, criterion_messages, criterion_schema, pivots_messages, samples_schema)
 from .samples import clean_samples
+from .scheduler import Expansion, Scheduler
 from .spec import ProjectSpec
 from .store import Store
-from .tree import Node, Tree, dedupe_values, dimension_key, dimension_problem, value_problem
+from .tree import (Node, Tree, dedupe_values, dimension_key, dimension_problem, path_attributes,
+                   path_used_dimensions, value_problem)
 
 Progress = Callable[[int, int], None]
 
@@ -146,16 +148,14 @@ class Partitioner:
         self.spec: ProjectSpec = store.project(project_id)
         self.settings = self.spec.settings
 
-    def _tree(self) -> Tree:
-        return self.store.tree(self.project_id)
-
-    def propose(self, node: Node, tree: Tree, *, fresh: bool = False) -> dict:
+    def propose(self, node: Node, tree: Tree | list[Node], *, fresh: bool = False) -> dict:
         """Ask the LLM for the node's split without storing it: {dimension, values, infinite, pivots, note}.
-        ``note`` (or None) says why the split needs review: labels or coverage values had to be dropped, or the
-        coverage step never confirmed the value list."""
+        ``tree`` is the tree or just the node's path (root first). ``note`` (or None) says why the split needs
+        review: labels or coverage values had to be dropped, or the coverage step never confirmed the values."""
         s = self.settings
-        attributes = tree.attributes(node.id, rng=random.Random(node.id))  # a stable draw: cacheable
-        used = tree.used_dimensions(node.id)
+        path = tree.path(node.id) if isinstance(tree, Tree) else tree
+        attributes = path_attributes(path, rng=random.Random(node.id))  # a stable draw: cacheable
+        used = path_used_dimensions(path)
         ask = dict(node_id=node.id, reasks=s.reasks, max_tokens=s.max_tokens, cache=not fresh, model=s.model)
         field_names, cap = self.spec.field_names, s.max_field_chars
 
@@ -233,16 +233,22 @@ class Partitioner:
 
     def expand(self, node_id: str) -> list[str]:
         """Expand one node (no-op for a node that already has children). Returns the new child ids."""
-        tree = self._tree()
-        node = tree.nodes[node_id]
-        if tree.kids(node_id):
-            return []
+        return self.expansion(node_id).children
+
+    def expansion(self, node_id: str) -> Expansion:
+        """Expand one node, reading only its path and whether it has children: its new children and its note.
+        A failure of any kind is recorded on the node (status failed, the reason) and raised."""
+        path = self.store.node_path(node_id)
+        node = path[-1]
+        if self.store.has_children(node_id):
+            return Expansion([], node.note)
         if node.parent_id is None and self.spec.root_split:
             split = self.spec.root_split
-            return self.apply(node, {"dimension": split.dimension, "values": dedupe_values(split.values),
-                                     "infinite": False}, provenance="human")
+            return Expansion(self.apply(node, {"dimension": split.dimension, "values": dedupe_values(split.values),
+                                               "infinite": False}, provenance="human"))
         try:
-            return self.apply(node, self.propose(node, tree))
+            proposal = self.propose(node, path)
+            return Expansion(self.apply(node, proposal), proposal["note"])
         except Exception as exc:  # any failure is this node's: record it on the node, the build goes on
             self.store.update_node(node_id, status="failed", failure=failure_reason(exc))
             raise
@@ -274,55 +280,12 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
                 and (not approved_only or n.status in ("approved", "edited"))]
     report = BuildReport(skipped_locked=[n.id for n in tree.subtree(start) if n.locked and not tree.kids(n.id)],
                          root_id=tree.root.id if tree.root else None)
-    partitioner = Partitioner(store, project_id, llm)
-    workers = concurrency or spec.settings.concurrency
-    rule = AbortRule()
-    submitted = done = 0
-
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expand") as pool:
-        running: dict[cf.Future, str] = {}
-
-        def submit(node_id: str) -> None:
-            nonlocal submitted
-            running[pool.submit(partitioner.expand, node_id)] = node_id
-            submitted += 1
-
-        for node_id in frontier:
-            submit(node_id)
-        if on_progress:
-            on_progress(0, submitted)
-        while running:
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                node_id = running.pop(future)
-                if future.cancelled():  # never started: the run stopped before it; it is not a failure
-                    continue
-                done += 1
-                child_ids: list[str] = []
-                try:
-                    child_ids = future.result()
-                    rule.success()
-                    report.expanded.append(node_id)
-                    node = store.node(node_id)
-                    if node.note:
-                        report.flagged[node_id] = node.note
-                except Exception as exc:  # one node's failure, whatever it is, never sinks the build
-                    report.failed[node_id] = failure_reason(exc)
-                    if isinstance(exc, EndpointError):
-                        report.endpoint_failed.append(node_id)
-                    report.aborted |= rule.failure()
-                if should_stop and should_stop():
-                    report.cancelled = True
-                if report.aborted or report.cancelled:
-                    for pending in running:
-                        pending.cancel()  # queued nodes are not started; running ones finish
-                    continue
-                child_depth = store.node(node_id).depth + 1
-                if child_depth < depth:
-                    for child_id in child_ids:
-                        submit(child_id)
-                if on_progress:  # called on this thread only, never from a worker
-                    on_progress(done, submitted)
-    if report.cancelled:
+    scheduler = Scheduler(llm, concurrency=concurrency, should_stop=should_stop, on_progress=on_progress)
+    scheduler.expand_with(Partitioner(store, project_id, llm).expansion, report, depth)
+    for node_id in frontier:
+        scheduler.add_expansion(node_id, tree.nodes[node_id].depth)
+    scheduler.run()
+    if scheduler.cancelled:
+        report.cancelled = True
         raise Cancelled(f"build cancelled: {report.summary()}", "run build again to continue", report=report)
     return report

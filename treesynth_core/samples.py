@@ -20,17 +20,27 @@ def clean_samples(raw: list, field_names: list[str], max_chars: int | None = Non
     Unicode (a lone surrogate) or NUL is refused, not repaired. A field longer than ``max_chars`` (the
     project's ``max_field_chars``) refuses the whole sample: it is counted, never truncated.
     """
-    good, problems = [], []
+    kept, problems = clean_reply(raw, field_names, max_chars)
+    return [sample for sample, _ in kept], problems
+
+
+def clean_reply(raw: list, field_names: list[str], max_chars: int | None = None,
+                dedup_fields: list[str] | None = None) -> tuple[list[tuple[dict, str | None]], list[str]]:
+    """``clean_samples`` and ``fingerprint`` in one pass over a reply: (sample, its fingerprint over
+    ``dedup_fields``, or None when none are given) for each kept sample, and the problems. Each field is
+    normalised once, for the emptiness check and the fingerprint alike."""
+    kept, problems = [], []
     for i, item in enumerate(raw, 1):
         if not isinstance(item, dict):
             problems.append(f"sample {i} is not an object")
             continue
-        sample = {}
+        sample, norms = {}, {}
         for name in field_names:
             value = item.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = str(value)
-            if not isinstance(value, str) or not normalise(value):
+            norm = normalise(value) if isinstance(value, str) else ""
+            if not norm:
                 problems.append(f"sample {i} has no text for field {name!r}")  # empty, or a "..." placeholder
                 break
             if INVALID_TEXT.search(value):
@@ -41,13 +51,16 @@ def clean_samples(raw: list, field_names: list[str], max_chars: int | None = Non
                 problems.append(f"sample {i}: field {name!r} has {len(value):,} characters "
                                 f"(cap max_field_chars={max_chars})")
                 break
-            sample[name] = value
+            sample[name], norms[name] = value, norm
         else:
-            good.append(sample)
-    return good, problems
+            kept.append((sample, None if dedup_fields is None else _digest([norms.get(n, "") for n in dedup_fields])))
+    return kept, problems
 
 
 def fingerprint(sample: dict, field_names: list[str]) -> str:
     """Equal for samples that differ only in case, punctuation or spacing."""
-    blob = json.dumps([normalise(sample.get(name, "")) for name in field_names])
-    return hashlib.sha1(blob.encode()).hexdigest()
+    return _digest([normalise(sample.get(name, "")) for name in field_names])
+
+
+def _digest(norms: list[str]) -> str:
+    return hashlib.sha1(json.dumps(norms).encode()).hexdigest()

@@ -7,6 +7,7 @@ transaction. The app and the CLI can open the same file at once.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import sqlite3
 import threading
@@ -302,37 +303,38 @@ class Store:
                     call_id: int | None) -> tuple[int, int]:
         """Insert samples (dicts with data, drawn, norm_hash) up to ``cap`` live samples in the leaf.
 
-        Returns (inserted, duplicates). Duplicates (same normalised hash anywhere in the project) are
-        skipped; the cap is checked inside the transaction, so concurrent calls never overshoot a quota.
+        Returns (inserted, duplicates). Duplicates (same normalised hash anywhere in the project, or earlier in
+        ``rows``) are skipped; the cap is checked inside the transaction, so concurrent calls never overshoot a
+        quota. One transaction, one query for the duplicates and one multi-row insert, whatever the row count.
         """
+        if not rows:
+            return 0, 0
         inserted = duplicates = 0
+        hashes = [row["norm_hash"] for row in rows]
+        stamp = now()
         with self.atomic():
             live = self.live_count(node_id)
+            seen = {r[0] for r in self.db.execute(
+                f"select norm_hash from samples where project_id = ? and norm_hash in ({','.join('?' * len(hashes))})",
+                [project_id, *hashes])}
+            fresh, drawn_json = [], {}
             for row in rows:
-                if cap is not None and live >= cap:
+                if cap is not None and live + len(fresh) >= cap:
                     break
-                exists = self.db.execute(
-                    "select 1 from samples where project_id = ? and norm_hash = ?", [project_id, row["norm_hash"]]
-                ).fetchone()
-                if exists:
+                if row["norm_hash"] in seen:
                     duplicates += 1
                     continue
-                self.db["samples"].insert(
-                    {
-                        "project_id": project_id,
-                        "node_id": node_id,
-                        "data": json.dumps(row["data"], ensure_ascii=False),
-                        "drawn": json.dumps(row.get("drawn", []), ensure_ascii=False),
-                        "norm_hash": row["norm_hash"],
-                        "status": "generated",
-                        "call_id": call_id,
-                        "created_at": now(),
-                        "updated_at": now(),
-                    }
-                )
-                inserted += 1
-                live += 1
-            if inserted:
+                seen.add(row["norm_hash"])
+                drawn = row.get("drawn", [])
+                if id(drawn) not in drawn_json:  # a call's rows share one list of drawn attributes
+                    drawn_json[id(drawn)] = json.dumps(drawn, ensure_ascii=False)
+                fresh.append((project_id, node_id, json.dumps(row["data"], ensure_ascii=False), drawn_json[id(drawn)],
+                              row["norm_hash"], "generated", call_id, stamp, stamp))
+            if fresh:
+                self.db.conn.executemany(
+                    "insert into samples (project_id, node_id, data, drawn, norm_hash, status, call_id, created_at, "
+                    "updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)", fresh)
+                inserted = len(fresh)
                 self.touch(project_id)
         return inserted, duplicates
 
@@ -514,3 +516,60 @@ class Store:
             top_id = max(top_id, max_id)
             newest = max(newest, max_updated or "")
         return counts, (project[0] if project else None, *nodes, total, top_id, newest)
+
+    # --- tree reads for the scheduler (issue 10)
+    def node_path(self, node_id: str) -> list[Node]:
+        """The nodes from the root down to ``node_id`` (inclusive), by one recursive query up ``parent_id``:
+        O(depth) rows whatever the tree's size. Raises NotFoundError when the node is gone."""
+        rows = self.query(
+            "with recursive up as (select nodes.*, 0 as hops from nodes where id = ? "
+            "union all select nodes.*, up.hops + 1 from nodes join up on nodes.id = up.parent_id) "
+            "select * from up order by hops desc", [node_id])
+        if not rows:
+            raise NotFoundError(f"node {node_id} does not exist", "it may have been deleted; reload the tree")
+        return [node_from_row(r) for r in rows]
+
+    def has_children(self, node_id: str) -> bool:
+        with self.lock:
+            return self.db.execute("select exists(select 1 from nodes where parent_id = ?)",
+                                   [node_id]).fetchone()[0] == 1
+
+    def recent_samples(self, node_id: str, k: int) -> list[dict]:
+        """The data of a leaf's ``k`` newest samples, oldest first (a prompt's "do not repeat" list), read by
+        the node_id index backwards: never the whole leaf."""
+        rows = self.query("select data from samples where node_id = ? order by id desc limit ?", [node_id, k])
+        return [json.loads(r["data"]) for r in reversed(rows)]
+
+    def sample_data(self, project_id: int, *, statuses: list[str], limit: int) -> list[dict]:
+        """The data of the project's first ``limit`` samples with these statuses (a plan's size estimate)."""
+        marks = ",".join("?" * len(statuses))
+        rows = self.query(f"select data from samples where project_id = ? and status in ({marks}) order by id limit ?",
+                          [project_id, *statuses, limit])
+        return [json.loads(r["data"]) for r in rows]
+
+    def log_call_messages(self, messages: list[dict], **row) -> int:
+        """Log one call (``log_call``'s columns) storing each distinct message once: a message (role and content)
+        goes to ``call_messages`` under its hash, and the row lists the hashes in order in ``message_hashes``
+        instead of repeating the whole conversation. ``call_messages(call_id)`` reads it back."""
+        keyed = [(hashlib.sha256(f"{m['role']}\0{m['content']}".encode()).hexdigest()[:32], m) for m in messages]
+        row = {**row, "message_hashes": json.dumps([h for h, _ in keyed]), "created_at": row.get("created_at") or now()}
+        columns = list(row)
+        with self.atomic():
+            conn = self.db.conn
+            conn.executemany("insert or ignore into call_messages (hash, role, content) values (?, ?, ?)",
+                             [(h, m["role"], m["content"]) for h, m in keyed])
+            cursor = conn.execute(f"insert into calls ({', '.join(columns)}) values ({', '.join('?' * len(columns))})",
+                                  [row[c] for c in columns])
+            return cursor.lastrowid
+
+    def call_messages(self, call_id: int) -> list[dict]:
+        """The messages a logged call sent, in order (rows logged before m010 kept them as JSON)."""
+        rows = self.query("select messages, message_hashes from calls where id = ?", [call_id])
+        if not rows:
+            raise NotFoundError(f"call {call_id} does not exist", "see `calls` for the call ids")
+        if rows[0]["message_hashes"] is None:
+            return _loads(rows[0]["messages"], [])
+        hashes = json.loads(rows[0]["message_hashes"])
+        found = {r["hash"]: {"role": r["role"], "content": r["content"]} for r in self.query(
+            f"select hash, role, content from call_messages where hash in ({','.join('?' * len(hashes))})", hashes)}
+        return [found[h] for h in hashes]

@@ -7,6 +7,7 @@ children. An *infinite* node stands for an open-ended dimension: it holds the wh
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import unicodedata
@@ -53,13 +54,32 @@ class Node:
         return self.value or ""
 
 
+NOT_WORD = re.compile(r"[^\w\s]+")
+
+
+@functools.lru_cache(maxsize=1)
+def _combining_marks() -> re.Pattern:
+    """Every code point with a non-zero combining class, as one character class (built once, on first use)."""
+    marks = [c for c in range(0x110000) if unicodedata.combining(chr(c))]
+    ranges, start = [], marks[0]
+    for prev, cur in zip(marks, marks[1:] + [None]):
+        if cur != prev + 1:
+            ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(prev))}" if prev > start else re.escape(chr(start)))
+            start = cur
+    return re.compile("[" + "".join(ranges) + "]+")
+
+
 def normalise(text: str) -> str:
-    """Case, accents, punctuation and spacing folded away: the form used for duplicate checks."""
-    text = unicodedata.normalize("NFKD", text or "")
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = re.sub(r"[^\w\s]", " ", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    return text
+    """Case, accents, punctuation and spacing folded away: the form used for duplicate checks.
+
+    NFKD, combining marks dropped, lower case, every character that is neither a word character nor space
+    made a space, runs of space folded to one and the ends stripped. Done with C-level string methods and
+    regexes (ASCII text skips the Unicode steps, which cannot change it), never a Python loop per character:
+    it runs for every field of every sample."""
+    text = text or ""
+    if not text.isascii():
+        text = _combining_marks().sub("", unicodedata.normalize("NFKD", text))
+    return " ".join(NOT_WORD.sub(" ", text.lower()).split())
 
 
 def dimension_key(text: str) -> str:
@@ -118,6 +138,35 @@ def dimension_problem(dimension: str) -> str | None:
     return label_problem(dimension, "dimension")
 
 
+# ----------------------------------------------------------------------------- a path alone
+# What a prompt needs of the tree is one path, the nodes from the root down to a node: an expansion or a
+# generation call reads that (O(depth), ``Store.node_path``), never the whole tree.
+
+
+def path_attributes(path: list[Node], rng: random.Random | None = None) -> list[tuple[str, str]]:
+    """(dimension, value) pairs along ``path`` (root first). An infinite node contributes a random draw."""
+    rng = rng or random.Random()
+    pairs = []
+    for parent, child in zip(path, path[1:]):
+        value = rng.choice(child.values) if child.infinite and child.values else child.value
+        pairs.append((parent.dimension or "", value or ""))
+    return pairs
+
+
+def path_used_dimensions(path: list[Node]) -> list[str]:
+    """Dimensions used by the ancestors of the path's last node (its own excluded)."""
+    return [n.dimension for n in path[:-1] if n.dimension]
+
+
+def path_labels(path: list[Node]) -> list[tuple[str, str]]:
+    """Like path_attributes(), but an infinite node shows its label instead of a random draw."""
+    return [(p.dimension or "", c.label) for p, c in zip(path, path[1:])]
+
+
+def path_pruned(path: list[Node]) -> bool:
+    return any(n.status == "pruned" for n in path)
+
+
 class Tree:
     """An in-memory view of one project's nodes, with parent/child indexes."""
 
@@ -147,17 +196,11 @@ class Tree:
 
     def attributes(self, node_id: str, rng: random.Random | None = None) -> list[tuple[str, str]]:
         """(dimension, value) pairs on the path. An infinite node contributes a random draw."""
-        rng = rng or random.Random()
-        pairs = []
-        path = self.path(node_id)
-        for parent, child in zip(path, path[1:]):
-            value = rng.choice(child.values) if child.infinite and child.values else child.value
-            pairs.append((parent.dimension or "", value or ""))
-        return pairs
+        return path_attributes(self.path(node_id), rng)
 
     def used_dimensions(self, node_id: str) -> list[str]:
         """Dimensions used by the ancestors of ``node_id`` (the node's own excluded)."""
-        return [n.dimension for n in self.path(node_id)[:-1] if n.dimension]
+        return path_used_dimensions(self.path(node_id))
 
     def subtree(self, node_id: str) -> list[Node]:
         out, stack = [], [node_id]
@@ -190,8 +233,7 @@ class Tree:
 
     def labelled_path(self, node_id: str) -> list[tuple[str, str]]:
         """Like attributes(), but an infinite node shows its label instead of a random draw."""
-        path = self.path(node_id)
-        return [(p.dimension or "", c.label) for p, c in zip(path, path[1:])]
+        return path_labels(self.path(node_id))
 
     def max_depth(self) -> int:
         return max((n.depth for n in self.nodes.values()), default=0)
