@@ -28,9 +28,10 @@ def slug(text: str) -> str:
 
 
 def samples_panel(store, pid: int, name: str) -> None:
-    """The file is built once per choice and project state (the key holds the project's change stamp), kept
-    in the session and offered until either changes: reruns never rebuild it. Small exports are prepared at
-    once; bigger ones when the user asks."""
+    """The file is built once per choice and project state and kept in the session: reruns never rebuild it.
+    The project's state is ``Store.export_stamp`` (three index lookups per run); what is counted for a stamp
+    is kept too. A project of at most SMALL_EXPORT_ROWS samples is counted and prepared at once; a bigger
+    one is built when the user asks, and never counted or read before."""
     tree = store.tree(pid)
     st.subheader("Samples")
     c1, c2 = st.columns(2)
@@ -42,34 +43,46 @@ def samples_panel(store, pid: int, name: str) -> None:
     if fmt == "chat":
         system = st.text_area("System message (optional, added to every conversation)", key="export_system") or None
     statuses = SCOPES[which]
-    count, stamp = count_rows(store, pid, statuses=statuses, under=under)
+    stamp = store.export_stamp(pid)
+    census = st.session_state.get("export_census")
+    if census is None or census["key"] != (pid, stamp):
+        total = store.sample_total(pid)
+        counts = store.sample_counts(pid) if total <= SMALL_EXPORT_ROWS else None
+        census = st.session_state["export_census"] = {"key": (pid, stamp), "total": total, "counts": counts}
     key = (pid, fmt, tuple(statuses or ()), under, system, stamp)
     prepared = st.session_state.get("export_prepared")
     if prepared is not None and prepared["key"] != key:
         prepared = st.session_state["export_prepared"] = None  # other choices, or the project changed
     file_name = f"{slug(name)}.{EXTENSIONS[fmt]}"
-    if not count:
-        st.caption("0 sample(s) · pruned subtrees are never exported")
-        st.info("Nothing to export with these choices: accept samples on the Samples page, or widen the choice.")
-        st.download_button(f"Download {FORMATS[fmt]}", b"", file_name=file_name, mime=MIME[fmt], type="primary",
-                           disabled=True, key="export_download", icon=":material/download:")
-        return
-    if prepared is None and count > SMALL_EXPORT_ROWS:
-        st.caption(f"{count:,} sample(s) match · pruned subtrees are never exported")
-        st.info(f"A file of {count:,} samples takes a while to build and is held in memory for the download. "
-                "The command line streams very large exports straight to a file:", icon=":material/info:")
+    if prepared is None and census["counts"] is None:
+        st.caption(f"{census['total']:,} samples in the project; the file holds those these choices select "
+                   "· pruned subtrees are never exported")
+        st.info(f"A file from {census['total']:,} samples takes a while to build and is held in memory for the "
+                "download. The command line streams big exports straight to a file:", icon=":material/info:")
         st.code(f"python -m treesynth_core export --db {ui.db_path()} --project {pid} --format {fmt} "
                 f"--out {file_name}" + (" --status " + ",".join(statuses) if statuses else "") +
                 (f" --under {under}" if under else ""), language="bash", wrap_lines=True)
         if not st.button("Prepare download", key="export_prepare", type="primary", icon=":material/build:"):
             return
     if prepared is None:
-        buffer = io.BytesIO()
-        with st.spinner(f"Building the {FORMATS[fmt]} file of {count:,} sample(s)..."):
-            rows = write_export(store, pid, fmt, buffer, statuses=statuses, under=under, system=system)
-        prepared = st.session_state["export_prepared"] = {"key": key, "data": buffer.getvalue(), "count": rows}
-        del buffer
+        count = None if census["counts"] is None else count_rows(store, pid, statuses=statuses, under=under,
+                                                                  counts=census["counts"])
+        if count == 0:
+            prepared = {"key": key, "data": b"", "count": 0}
+        else:
+            buffer = io.BytesIO()
+            with st.spinner(f"Building the {FORMATS[fmt]} file..."):
+                rows = write_export(store, pid, fmt, buffer, statuses=statuses, under=under, system=system)
+            prepared = {"key": key, "data": buffer.getvalue(), "count": rows}
+            del buffer
+        st.session_state["export_prepared"] = prepared
     data = prepared["data"]
+    if not prepared["count"]:
+        st.caption("0 sample(s) · pruned subtrees are never exported")
+        st.info("Nothing to export with these choices: accept samples on the Samples page, or widen the choice.")
+        st.download_button(f"Download {FORMATS[fmt]}", b"", file_name=file_name, mime=MIME[fmt], type="primary",
+                           disabled=True, key="export_download", icon=":material/download:")
+        return
     st.caption(f"{prepared['count']:,} sample(s) · {len(data):,} bytes · pruned subtrees are never exported")
     st.download_button(f"Download {FORMATS[fmt]}", data, file_name=file_name, mime=MIME[fmt], type="primary",
                        key="export_download", icon=":material/download:")

@@ -180,10 +180,17 @@ def builds(monkeypatch):
     return calls
 
 
-def test_reruns_reuse_the_prepared_file_until_the_choice_or_the_project_changes(app_env, reviewed, downloads, builds):
+def test_reruns_reuse_the_prepared_file_until_the_choice_or_the_project_changes(app_env, reviewed, downloads, builds,
+                                                                                 monkeypatch):
+    from treesynth_core.store import Store
+
+    counted = []
+    real_counts = Store.sample_counts
+    monkeypatch.setattr(Store, "sample_counts", lambda self, pid: counted.append(pid) or real_counts(self, pid))
     pid, kids = reviewed
     at = app_env.app(EXPORT, pid)
     assert builds == [("jsonl", ["accepted"], None)]  # a small export is prepared at once
+    assert counted == [pid]
     first = download_data(at, downloads, "export_download")
     at.text_input(key="export_import_name").input("something else").run()  # a rerun that changes nothing
     at.run()
@@ -191,12 +198,13 @@ def test_reruns_reuse_the_prepared_file_until_the_choice_or_the_project_changes(
     at.selectbox(key="export_format").set_value("csv").run()
     at.text_input(key="export_import_name").input("again").run()
     assert [b[0] for b in builds] == ["jsonl", "csv"]
+    assert counted == [pid]  # the counts are kept while the project does not change
 
     with app_env.store() as store:  # the project changes elsewhere (the Samples page): the file follows
         under_b = [n.id for n in store.tree(pid).subtree(kids["topic B"].id)]
         edits.set_sample_status(store, [r["id"] for r in store.samples(pid, node_ids=under_b)][:2], "accepted")
     at.run()
-    assert len(builds) == 3 and "8 sample(s)" in texts(at)
+    assert len(builds) == 3 and "8 sample(s)" in texts(at) and counted == [pid, pid]
     frame = pd.read_csv(io.BytesIO(download_data(at, downloads, "export_download")), encoding="utf-8-sig")
     assert len(frame) == 8 and set(frame["status"]) == {"accepted"}
     at.run()
@@ -206,11 +214,11 @@ def test_reruns_reuse_the_prepared_file_until_the_choice_or_the_project_changes(
 def test_a_big_export_is_built_only_when_asked(app_env, reviewed, downloads, builds, monkeypatch):
     from treesynth_core import export
 
-    monkeypatch.setattr(export, "SMALL_EXPORT_ROWS", 5)  # 6 accepted samples count as big here
+    monkeypatch.setattr(export, "SMALL_EXPORT_ROWS", 5)  # a project of 18 samples counts as big here
     pid, _ = reviewed
     at = app_env.app(EXPORT, pid)
     assert not errors(at) and builds == []
-    assert "6 sample(s) match" in texts(at)
+    assert "18 samples in the project" in texts(at)
     assert all("export_download" not in b.proto.id for b in at.get("download_button"))  # only the tree's
     assert any("--format jsonl" in c.value and "--status accepted" in c.value for c in at.code)
     at.button(key="export_prepare").click().run()

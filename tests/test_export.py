@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -552,27 +553,35 @@ def test_a_refused_export_writes_no_byte(store, project, tmp_path):
         assert out.read_bytes() == b"old\n" and list(out.parent.iterdir()) == [out]
 
 
-def test_count_rows_matches_the_export_and_its_stamp_follows_every_change(store, project, varied):
+def test_count_rows_matches_the_export(store, project, varied):
     leaves = varied["leaves"]
     for options in (dict(), dict(statuses=["accepted"]), dict(under=leaves["algebra"]),
-                    dict(under=varied["cities"], statuses=["generated"])):
-        assert export.count_rows(store, project, **options)[0] == len(export_rows(store, project, **options))
+                    dict(under=varied["cities"], statuses=["generated"]), dict(under=leaves["geometry"])):
+        assert export.count_rows(store, project, **options) == len(export_rows(store, project, **options))
+    with pytest.raises(TreeSynthError, match="unknown sample status"):
+        export.count_rows(store, project, statuses=["nope"])
 
-    def stamp():
-        return export.count_rows(store, project)[1]
 
-    seen = [stamp()]
-    assert stamp() == seen[0]  # nothing changed: the same stamp
-    [first, *_] = [r["sample_id"] for r in export_rows(store, project)]
-    changes = [lambda: edits.set_sample_status(store, [first], "rejected"),
-               lambda: edits.edit_sample(store, first, {"question": "edited", "answer": "new"}),
-               lambda: add(store, project, varied["easy"], ("new one", "a")),
-               lambda: edits.prune(store, leaves["geometry"]),
-               lambda: edits.rename_dimension(store, store.tree(project).root.id, "subject")]
-    for change in changes:
+def test_the_export_stamp_follows_every_change_that_changes_an_export(store, project, varied):
+    """The app keeps a prepared file while the stamp holds: every edit an export can see must move it."""
+    leaves = varied["leaves"]
+    seen = [store.export_stamp(project)]
+    assert store.export_stamp(project) == seen[0]  # nothing changed: the same stamp
+    export_bytes(store, project, "jsonl")
+    assert store.export_stamp(project) == seen[0]  # exporting is no change
+    first = export_rows(store, project)[0]["sample_id"]
+    changes = {"status": lambda: edits.set_sample_status(store, [first], "rejected"),
+               "sample edit": lambda: edits.edit_sample(store, first, {"question": "edited", "answer": "new"}),
+               "new sample": lambda: add(store, project, varied["easy"], ("new one", "a")),
+               "prune": lambda: edits.prune(store, leaves["geometry"]),
+               "dimension": lambda: edits.rename_dimension(store, store.tree(project).root.id, "subject"),
+               "node deleted": lambda: store.delete_nodes([varied["hard"]]),
+               "spec": lambda: store.update_project(project, store.project(project).model_copy(update={"name": "m2"}))}
+    for what, change in changes.items():
+        time.sleep(0.002)  # stamps are milliseconds
         change()
-        seen.append(stamp())
-        assert seen[-1] not in seen[:-1]
+        seen.append(store.export_stamp(project))
+        assert seen[-1] not in seen[:-1], what
 
 
 def test_assembled_lines_equal_json_dumps_and_csv_writer_on_awkward_text():

@@ -102,18 +102,17 @@ def export_rows(store: Store, project_id: int, *, statuses: list[str] | None = N
             for r in iter_rows(store, project_id, statuses=statuses, under=under)]
 
 
-def count_rows(store: Store, project_id: int, *, statuses: list[str] | None = None,
-               under: str | None = None) -> tuple[int, tuple]:
-    """How many rows an export with these choices would have, without reading a sample, and the project's
-    change stamp (equal stamps and choices mean an equal export). Counted per node and status in SQL."""
+def count_rows(store: Store, project_id: int, *, statuses: list[str] | None = None, under: str | None = None,
+               counts: dict[str, dict[str, int]] | None = None) -> int:
+    """How many rows an export with these choices has, from the counts by node and status
+    (``Store.sample_counts``, or ``counts`` when the caller holds them), without decoding a sample."""
     tree = store.tree(project_id)
     check_scope(tree, statuses, under)
-    counts, stamp = store.sample_census(project_id)
     paths = scope_paths(tree, under)
+    counts = store.sample_counts(project_id) if counts is None else counts
     wanted = set(statuses) if statuses is not None else None
-    total = sum(n for node_id, by_status in counts.items() if node_id in paths
-                for status, n in by_status.items() if wanted is None or status in wanted)
-    return total, stamp
+    return sum(n for node_id, by_status in counts.items() if node_id in paths
+               for status, n in by_status.items() if wanted is None or status in wanted)
 
 
 # ----------------------------------------------------------------------------- one row in each format

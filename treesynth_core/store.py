@@ -345,6 +345,9 @@ class Store:
                 self.db.execute(
                     f"update samples set status = ?, updated_at = ? where id in ({','.join('?' * len(ids))})",
                     [status, now(), *ids])
+                self.db.execute(  # the projects' last change (an export prepared before is stale now)
+                    "update projects set updated_at = ? where id in (select project_id from samples where id in "
+                    f"({','.join('?' * len(ids))}))", [now(), *ids])
 
     def sample_project_id(self, sample_id: int) -> int | None:
         rows = self.query("select project_id from samples where id = ?", [sample_id])
@@ -360,6 +363,8 @@ class Store:
         with self.atomic():
             self.db["samples"].update(sample_id, {"data": json.dumps(data, ensure_ascii=False),
                                                   "norm_hash": norm_hash, "updated_at": now()})
+            self.db.execute("update projects set updated_at = ? where id = (select project_id from samples where id = ?)",
+                            [now(), sample_id])  # the project's last change
 
     def live_count(self, node_id: str) -> int:
         """Samples of a leaf that count towards its quota (all but rejected)."""
@@ -497,25 +502,20 @@ class Store:
                 return
             last = rows[-1][0]
 
-    def sample_census(self, project_id: int) -> tuple[dict[str, dict[str, int]], tuple]:
-        """Sample counts by node and status, and a stamp that changes whenever the project's export would:
-        any edit of the project, its nodes or its samples (added, deleted, re-statused or edited)."""
-        counts: dict[str, dict[str, int]] = {}
-        total = top_id = 0
-        newest = ""
+    def export_stamp(self, project_id: int) -> tuple:
+        """A stamp that changes whenever the project's export may have, in three index lookups: the project's
+        last change (every write to it, its nodes and its samples bumps it), its node count (a deletion) and
+        the newest sample id in the file (a sample written without going through the Store)."""
         with self.lock:
             project = self.db.execute("select updated_at from projects where id = ?", [project_id]).fetchone()
-            nodes = self.db.execute("select count(*), max(updated_at) from nodes where project_id = ?",
-                                    [project_id]).fetchone()
-            groups = self.db.execute(
-                "select node_id, status, count(*), max(id), max(updated_at) from samples where +project_id = ? "
-                "group by node_id, status", [project_id]).fetchall()  # a sequential scan, not norm_hash order
-        for node_id, status, n, max_id, max_updated in groups:
-            counts.setdefault(node_id, {})[status] = n
-            total += n
-            top_id = max(top_id, max_id)
-            newest = max(newest, max_updated or "")
-        return counts, (project[0] if project else None, *nodes, total, top_id, newest)
+            nodes = self.db.execute("select count(*) from nodes where project_id = ?", [project_id]).fetchone()
+            newest = self.db.execute("select max(id) from samples").fetchone()
+        return project[0] if project else None, nodes[0], newest[0]
+
+    def sample_total(self, project_id: int) -> int:
+        """How many samples the project has (counted on an index, not the table)."""
+        with self.lock:
+            return self.db.execute("select count(*) from samples where project_id = ?", [project_id]).fetchone()[0]
 
     # --- tree reads for the scheduler (issue 10)
     def node_path(self, node_id: str) -> list[Node]:
