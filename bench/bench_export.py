@@ -210,7 +210,7 @@ def main() -> None:
                     checks.append(r["peak_mb"] < TARGET_MB)
                 verdict = "" if before or not checks else ("ok" if all(checks) else "MISSED")
                 print(f"{n:>9,} {fmt:8} {code:7} {r['rows']:>9,} {r['bytes'] / 2**20:>8.1f} {r['seconds']:>7.2f} "
-                      f"{r['peak_mb']:>11.0f} {r['base_mb']:>7.0f}"
+                      f"{r['cpu_s']:>6.2f} {r['peak_mb']:>11.0f} {r['base_mb']:>7.0f}"
                       + (f" {r['traced_mb']:>9.1f}" if args.tracemalloc else "") + f"  {verdict}")
                 if args.json:
                     print(json.dumps({"samples": n, "format": fmt, "code": code, **r}))
