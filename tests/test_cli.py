@@ -541,3 +541,25 @@ def test_calls_lists_the_log_through_the_store(flow, capsys):
                         r"\d+\.\d\ds, ok$", line) for line in lines), lines
     code, out, _ = run_main(capsys, "calls", "--db", flow["db"], "--failed")
     assert code == 0 and out == ""
+
+
+def test_replies_mended_by_json_repair_are_marked_in_calls_and_counted_in_show(tmp_path, capsys, monkeypatch):
+    """A reply that only parsed after json-repair is a re-ask saved: `calls` says so and `show` counts it."""
+    from treesynth_core.fakellm import Scripted
+
+    db = tmp_path / "m.db"
+    with FakeLLM() as fake:
+        assert run_main(capsys, "init", "--db", db, "--task", "Short math word problems",
+                        "--fields", "question,answer", "--depth", "1")[0] == 0
+        fake.push(Scripted(step="pivots", content="Sure! ```json\n{'samples': [{'question': 'q1', 'answer': 'a1'}, "
+                                                  "{'question': 'q2', 'answer': 'a2'},]}\n```"))
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        code, _, err = run_main(capsys, "build", "--db", db, "--depth", "1")
+        assert code == 0, err
+        assert len([r for r in fake.requests if "Step: pivots" in r["messages"][0]["content"]]) == 1  # no re-ask
+    code, out, _ = run_main(capsys, "calls", "--db", db)
+    mended = [line for line in out.splitlines() if "mended by json-repair" in line]
+    assert code == 0 and len(mended) == 1 and " pivots try 1 " in mended[0]
+    code, out, _ = run_main(capsys, "show", "--db", db)
+    assert code == 0 and "1 mended by json-repair" in out

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import edits, jobs
+from . import batch_cli, edits, jobs
 from .config import endpoint_from_env
 from .edits import SAMPLE_STATUSES
 from .errors import Cancelled, ConfigError, NotFoundError, TreeSynthError
@@ -332,8 +332,8 @@ def _print_usage(store: Store, project_id: int, spec: ProjectSpec) -> None:
     u = store.usage(project_id)
     usd = spec.settings.cost(u["prompt_tokens"], u["completion_tokens"])
     cost = "unknown (set --price-in/--price-out)" if usd is None else f"${usd:.4f}"
-    print(f"calls {u['calls']} ({u['failed_calls']} failed), tokens {u['prompt_tokens']} in / "
-          f"{u['completion_tokens']} out, cost {cost}")
+    print(f"calls {u['calls']} ({u['failed_calls']} failed, {u['repaired']} mended by json-repair instead of a "
+          f"re-ask), tokens {u['prompt_tokens']} in / {u['completion_tokens']} out, cost {cost}")
 
 
 def cmd_generate(args) -> int:
@@ -436,6 +436,7 @@ def cmd_calls(args) -> int:
         for c in store.call_log(project_id, failed_only=args.failed, limit=args.limit):
             where = tree.path_text(c["node_id"]) if c["node_id"] in tree.nodes else "-"
             outcome = f"FAILED: {c['error']}" if c["error"] else "ok" + (
+                " (JSON mended by json-repair, no re-ask)" if c["repaired"] else "") + (
                 f" (dropped: {c['dropped']})" if c["dropped"] else "")
             print(f"#{c['id']} {c['purpose']} try {c['attempt']} at {where}: {c['prompt_tokens']}+"
                   f"{c['completion_tokens']} tokens, {c['duration_s'] or 0:.2f}s, {outcome}")
@@ -558,6 +559,7 @@ def parser() -> argparse.ArgumentParser:
     c = command("edit", cmd_edit, "approve / prune / restore / lock / unlock a node's subtree")
     c.add_argument("action", choices=["approve", "prune", "restore", "lock", "unlock"])
     c.add_argument("--node", required=True, type=text)
+    batch_cli.register(sub)  # batch export / submit / poll / import / list / cancel
     return p
 
 
