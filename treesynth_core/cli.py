@@ -332,8 +332,9 @@ def _print_usage(store: Store, project_id: int, spec: ProjectSpec) -> None:
     u = store.usage(project_id)
     usd = spec.settings.cost(u["prompt_tokens"], u["completion_tokens"])
     cost = "unknown (set --price-in/--price-out)" if usd is None else f"${usd:.4f}"
-    print(f"calls {u['calls']} ({u['failed_calls']} failed, {u['repaired']} mended by json-repair instead of a "
-          f"re-ask), tokens {u['prompt_tokens']} in / {u['completion_tokens']} out, cost {cost}")
+    mended = f", {u['repaired']} mended by json-repair instead of a re-ask" if u["repaired"] else ""
+    print(f"calls {u['calls']} ({u['failed_calls']} failed{mended}), tokens {u['prompt_tokens']} in / "
+          f"{u['completion_tokens']} out, cost {cost}")
 
 
 def cmd_generate(args) -> int:
