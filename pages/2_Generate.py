@@ -1,12 +1,17 @@
-"""Generate: choose leaves, see the cost plan, run generation in the background, watch it, cancel or resume."""
+"""Generate: choose leaves, see the cost plan, run generation in the background, watch it, cancel or resume;
+or write the selection as batch files (OpenAI Batch API, vllm run-batch) and import their results."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 import treesynth_ui as ui
+from treesynth_core import batch
 from treesynth_core.generate import plan_generation
+from treesynth_core.outcome import Outcome
 
 ui.page("Generate", "⚙️")
 
@@ -74,6 +79,92 @@ def failures(store, pid: int, tree) -> None:
         st.dataframe(frame, hide_index=True, width="stretch")
 
 
+def batch_panel(store, pid: int, params: dict) -> None:
+    """The selection as OpenAI Batch request files; their state; the request file to download; a results file
+    to import; submit and poll when an endpoint with the Batch API is configured."""
+    rows = batch.records(store, pid)
+    s = store.project(pid).settings
+    with st.expander(f"Batch files ({len(rows)})", expanded=bool(rows), icon=":material/inventory_2:"):
+        if "gen_batch_result" in st.session_state:
+            show_import(*st.session_state.pop("gen_batch_result"))
+        c1, c2 = st.columns([2, 1])
+        factor = ui.number_setting(c2, "Batch price factor", "batch_price_factor", s.batch_price_factor,
+                                   key="gen_batch_factor", step=0.05, help="OpenAI's Batch API: 0.5 of the price")
+        if factor is not None and float(factor) != s.batch_price_factor:
+            with ui.guard():
+                batch.set_price_factor(store, pid, float(factor))
+        st.caption("Write this selection's missing samples as OpenAI Batch request lines: submit them to the Batch "
+                   "API here, or run the file on a GPU machine with `vllm run-batch -i FILE -o RESULT --model M` "
+                   "and import RESULT below. Failed lines are asked for again by the next round's file. Batch calls "
+                   f"cost the prices times the batch price factor ({store.project(pid).settings.batch_price_factor:g}).")
+        if c1.button("Create request files for this selection", key="gen_batch_export", icon=":material/note_add:"):
+            with ui.guard():
+                folder = batch.default_folder(ui.db_path())
+                folder.mkdir(parents=True, exist_ok=True)
+                report = batch.export_requests(
+                    store, pid, batch.request_path(folder, pid, store.next_batch_round(pid)),
+                    per_leaf=params["per_leaf"], under=params["under"], approved_only=params["approved_only"],
+                    samples_per_call=params["samples_per_call"], temperature=params["temperature"])
+                ui.flash(report.summary())
+                st.rerun()
+        if rows:
+            frame = pd.DataFrame(rows).assign(file=[Path(r["file"]).name for r in rows])
+            st.dataframe(frame, hide_index=True, width="stretch")
+            batch_actions(store, pid, rows)
+        upload = st.file_uploader("Import a results file (a Batch API output or error file, or vllm run-batch's "
+                                  "output)", type=["jsonl"], key="gen_batch_upload")
+        if upload is not None and st.button("Import results", key="gen_batch_import", icon=":material/upload:"):
+            with ui.guard():
+                imported(batch.import_lines(store, pid, upload))
+
+
+def batch_actions(store, pid: int, rows: list[dict]) -> None:
+    labels = {r["batch"]: f"#{r['batch']} round {r['round']} part {r['part']} ({r['state']})" for r in rows}
+    pick = st.selectbox("Batch file", list(labels), format_func=labels.get, key="gen_batch_pick")
+    record = next(r for r in rows if r["batch"] == pick)
+    path = Path(record["file"])
+    b1, b2, b3, b4 = st.columns(4)
+    if path.is_file():
+        b1.download_button("Download the request file", path.read_bytes(), file_name=path.name,
+                           mime="application/jsonl", key="gen_batch_download", icon=":material/download:")
+    else:
+        b1.caption(f"{path.name} is no longer on disk")
+    endpoint = ui.endpoint()
+    if (endpoint.api_key or endpoint.base_url) and not endpoint.is_local:
+        waiting = [r["batch"] for r in rows if r["state"] in ("exported", "submitting")]
+        if b2.button(f"Submit {len(waiting)} to the Batch API", key="gen_batch_submit", disabled=not waiting):
+            with ui.guard(), st.spinner("Uploading..."):
+                ui.flash("; ".join(batch.submit(store, pid, endpoint, waiting).lines))
+                st.rerun()
+        out = [r["batch"] for r in rows if r["state"] in ("submitted", "downloaded")]
+        if b3.button("Check and import results", key="gen_batch_poll", disabled=not out):
+            with ui.guard(), st.spinner("Asking the provider..."):
+                report = batch.poll(store, pid, endpoint, out)
+                if report.imported is None:
+                    ui.flash("; ".join(report.lines))
+                    st.rerun()
+                imported(report.imported)
+    if record["state"] not in ("imported", "cancelled") and b4.button(
+            "Release its pending lines", key="gen_batch_cancel",
+            help="Its unanswered lines become missing again and go into the next file; results that come later "
+                 "are ignored"):
+        with ui.guard():
+            running = record["state"] == "submitted" and record["remote"] not in batch.REMOTE_ENDED
+            ui.flash(batch.cancel(store, pid, pick, endpoint if running else None))
+            st.rerun()
+
+
+def imported(report) -> None:
+    """Show how an import went after the rerun that refreshes the tables."""
+    st.session_state["gen_batch_result"] = (report.outcome.value, report.summary())
+    st.rerun()
+
+
+def show_import(outcome: str, summary: str) -> None:
+    text = ui.md_escape(f"Import {outcome}: {summary}")
+    {Outcome.COMPLETE.value: st.success, Outcome.PARTIAL.value: st.warning}.get(outcome, st.error)(text)
+
+
 with ui.open_store() as store:
     pid = ui.frame(store, "Generate samples")
     spec = store.project(pid)
@@ -100,3 +191,4 @@ with ui.open_store() as store:
         st.subheader("Per leaf")
         leaf_table(plan, store.sample_counts(pid))
         failures(store, pid, tree)
+        batch_panel(store, pid, params)

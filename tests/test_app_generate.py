@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
-from tests.app_support import app_env, errors, texts  # noqa: F401
+from tests.app_support import app_env, download, downloads, errors, texts  # noqa: F401
 from treesynth_core import edits
-from treesynth_core.fakellm import Scripted
+from treesynth_core.fakellm import BatchFaults, FakeModel, Scripted, run_batch
 from treesynth_core.store import now
 
 GEN = "pages/2_Generate.py"
@@ -117,3 +118,90 @@ def test_empty_tree_points_to_the_tree_page(app_env):
     pid = app_env.project()
     at = app_env.app(GEN, pid)
     assert any("build and review it first" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- the Batch panel
+
+
+def batch_table(at):
+    return next(d.value for d in at.dataframe if "samples added" in d.value.columns)
+
+
+def batch_export(app_env, pid: int):
+    at = app_env.app(GEN, pid)
+    at.button(key="gen_batch_export").click().run()
+    assert not errors(at)
+    return at
+
+
+def test_batch_panel_writes_the_selection_as_request_files_to_download(app_env, downloads):
+    pid = app_env.built()
+    at = app_env.app(GEN, pid)
+    assert next(e for e in at.expander if e.label.startswith("Batch files")).label == "Batch files (0)"
+    at.number_input(key="gen_per_leaf").set_value(4).run()
+    at.button(key="gen_batch_export").click().run()
+    assert not errors(at)
+    assert "round 1: 9 request line(s) asking for 36 sample(s) in 9 leaf/leaves" in texts(at)
+    table = batch_table(at)
+    assert list(table["state"]) == ["exported"] and list(table["pending"]) == [9] and list(table["lines"]) == [9]
+    assert list(table["file"]) == [f"project{pid}-round1.jsonl"]
+    name, data = download(at, downloads, "gen_batch_download")
+    lines = [json.loads(line) for line in data.decode().splitlines()]
+    assert name == f"project{pid}-round1.jsonl" and len(lines) == 9
+    assert {line["custom_id"].split(":")[3] for line in lines} == {"1"}
+    assert lines[0]["body"]["response_format"]["type"] == "json_schema"
+    with app_env.store() as store:
+        assert Path(store.batches(pid)[0]["path"]).read_bytes() == data
+
+
+def test_batch_panel_imports_an_uploaded_results_file(app_env):
+    pid = app_env.built()
+    at = batch_export(app_env, pid)
+    with app_env.store() as store:
+        request = Path(store.batches(pid)[0]["path"])
+    results = run_batch(request.read_text().splitlines(), FakeModel(first_number=10**6).default_reply,
+                        BatchFaults(reverse=True, server_error_every=4))
+    data = "".join(json.dumps(line) + "\n" for line in results).encode()
+    at.file_uploader(key="gen_batch_upload").upload("res.jsonl", data, "application/jsonl").run()
+    at.button(key="gen_batch_import").click().run()
+    assert not errors(at)
+    assert any("Import partial: 9 result line(s): 7 used, 2 failed" in w.value for w in at.warning)
+    assert list(batch_table(at)["samples added"]) == [21]
+    assert metric(at, "Samples missing") == "6"  # the failed lines' samples, missing again
+    at.button(key="gen_batch_import").click().run()  # the same file again: a no-op
+    assert any("Import complete" in s.value and "9 already imported (no-op)" in s.value for s in at.success)
+    with app_env.store() as store:
+        assert len(store.samples(pid)) == 21
+
+
+def test_batch_panel_submits_polls_and_releases(app_env):
+    pid = app_env.built()
+    at = batch_export(app_env, pid)
+    at.button(key="gen_batch_submit").click().run()
+    assert not errors(at) and "submitted as batch\\_" in texts(at)  # Markdown-escaped
+    assert list(batch_table(at)["state"]) == ["submitted"]
+    at.button(key="gen_batch_poll").click().run()
+    assert "in\\_progress 0/9 done" in texts(at)
+    at.button(key="gen_batch_poll").click().run()
+    assert any("Import complete: 9 result line(s): 9 used" in s.value for s in at.success)
+    assert metric(at, "Samples missing") == "0"
+    assert list(batch_table(at)["state"]) == ["imported"]
+    at.number_input(key="gen_per_leaf").set_value(5).run()
+    at.button(key="gen_batch_export").click().run()
+    assert list(batch_table(at)["state"]) == ["exported", "imported"]
+    assert not at.get("button") or "gen_batch_cancel" not in [b.key for b in at.button]  # #1 is still picked
+    at.selectbox(key="gen_batch_pick").set_value(2).run()
+    at.button(key="gen_batch_cancel").click().run()
+    assert "9 pending request line(s) released" in texts(at)
+    assert list(batch_table(at)["state"]) == ["cancelled", "imported"]
+
+
+def test_batch_price_factor_is_saved_and_bounded(app_env):
+    pid = app_env.built()
+    at = app_env.app(GEN, pid)
+    factor = at.number_input(key="gen_batch_factor")
+    assert factor.value == 0.5 and (factor.min, factor.max) == (0.0, 10.0)
+    factor.set_value(0.25).run()
+    with app_env.store() as store:
+        assert store.project(pid).settings.batch_price_factor == 0.25
+    assert "batch price factor (0.25)" in texts(at)

@@ -1,6 +1,7 @@
 """A real OpenAI-compatible HTTP server for tests, demos and benchmarks (stdlib only).
 
-It answers ``POST /v1/chat/completions`` and ``GET /v1/models``. By default it plays a well-behaved model
+It answers ``POST /v1/chat/completions`` and ``GET /v1/models``, and the Batch API's files and batches (see
+below). By default it plays a well-behaved model
 that reads our prompts (the step, the counts, the already-used dimensions) and answers valid JSON, so a
 whole build + generate runs on it. Tests script faults ahead of the defaults: raw reply texts, truncated
 replies (``finish_reason="length"``), HTTP errors (429, 500...) and slow replies; latency can be injected
@@ -8,6 +9,15 @@ on every call. Two endpoint behaviours can be switched on: ``max_in_flight`` (a 
 that many in flight gets 429 with ``retry-after``) and ``reject_response_format`` (HTTP 400 for any request
 with ``response_format``, as servers without JSON mode answer). Run it alone with
 ``python -m treesynth_core.fakellm --port 8765``.
+
+The Batch API: ``POST /v1/files`` (multipart upload), ``GET /v1/files/{id}`` and ``/v1/files/{id}/content``,
+``POST /v1/batches``, ``GET /v1/batches`` (list), ``GET /v1/batches/{id}`` and ``POST /v1/batches/{id}/cancel``.
+A batch answers ``in_progress`` to its first ``batch_polls`` retrieves, then runs its request lines through the
+well-behaved model (``run_batch``) and is ``completed`` with an output file and an error file (HTTP 500s), as
+OpenAI's is. ``batch_faults`` (``BatchFaults``) scripts what a real engine does to results: lines in reverse
+order, some 500s, some unusable bodies, a repeated line. ``batch_create_delay`` holds the create call's answer
+after the batch exists, so a test can kill a client that never learns its id. ``FakeModel`` is the
+well-behaved model alone (no server), for ``tests/fake_run_batch.py``.
 """
 
 from __future__ import annotations
@@ -18,10 +28,14 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
 
 from .config import Endpoint
 
@@ -59,10 +73,122 @@ def _first_user(body: dict) -> str:
     return next((m["content"] for m in body.get("messages", []) if m.get("role") == "user"), "")
 
 
-class FakeLLM:
+@dataclass
+class BatchFaults:
+    """What a fake batch engine does to its results. Line numbers count request lines from 1."""
+
+    reverse: bool = False  # results in the reverse order of the requests
+    server_error_every: int = 0  # every k-th request fails with HTTP 500 (k = 0: none)
+    invalid_every: int = 0  # every k-th request gets a 200 whose body is unusable (not JSON / not a completion)
+    duplicate: bool = False  # the first result line appears a second time at the end
+
+
+class FakeModel:
+    """The well-behaved model alone: reads our prompts and answers valid JSON. Sample texts carry a running
+    number from ``first_number`` on, so two models started at different numbers never write duplicates."""
+
+    def __init__(self, *, extra_values: int = 0, open_ended: bool = False, values_per_split: int = 3,
+                 first_number: int = 1):
+        self.extra_values = extra_values
+        self.open_ended = open_ended
+        self.values_per_split = values_per_split
+        self.counter = itertools.count(first_number)
+
+    def default_reply(self, body: dict) -> str:
+        step = step_of(body)
+        user = _first_user(body)
+        count = int((re.search(r"^Count: (\d+)", user, re.M) or [0, 3])[1])
+        if step in ("pivots", "samples"):
+            attrs = re.findall(r"^- ([^:\n]+): (.+)$", user.split("\n\n")[0], re.M)
+            where = ", ".join(f"{d}={v}" for d, v in attrs) or "anything"
+            samples = []
+            for _ in range(count):
+                n = next(self.counter)
+                samples.append({f: f"{f} #{n} about {where}" for f in _field_names(body)})
+            return json.dumps({"samples": samples})
+        if step == "criterion":
+            used_line = re.search(r"Already used dimensions[^:]*: (.*)", user)
+            used = {u.strip().lower() for u in (used_line[1] if used_line else "").split(";")}
+            dim = next(d for d in DIMENSIONS if d not in used)
+            pivots = int((re.search(r"\(sample 1 to (\d+)\)", user) or [0, 3])[1])
+            k = min(self.values_per_split, pivots)
+            return json.dumps({"dimension": dim, "labels": [f"{dim} {chr(65 + i % k)}" for i in range(pivots)]})
+        if step == "coverage":
+            dim = (re.search(r"^Dimension: (.+)$", user, re.M) or [0, "x"])[1]
+            so_far = (re.search(r"^Values so far: (.+)$", user, re.M) or [0, ""])[1].split("; ")
+            start = len(so_far)
+            new = [f"{dim} {chr(65 + start + i)}" for i in range(self.extra_values)] if (
+                self.open_ended or start <= self.values_per_split) else []
+            return json.dumps({"new_values": new, "open_ended": self.open_ended})
+        return json.dumps({"error": "unknown step"})
+
+
+def completion_body(body: dict, content: str, finish: str = "stop", number: int = 0) -> dict:
+    """A chat completion answering ``body`` with ``content``, its usage counted at 4 characters a token."""
+    prompt_tokens = sum(len(m.get("content") or "") for m in body.get("messages", [])) // 4
+    return {
+        "id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model", FAKE_MODEL),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
+                  "total_tokens": prompt_tokens + len(content) // 4},
+    }
+
+
+def run_batch(lines: Iterable[str | bytes], reply: Callable[[dict], str], faults: BatchFaults | None = None, *,
+              model: str | None = None) -> list[dict]:
+    """Answer OpenAI Batch request lines as a batch engine does: one result line each, in request order unless
+    ``faults`` say otherwise. A request for another model than ``model`` (when given) gets a 404 line, as
+    ``vllm run-batch`` writes one. ``failed_line`` tells the lines OpenAI puts in the error file."""
+    faults = faults or BatchFaults()
+    results: list[dict] = []
+    for number, raw in enumerate((ln for ln in lines if ln.strip()), 1):
+        request: dict = {}
+        try:
+            request = json.loads(raw)
+            custom_id, body = request["custom_id"], request["body"]
+            if request.get("url") != "/v1/chat/completions" or not isinstance(body, dict):
+                raise ValueError(f"unsupported url {request.get('url')!r}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            custom_id = request.get("custom_id") if isinstance(request, dict) else None
+            results.append(_result_line(custom_id, None, {"code": "invalid_request", "message": str(exc)}))
+            continue
+        if model is not None and body.get("model") != model:
+            message = f"The model `{body.get('model')}` does not exist."
+            results.append(_result_line(custom_id, {"status_code": 404, "body": None}, message))
+        elif faults.server_error_every and number % faults.server_error_every == 0:
+            error = {"error": {"message": "scripted server error", "type": "server_error", "code": None}}
+            results.append(_result_line(custom_id, {"status_code": 500, "body": error}, None))
+        elif faults.invalid_every and number % faults.invalid_every == 0:
+            unusable = (completion_body(body, "this is not JSON at all", number=number)
+                        if number // faults.invalid_every % 2 else {"object": "chat.completion", "unexpected": 1})
+            results.append(_result_line(custom_id, {"status_code": 200, "body": unusable}, None))
+        else:
+            answer = completion_body(body, reply(body), number=number)
+            results.append(_result_line(custom_id, {"status_code": 200, "body": answer}, None))
+    if faults.reverse:
+        results.reverse()
+    if faults.duplicate and results:
+        results.append(results[0])
+    return results
+
+
+def failed_line(line: dict) -> bool:
+    """A result line of a request that failed (OpenAI's error file), not a 200 (its output file)."""
+    return not isinstance(line.get("response"), dict) or line["response"].get("status_code") != 200
+
+
+def _result_line(custom_id: str | None, response: dict | None, error) -> dict:
+    if response is not None:
+        response = {"request_id": f"req_{uuid.uuid4().hex[:12]}", **response}
+    return {"id": f"batch_req_{uuid.uuid4().hex[:12]}", "custom_id": custom_id, "response": response, "error": error}
+
+
+class FakeLLM(FakeModel):
     def __init__(self, *, latency: float = 0.0, extra_values: int = 0, open_ended: bool = False,
                  values_per_split: int = 3, host: str = "127.0.0.1", port: int = 0,
                  max_in_flight: int | None = None, retry_after: float = 1.0, reject_response_format: bool = False):
+        super().__init__(extra_values=extra_values, open_ended=open_ended, values_per_split=values_per_split)
         self.latency = latency
         # A rate limit: at most ``max_in_flight`` chat requests at once, others get 429 + retry-after (seconds).
         self.max_in_flight = max_in_flight
@@ -70,13 +196,16 @@ class FakeLLM:
         self.in_flight = 0
         self.rate_limited = 0  # how many 429s the rate limit sent
         self.reject_response_format = reject_response_format
-        self.extra_values = extra_values
-        self.open_ended = open_ended
-        self.values_per_split = values_per_split
         self.requests: list[dict] = []
         self.script: deque[Scripted] = deque()
         self.lock = threading.Lock()
-        self.counter = itertools.count(1)
+        # the Batch API: uploaded and produced files by id, batches by id (the Batch object's fields)
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_faults = BatchFaults()
+        self.batch_polls = 1  # retrieves answered "in_progress" before a batch completes
+        self.batch_create_delay = 0.0
+        self.batch_lines = 0  # request lines run by batches
         self.delay_fn: Callable[[dict], float] | None = None
         # A fault injector: called with the request body when no scripted entry applies; a Scripted it returns
         # is served instead of the well-behaved reply (see tests' malformation catalogue).
@@ -130,34 +259,65 @@ class FakeLLM:
                     return entry
         return None
 
-    # ----------------------------------------------------------------- the well-behaved model
-    def default_reply(self, body: dict) -> str:
-        step = step_of(body)
-        user = _first_user(body)
-        count = int((re.search(r"^Count: (\d+)", user, re.M) or [0, 3])[1])
-        if step in ("pivots", "samples"):
-            attrs = re.findall(r"^- ([^:\n]+): (.+)$", user.split("\n\n")[0], re.M)
-            where = ", ".join(f"{d}={v}" for d, v in attrs) or "anything"
-            samples = []
-            for _ in range(count):
-                n = next(self.counter)
-                samples.append({f: f"{f} #{n} about {where}" for f in _field_names(body)})
-            return json.dumps({"samples": samples})
-        if step == "criterion":
-            used_line = re.search(r"Already used dimensions[^:]*: (.*)", user)
-            used = {u.strip().lower() for u in (used_line[1] if used_line else "").split(";")}
-            dim = next(d for d in DIMENSIONS if d not in used)
-            pivots = int((re.search(r"\(sample 1 to (\d+)\)", user) or [0, 3])[1])
-            k = min(self.values_per_split, pivots)
-            return json.dumps({"dimension": dim, "labels": [f"{dim} {chr(65 + i % k)}" for i in range(pivots)]})
-        if step == "coverage":
-            dim = (re.search(r"^Dimension: (.+)$", user, re.M) or [0, "x"])[1]
-            so_far = (re.search(r"^Values so far: (.+)$", user, re.M) or [0, ""])[1].split("; ")
-            start = len(so_far)
-            new = [f"{dim} {chr(65 + start + i)}" for i in range(self.extra_values)] if (
-                self.open_ended or start <= self.values_per_split) else []
-            return json.dumps({"new_values": new, "open_ended": self.open_ended})
-        return json.dumps({"error": "unknown step"})
+    # ----------------------------------------------------------------- the Batch API
+    def _new_file(self, data: bytes, filename: str, purpose: str) -> dict:
+        record = {"id": f"file-{uuid.uuid4().hex[:16]}", "object": "file", "bytes": len(data),
+                  "created_at": int(time.time()), "filename": filename, "purpose": purpose, "status": "processed"}
+        with self.lock:
+            self.files[record["id"]] = {**record, "data": data}
+        return record
+
+    def _file(self, file_id: str) -> dict | None:
+        with self.lock:
+            return self.files.get(file_id)
+
+    def _create_batch(self, body: dict) -> tuple[int, dict]:
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return 400, {"error": {"message": "endpoint must be /v1/chat/completions, completion_window 24h",
+                                   "type": "invalid_request_error"}}
+        source = self._file(body.get("input_file_id") or "")
+        if source is None:
+            return 400, {"error": {"message": f"no file {body.get('input_file_id')!r}", "type": "invalid_request_error"}}
+        total = sum(1 for line in source["data"].splitlines() if line.strip())
+        batch = {"id": f"batch_{uuid.uuid4().hex[:16]}", "object": "batch", "endpoint": body["endpoint"],
+                 "input_file_id": body["input_file_id"], "completion_window": "24h", "status": "validating",
+                 "created_at": int(time.time()), "metadata": body.get("metadata"), "output_file_id": None,
+                 "error_file_id": None, "request_counts": {"total": total, "completed": 0, "failed": 0}, "_polls": 0}
+        with self.lock:
+            self.batches[batch["id"]] = batch
+        return 200, batch
+
+    def _retrieve_batch(self, batch_id: str) -> dict | None:
+        with self.lock:
+            batch = self.batches.get(batch_id)
+            if batch is None or batch["status"] in ("completed", "cancelled", "failed", "expired"):
+                return batch
+            batch["_polls"] += 1
+            if batch["_polls"] <= self.batch_polls:
+                batch["status"] = "in_progress"
+                return batch
+            faults = self.batch_faults
+            data = self.files[batch["input_file_id"]]["data"]
+        lines = data.decode("utf-8").splitlines()
+        answered = run_batch(lines, self.default_reply, faults)
+        results = [line for line in answered if not failed_line(line)]
+        errors = [line for line in answered if failed_line(line)]
+        output = self._new_file(_jsonl(results), "batch_output.jsonl", "batch_output") if results else None
+        error = self._new_file(_jsonl(errors), "batch_errors.jsonl", "batch_output") if errors else None
+        with self.lock:
+            self.batch_lines += sum(1 for ln in lines if ln.strip())
+            batch.update(status="completed", completed_at=int(time.time()),
+                         output_file_id=output and output["id"], error_file_id=error and error["id"],
+                         request_counts={"total": len(results) + len(errors), "completed": len(results),
+                                         "failed": len(errors)})
+            return batch
+
+    def _cancel_batch(self, batch_id: str) -> dict | None:
+        with self.lock:
+            batch = self.batches.get(batch_id)
+            if batch is not None and batch["status"] not in ("completed", "failed", "expired"):
+                batch["status"] = "cancelled"
+            return batch
 
     # ----------------------------------------------------------------- HTTP
     def _handler(self):
@@ -180,20 +340,86 @@ class FakeLLM:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
+            def _send_bytes(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _send_object(self, found: dict | None, what: str) -> None:
+                if found is None:
+                    self._send(404, {"error": {"message": f"no such {what}", "type": "invalid_request_error"}})
+                else:
+                    self._send(200, {k: v for k, v in found.items() if not k.startswith("_") and k != "data"})
+
             def do_GET(self):
-                if self.path.rstrip("/").endswith("/models"):
+                path = urlsplit(self.path).path.rstrip("/")
+                parts = path.split("/")
+                if path.endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": FAKE_MODEL, "object": "model"}]})
+                elif path.endswith("/batches"):
+                    with fake.lock:
+                        listed = sorted(fake.batches.values(), key=lambda b: b["created_at"], reverse=True)
+                        data = [{k: v for k, v in b.items() if not k.startswith("_")} for b in listed]
+                    self._send(200, {"object": "list", "data": data, "has_more": False,
+                                     "first_id": data[0]["id"] if data else None,
+                                     "last_id": data[-1]["id"] if data else None})
+                elif len(parts) >= 2 and parts[-2] == "batches":
+                    self._send_object(fake._retrieve_batch(parts[-1]), "batch")
+                elif len(parts) >= 3 and parts[-3] == "files" and parts[-1] == "content":
+                    found = fake._file(parts[-2])
+                    if found is None:
+                        self._send_object(None, "file")
+                    else:
+                        self._send_bytes(found["data"])
+                elif len(parts) >= 2 and parts[-2] == "files":
+                    self._send_object(fake._file(parts[-1]), "file")
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
+            def _upload(self, raw: bytes) -> None:
+                head = f"Content-Type: {self.headers.get('Content-Type', '')}\r\n\r\n".encode()
+                form = BytesParser(policy=HTTP).parsebytes(head + raw)
+                fields = {}
+                for part in form.iter_parts() if form.is_multipart() else []:
+                    name = part.get_param("name", header="content-disposition")
+                    fields[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+                if "file" not in fields or "purpose" not in fields:
+                    self._send(400, {"error": {"message": "a multipart upload with file and purpose is required",
+                                               "type": "invalid_request_error"}})
+                    return
+                filename, data = fields["file"]
+                self._send(200, fake._new_file(data, filename or "upload.jsonl", fields["purpose"][1].decode()))
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                path = urlsplit(self.path).path.rstrip("/")
+                if path.endswith("/files"):
+                    self._upload(raw)
+                    return
                 try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
+                    body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
                     self._send(400, {"error": {"message": "invalid JSON body"}})
                     return
-                if not self.path.rstrip("/").endswith("/chat/completions"):
+                if path.endswith("/batches"):
+                    status, answer = fake._create_batch(body)
+                    if fake.batch_create_delay:
+                        time.sleep(fake.batch_create_delay)  # the batch exists; its id is not out yet
+                    if status == 200:
+                        self._send_object(answer, "batch")
+                    else:
+                        self._send(status, answer)
+                    return
+                if path.endswith("/cancel") and "/batches/" in path:
+                    self._send_object(fake._cancel_batch(path.split("/")[-2]), "batch")
+                    return
+                if not path.endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
                     return
                 with fake.lock:
@@ -234,17 +460,13 @@ class FakeLLM:
                     return
                 content = entry.content if entry and entry.content is not None else fake.default_reply(body)
                 finish = entry.finish_reason if entry else "stop"
-                prompt_tokens = sum(len(m.get("content") or "") for m in body.get("messages", [])) // 4
-                self._send(200, {
-                    "id": f"chatcmpl-{next(fake.counter)}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", FAKE_MODEL),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": finish}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
-                              "total_tokens": prompt_tokens + len(content) // 4},
-                })
+                self._send(200, completion_body(body, content, finish, next(fake.counter)))
 
         return Handler
+
+
+def _jsonl(lines: list[dict]) -> bytes:
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
 def main(argv: list[str] | None = None) -> None:

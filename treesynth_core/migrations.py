@@ -166,3 +166,65 @@ def m010_call_messages(db):
     # prompt and a re-ask's first turns are shared by many calls. Rows logged before keep their ``messages``.
     db["call_messages"].create({"hash": str, "role": str, "content": str}, pk="hash")
     db["calls"].add_column("message_hashes", str)
+
+
+@migrations()
+def m012_batches(db):
+    # issue 10: generation through batch files (OpenAI Batch JSONL, vllm run-batch). One row per request file
+    # (a part of an export round), and one row per request line, keyed by its custom_id, holding what import
+    # needs: the leaf, the samples asked for and the path attributes drawn into the line (infinite nodes).
+    db["batches"].create(
+        {
+            "id": int,
+            "project_id": int,
+            "round": int,
+            "part": int,
+            "path": str,  # the request file
+            "lines": int,
+            "samples": int,  # samples asked for by its lines
+            "bytes": int,
+            "model": str,
+            "params": str,  # JSON: per_leaf, under, approved_only, samples_per_call, temperature, response_format
+            "token": str,  # our mark in the remote batch's metadata: a killed submit finds its batch again
+            "state": str,  # exported, submitting, submitted, downloaded, imported, cancelled
+            "input_file_id": str,
+            "remote_id": str,
+            "remote_status": str,  # the provider's status: validating, in_progress, completed, expired...
+            "output_file_id": str,
+            "error_file_id": str,
+            "output_path": str,
+            "error_path": str,
+            "message": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+    )
+    db["batches"].create_index(["project_id", "round", "part"], unique=True)
+    db["batch_requests"].create(
+        {
+            "custom_id": str,  # project:leaf:unit:round
+            "batch_id": int,
+            "project_id": int,
+            "node_id": str,
+            "round": int,
+            "unit": int,
+            "count": int,  # samples asked for
+            "attributes": str,  # JSON list of [dimension, value] written into the prompt
+            "state": str,  # pending, done, failed, invalid, cancelled
+            "inserted": int,  # samples it added
+            "call_id": int,
+            "note": str,
+            "updated_at": str,
+        },
+        pk="custom_id",
+        defaults={"state": "pending", "inserted": 0},
+    )
+    db["batch_requests"].create_index(["batch_id", "state"])
+    db["batch_requests"].create_index(["project_id", "state", "node_id"])
+
+
+@migrations()
+def m013_calls_batch(db):
+    # a call answered by a batch engine: its cost takes the project's batch price factor
+    db["calls"].add_column("batch_id", int)

@@ -72,6 +72,9 @@ class Settings(BaseModel):
     price_input_per_m: float | None = Field(None, ge=0, le=10_000,
                                             description="USD per million prompt tokens; None = unknown")
     price_output_per_m: float | None = Field(None, ge=0, le=10_000, description="USD per million completion tokens")
+    batch_price_factor: float = Field(0.5, ge=0, le=10,
+                                      description="what a call answered through a batch file costs, as a fraction "
+                                                  "of the prices above (OpenAI's Batch API: half)")
     max_field_chars: int = Field(20_000, ge=100, le=1_000_000,
                                  description="longest text a sample field may have; longer samples are refused "
                                              "and counted, never truncated")

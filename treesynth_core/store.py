@@ -567,11 +567,6 @@ class Store:
                           "state = 'pending' group by node_id", [project_id])
         return {r["node_id"]: r["n"] for r in rows}
 
-    def recent_sample_data(self, node_id: str, limit: int) -> list[dict]:
-        """The data of a leaf's newest ``limit`` samples, oldest first (the "do not repeat" list of a prompt)."""
-        rows = self.query("select data from samples where node_id = ? order by id desc limit ?", [node_id, limit])
-        return [json.loads(r["data"]) for r in reversed(rows)]
-
     def batch_request(self, custom_id: str) -> dict | None:
         rows = self.query("select * from batch_requests where custom_id = ?", [custom_id])
         return rows[0] if rows else None
