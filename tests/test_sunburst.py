@@ -96,3 +96,102 @@ def test_path_texts_match_the_tree(store):
 
     pid, tree = small_tree(store)
     assert path_texts(tree) == {nid: tree.path_text(nid) for nid in tree.nodes}
+
+
+# ---------------------------------------------------------------------------- painted by quality (issue 9)
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+
+from treesynth_core.sunburst import NO_DATA_COLOUR, colour_range, scale_colour  # noqa: E402
+
+
+def metrics(n, mean_cosine, pairs=0):
+    return SimpleNamespace(n=n, mean_cosine=mean_cosine, near_dup_pairs=pairs, near_dup_clusters=min(pairs, 1),
+                           distinct_2=0.5)
+
+
+def fake_report(tree):
+    """A report-shaped object: algebra's leaves diverse, geometry's redundant, one leaf without enough data."""
+    algebra, geometry = tree.kids(tree.root.id)
+    a_easy, a_hard = tree.kids(algebra.id)
+    g_easy, g_hard = tree.kids(geometry.id)
+    by_leaf = {a_easy.id: metrics(5, 0.20), a_hard.id: metrics(5, 0.25), g_easy.id: metrics(5, 0.80, 4),
+               g_hard.id: metrics(1, None)}
+    by_node = {tree.root.id: metrics(16, 0.45), algebra.id: metrics(10, 0.22), geometry.id: metrics(6, 0.78)}
+    split = lambda parent, a, b, cos: SimpleNamespace(  # noqa: E731
+        node_id=parent.id, dimension=parent.dimension, value_a=a.value, value_b=b.value, child_a=a.id,
+        child_b=b.id, centroid_cosine=cos, separation=1.1 if cos > 0.5 else 0.6, cross_pairs=[(1, 2, 0.9)] * int(cos > 0.5))
+    splits = [split(geometry, g_easy, g_hard, 0.93), split(tree.root, algebra, geometry, 0.41),
+              split(algebra, a_easy, a_hard, 0.30)]
+    return SimpleNamespace(by_leaf=by_leaf, by_node=by_node, splits=splits), (a_easy, a_hard, g_easy, g_hard)
+
+
+def test_default_colouring_is_status_and_unknown_modes_are_refused(store):
+    pid, tree = small_tree(store)
+    report, _ = fake_report(tree)
+    plain = build_figure(tree).data[0].marker.colors
+    assert tuple(plain) == tuple(build_figure(tree, color_by="status", quality=report).data[0].marker.colors)
+    assert len(build_figure(tree, quality=report).data) == 1  # no colour bar unless a quality mode is chosen
+    with pytest.raises(ValueError):
+        build_figure(tree, color_by="rainbow")
+
+
+def test_diversity_mode_paints_mean_cosine_with_a_colour_bar(store):
+    pid, tree = small_tree(store)
+    report, (a_easy, a_hard, g_easy, g_hard) = fake_report(tree)
+    fig = build_figure(tree, color_by="diversity", quality=report)
+    sun, bar = fig.data
+    colour = dict(zip(sun.ids, sun.marker.colors))
+    assert colour != dict(zip(sun.ids, build_figure(tree).data[0].marker.colors))
+    lo, hi = colour_range([0.20, 0.25, 0.80, 0.45, 0.22, 0.78])
+    assert colour[a_easy.id] == scale_colour(0.20, lo, hi) and colour[g_easy.id] == scale_colour(0.80, lo, hi)
+    assert colour[a_easy.id] != colour[g_easy.id]
+    assert colour[g_hard.id] == NO_DATA_COLOUR  # one sample: no figure, neutral, never NaN
+    assert bar.marker.showscale and (bar.marker.cmin, bar.marker.cmax) == (lo, hi)
+    hover = dict(zip(sun.ids, sun.hovertext))
+    assert "mean cosine: 0.800 over 5 sample(s)" in hover[g_easy.id] and "near-duplicate pairs: 4" in hover[g_easy.id]
+    assert "mean cosine: not enough data over 1 sample(s)" in hover[g_hard.id]
+    assert "nan" not in " ".join(sun.hovertext).lower()
+
+
+def test_overlap_mode_paints_each_node_by_its_worst_sibling(store):
+    pid, tree = small_tree(store)
+    report, (a_easy, a_hard, g_easy, g_hard) = fake_report(tree)
+    sun = build_figure(tree, color_by="overlap", quality=report).data[0]
+    colour = dict(zip(sun.ids, sun.marker.colors))
+    assert colour[g_easy.id] == colour[g_hard.id] == scale_colour(0.93, 0.30, 0.93)
+    assert colour[a_easy.id] == scale_colour(0.30, 0.30, 0.93) != colour[g_easy.id]
+    assert colour[tree.root.id] == NO_DATA_COLOUR  # the root has no siblings
+    hover = dict(zip(sun.ids, sun.hovertext))
+    assert "centroid cosine 0.930 with hard" in hover[g_easy.id] and "separation: 1.10" in hover[g_easy.id]
+    geometry = tree.nodes[g_easy.id].parent_id
+    assert "its split on difficulty: worst pair easy / hard, centroid cosine 0.930" in hover[geometry]
+
+
+def test_quality_modes_without_a_report_are_neutral(store):
+    pid, tree = small_tree(store)
+    fig = build_figure(tree, color_by="overlap")
+    assert len(fig.data) == 1 and set(fig.data[0].marker.colors) == {NO_DATA_COLOUR}
+    assert "compute one on the Quality page" in fig.data[0].hovertext[0]
+
+
+def test_quality_hover_escapes_llm_values(store):
+    pid = make_project(store)
+    root = store.tree(pid).root
+    store.update_node(root.id, dimension="topic")
+    store.add_children(root, [{"value": "<b>one</b>"}, {"value": "two"}], provenance="llm")
+    tree = store.tree(pid)
+    a, b = tree.kids(root.id)
+    report = SimpleNamespace(by_leaf={}, by_node={}, splits=[SimpleNamespace(
+        node_id=root.id, dimension="<i>topic</i>", value_a=a.value, value_b=b.value, child_a=a.id, child_b=b.id,
+        centroid_cosine=0.5, separation=None, cross_pairs=[])])
+    hovers = " ".join(build_figure(tree, color_by="overlap", quality=report).data[0].hovertext)
+    assert "<b>one" not in hovers and "&lt;b&gt;one" in hovers and "<i>topic" not in hovers
+
+
+def test_colour_range_has_a_minimum_span():
+    assert colour_range([]) == (0.0, 1.0)
+    lo, hi = colour_range([0.5, 0.52])
+    assert hi - lo == pytest.approx(0.1) and lo < 0.5 < 0.52 < hi
+    assert colour_range([0.99]) == (pytest.approx(0.9), 1.0)

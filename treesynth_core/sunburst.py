@@ -1,13 +1,15 @@
 """The sunburst figure of a project's tree (plotly only; no Streamlit).
 
 Sectors are keyed by node id (``ids``/``parents``), so two nodes with the same label never merge. Sector
-size counts leaves (the tree's shape); colour shows either the node's review status or its samples.
-Every text that came from an LLM or a user is HTML-escaped before plotly sees it.
+size counts leaves (the tree's shape); colour shows the node's review status (the default), its samples, or,
+given a quality report (:mod:`treesynth_core.quality`), its diversity or its overlap with its siblings, with a
+colour bar. Every text that came from an LLM or a user is HTML-escaped before plotly sees it.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
@@ -25,6 +27,13 @@ STATUS_COLOURS = {
 SAMPLE_SCALE = "YlGn"
 PRUNED_COLOUR = STATUS_COLOURS["pruned"]
 LABEL_CHARS = 32
+COLOR_MODES = ("status", "samples", "diversity", "overlap")
+QUALITY_MODES = ("diversity", "overlap")
+# Good (diverse, separated) is blue, bad (redundant, overlapping) is red: readable by red-green colour-blind
+# eyes; the ends are trimmed a little so dark sectors keep legible labels (plotly picks black or white text).
+QUALITY_SCALE = [[0.0, "#4575b4"], [0.25, "#91bfdb"], [0.5, "#ffffbf"], [0.75, "#fc8d59"], [1.0, "#d73027"]]
+NO_DATA_COLOUR = "#f1f3f5"  # a node the report has no figure for (no samples, or too few)
+MIN_SPAN = 0.1  # the colour bar spans at least this much cosine, so tiny differences do not look dramatic
 
 
 def _short(text: str, limit: int = LABEL_CHARS) -> str:
@@ -90,15 +99,121 @@ def _hover(tree: Tree, node: Node, path: str, totals: dict, use: dict, pruned: b
     return "<br>".join(lines)
 
 
+# ------------------------------------------------------------------------------------ quality colours
+
+
+@dataclass(frozen=True)
+class Paint:
+    """What a quality colour mode shows: a figure per node (lower = better), the hover lines that explain it,
+    and the colour bar's title."""
+
+    values: dict[str, float]
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    title: str = ""
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "not enough data" if x is None else f"{x:.{digits}f}"
+
+
+def diversity_paint(report) -> Paint:
+    """Per node, the paper-style mean pairwise cosine of the samples below it (lower = more diverse), from a
+    quality report's ``by_leaf`` and ``by_node``; a node with fewer than two samples has no figure."""
+    metrics = {**dict(getattr(report, "by_node", {}) or {}), **dict(getattr(report, "by_leaf", {}) or {})}
+    values, notes = {}, {}
+    for node_id, m in metrics.items():
+        lines = [f"mean cosine: {_fmt(m.mean_cosine)} over {m.n} sample(s) (paper-style; lower = more diverse)"]
+        if m.near_dup_pairs is not None:
+            lines.append(f"near-duplicate pairs: {m.near_dup_pairs} in {m.near_dup_clusters or 0} cluster(s)")
+        if m.distinct_2 is not None:
+            lines.append(f"distinct-2: {m.distinct_2:.3f} (higher = more varied wording)")
+        notes[node_id] = lines
+        if m.mean_cosine is not None:
+            values[node_id] = float(m.mean_cosine)
+    return Paint(values, notes, "mean cosine<br>(lower = more<br>diverse)")
+
+
+def overlap_paint(report, tree: Tree) -> Paint:
+    """Per node, its worst sibling overlap: the highest centroid cosine between its samples and a sibling's
+    (lower = the split's values separate better), from a quality report's ``splits``. The parent's hover names
+    its split's worst pair."""
+    values: dict[str, float] = {}
+    notes: dict[str, list[str]] = {}
+    worst_of_split: dict[str, object] = {}
+    for split in getattr(report, "splits", None) or []:
+        cosine = float(split.centroid_cosine)
+        for me, other, other_value in ((split.child_a, split.child_b, split.value_b),
+                                       (split.child_b, split.child_a, split.value_a)):
+            if me not in values or cosine > values[me]:
+                values[me] = cosine
+                lines = [f"worst sibling overlap: centroid cosine {cosine:.3f} with "
+                         f"{_esc(_short(str(other_value), 60))} (lower = better separated)"]
+                if split.separation is not None:
+                    lines.append(f"separation: {split.separation:.2f} (near 1 or above: the values do not separate "
+                                 "the samples)")
+                lines.append(f"cross-sibling near-duplicates with it: {len(split.cross_pairs or [])}")
+                notes[me] = lines
+        best = worst_of_split.get(split.node_id)
+        if best is None or cosine > best.centroid_cosine:
+            worst_of_split[split.node_id] = split
+    for node_id, split in worst_of_split.items():
+        notes.setdefault(node_id, []).append(
+            f"its split on {_esc(split.dimension)}: worst pair {_esc(_short(str(split.value_a), 40))} / "
+            f"{_esc(_short(str(split.value_b), 40))}, centroid cosine {split.centroid_cosine:.3f}")
+    values = {k: v for k, v in values.items() if k in tree.nodes}
+    return Paint(values, notes, "worst sibling<br>centroid cosine<br>(lower = better<br>separated)")
+
+
+def quality_paint(report, tree: Tree, color_by: str) -> Paint:
+    if report is None:
+        return Paint({}, {}, "")
+    return diversity_paint(report) if color_by == "diversity" else overlap_paint(report, tree)
+
+
+def colour_range(values) -> tuple[float, float]:
+    """The colour bar's span: the figures' range widened to at least ``MIN_SPAN``, inside [-1, 1]."""
+    values = list(values)
+    if not values:
+        return 0.0, 1.0
+    lo, hi = min(values), max(values)
+    if hi - lo < MIN_SPAN:
+        mid = (hi + lo) / 2
+        lo, hi = mid - MIN_SPAN / 2, mid + MIN_SPAN / 2
+        if lo < -1.0:
+            lo, hi = -1.0, -1.0 + MIN_SPAN
+        if hi > 1.0:
+            lo, hi = 1.0 - MIN_SPAN, 1.0
+    return lo, hi
+
+
+def scale_colour(value: float, lo: float, hi: float) -> str:
+    t = 0.0 if hi <= lo else min(max((value - lo) / (hi - lo), 0.0), 1.0)
+    return sample_colorscale(QUALITY_SCALE, [t])[0]
+
+
+def _colour_bar(title: str, lo: float, hi: float) -> dict:
+    """An invisible scatter trace whose only job is the colour bar (a sunburst with explicit colours has none)."""
+    return dict(type="scatter", x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
+                marker=dict(colorscale=QUALITY_SCALE, cmin=lo, cmax=hi, color=[lo], showscale=True,
+                            colorbar=dict(title=dict(text=title, side="top"), thickness=14, len=0.75,
+                                          tickformat=".2f")))
+
+
 def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
                  usage: dict[str, dict] | None = None, *, color_by: str = "status", level: str | None = None,
                  selected: str | None = None, maxdepth: int = 4, per_leaf: int = 10,
-                 height: int = 620) -> go.Figure:
-    """A sunburst of ``tree``. ``color_by`` is "status" or "samples" (how full each subtree is against
-    its leaves' quotas); ``level`` zooms to a node; ``selected`` gets a dark outline; ``maxdepth`` rings
-    are drawn from the current level."""
+                 height: int = 620, quality=None) -> go.Figure:
+    """A sunburst of ``tree``. ``color_by`` is "status" (the default), "samples" (how full each subtree is
+    against its leaves' quotas), "diversity" (each node's paper-style mean cosine) or "overlap" (each node's
+    worst sibling centroid cosine); the last two read ``quality``, a :class:`treesynth_core.quality.QualityReport`
+    (without one every sector is neutral grey), and add a colour bar. ``level`` zooms to a node; ``selected``
+    gets a dark outline; ``maxdepth`` rings are drawn from the current level."""
+    if color_by not in COLOR_MODES:
+        raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES)}, not {color_by!r}")
     counts = counts or {}
     usage = usage or {}
+    paint = quality_paint(quality, tree, color_by) if color_by in QUALITY_MODES else None
+    lo, hi = colour_range(paint.values.values()) if paint else (0.0, 1.0)
     totals = subtree_counts(tree, counts, per_leaf)
     pruned = _pruned_flags(tree)
     paths = path_texts(tree)
@@ -112,9 +227,18 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
         if node.failure:
             label = "⚠ " + label
         labels.append(_esc(label))
-        hovers.append(_hover(tree, node, paths[node.id], totals[node.id], usage.get(node.id, {}), pruned[node.id]))
+        hover = _hover(tree, node, paths[node.id], totals[node.id], usage.get(node.id, {}), pruned[node.id])
+        if paint is not None:
+            extra = paint.notes.get(node.id) or (
+                ["no quality report yet: compute one on the Quality page"] if quality is None
+                else ["quality: no samples measured here"])
+            hover += "<br>" + "<br>".join(extra)
+        hovers.append(hover)
         if pruned[node.id]:
             colours.append(PRUNED_COLOUR)
+        elif paint is not None:
+            value = paint.values.get(node.id)
+            colours.append(NO_DATA_COLOUR if value is None else scale_colour(value, lo, hi))
         elif color_by == "samples":
             total = totals[node.id]
             share = total["live"] / total["target"] if total["target"] else 0.0
@@ -134,7 +258,11 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
     if level and level in tree.nodes:
         trace["level"] = level
     layout = dict(margin=dict(t=8, l=8, r=8, b=8), height=height, uirevision="tree")
+    data = [trace]
+    if paint is not None and paint.values:
+        data.append(_colour_bar(paint.title, lo, hi))
+        layout.update(xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="rgba(0,0,0,0)")
     # Every value above is built here from known types, so plotly's per-element validation (most of the
     # time on a 5,000-node tree) is skipped.
-    fig = go.Figure(data=[trace], layout=layout, _validate=False)
+    fig = go.Figure(data=data, layout=layout, _validate=False)
     return fig
