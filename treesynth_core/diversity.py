@@ -477,11 +477,13 @@ class SiblingOverlap:
 
 
 def sibling_overlap(embeddings, labels: Sequence[Hashable], texts: Sequence[str] | None = None, *,
-                    threshold: float = DEFAULT_THRESHOLD, max_pairs: int = MAX_PAIRS) -> SiblingOverlap:
+                    threshold: float = DEFAULT_THRESHOLD, max_pairs: int = MAX_PAIRS,
+                    duplicates: NearDuplicates | None = None) -> SiblingOverlap:
     """How much the children of one split overlap. Give the samples under one parent, ``labels[i]`` being the
     child (sibling) that item i belongs to. A split whose values are mutually exclusive shows low centroid
     cosines, separation well below 1 and no cross-sibling near-duplicates; fewer than two non-empty siblings
-    give no pairs."""
+    give no pairs. ``duplicates``: the near-duplicates of these same items, when already found (e.g. by
+    :func:`summarize` of the parent's subtree), so the similarity matrix is not scanned twice."""
     e = _unit_rows(embeddings)
     _check_aligned(texts, e)
     if len(labels) != len(e):
@@ -490,7 +492,10 @@ def sibling_overlap(embeddings, labels: Sequence[Hashable], texts: Sequence[str]
     names = list(groups)
     sums = {g: e[ix].astype(np.float64).sum(axis=0) for g, ix in groups.items()}
     within = {g: mean_pairwise_cosine(e[ix]) for g, ix in groups.items()}
-    dups = near_duplicates(e, texts, threshold=threshold, max_pairs=max_pairs)
+    if duplicates is not None and duplicates.n != len(e):
+        raise ValueError(f"duplicates of {duplicates.n} items given for {len(e)} embeddings")
+    dups = duplicates if duplicates is not None else near_duplicates(e, texts, threshold=threshold,
+                                                                      max_pairs=max_pairs)
     label_of = list(labels)
     cross = [p for p in dups.pairs if label_of[p.i] != label_of[p.j]]
     counts: dict[tuple, int] = {}

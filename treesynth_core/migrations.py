@@ -228,3 +228,34 @@ def m012_batches(db):
 def m013_calls_batch(db):
     # a call answered by a batch engine: its cost takes the project's batch price factor
     db["calls"].add_column("batch_id", int)
+
+
+@migrations()
+def m014_embeddings(db):
+    # issue 9: one vector per (sample, embedding model), with a hash of the text it was computed from: an edited
+    # sample's hash no longer matches and it is embedded again; a deleted sample takes its vectors with it
+    db["embeddings"].create(
+        {
+            "sample_id": int,
+            "model": str,  # the encoder's name (embed.Encoder.name): vectors of different models never mix
+            "project_id": int,
+            "text_hash": str,  # sha256 of the embedded text (embed.text_hash)
+            "dim": int,
+            "vector": bytes,  # float32, little-endian, L2-normalised
+            "created_at": str,
+        },
+        pk=("sample_id", "model"),
+    )
+    db["embeddings"].create_index(["project_id", "model"])
+    db.execute("create trigger samples_delete_embeddings after delete on samples "
+               "begin delete from embeddings where sample_id = old.id; end")
+
+
+@migrations()
+def m015_baselines(db):
+    # issue 9: a tree project's naive baseline (the same task generated without a tree, max_depth 0)
+    db["baselines"].create({"project_id": int, "baseline_id": int, "created_at": str}, pk="project_id")
+    db["baselines"].create_index(["baseline_id"], unique=True)
+    db.execute("create trigger projects_delete_baselines after delete on projects "
+               "begin delete from baselines where project_id = old.id or baseline_id = old.id; "
+               "delete from embeddings where project_id = old.id; end")

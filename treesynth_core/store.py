@@ -659,3 +659,50 @@ class Store:
         found = {r["hash"]: {"role": r["role"], "content": r["content"]} for r in self.query(
             f"select hash, role, content from call_messages where hash in ({','.join('?' * len(hashes))})", hashes)}
         return [found[h] for h in hashes]
+
+    # --- embeddings (issue 9)
+    def embedding_hashes(self, project_id: int, model: str) -> dict[int, str]:
+        """The text hash of every cached vector of the project under ``model``, by sample id."""
+        with self.lock:
+            return dict(self.db.execute("select sample_id, text_hash from embeddings where project_id = ? and "
+                                        "model = ?", [project_id, model]).fetchall())
+
+    def save_embeddings(self, project_id: int, model: str, rows: list[tuple[int, str, bytes]], dim: int) -> int:
+        """Store ``(sample_id, text_hash, float32 vector bytes)`` rows in one transaction, replacing a sample's
+        older vector under ``model``. A sample deleted meanwhile gets no row. Returns the rows written."""
+        stamp = now()
+        with self.atomic():
+            before = self.db.conn.total_changes
+            self.db.conn.executemany(
+                "insert or replace into embeddings (sample_id, model, project_id, text_hash, dim, vector, created_at) "
+                "select ?, ?, ?, ?, ?, ?, ? where exists (select 1 from samples where id = ? and project_id = ?)",
+                [(sid, model, project_id, h, dim, vec, stamp, sid, project_id) for sid, h, vec in rows])
+            return self.db.conn.total_changes - before
+
+    def embedding_vectors(self, project_id: int, model: str) -> dict[int, tuple[str, bytes]]:
+        """``sample_id -> (text_hash, vector bytes)`` for the project's cached vectors under ``model``."""
+        with self.lock:
+            rows = self.db.execute("select sample_id, text_hash, vector from embeddings where project_id = ? and "
+                                   "model = ?", [project_id, model]).fetchall()
+        return {sid: (h, vec) for sid, h, vec in rows}
+
+    def embedding_count(self, project_id: int, model: str | None = None) -> int:
+        sql = "select count(*) from embeddings where project_id = ?" + (" and model = ?" if model else "")
+        with self.lock:
+            return self.db.execute(sql, [project_id] + ([model] if model else [])).fetchone()[0]
+
+    def link_baseline(self, project_id: int, baseline_id: int) -> None:
+        """Record ``baseline_id`` as the naive baseline of ``project_id`` (one per project)."""
+        with self.atomic():
+            self.db.execute("insert into baselines (project_id, baseline_id, created_at) values (?, ?, ?)",
+                            [project_id, baseline_id, now()])
+
+    def baseline_id(self, project_id: int) -> int | None:
+        """The naive baseline project of ``project_id``, or None."""
+        rows = self.query("select baseline_id from baselines where project_id = ?", [project_id])
+        return rows[0]["baseline_id"] if rows else None
+
+    def baseline_source(self, baseline_id: int) -> int | None:
+        """The tree project whose naive baseline ``baseline_id`` is, or None when it is not a baseline."""
+        rows = self.query("select project_id from baselines where baseline_id = ?", [baseline_id])
+        return rows[0]["project_id"] if rows else None
