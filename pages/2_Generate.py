@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import treesynth_ui as ui
-from treesynth_core import batch
+from treesynth_core import batch, batch_api
 from treesynth_core.generate import plan_generation
 from treesynth_core.outcome import Outcome
 
@@ -96,7 +96,8 @@ def batch_panel(store, pid: int, params: dict) -> None:
         st.caption("Write this selection's missing samples as OpenAI Batch request lines: submit them to the Batch "
                    "API here, or run the file on a GPU machine with `vllm run-batch -i FILE -o RESULT --model M` "
                    "and import RESULT below. Failed lines are asked for again by the next round's file. Batch calls "
-                   f"cost the prices times the batch price factor ({store.project(pid).settings.batch_price_factor:g}).")
+                   "cost the prices times the batch price factor "
+                   f"({store.project(pid).settings.batch_price_factor:g}).")
         if c1.button("Create request files for this selection", key="gen_batch_export", icon=":material/note_add:"):
             with ui.guard():
                 folder = batch.default_folder(ui.db_path())
@@ -107,6 +108,10 @@ def batch_panel(store, pid: int, params: dict) -> None:
                     samples_per_call=params["samples_per_call"], temperature=params["temperature"])
                 ui.flash(report.summary())
                 st.rerun()
+        out = sum(r["samples out"] for r in rows)
+        if out:
+            st.info(f"{out} sample(s) are out in batch files. Generating here does not wait for them: import their "
+                    "results first, or release the lines you will not run.", icon=":material/schedule:")
         if rows:
             frame = pd.DataFrame(rows).assign(file=[Path(r["file"]).name for r in rows])
             st.dataframe(frame, hide_index=True, width="stretch")
@@ -134,12 +139,12 @@ def batch_actions(store, pid: int, rows: list[dict]) -> None:
         waiting = [r["batch"] for r in rows if r["state"] in ("exported", "submitting")]
         if b2.button(f"Submit {len(waiting)} to the Batch API", key="gen_batch_submit", disabled=not waiting):
             with ui.guard(), st.spinner("Uploading..."):
-                ui.flash("; ".join(batch.submit(store, pid, endpoint, waiting).lines))
+                ui.flash("; ".join(batch_api.submit(store, pid, endpoint, waiting).lines))
                 st.rerun()
         out = [r["batch"] for r in rows if r["state"] in ("submitted", "downloaded")]
         if b3.button("Check and import results", key="gen_batch_poll", disabled=not out):
             with ui.guard(), st.spinner("Asking the provider..."):
-                report = batch.poll(store, pid, endpoint, out)
+                report = batch_api.poll(store, pid, endpoint, out)
                 if report.imported is None:
                     ui.flash("; ".join(report.lines))
                     st.rerun()
@@ -149,8 +154,8 @@ def batch_actions(store, pid: int, rows: list[dict]) -> None:
             help="Its unanswered lines become missing again and go into the next file; results that come later "
                  "are ignored"):
         with ui.guard():
-            running = record["state"] == "submitted" and record["remote"] not in batch.REMOTE_ENDED
-            ui.flash(batch.cancel(store, pid, pick, endpoint if running else None))
+            running = record["state"] == "submitted" and record["remote"] not in batch_api.REMOTE_ENDED
+            ui.flash(batch_api.cancel(store, pid, pick, endpoint if running else None))
             st.rerun()
 
 

@@ -144,7 +144,8 @@ def test_batch_panel_writes_the_selection_as_request_files_to_download(app_env, 
     assert "round 1: 9 request line(s) asking for 36 sample(s) in 9 leaf/leaves" in texts(at)
     table = batch_table(at)
     assert list(table["state"]) == ["exported"] and list(table["pending"]) == [9] and list(table["lines"]) == [9]
-    assert list(table["file"]) == [f"project{pid}-round1.jsonl"]
+    assert list(table["file"]) == [f"project{pid}-round1.jsonl"] and list(table["samples out"]) == [36]
+    assert any("36 sample(s) are out in batch files" in i.value for i in at.info)
     name, data = download(at, downloads, "gen_batch_download")
     lines = [json.loads(line) for line in data.decode().splitlines()]
     assert name == f"project{pid}-round1.jsonl" and len(lines) == 9

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sqlite3
@@ -20,8 +19,8 @@ import pytest
 
 from tests import fake_run_batch
 from tests.conftest import make_project
-from tests.test_cli import cli, cli_env, command, ok, refused, run_main, use_env
-from treesynth_core import batch, edits
+from tests.test_cli import cli, cli_env, command, refused, run_main, use_env
+from treesynth_core import batch, batch_api, edits
 from treesynth_core.errors import ConfigError, EndpointError, TreeSynthError
 from treesynth_core.fakellm import FAKE_MODEL, BatchFaults, FakeModel, failed_line, run_batch
 from treesynth_core.generate import generate
@@ -186,12 +185,13 @@ def test_lines_out_are_not_asked_for_again_until_imported_or_cancelled(fake, sto
     assert "still out in earlier batch files" in again.summary()
     with pytest.raises(ConfigError, match="would replace the request file of batch"):
         batch.export_requests(store, pid, tmp_path / "r1.jsonl", per_leaf=6)
-    assert "18 pending request line(s) released" in batch.cancel(store, pid, first.batch_ids[0])
+    assert "18 pending request line(s) released" in batch_api.cancel(store, pid, first.batch_ids[0])
     second = batch.export_requests(store, pid, tmp_path / "r2.jsonl")
     assert second.requests == 18 and second.round == 2 and second.pending == 0
     run_file(tmp_path / "r1.jsonl", tmp_path / "late.jsonl")
     late = batch.import_file(store, pid, tmp_path / "late.jsonl")  # results of a cancelled file are ignored
-    assert late.repeated == 18 and late.inserted == 0 and store.samples(pid) == []
+    assert late.ignored == 18 and late.inserted == 0 and store.samples(pid) == []
+    assert "18 of released lines (ignored)" in late.summary()
 
 
 def test_export_refuses_no_leaves_and_bad_options(fake, store, tmp_path):
@@ -219,13 +219,13 @@ def test_round_trip_through_the_batch_api_with_faults(fake, store, tmp_path):
     fake.batch_faults = FAULTS
     started = time.perf_counter()
     first = batch.export_requests(store, pid, tmp_path / "r1.jsonl", model=FAKE_MODEL)
-    submitted = batch.submit(store, pid, endpoint)
+    submitted = batch_api.submit(store, pid, endpoint)
     assert first.requests == 45 and len(fake.batches) == 1 and "submitted as batch_" in submitted.lines[0]
     remote = next(iter(fake.batches.values()))
     assert remote["metadata"] == {"treesynth": store.batch(first.batch_ids[0])["token"]}
-    running = batch.poll(store, pid, endpoint)
+    running = batch_api.poll(store, pid, endpoint)
     assert running.running == 1 and running.imported is None and "in_progress 0/45 done" in running.lines[0]
-    done = batch.poll(store, pid, endpoint)
+    done = batch_api.poll(store, pid, endpoint)
     report = done.imported
     failed, unusable = 45 // 5, len([n for n in range(1, 46) if n % 7 == 0 and n % 5])
     assert (report.failed, report.invalid, report.repeated) == (failed, unusable, 1)
@@ -241,9 +241,9 @@ def test_round_trip_through_the_batch_api_with_faults(fake, store, tmp_path):
     fake.batch_faults = BatchFaults()
     second = batch.export_requests(store, pid, tmp_path / "r2.jsonl", model=FAKE_MODEL)
     assert second.round == 2 and second.requests == failed + unusable  # exactly the failed lines, re-queued
-    batch.submit(store, pid, endpoint)
-    batch.poll(store, pid, endpoint)
-    final = batch.poll(store, pid, endpoint).imported
+    batch_api.submit(store, pid, endpoint)
+    batch_api.poll(store, pid, endpoint)
+    final = batch_api.poll(store, pid, endpoint).imported
     wall = time.perf_counter() - started
     assert final.outcome is Outcome.COMPLETE and final.summary().startswith(f"{second.requests} result line(s)")
     assert set(leaf_counts(store, pid).values()) == {10}
@@ -345,6 +345,38 @@ def test_import_caps_at_the_quota_when_generate_filled_the_leaves_meanwhile(fake
     assert any("beyond the leaf's quota" in n for n in notes)
 
 
+def test_an_expired_batch_closes_its_unanswered_lines_and_the_next_round_asks_again(fake, store, tmp_path):
+    pid = built(store, fake, per_leaf=2, samples_per_call=2)
+    endpoint = fake.endpoint()
+    first = batch.export_requests(store, pid, tmp_path / "r1.jsonl", model=FAKE_MODEL)
+    batch_api.submit(store, pid, endpoint)
+    remote = next(iter(fake.batches.values()))
+    remote.update(status="expired", errors={"object": "list", "data": [
+        {"code": "batch_expired", "message": "the batch did not complete within 24h"}]})
+    report = batch_api.poll(store, pid, endpoint)
+    assert "expired: the batch did not complete within 24h, downloaded no result file" in report.lines[0]
+    assert report.imported.lost == 9 and report.outcome is Outcome.FAILED
+    assert "9 request(s) had no result when their batch ended" in report.imported.summary()
+    assert sum(report.imported.short.values()) == 18
+    assert store.batch(first.batch_ids[0])["state"] == "imported"
+    assert {r["note"] for r in store.query("select note from batch_requests")} == {
+        "no result line when the batch ended (expired: the batch did not complete within 24h)"}
+    assert batch.export_requests(store, pid, tmp_path / "r2.jsonl").requests == 9
+    assert batch_api.poll(store, pid, endpoint).lines == []  # nothing submitted is left to poll
+
+
+def test_cancel_stops_a_running_batch_at_the_provider_and_releases_its_lines(fake, store, tmp_path):
+    pid = built(store, fake, per_leaf=2, samples_per_call=2)
+    first = batch.export_requests(store, pid, tmp_path / "r1.jsonl")
+    batch_api.submit(store, pid, fake.endpoint())
+    with pytest.raises(ConfigError, match="is running at the provider"):
+        batch_api.cancel(store, pid, first.batch_ids[0])
+    assert "9 pending request line(s) released" in batch_api.cancel(store, pid, first.batch_ids[0], fake.endpoint())
+    assert next(iter(fake.batches.values()))["status"] == "cancelled"
+    assert store.batch(first.batch_ids[0])["state"] == "cancelled" and store.pending_batch_samples(pid) == {}
+    assert batch_api.poll(store, pid, fake.endpoint()).lines == []
+
+
 def test_submit_to_an_endpoint_without_the_batch_api_says_what_to_do(fake, store, tmp_path):
     class NotFound(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -371,7 +403,7 @@ def test_submit_to_an_endpoint_without_the_batch_api_says_what_to_do(fake, store
     try:
         endpoint = fake.endpoint(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1")
         with pytest.raises(EndpointError, match="has no Files API") as caught:
-            batch.submit(store, pid, endpoint)
+            batch_api.submit(store, pid, endpoint)
         assert "vllm run-batch" in caught.value.hint
     finally:
         server.shutdown()

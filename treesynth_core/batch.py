@@ -8,10 +8,10 @@ One round at a time:
    drawn now and written into the prompt; the store keeps it with the line, so import knows the sample's path.
    A file holds at most 50,000 lines and 200 MB (OpenAI's limits; more makes parts ``NAME.part001.jsonl``...),
    written atomically; the round (its files and every line) is recorded in one transaction once the files exist.
-2. The files run wherever the format is spoken: ``submit`` uploads them through the ``openai`` SDK (Files with
-   purpose "batch", Batches with a 24 h window) to the configured endpoint and ``poll`` downloads the output and
-   error files when a batch has ended; or ``vllm run-batch -i req.jsonl -o res.jsonl --model M`` runs them on a
-   GPU machine and ``import_file`` reads the result.
+2. The files run wherever the format is spoken: ``batch_api.submit`` uploads them through the ``openai`` SDK
+   (Files with purpose "batch", Batches with a 24 h window) to the configured endpoint and ``batch_api.poll``
+   downloads the output and error files when a batch has ended; or ``vllm run-batch -i req.jsonl -o res.jsonl
+   --model M`` runs them on a GPU machine and ``import_file`` reads the result.
 3. ``import_lines`` reads result lines in any order, keyed by custom_id. Each is cleaned and deduplicated as a
    live generation call is (``samples.clean_samples`` with max_field_chars, ``fingerprint``), capped at the leaf's
    quota inside the transaction that also closes the line, and logged as a call with its usage. A closed line is
@@ -19,7 +19,7 @@ One round at a time:
    unusable is closed too: its samples are missing again and go into the next round's file.
 
 Lines still out (pending) count as asked for: an export does not ask for them again until their results are
-imported or ``cancel`` releases them. Calls answered by batch engines cost the project's prices times its
+imported or ``batch_api.cancel`` releases them. Calls answered by batch engines cost the project's prices times its
 ``batch_price_factor`` (``project_cost``).
 """
 
@@ -31,16 +31,14 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
-import openai
 from pydantic import ValidationError
 
-from .config import Endpoint, endpoint_from_env
-from .errors import ConfigError, EndpointError, NotFoundError, TreeSynthError
+from .config import endpoint_from_env
+from .errors import ConfigError, TreeSynthError
 from .files import atomic_file, check_target
 from .generate import call_units, generation_targets, no_leaves_reason, plan_generation
-from .llm import LLM, describe_api_error
 from .outcome import Outcome
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .replies import bad_unicode, load_json, storable, validation_message
@@ -53,13 +51,8 @@ MAX_LINES = 50_000  # OpenAI's Batch API: requests per file
 MAX_BYTES = 200_000_000  # and bytes per file
 URL = "/v1/chat/completions"
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
-REMOTE_ENDED = ("completed", "failed", "expired", "cancelled")
 AVOID = 3  # a leaf's newest samples quoted as "do not repeat", as generate does
 IMPORT_CHUNK = 50  # result lines per store transaction
-TRANSFER_TIMEOUT = 900.0  # seconds for one upload or download (files up to 200 MB)
-LIST_LIMIT = 1000  # remote batches searched for our mark when a killed submit resumes
-NO_BATCH_API = ("run the files with `vllm run-batch -i FILE -o RESULT --model M` and import RESULT with "
-                "`batch import --file RESULT`, or point OPENAI_BASE_URL at a provider with the Batch API")
 
 
 # ----------------------------------------------------------------------------- export
@@ -119,7 +112,8 @@ def export_requests(store: Store, project_id: int, out: str | Path, *, per_leaf:
     "none". Writes nothing and returns a report with no requests when nothing is missing.
     """
     if response_format not in RESPONSE_FORMATS:
-        raise ConfigError(f"response format {response_format!r} is unknown", f"use one of {', '.join(RESPONSE_FORMATS)}")
+        raise ConfigError(f"response format {response_format!r} is unknown",
+                          f"use one of {', '.join(RESPONSE_FORMATS)}")
     if not (1 <= max_lines <= MAX_LINES and 1 <= max_bytes <= MAX_BYTES):
         raise ConfigError(f"a batch file holds 1 to {MAX_LINES:,} lines and 1 to {MAX_BYTES:,} bytes",
                           "choose limits inside those")
@@ -181,8 +175,8 @@ def export_requests(store: Store, project_id: int, out: str | Path, *, per_leaf:
 
     parts = _write_parts(lines(), out, max_lines, max_bytes)
     token = uuid.uuid4().hex
-    records = [{"part": n, "path": str(p["path"]), "lines": len(p["metas"]), "samples": sum(m["count"] for m in p["metas"]),
-                "bytes": p["bytes"], "model": model, "params": json.dumps(params), "token": f"{token}-{n}",
+    records = [{"part": n, "path": str(p["path"]), "lines": len(p["metas"]),
+                "samples": sum(m["count"] for m in p["metas"]), "bytes": p["bytes"], "model": model, "params": json.dumps(params), "token": f"{token}-{n}",
                 "state": "exported"} for n, p in enumerate(parts, 1)]
     requests = [{**meta, "part": n} for n, p in enumerate(parts, 1) for meta in p["metas"]]
     try:
@@ -252,6 +246,7 @@ class ImportReport:
     failed: int = 0  # lines with an error (HTTP status other than 200, or an engine error)
     invalid: int = 0  # 200 lines with no usable reply (not JSON, wrong shape, cut off, no usable sample...)
     repeated: int = 0  # lines of requests already imported: no-ops
+    ignored: int = 0  # lines of requests released by cancel (asked for again elsewhere): no-ops
     unknown: int = 0  # lines that name no request of this project
     unreadable: int = 0  # lines that are not JSON or carry no custom_id
     lost: int = 0  # requests with no result line when their batch ended: closed, missing again
@@ -287,6 +282,7 @@ class ImportReport:
             return "no result lines to import"
         text = (f"{self.lines} result line(s): {self.done} used, {self.failed} failed, {self.invalid} unusable"
                 + (f", {self.repeated} already imported (no-op)" if self.repeated else "")
+                + (f", {self.ignored} of released lines (ignored)" if self.ignored else "")
                 + (f", {self.unknown} not of this project" if self.unknown else "")
                 + (f", {self.unreadable} unreadable" if self.unreadable else "")
                 + (f"; {self.lost} request(s) had no result when their batch ended" if self.lost else "")
@@ -327,11 +323,11 @@ def import_lines(store: Store, project_id: int, lines: Iterable[bytes | str],
         ctx.import_chunk(chunk, report)
     for batch_id in report.batch_ids:
         refresh(store, batch_id)
-    _measure_short(store, project_id, report)
+    measure_short(store, project_id, report)
     return report
 
 
-def _measure_short(store: Store, project_id: int, report: ImportReport) -> None:
+def measure_short(store: Store, project_id: int, report: ImportReport) -> None:
     """The touched leaves still short of quota with nothing out for them: the next round's work."""
     tree = store.tree(project_id)
     out = store.pending_batch_samples(project_id)
@@ -390,7 +386,10 @@ class _ImportContext:
             report.note(f"{custom_id[:80]!r} is no request of this project")
             return
         if request["state"] != "pending":
-            report.repeated += 1
+            if request["state"] == "cancelled":
+                report.ignored += 1
+            else:
+                report.repeated += 1
             return
         batch_id, leaf_id = request["batch_id"], request["node_id"]
         if batch_id not in self.batches:
@@ -441,7 +440,8 @@ class _ImportContext:
             detail = error if error else (body.get("error") if isinstance(body, dict) else body)
             if isinstance(detail, dict):
                 detail = detail.get("message") or detail.get("code") or json.dumps(detail)[:200]
-            return _Result("failed", f"HTTP {status if status is not None else '-'}: {str(detail or 'no detail')[:240]}")
+            shown = "-" if status is None else status
+            return _Result("failed", f"HTTP {shown}: {str(detail or 'no detail')[:240]}")
         try:
             choice = body["choices"][0]
             content, finish = choice["message"]["content"], choice.get("finish_reason")
@@ -497,170 +497,6 @@ def refresh(store: Store, batch_id: int) -> dict[str, int]:
     return counts
 
 
-# ----------------------------------------------------------------------------- the Batch API
-
-
-@dataclass
-class RemoteReport:
-    """What submit or poll did, batch by batch (one line each), and the import poll ran."""
-
-    lines: list[str] = field(default_factory=list)
-    running: int = 0
-    imported: ImportReport | None = None
-
-    @property
-    def outcome(self) -> Outcome:
-        return self.imported.outcome if self.imported is not None else Outcome.COMPLETE
-
-
-def _records(store: Store, project_id: int, batch_ids: list[int] | None, states: tuple[str, ...]) -> list[dict]:
-    if batch_ids:
-        records = [store.batch(i) for i in batch_ids]
-        for r in records:
-            if r["project_id"] != project_id:
-                raise NotFoundError(f"batch {r['id']} belongs to project {r['project_id']}", "pass the right --project")
-        return [r for r in records if r["state"] in states]
-    return [r for r in reversed(store.batches(project_id)) if r["state"] in states]
-
-
-def _remote(endpoint: Endpoint, what: str, call: Callable):
-    """One Batch API call; its failure becomes an EndpointError that says what to do."""
-    try:
-        return call()
-    except openai.NotFoundError as exc:
-        raise EndpointError(f"{endpoint.shown_url()} has no {what} (HTTP 404: {str(exc)[:120]})", NO_BATCH_API) from None
-    except openai.APIError as exc:
-        raise describe_api_error(exc, endpoint) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read or write a batch file: {exc}", "check the path and the disk") from None
-
-
-def submit(store: Store, project_id: int, endpoint: Endpoint, batch_ids: list[int] | None = None) -> RemoteReport:
-    """Upload exported request files and start a batch for each. A submit killed after the batch was created
-    but before its id was stored finds it again by our mark in its metadata: never two batches for one file."""
-    report = RemoteReport()
-    llm = LLM(endpoint)
-    try:
-        client = llm.client.with_options(timeout=TRANSFER_TIMEOUT)
-        for record in _records(store, project_id, batch_ids, ("exported", "submitting")):
-            resumed = record["state"] == "submitting"
-            store.update_batch(record["id"], state="submitting")
-            file_id = record["input_file_id"]
-            if not file_id:
-                path = Path(record["path"])
-                if not path.is_file():
-                    raise ConfigError(f"the request file {path} of batch {record['id']} is gone",
-                                      f"`batch cancel --batch {record['id']}` and export again")
-                with open(path, "rb") as handle:
-                    uploaded = _remote(endpoint, "Files API", lambda: client.files.create(
-                        file=(path.name, handle), purpose="batch"))
-                file_id = uploaded.id
-                store.update_batch(record["id"], input_file_id=file_id)
-            remote = _find(client, endpoint, record["token"]) if resumed else None
-            adopted = remote is not None
-            if remote is None:
-                remote = _remote(endpoint, "Batch API", lambda: client.batches.create(
-                    input_file_id=file_id, endpoint=URL, completion_window="24h",
-                    metadata={"treesynth": record["token"]}))
-            store.update_batch(record["id"], state="submitted", remote_id=remote.id, remote_status=remote.status,
-                               message=f"submitted as {remote.id}")
-            report.lines.append(f"batch {record['id']} (round {record['round']}, part {record['part']}, "
-                                f"{record['lines']} lines): {'found again' if adopted else 'submitted'} as "
-                                f"{remote.id}, {remote.status}")
-            report.running += 1
-    finally:
-        llm.close()
-    return report
-
-
-def _find(client, endpoint: Endpoint, token: str):
-    """The remote batch carrying our mark, among the newest LIST_LIMIT, or None."""
-    def search():
-        for n, remote in enumerate(client.batches.list(limit=100)):
-            if n >= LIST_LIMIT:
-                return None
-            if (remote.metadata or {}).get("treesynth") == token:
-                return remote
-        return None
-
-    return _remote(endpoint, "Batch API", search)
-
-
-def poll(store: Store, project_id: int, endpoint: Endpoint, batch_ids: list[int] | None = None,
-         do_import: bool = True, into: ImportReport | None = None) -> RemoteReport:
-    """Ask the provider how each submitted batch is doing; when one has ended, download its output and error
-    files beside the request file and (``do_import``) import them, adding to ``into`` when given. Requests with
-    no result line in an ended batch are closed as lost: their samples are missing again."""
-    report = RemoteReport(imported=into)
-    llm = LLM(endpoint)
-    try:
-        client = llm.client.with_options(timeout=TRANSFER_TIMEOUT)
-        for record in _records(store, project_id, batch_ids, ("submitted", "downloaded")):
-            label = f"batch {record['id']} (round {record['round']}, part {record['part']})"
-            if record["state"] == "submitted":
-                remote = _remote(endpoint, "Batch API", lambda: client.batches.retrieve(record["remote_id"]))
-                counts = remote.request_counts
-                progress = f"{counts.completed + counts.failed}/{counts.total} done" if counts else ""
-                store.update_batch(record["id"], remote_status=remote.status, message=f"{remote.status} {progress}")
-                if remote.status not in REMOTE_ENDED:
-                    report.running += 1
-                    report.lines.append(f"{label}: {remote.status} {progress}".rstrip())
-                    continue
-                paths = {}
-                for kind, file_id in (("output", remote.output_file_id), ("errors", remote.error_file_id)):
-                    if file_id:
-                        target = Path(record["path"]).with_suffix(f".{kind}.jsonl")
-                        _remote(endpoint, "Files API", lambda: _download(client, file_id, target))
-                        paths[kind] = str(target)
-                store.update_batch(record["id"], state="downloaded", output_file_id=remote.output_file_id,
-                                   error_file_id=remote.error_file_id, output_path=paths.get("output"),
-                                   error_path=paths.get("errors"))
-                record = store.batch(record["id"])
-                report.lines.append(f"{label}: {remote.status}, downloaded {', '.join(paths.values()) or 'no file'}")
-            if do_import:
-                report.imported = report.imported or ImportReport()
-                for path in (record["output_path"], record["error_path"]):
-                    if path:
-                        import_file(store, project_id, path, report.imported)
-                lost = store.release_batch_requests(record["id"], "failed",
-                                                    f"no result line when the batch ended ({record['remote_status']})")
-                report.imported.lost += len(lost)
-                report.imported.per_leaf.update(dict.fromkeys(lost, json.loads(record["params"])["per_leaf"]))
-                refresh(store, record["id"])
-                report.imported.batch_ids.add(record["id"])
-        if report.imported is not None:
-            _measure_short(store, project_id, report.imported)  # lost lines leave their leaves short too
-    finally:
-        llm.close()
-    return report
-
-
-def _download(client, file_id: str, target: Path) -> None:
-    with client.files.with_streaming_response.content(file_id) as response:
-        with atomic_file(target, "batch results file") as handle:
-            for chunk in response.iter_bytes():
-                handle.write(chunk)
-
-
-def cancel(store: Store, project_id: int, batch_id: int, endpoint: Endpoint | None = None) -> str:
-    """Release a batch file's pending lines (their samples are missing again, so the next export asks for them)
-    and cancel its remote batch if it is still running there. Results that arrive later are ignored."""
-    record = _records(store, project_id, [batch_id], ("exported", "submitting", "submitted", "downloaded",
-                                                      "imported", "cancelled"))[0]
-    if record["remote_id"] and record["state"] == "submitted" and record["remote_status"] not in REMOTE_ENDED:
-        if endpoint is None:
-            raise ConfigError(f"batch {batch_id} is running at the provider as {record['remote_id']}",
-                              "configure the endpoint (OPENAI_API_KEY / OPENAI_BASE_URL) so it is cancelled there too")
-        llm = LLM(endpoint)
-        try:
-            _remote(endpoint, "Batch API", lambda: llm.client.batches.cancel(record["remote_id"]))
-        finally:
-            llm.close()
-    released = len(store.release_batch_requests(batch_id, "cancelled", "released by batch cancel"))
-    store.update_batch(batch_id, state="cancelled", message=f"cancelled; {released} pending line(s) released")
-    return f"batch {batch_id}: cancelled, {released} pending request line(s) released (missing again)"
-
-
 # ----------------------------------------------------------------------------- views and cost
 
 
@@ -672,7 +508,7 @@ def records(store: Store, project_id: int) -> list[dict]:
         out.append({"batch": r["id"], "round": r["round"], "part": r["part"], "file": r["path"], "lines": r["lines"],
                     "state": r["state"], "remote": r["remote_status"] or "", "pending": counts.get("pending", 0),
                     "used": counts.get("done", 0), "failed": counts.get("failed", 0) + counts.get("invalid", 0),
-                    "samples added": counts["inserted"]})
+                    "samples added": counts["inserted"], "samples out": counts["out"]})
     return out
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import batch
+from . import batch, batch_api
 from .config import endpoint_from_env
 from .errors import ConfigError
 from .files import check_target
@@ -133,7 +133,7 @@ def cmd_submit(args) -> int:
 
     endpoint = _endpoint(args)
     with cli._open(args) as (store, project_id):
-        report = batch.submit(store, project_id, endpoint, args.batch)
+        report = batch_api.submit(store, project_id, endpoint, args.batch)
     print("\n".join(report.lines) or "nothing to submit: no exported batch file waits (see `batch list`)")
     return 0
 
@@ -145,7 +145,7 @@ def cmd_poll(args) -> int:
     imported = None
     with cli._open(args) as (store, project_id):
         while True:
-            report = batch.poll(store, project_id, endpoint, args.batch, do_import=not args.no_import,
+            report = batch_api.poll(store, project_id, endpoint, args.batch, do_import=not args.no_import,
                                 into=imported)
             imported = report.imported
             print("\n".join(report.lines) or "nothing to poll: no submitted batch (see `batch list`)", flush=True)
@@ -188,6 +188,6 @@ def cmd_cancel(args) -> int:
     with cli._open(args) as (store, project_id):
         for batch_id in args.batch:
             record = store.batch(batch_id)
-            running = record["state"] == "submitted" and record["remote_status"] not in batch.REMOTE_ENDED
-            print(batch.cancel(store, project_id, batch_id, _endpoint(args) if running else None))
+            running = record["state"] == "submitted" and record["remote_status"] not in batch_api.REMOTE_ENDED
+            print(batch_api.cancel(store, project_id, batch_id, _endpoint(args) if running else None))
     return 0

@@ -579,12 +579,15 @@ class Store:
                             "where custom_id = ?", [state, inserted, call_id, note, now(), custom_id])
 
     def batch_request_counts(self, batch_id: int) -> dict[str, int]:
-        """A batch file's request lines by state, and ``inserted``: the samples they added."""
-        out = {"inserted": 0}
-        for r in self.query("select state, count(*) as n, coalesce(sum(inserted), 0) as added from batch_requests "
-                            "where batch_id = ? group by state", [batch_id]):
+        """A batch file's request lines by state, ``inserted``: the samples they added, and ``out``: the samples
+        its pending lines ask for."""
+        out = {"inserted": 0, "out": 0}
+        for r in self.query("select state, count(*) as n, coalesce(sum(inserted), 0) as added, "
+                            "coalesce(sum(count), 0) as asked from batch_requests where batch_id = ? group by state",
+                            [batch_id]):
             out[r["state"]] = r["n"]
             out["inserted"] += r["added"]
+            out["out"] += r["asked"] if r["state"] == "pending" else 0
         return out
 
     def release_batch_requests(self, batch_id: int, state: str, note: str) -> list[str]:
