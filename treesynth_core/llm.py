@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from .config import REDACTED, Endpoint, redact
@@ -329,7 +330,11 @@ class LLM:
 
         def run() -> None:
             try:
-                box["response"] = client.chat.completions.create(timeout=timeout, **kwargs)
+                # the SDK's low-level post: the same request, retries, errors and parsed ChatCompletion as
+                # ``chat.completions.create``, without re-walking every message through its TypedDict transform
+                # (half of the SDK's CPU per request; our params are plain JSON already)
+                box["response"] = client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion,
+                                              options={"timeout": timeout})
             except BaseException as exc:
                 box["error"] = exc
             finally:

@@ -259,3 +259,10 @@ def m015_baselines(db):
     db.execute("create trigger projects_delete_baselines after delete on projects "
                "begin delete from baselines where project_id = old.id or baseline_id = old.id; "
                "delete from embeddings where project_id = old.id; end")
+
+
+@migrations()
+def m011_samples_node_status(db):
+    # a leaf's live count (every status but rejected) is read before every insert of samples, under the quota:
+    # with the status in the index the count never touches the table's rows (issue 10)
+    db["samples"].create_index(["node_id", "status"], index_name="samples_node_status", if_not_exists=True)

@@ -33,8 +33,8 @@ of the run has succeeded: until then a failure may be the endpoint's, and the ab
 from __future__ import annotations
 
 import queue
+import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -47,7 +47,6 @@ if TYPE_CHECKING:  # the reports live with the work they describe; the scheduler
     from .partition import BuildReport
 
 Progress = Callable[[int, int], None]
-MAX_WORKERS = 320  # threads are made only as units go in flight; this is the window's ceiling plus headroom
 
 
 @dataclass
@@ -160,8 +159,9 @@ class Scheduler:
         """Run every queued unit and all they lead to. Returns when nothing is queued or in flight, or when a
         cancel or the abort rule stopped new units and the ones in flight are back."""
         results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        work: queue.SimpleQueue[Expand | Fill | None] = queue.SimpleQueue()
+        workers: list[threading.Thread] = []
         in_flight = 0
-        pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="treesynth-unit")
         try:
             self._progress()
             while True:
@@ -169,7 +169,11 @@ class Scheduler:
                     unit = self._next_unit()
                     if unit is None:
                         break
-                    pool.submit(self._work, unit, results)
+                    if in_flight == len(workers):  # a worker per unit in flight, made when first needed
+                        workers.append(threading.Thread(target=self._worker, args=(work, results), daemon=True,
+                                                        name=f"treesynth-unit-{len(workers)}"))
+                        workers[-1].start()
+                    work.put(unit)
                     in_flight += 1
                 if not in_flight:
                     break
@@ -178,7 +182,14 @@ class Scheduler:
                 self._collect(result)
                 self._progress()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for _ in workers:
+                work.put(None)
+            for worker in workers:  # idle ones end at once; one still in a call ends when the call does
+                worker.join()
+
+    def _worker(self, work: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+        while (unit := work.get()) is not None:
+            self._work(unit, results)
 
     def stopping(self) -> bool:
         if not self.cancelled and self.should_stop is not None and self.should_stop():
