@@ -517,6 +517,7 @@ def test_the_export_reads_the_tree_once_not_per_row(store, project, monkeypatch)
 def test_export_file_streams_and_counts(store, project, tmp_path, fmt, monkeypatch):
     """Several row groups (Parquet) and writes (text): the file holds every row, the count says so."""
     monkeypatch.setattr(export, "ROW_GROUP", 7)
+    monkeypatch.setattr(export, "LINES_PER_WRITE", 7)
     leaves = hand_tree(store, project)
     add(store, project, leaves["algebra"], *[(f"q{i}", f"a{i}") for i in range(30)])
     out = tmp_path / f"x.{fmt}"
