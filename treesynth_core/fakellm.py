@@ -39,6 +39,51 @@ from urllib.parse import urlsplit
 
 from .config import Endpoint
 
+# sample_style (issue 9): samples of one frame ("templated", near-duplicates of each other, as a model copying
+# its "do not repeat" list writes them) or of many unrelated frames ("varied"); the first field gets the text,
+# the others a short answer. Numbers come from the running number, so no two samples are exact duplicates.
+SAMPLE_STYLES = (None, "templated", "varied")
+TEMPLATED_NAMES = ["Tom", "Sara", "Ali", "Mei", "Lena", "Omar"]
+VARIED_FRAMES = [
+    "A train leaves at {a} pm and travels {b}0 km at 90 km/h. When does it arrive?",
+    "A rectangle is {a} cm long and {b} cm wide. What is its perimeter?",
+    "Sara saves ${a} a week. How many weeks until she can buy a ${b}00 bike?",
+    "A recipe needs {a}/4 cup of sugar per cake. How much sugar do {b} cakes need?",
+    "The temperature fell from {a} degrees to -{b} degrees overnight. By how much did it fall?",
+    "A class of {a}{b} students splits into teams of 4. How many full teams are there?",
+    "A jacket costs ${a}{b} and is on sale for 20% off. What is the sale price?",
+    "Ali reads {a}5 pages a day. How long will a {b}20-page novel take him?",
+    "A water tank holds {a}00 litres and leaks {b} litres an hour. How much is left after a day?",
+    "Mei is twice as old as her brother, who is {a}. How old will she be in {b} years?",
+    "A farmer plants {a} rows of {b}4 tomato plants. How many plants is that?",
+    "Write a Python function that returns the {a} largest values of a list of {b} numbers.",
+    "In how many ways can {a} people sit around a round table with {b} chairs?",
+    "A bacteria culture doubles every {a} hours. How many cells are there after {b} days?",
+    "Which prime numbers lie between {a}0 and {b}0?",
+    "A cyclist climbs a hill at {a} km/h and descends at {b}0 km/h. What is her average speed?",
+    "The probability of rain is 0.{a} each day. What is the chance of {b} dry days in a row?",
+    "A chessboard has {a} knights on it. Can {b} more be placed so that none attack each other?",
+    "A loan of ${a},000 grows at {b}% interest a year, compounded. What is owed after 3 years?",
+    "How many litres of paint cover a wall {a} m high and {b} m wide at 8 square metres a litre?",
+    "A clock loses {a} minutes every day. After {b} days, what time does it show at noon?",
+    "A pizza is cut into {a} slices and {b} friends share it equally. How much does each get?",
+    "The ratio of cats to dogs at a shelter is {a}:{b}. If there are 40 animals, how many are cats?",
+    "A ladder {a} m long leans against a wall with its foot {b} m out. How high does it reach?",
+]
+
+
+def styled_sample(style: str, n: int, fields: list[str]) -> dict:
+    """Sample number ``n`` in a ``sample_style`` (see SAMPLE_STYLES)."""
+    a, b = 2 + n % 7, 3 + (n // 7) % 9
+    if style == "templated":
+        name = TEMPLATED_NAMES[n % len(TEMPLATED_NAMES)]
+        text = f"{name} has {a + n} apples and buys {b} more. How many apples does {name} have now?"
+    else:
+        frame = VARIED_FRAMES[(n * 7) % len(VARIED_FRAMES)]  # 7 is coprime to 24: every frame before a repeat
+        text = frame.format(a=a + n // 24, b=b)
+    return {f: text if k == 0 else f"The answer to #{n} is {a * b}." for k, f in enumerate(fields)}
+
+
 DIMENSIONS = ["topic", "difficulty", "setting", "format", "audience", "length", "tone", "domain", "style"]
 FAKE_MODEL = "fake-model"
 
@@ -88,7 +133,10 @@ class FakeModel:
     number from ``first_number`` on, so two models started at different numbers never write duplicates."""
 
     def __init__(self, *, extra_values: int = 0, open_ended: bool = False, values_per_split: int = 3,
-                 first_number: int = 1):
+                 first_number: int = 1, sample_style: str | None = None):
+        if sample_style not in SAMPLE_STYLES:
+            raise ValueError(f"sample_style must be one of {SAMPLE_STYLES}, not {sample_style!r}")
+        self.sample_style = sample_style  # None: "<field> #n about <path>"; see styled_sample
         self.extra_values = extra_values
         self.open_ended = open_ended
         self.values_per_split = values_per_split
@@ -104,6 +152,9 @@ class FakeModel:
             samples = []
             for _ in range(count):
                 n = next(self.counter)
+                if self.sample_style and step == "samples":
+                    samples.append(styled_sample(self.sample_style, n, _field_names(body)))
+                    continue
                 samples.append({f: f"{f} #{n} about {where}" for f in _field_names(body)})
             return json.dumps({"samples": samples})
         if step == "criterion":
@@ -187,8 +238,10 @@ def _result_line(custom_id: str | None, response: dict | None, error) -> dict:
 class FakeLLM(FakeModel):
     def __init__(self, *, latency: float = 0.0, extra_values: int = 0, open_ended: bool = False,
                  values_per_split: int = 3, host: str = "127.0.0.1", port: int = 0,
-                 max_in_flight: int | None = None, retry_after: float = 1.0, reject_response_format: bool = False):
-        super().__init__(extra_values=extra_values, open_ended=open_ended, values_per_split=values_per_split)
+                 max_in_flight: int | None = None, retry_after: float = 1.0, reject_response_format: bool = False,
+                 sample_style: str | None = None):
+        super().__init__(extra_values=extra_values, open_ended=open_ended, values_per_split=values_per_split,
+                         sample_style=sample_style)
         self.latency = latency
         # A rate limit: at most ``max_in_flight`` chat requests at once, others get 429 + retry-after (seconds).
         self.max_in_flight = max_in_flight
