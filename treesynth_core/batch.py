@@ -176,8 +176,9 @@ def export_requests(store: Store, project_id: int, out: str | Path, *, per_leaf:
     parts = _write_parts(lines(), out, max_lines, max_bytes)
     token = uuid.uuid4().hex
     records = [{"part": n, "path": str(p["path"]), "lines": len(p["metas"]),
-                "samples": sum(m["count"] for m in p["metas"]), "bytes": p["bytes"], "model": model, "params": json.dumps(params), "token": f"{token}-{n}",
-                "state": "exported"} for n, p in enumerate(parts, 1)]
+                "samples": sum(m["count"] for m in p["metas"]), "bytes": p["bytes"], "model": model,
+                "params": json.dumps(params), "token": f"{token}-{n}", "state": "exported"}
+               for n, p in enumerate(parts, 1)]
     requests = [{**meta, "part": n} for n, p in enumerate(parts, 1) for meta in p["metas"]]
     try:
         report.batch_ids = store.add_batch_round(project_id, round_no, records, requests)
@@ -195,7 +196,15 @@ def _write_parts(lines: Iterable[tuple[dict, bytes]], out: Path, max_lines: int,
     """Stream the lines into files of at most ``max_lines`` lines and ``max_bytes`` bytes, each written
     atomically. One file is named ``out``; several are ``out``'s name with .part001, .part002..."""
     parts: list[dict] = []
-    writer = handle = None
+    writer = handle = None  # the open part: its atomic_file context and file
+
+    def close() -> None:
+        nonlocal writer
+        closing, writer = writer, None
+        if closing is not None:
+            closing.__exit__(None, None, None)  # fsync and rename; on failure it removes its temporary file
+            parts[-1]["written"] = True
+
     try:
         for meta, data in lines:
             if len(data) > max_bytes:
@@ -203,9 +212,7 @@ def _write_parts(lines: Iterable[tuple[dict, bytes]], out: Path, max_lines: int,
                                   "shorten the task, constraints or samples per call")
             current = parts[-1] if parts else None
             if current is None or len(current["metas"]) >= max_lines or current["bytes"] + len(data) > max_bytes:
-                if writer is not None:
-                    writer.__exit__(None, None, None)
-                    writer = None
+                close()
                 parts.append({"path": part_path(out, len(parts) + 1), "metas": [], "bytes": 0})
                 writer = atomic_file(parts[-1]["path"], "batch request file")
                 handle = writer.__enter__()
@@ -213,14 +220,11 @@ def _write_parts(lines: Iterable[tuple[dict, bytes]], out: Path, max_lines: int,
             handle.write(data)
             current["metas"].append(meta)
             current["bytes"] += len(data)
-        if writer is not None:
-            writer.__exit__(None, None, None)
-            writer = None
+        close()
     except BaseException as exc:
-        finished = parts[:-1] if writer is not None else parts
         if writer is not None:
             writer.__exit__(type(exc), exc, exc.__traceback__)  # removes the unfinished temporary file
-        _remove(p["path"] for p in finished)
+        _remove(p["path"] for p in parts if p.get("written"))  # a failed export leaves none of its files
         raise
     if len(parts) == 1:
         os.replace(parts[0]["path"], out)

@@ -31,8 +31,12 @@ def register(sub) -> None:
     """Add ``batch`` and its commands to the CLI's subparsers."""
     from . import cli
 
+    examples = "examples:\n" + "\n".join(line.replace("python -m treesynth_core ", "  ")
+                                          for line in __doc__.splitlines() if "treesynth_core batch" in line)
     group = sub.add_parser("batch", help="generate through batch files: OpenAI Batch API or vllm run-batch",
-                           description=__doc__.split("\n\n")[0], epilog=cli.EXIT_CODES,
+                           description="Write the missing samples as OpenAI Batch request lines, run them through "
+                                       "the Batch API (submit, poll) or `vllm run-batch`, and import the results.",
+                           epilog=f"{examples}\n\n{cli.EXIT_CODES}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = group.add_subparsers(dest="batch_command", required=True)
 
