@@ -432,6 +432,32 @@ def test_cost_uses_the_batch_price_factor(fake, store, tmp_path):
 # ----------------------------------------------------------------------------- the run-batch script and the CLI
 
 
+def test_failure_reasons_are_read_from_every_shape_of_error_line(fake, store, tmp_path):
+    pid = built(store, fake, per_leaf=4, samples_per_call=1)
+    batch.export_requests(store, pid, tmp_path / "req.jsonl")
+    ids = [line["custom_id"] for line in read_lines(tmp_path / "req.jsonl")]
+    shapes = [  # OpenAI's error file, vLLM's ErrorResponse (flat and nested), an engine error with no response
+        {"response": {"status_code": 500, "body": {"error": {"message": "openai said no", "type": "server_error"}}}},
+        {"response": {"status_code": 400, "body": None},
+         "error": {"object": "error", "message": "vllm flat", "type": "BadRequestError", "code": 400}},
+        {"response": {"status_code": 400, "body": None}, "error": {"error": {"message": "vllm nested", "code": 400}}},
+        {"response": None, "error": {"code": "batch_expired", "message": "expired before it ran"}},
+        {"response": {"status_code": 200, "body": {"choices": [{"message": {"content": '{"samples": []}'},
+                                                                "finish_reason": "stop"}]}}},
+        {"response": {"status_code": 200, "body": {"choices": [{"message": {"content": "{}"},
+                                                                "finish_reason": "length"}]}}},
+    ]
+    lines = [json.dumps({"id": f"r{i}", "custom_id": ids[i], **shape}) for i, shape in enumerate(shapes)]
+    report = batch.import_lines(store, pid, lines)
+    assert (report.failed, report.invalid, report.done) == (4, 2, 0) and report.outcome is Outcome.FAILED
+    notes = [store.batch_request(i)["note"] for i in ids[:6]]
+    assert notes[:4] == ["HTTP 500: openai said no", "HTTP 400: vllm flat", "HTTP 400: vllm nested",
+                         "HTTP -: expired before it ran"]
+    assert "expected shape" in notes[4] and notes[5] == "the reply was cut off at max_tokens"
+    failed = store.failed_calls(pid)
+    assert len(failed) == 6 and {c["purpose"] for c in failed} == {"samples"}  # in the call log with the reason
+
+
 def test_the_fake_run_batch_script_keeps_vllms_contract(tmp_path):
     model = FakeModel()
     body = {"model": "m", "messages": [

@@ -442,8 +442,9 @@ class _ImportContext:
         status, body, error = response.get("status_code"), response.get("body"), line.get("error")
         if error or status != 200:
             detail = error if error else (body.get("error") if isinstance(body, dict) else body)
-            if isinstance(detail, dict):
-                detail = detail.get("message") or detail.get("code") or json.dumps(detail)[:200]
+            if isinstance(detail, dict):  # OpenAI's {"error": {...}} body, or vLLM's ErrorResponse
+                inner = detail["error"] if isinstance(detail.get("error"), dict) else detail
+                detail = inner.get("message") or inner.get("code") or json.dumps(detail)[:200]
             shown = "-" if status is None else status
             return _Result("failed", f"HTTP {shown}: {str(detail or 'no detail')[:240]}")
         try:
