@@ -430,3 +430,85 @@ def value_changes(before: dict[str, str], after_rows: list[dict]) -> tuple[list[
         elif value:
             adds.append(value)
     return renames, adds, [nid for nid in before if nid not in kept]
+
+
+# --- quality (issue 9)
+# The last quality report of each project, shared by the Quality, Samples and Tree pages for the session:
+# {project id: QualityEntry}. A report is computed only on a click (embedding can take minutes) and kept with
+# the project's change stamp, so a page can say when the project changed since.
+
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+QUALITY_KEY = "ts_quality"
+SUNBURST_MODES = ["status", "samples", "diversity", "overlap"]
+PAGES.append(("pages/5_Quality.py", "Quality: diversity & overlap", ":material/insights:"))
+
+
+def last_quality(project_id: int | None):
+    """The project's last quality entry in this session (``.report``, ``.stamp``, ``.threshold``,
+    ``.statuses``, ``.at``), or None."""
+    return st.session_state.get(QUALITY_KEY, {}).get(project_id) if project_id is not None else None
+
+
+def last_quality_report(project_id: int | None):
+    """The project's last QualityReport in this session, or None (what the Tree page paints with)."""
+    entry = last_quality(project_id)
+    return entry.report if entry is not None else None
+
+
+def quality_is_current(store: Store, project_id: int, entry) -> bool:
+    """Whether nothing in the project changed since ``entry`` was computed."""
+    return entry is not None and entry.stamp == store.export_stamp(project_id)
+
+
+@dataclass
+class QualityEntry:
+    """A quality report and what it was computed from: the project's change stamp, threshold and statuses."""
+
+    report: object  # treesynth_core.quality.QualityReport
+    stamp: tuple
+    threshold: float
+    statuses: tuple[str, ...]
+    at: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
+
+
+def embed_with_progress(store: Store, project_id: int, what: str = "samples") -> int:
+    """Embed the project's samples that have no vector yet, with a progress bar; returns how many were new.
+    Each chunk is stored as it is done, so a page switch mid-way keeps what finished."""
+    from treesynth_core import quality
+
+    bar = st.progress(0.0, text=f"Embedding {what}…")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 1.0,
+                     text=f"Embedding {what}: {done:,} of {total:,} (each is embedded once and kept)")
+
+    try:
+        return quality.embed_samples(store, project_id, on_progress=on_progress)
+    finally:
+        bar.empty()
+
+
+def compute_quality(store: Store, project_id: int, *, threshold: float,
+                    statuses: tuple[str, ...] = ("generated", "accepted")) -> QualityEntry:
+    """Embed what is missing (with progress), measure the project and remember the report for the session."""
+    from treesynth_core import quality
+
+    stamp = store.export_stamp(project_id)
+    embed_with_progress(store, project_id)
+    with st.spinner("Measuring diversity, near-duplicates and sibling overlap…"):
+        report = quality.quality_report(store, project_id, statuses=tuple(statuses), threshold=threshold,
+                                        embed_missing=False)
+    entry = QualityEntry(report, stamp, threshold, tuple(statuses))
+    st.session_state.setdefault(QUALITY_KEY, {})[project_id] = entry
+    return entry
+
+
+def quality_number(value, digits: int = 3) -> str:
+    """A metric as shown: "not enough data" for None (never NaN), ints with separators, floats rounded."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "not enough data"
+    if isinstance(value, bool) or isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
