@@ -1,4 +1,5 @@
-"""Samples: filter by path attribute, node, status or text; read, edit, accept or reject them; see the gaps.
+"""Samples: filter by path attribute, node, status or text; read, edit, accept or reject them; see the gaps;
+review near-duplicates (from the last quality report, or found on demand) and reject the later of each pair.
 
 Sample text is shown as text only (tables, st.text, text areas): never as Markdown or HTML.
 """
@@ -19,6 +20,21 @@ ui.page("Samples", "🔍")
 STATUSES = ["generated", "accepted", "rejected"]
 STATUS_WORDS = {"generated": "to review", "accepted": "accepted", "rejected": "rejected"}
 COLOURS = {"generated": "#9fb3c8", "accepted": "#2f9e44", "rejected": "#e03131"}
+GOTO_KEY = "samples_goto"  # set by the Quality page: {"project", "under", "near_dups"}
+CONFIRM_KEY = "samples_neardup_pending"  # the sample ids a bulk near-duplicate reject waits to confirm
+PAIRS_SHOWN = 20
+
+
+def take_goto(pid: int, tree: Tree) -> None:
+    """Apply a filter another page handed over (before the filter widgets are drawn), once."""
+    goto = st.session_state.pop(GOTO_KEY, None)
+    if not goto or goto.get("project") != pid:
+        return
+    if goto.get("under") in tree.nodes:
+        st.session_state["samples_under"] = goto["under"]
+    st.session_state["samples_neardup"] = bool(goto.get("near_dups"))
+    st.session_state["samples_attrs"] = []
+    st.session_state["samples_text"] = ""
 
 
 def attribute_options(tree: Tree) -> list[str]:
@@ -47,7 +63,85 @@ def filters(tree: Tree) -> dict:
         statuses = st.multiselect("Status", STATUSES, default=["generated", "accepted"], key="samples_status",
                                   format_func=STATUS_WORDS.get)
         text = st.text_input("Text contains", key="samples_text", placeholder="search every field")
-    return {"under": under, "attrs": attrs, "statuses": statuses, "text": text.strip().lower()}
+    near = st.toggle("Only near-duplicates of another sample", key="samples_neardup",
+                     help="Pairs of samples whose embeddings have a cosine at or above the threshold, from the "
+                          "last quality report (or found now)")
+    return {"under": under, "attrs": attrs, "statuses": statuses, "text": text.strip().lower(), "near_dups": near}
+
+
+def near_pairs(store, pid: int, rows: list[dict]) -> tuple[list[dict], list[tuple[int, int, float]]]:
+    """The rows that have a near-duplicate among the rows, and those pairs (both samples in ``rows``), most
+    similar first. The pairs come from the session's last quality report; without one the user finds them."""
+    entry = ui.last_quality(pid)
+    c1, c2 = st.columns([3, 1])
+    default = entry.threshold if entry is not None else 0.85
+    threshold = c1.slider("Near-duplicate threshold (cosine)", 0.50, 0.99, float(default), 0.01,
+                          key="samples_neardup_threshold")
+    c2.write("")
+    if c2.button("Find near-duplicates" if entry is None else "Find again", key="samples_neardup_find",
+                 width="stretch", help="Embeds samples that have no vector yet (kept), then pairs them"):
+        with ui.guard():
+            entry = ui.compute_quality(store, pid, threshold=threshold)
+    if entry is None:
+        st.info("No near-duplicates measured in this session yet: click **Find near-duplicates** (or compute "
+                "the report on the Quality page).")
+        return [], []
+    notes = [f"pairs from the quality report of {entry.at} (threshold {entry.threshold:.2f})"]
+    if threshold < entry.threshold:
+        notes.append(f"a lower threshold than {entry.threshold:.2f} needs **Find again**")
+    if not ui.quality_is_current(store, pid, entry):
+        notes.append("the project changed since: samples added or edited since are not paired; find again to "
+                     "include them")
+    report = entry.report
+    if report.dataset.near_dup_pairs > len(report.pairs):
+        notes.append(f"the report keeps the {len(report.pairs):,} most similar of {report.dataset.near_dup_pairs:,} "
+                     "pairs: reject, then find again for the rest")
+    st.caption(" · ".join(notes))
+    by_id = {r["id"]: r for r in rows}
+    pairs = [(a, b, c) for a, b, c in report.pairs if c >= threshold and a in by_id and b in by_id]
+    keep = {i for a, b, _ in pairs for i in (a, b)}
+    return [r for r in rows if r["id"] in keep], pairs
+
+
+def later_of_each(pairs: list[tuple[int, int, float]]) -> list[int]:
+    """The later (higher id: written later) sample of every pair, each once."""
+    return sorted({max(a, b) for a, b, _ in pairs})
+
+
+def pair_review(store, pairs: list[tuple[int, int, float]], rows: list[dict], fields: list[str]) -> None:
+    later = later_of_each(pairs)
+    st.markdown(f"**{len(pairs):,} near-duplicate pair(s)** among the samples shown, most similar first")
+    pending = st.session_state.get(CONFIRM_KEY)
+    if pending:
+        st.warning(f"Reject {len(pending):,} sample(s), the later of each pair: "
+                   + ", ".join(f"#{i}" for i in pending[:40]) + (" …" if len(pending) > 40 else "")
+                   + ". The earlier sample of each pair is kept. You can undo this per sample (To review).",
+                   icon=":material/warning:")
+        yes, no, _ = st.columns([1, 1, 3])
+        if yes.button("Reject them", type="primary", key="samples_neardup_yes"):
+            st.session_state.pop(CONFIRM_KEY, None)
+            with ui.guard():
+                count = edits.set_sample_status(store, pending, "rejected")
+                ui.flash(f"{count} near-duplicate sample(s) rejected; the earlier of each pair kept.")
+                st.rerun()
+        if no.button("Cancel", key="samples_neardup_no"):
+            st.session_state.pop(CONFIRM_KEY, None)
+            st.rerun()
+    elif st.button(f"Reject the later of each pair ({len(later):,} sample(s))…", key="samples_neardup_reject",
+                   disabled=not later, icon=":material/delete_sweep:"):
+        st.session_state[CONFIRM_KEY] = later
+        st.rerun()
+    by_id = {r["id"]: r for r in rows}
+    for x, y, cosine in pairs[:PAIRS_SHOWN]:
+        a, b = min(x, y), max(x, y)
+        left, right = st.columns(2)
+        for col, sid, word in ((left, a, "earlier"), (right, b, "later")):
+            r = by_id[sid]
+            col.caption(f"#{sid} · {word} · {STATUS_WORDS.get(r['status'], r['status'])}")
+            col.text("\n".join(f"{k}: {r['data'].get(k, '')}" for k in fields))
+        st.caption(f"cosine {cosine:.3f}")
+    if len(pairs) > PAIRS_SHOWN:
+        st.caption(f"… and {len(pairs) - PAIRS_SHOWN:,} more pair(s); their samples are in the table below.")
 
 
 def filtered(store, pid: int, tree: Tree, f: dict) -> list[dict]:
@@ -156,10 +250,20 @@ with ui.open_store() as store:
     pid = ui.frame(store, "Review samples")
     spec = store.project(pid)
     tree = store.tree(pid)
+    take_goto(pid, tree)
     browse, charts = st.tabs(["Browse & review", "Coverage (where the gaps are)"])
     with browse, ui.guard():
-        rows = filtered(store, pid, tree, filters(tree))
+        chosen_filters = filters(tree)
+        rows = filtered(store, pid, tree, chosen_filters)
+        pairs = []
+        if chosen_filters["near_dups"]:
+            rows, pairs = near_pairs(store, pid, rows)
+        else:
+            st.session_state.pop(CONFIRM_KEY, None)
         st.caption(f"{len(rows)} sample(s) match · select a row to read, edit, accept or reject it")
+        if pairs:
+            with st.expander("Near-duplicate pairs side by side", expanded=True):
+                pair_review(store, pairs, rows, spec.field_names)
         bulk(store, rows)
         if rows:
             left, right = st.columns([3, 2], gap="large")
@@ -167,7 +271,9 @@ with ui.open_store() as store:
                 chosen = table(rows, spec.field_names, tree)
             with right:
                 detail(store, chosen, spec.field_names, tree)
-        else:
+        elif chosen_filters["near_dups"] and ui.last_quality(pid) is not None:
+            st.success("No near-duplicate pair among the samples these filters show.")
+        elif not chosen_filters["near_dups"]:
             st.info("No sample matches. Generate some on the Generate page, or widen the filters.")
     with charts, ui.guard():
         coverage(store, pid, tree)

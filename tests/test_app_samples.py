@@ -116,3 +116,74 @@ def test_coverage_charts_show_every_leaf(app_env, generated):
     assert live[0] == 0 and live == sorted(live)
     top_chart = json.loads(charts[1].proto.spec)["data"]
     assert top_chart[0]["y"] == ["topic A", "topic B", "topic C"]
+
+
+# ------------------------------------------------------------------------ near-duplicate review (issue 9)
+from tests.test_app_quality import COPIES, VARIED, seed_varied  # noqa: E402
+
+
+@pytest.fixture
+def varied(app_env):
+    return seed_varied(app_env)
+
+
+def status_of(app_env, pid: int) -> dict[int, str]:
+    with app_env.store() as store:
+        return {r["id"]: r["status"] for r in store.samples(pid)}
+
+
+def test_near_duplicates_found_on_demand_side_by_side(app_env, varied):
+    pid, ids = varied
+    at = app_env.app(SAMPLES, pid)
+    at.toggle(key="samples_neardup").set_value(True).run()
+    assert "No near-duplicates measured in this session yet" in texts(at) and len(at.dataframe) == 0
+    at.button(key="samples_neardup_find").click().run(timeout=120)
+    assert not errors(at)
+    assert set(shown_ids(at)) == {ids[i] for pair in COPIES for i in pair}
+    assert "3 near-duplicate pair(s)" in texts(at)
+    pane = at.expander[0]
+    captions = [c.value for c in pane.caption]
+    side_by_side = [t.value for t in pane.text]
+    for a, b in COPIES:
+        early, late = sorted((ids[a], ids[b]))
+        assert any(c.startswith(f"#{early} · earlier") for c in captions)
+        assert any(c.startswith(f"#{late} · later") for c in captions)
+        assert any(VARIED[a] in t for t in side_by_side) and any(VARIED[b] in t for t in side_by_side)
+    at.slider(key="samples_neardup_threshold").set_value(0.95).run()
+    assert "2 near-duplicate pair(s)" in texts(at)  # a stricter threshold filters the report's pairs
+
+
+def test_bulk_reject_rejects_exactly_the_later_of_each_pair_after_confirmation(app_env, varied):
+    pid, ids = varied
+    before = status_of(app_env, pid)
+    at = app_env.app(SAMPLES, pid)
+    at.toggle(key="samples_neardup").set_value(True).run()
+    at.button(key="samples_neardup_find").click().run(timeout=120)
+    later = sorted(max(ids[a], ids[b]) for a, b in COPIES)
+    assert at.button(key="samples_neardup_reject").label.startswith("Reject the later of each pair (3 sample(s))")
+    at.button(key="samples_neardup_reject").click().run()
+    assert status_of(app_env, pid) == before  # nothing happens before the confirmation
+    assert f"Reject 3 sample(s), the later of each pair: {', '.join(f'#{i}' for i in later)}" in at.warning[0].value
+    at.button(key="samples_neardup_no").click().run()
+    assert status_of(app_env, pid) == before and not at.warning
+    at.button(key="samples_neardup_reject").click().run()
+    at.button(key="samples_neardup_yes").click().run()
+    assert not errors(at)
+    after = status_of(app_env, pid)
+    assert {i for i, s in after.items() if s == "rejected"} == set(later)
+    assert all(after[i] == before[i] for i in after if i not in later)
+    assert any("3 near-duplicate sample(s) rejected" in s.value for s in at.success)
+    assert "No near-duplicate pair among the samples these filters show" in texts(at)
+
+
+def test_the_near_duplicate_filter_combines_with_the_other_filters(app_env, varied):
+    pid, ids = varied
+    at = app_env.app(SAMPLES, pid)
+    at.toggle(key="samples_neardup").set_value(True).run()
+    at.button(key="samples_neardup_find").click().run(timeout=120)
+    at.multiselect(key="samples_attrs").select("topic = topic A").run()
+    assert set(shown_ids(at)) == {ids[i] for pair in COPIES[:2] for i in pair}  # the cross-topic pair is out
+    at.button(key="samples_neardup_reject").click().run()
+    at.button(key="samples_neardup_yes").click().run()
+    rejected = {i for i, s in status_of(app_env, pid).items() if s == "rejected"}
+    assert rejected == {max(ids[a], ids[b]) for a, b in COPIES[:2]}
