@@ -330,7 +330,8 @@ class FakeLLM(FakeModel):
                                    "type": "invalid_request_error"}}
         source = self._file(body.get("input_file_id") or "")
         if source is None:
-            return 400, {"error": {"message": f"no file {body.get('input_file_id')!r}", "type": "invalid_request_error"}}
+            return 400, {"error": {"message": f"no file {body.get('input_file_id')!r}",
+                                   "type": "invalid_request_error"}}
         total = sum(1 for line in source["data"].splitlines() if line.strip())
         batch = {"id": f"batch_{uuid.uuid4().hex[:16]}", "object": "batch", "endpoint": body["endpoint"],
                  "input_file_id": body["input_file_id"], "completion_window": "24h", "status": "validating",
