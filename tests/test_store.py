@@ -48,6 +48,22 @@ def test_delete_project_removes_everything(store, project):
     assert store.query("select count(*) as n from nodes where project_id = ?", [project])[0]["n"] == 0
 
 
+def test_delete_project_leaves_no_row_in_any_table_that_names_it(store, project):
+    """Every table with a project_id column (batches, embeddings, ... as they are added) is emptied for the
+    project: a deleted project's id may be reused by SQLite, and must not inherit anything."""
+    filler = {int: 0, str: "", float: 0.0, bytes: b""}
+    tables = [t for t in store.db.table_names() if "project_id" in store.db[t].columns_dict]
+    assert {"nodes", "samples", "calls", "jobs", "batches", "batch_requests"} <= set(tables)
+    for table in tables:
+        row = {c: filler.get(kind, "") for c, kind in store.db[table].columns_dict.items()
+               if c not in store.db[table].pks}
+        store.db[table].insert({**row, "project_id": project})
+    store.db.conn.commit()
+    store.delete_project(project)
+    left = {t: store.query(f"select count(*) as n from {t} where project_id = ?", [project])[0]["n"] for t in tables}
+    assert not any(left.values()), left
+
+
 def test_two_connections_share_the_file(tmp_path):
     path = tmp_path / "shared.db"
     with Store(path) as a, Store(path) as b:

@@ -221,7 +221,7 @@ class Store:
 
     def delete_project(self, project_id: int) -> None:
         with self.atomic():
-            for table in ("samples", "calls", "jobs", "nodes"):
+            for table in ("batch_requests", "batches", "samples", "calls", "jobs", "nodes"):
                 self.db.execute(f"delete from {table} where project_id = ?", [project_id])
             self.db.execute("delete from projects where id = ?", [project_id])
 
