@@ -104,6 +104,13 @@ def test_baseline_command_needs_yes_then_generates_and_compares(tmp_path, fake, 
     with Store(db) as store:
         pid = tree_project(store, fake)
     use_fake(monkeypatch, fake)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert main(["baseline", "--db", str(db), "--yes"]) == 2  # no endpoint: refused before anything changes
+    assert "no LLM endpoint" in capsys.readouterr().err
+    with Store(db) as store:
+        assert len(store.projects()) == 1
+    use_fake(monkeypatch, fake)
     before = len(fake.requests)
     assert main(["baseline", "--db", str(db)]) == 0
     out, err = capsys.readouterr()

@@ -78,7 +78,7 @@ def threshold(text: str) -> float:
 
 # ----------------------------------------------------------------------------------------- shared steps
 def _open_store(args) -> Store:
-    if not Path(args.db).is_file():
+    if not Path(args.db).exists():
         raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
     return Store(args.db)
 
@@ -251,6 +251,9 @@ def cmd_baseline(args) -> int:
         if store.baseline_source(project_id) is not None:
             raise ConfigError(f"project {project_id} is a naive baseline",
                               f"pass its tree project: --project {store.baseline_source(project_id)}")
+        if args.yes and not args.local:
+            with cli._endpoint(args):  # a missing endpoint is refused before the baseline is created or changed
+                pass
         plan = plan_baseline(store, project_id, samples=args.samples)
         baseline_id = baseline_of(store, project_id)
         cost = f"${plan.cost:.4f}" if plan.cost is not None else "unknown (no prices set)"
