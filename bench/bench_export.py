@@ -1,7 +1,10 @@
 """How fast and how lean is export? Builds a database of N samples (default 100,000 and 1,000,000), then
 exports it once per format, each in a fresh child process through the product path (``export_file``, as
-the CLI calls it), and prints wall time and peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss`` of the child;
-"base" is the child's RSS after its imports, before the export).
+the CLI calls it), and prints wall time, CPU time, the part of the wall time spent in fsync (the atomic
+write making the file durable: disk, not code) and the child's peak RSS (VmHWM from /proc, which equals
+``getrusage(RUSAGE_SELF).ru_maxrss`` here because the parent stays small; "base" is the peak after the
+child's imports, before the export). The load average is printed too: on a busy machine wall time grows
+with the load while CPU time does not.
 
     python bench/bench_export.py                       # 100k and 1M samples, every format
     python bench/bench_export.py --sizes 100000 --formats jsonl,csv
@@ -126,13 +129,23 @@ def child(db: str, pid: int, fmt: str, out: str, before: bool, traced: bool) -> 
     if traced:
         import tracemalloc
         tracemalloc.start()
+    from treesynth_core import files
+
+    real_fsync, synced = files.os.fsync, []
+
+    def timed_fsync(fd):  # the durability step of the atomic write, timed apart: it waits on the disk
+        began = time.perf_counter()
+        real_fsync(fd)
+        synced.append(time.perf_counter() - began)
+
+    files.os.fsync = timed_fsync
     with Store(db) as store:
         started, cpu = time.perf_counter(), time.process_time()
         count = export_file(store, pid, fmt, out)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     traced_mb = tracemalloc.get_traced_memory()[1] / 2**20 if traced else None
     peak = peak_rss_mb()
-    print(json.dumps({"rows": count, "seconds": seconds, "cpu_s": cpu, "peak_mb": peak, "base_mb": base, "traced_mb": traced_mb,
+    print(json.dumps({"rows": count, "seconds": seconds, "cpu_s": cpu, "fsync_s": sum(synced), "peak_mb": peak, "base_mb": base, "traced_mb": traced_mb,
                       "bytes": os.path.getsize(out), "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -187,8 +200,9 @@ def main() -> None:
 
     folder = Path(args.dir)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; one child process per export\n")
-    header = f"{'samples':>9} {'format':8} {'code':7} {'rows':>9} {'MB out':>8} {'time s':>7} {'CPU s':>6} {'peak RSS MB':>11} " \
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+          "one child process per export\n")
+    header = f"{'samples':>9} {'format':8} {'code':7} {'rows':>9} {'MB out':>8} {'time s':>7} {'CPU s':>6} {'fsync s':>7} {'peak RSS MB':>11} " \
              f"{'base MB':>7}" + (f" {'traced MB':>9}" if args.tracemalloc else "") + "  verdict"
     for n in [int(s) for s in args.sizes.split(",")]:
         db = folder / f"treesynth-bench-export-{n}.db"
@@ -208,7 +222,8 @@ def main() -> None:
                     print(f"{n:>9,} {fmt:8} {code:7} failed: {failed[0]['error']}")
                     continue
                 r = dict(runs[0], seconds=statistics.median(x["seconds"] for x in runs),
-                         cpu_s=statistics.median(x["cpu_s"] for x in runs), peak_mb=max(x["peak_mb"] for x in runs))
+                         cpu_s=statistics.median(x["cpu_s"] for x in runs),
+                         fsync_s=statistics.median(x["fsync_s"] for x in runs), peak_mb=max(x["peak_mb"] for x in runs))
                 checks = []
                 if n <= 100_000:
                     checks.append(r["seconds"] < TARGET_SECONDS)
@@ -217,7 +232,7 @@ def main() -> None:
                 verdict = "" if before or not checks else ("ok" if all(checks) else "MISSED")
                 verdict = "(traced: slower)" if args.tracemalloc and verdict else verdict
                 print(f"{n:>9,} {fmt:8} {code:7} {r['rows']:>9,} {r['bytes'] / 2**20:>8.1f} {r['seconds']:>7.2f} "
-                      f"{r['cpu_s']:>6.2f} {r['peak_mb']:>11.0f} {r['base_mb']:>7.0f}"
+                      f"{r['cpu_s']:>6.2f} {r['fsync_s']:>7.2f} {r['peak_mb']:>11.0f} {r['base_mb']:>7.0f}"
                       + (f" {r['traced_mb']:>9.1f}" if args.tracemalloc else "") + f"  {verdict}")
                 if args.json:
                     print(json.dumps({"samples": n, "format": fmt, "code": code, "runs": runs}))
