@@ -34,7 +34,8 @@ PAGES = [
     ("pages/3_Samples.py", "Review samples", ":material/fact_check:"),
     ("pages/4_Export.py", "Export & import", ":material/download:"),
 ]
-JOB_WORDS = {"build": "Building the tree", "generate": "Generating samples"}
+JOB_WORDS = {"build": "Building the tree", "generate": "Generating samples",
+             "run": "Building and generating (each leaf as soon as it exists)"}
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -297,8 +298,9 @@ def job_outcome(job: dict) -> str:
 
 
 # what a job's ``failed`` column counts, and what its done/total progress counts
-_FAILED_UNIT = {"build": "node(s)", "generate": "call(s)"}
-_DONE_UNIT = {"build": "nodes processed", "generate": "samples made"}
+_FAILED_UNIT = {"build": "node(s)", "generate": "call(s)", "run": "node(s) and call(s)"}
+_DONE_UNIT = {"build": "nodes processed", "generate": "samples made", "run": "nodes and samples done"}
+_PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples"}
 _WHAT_TO_DO = {
     ("build", "partial"): "click **Retry the failed nodes**: finished nodes are kept and only what failed is "
                           "asked again. Or fix a failed node by hand: it is listed next to the chart.",
@@ -306,6 +308,9 @@ _WHAT_TO_DO = {
     ("generate", "partial"): "click **Generate the missing samples**: only what is still missing is generated. "
                              "The failed calls are listed at the bottom of this page.",
     ("generate", "failed"): "check the endpoint on Home, then click **Generate the missing samples**: it resumes.",
+    ("run", "partial"): "click **Run again**: finished nodes and samples are kept; only failed nodes are expanded "
+                        "again and only missing samples are generated.",
+    ("run", "failed"): "check the endpoint on Home, then click **Run again**: it resumes.",
 }
 _ALERTS = {"complete": st.success, "partial": st.warning, "failed": st.error, "cancelled": st.warning,
            "interrupted": st.warning}
@@ -337,7 +342,7 @@ def retry_params(job: dict) -> dict:
     the same scope only redoes what failed or is missing. A build drops ``approved_only``: a node whose
     expansion failed is marked failed, no longer approved, so that filter would skip exactly those nodes."""
     params = dict(job["params"])
-    if job["kind"] == "build":
+    if job["kind"] in ("build", "run"):
         params.pop("approved_only", None)
         params["under"] = params.get("under")  # None: the whole tree
     return params
@@ -347,12 +352,15 @@ def job_actions(project_id: int, job: dict, key: str) -> None:
     """The button that finishes what a partial, failed, cancelled or interrupted job left undone."""
     outcome, kind = job_outcome(job), job["kind"]
     if outcome in ("partial", "failed"):
-        label = "Retry the failed nodes" if kind == "build" else "Generate the missing samples"
+        label = {"build": "Retry the failed nodes", "run": "Run again"}.get(kind, "Generate the missing samples")
         params, button_key = retry_params(job), f"{key}_retry"
-        help_text = ("Builds again with the same depth: finished nodes are kept, failed and unfinished ones "
-                     "are expanded" + (" (every unsplit leaf in that scope, approved or not)"
-                                       if job["params"].get("approved_only") else "") + "."
-                     if kind == "build" else "Generates again with the same settings: only missing samples.")
+        help_text = {
+            "build": "Builds again with the same depth: finished nodes are kept, failed and unfinished ones are "
+                     "expanded" + (" (every unsplit leaf in that scope, approved or not)"
+                                   if job["params"].get("approved_only") else "") + ".",
+            "run": "Builds and generates again with the same settings: only failed nodes are expanded and only "
+                   "missing samples are made.",
+        }.get(kind, "Generates again with the same settings: only missing samples.")
     elif outcome in ("cancelled", "interrupted"):
         label, params, button_key = f"Resume job #{job['id']} with the same settings", dict(job["params"]), f"{key}_resume"
         help_text = "Only what is still missing is done"
@@ -364,8 +372,9 @@ def job_actions(project_id: int, job: dict, key: str) -> None:
             st.rerun()
 
 
-def job_status(store: Store, project_id: int, kind: str, key: str) -> dict | None:
-    """Show the project's running job (live, polled every second) or how the last one of ``kind`` ended:
+def job_status(store: Store, project_id: int, kind: str | tuple[str, ...], key: str) -> dict | None:
+    """Show the project's running job (live, polled every second) or how the last one of ``kind`` (a kind or a
+    tuple of kinds) ended:
     complete as success, partial as a warning with its counts, failed as an error, cancelled or interrupted
     as a warning, with a button that redoes what it left undone.
 
@@ -374,7 +383,8 @@ def job_status(store: Store, project_id: int, kind: str, key: str) -> dict | Non
     if running:
         _poll_job(running["id"], key)
         return running
-    recent = [j for j in jobs.recent_jobs(store, project_id, limit=20) if j["kind"] == kind]
+    kinds = (kind,) if isinstance(kind, str) else kind
+    recent = [j for j in jobs.recent_jobs(store, project_id, limit=20) if j["kind"] in kinds]
     if not recent:
         return None
     job = recent[0]
@@ -392,7 +402,7 @@ def _poll_job(job_id: int, key: str) -> None:
             st.rerun()  # the whole page redraws with the result
         total, done = job["total"] or 0, job["done"] or 0
         word = JOB_WORDS.get(job["kind"], job["kind"])
-        unit = "nodes" if job["kind"] == "build" else "samples"
+        unit = _PROGRESS_UNIT.get(job["kind"], "steps")
         text = f"{word} (job #{job_id}): {done} of {total} {unit}" if total else f"{word} (job #{job_id}): starting…"
         if job["cancel_requested"]:
             text += " — cancelling after the calls in flight"

@@ -322,7 +322,7 @@ def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
         st.rerun()
 
 
-def expand_panel(pid: int, tree: Tree, node: Node, busy: bool) -> None:
+def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, per_leaf: int) -> None:
     st.markdown("**Expand with the LLM** (in the background)")
     room = max(1, int(ui.setting_range("max_depth")[1]) - node.depth)
     levels = st.number_input("Levels to add below this node", 1, room, min(2, room), key="tree_levels")
@@ -335,6 +335,13 @@ def expand_panel(pid: int, tree: Tree, node: Node, busy: bool) -> None:
     if c2.button("Expand subtree", key="tree_expand_sub", disabled=blocked, width="stretch",
                  help="Splits every unsplit node below this one, down to the chosen number of levels"):
         if ui.start_job(pid, "build", {"depth": node.depth + int(levels), "under": node.id}):
+            st.rerun()
+    if st.button("Build and generate this subtree", key="tree_run_sub", disabled=blocked, width="stretch",
+                 icon=":material/bolt:",
+                 help=f"Splits every unsplit node below this one down to the chosen number of levels and fills "
+                      f"each leaf with samples ({per_leaf} per leaf, the project's quota) as soon as the leaf "
+                      "exists: no review between building and generating"):
+        if ui.start_job(pid, "run", {"depth": node.depth + int(levels), "under": node.id}):
             st.rerun()
 
 
@@ -385,7 +392,7 @@ def outline(tree: Tree, counts: dict) -> None:
 with ui.open_store() as store:
     pid = ui.frame(store, "Tree: build & review")
     spec = store.project(pid)
-    job = ui.job_status(store, pid, "build", "tree_job")
+    job = ui.job_status(store, pid, ("build", "run"), "tree_job")
     busy = bool(job and job["status"] == "running")
     tree = store.tree(pid)
     if not tree.kids(tree.root.id):
@@ -409,7 +416,7 @@ with ui.open_store() as store:
             st.divider()
             repropose(store, pid, tree, node, busy)
             st.divider()
-            expand_panel(pid, tree, node, busy)
+            expand_panel(pid, tree, node, busy, spec.settings.per_leaf)
             with st.expander("Set this node's split by hand"):
                 hand_split(store, node, "tree_hand")
     st.divider()

@@ -16,6 +16,10 @@ from treesynth_core.fakellm import FakeLLM, Scripted
 from treesynth_core.partition import build
 from treesynth_core.llm import LLM
 
+from tests.app_support import app_env  # noqa: F401  (the page test below)
+from tests.app_support import errors as app_errors
+from tests.app_support import texts as app_texts
+
 
 def split_root(store, project_id, values=("algebra", "geometry", "statistics")) -> list[str]:
     return edits.set_split(store, store.tree(project_id).root.id, "topic", list(values))
@@ -286,3 +290,24 @@ def test_create_job_checks_and_inserts_in_one_write_transaction(store, project):
         other.close()
         sleeper.kill()
         sleeper.wait()
+
+
+def test_the_tree_page_builds_and_generates_a_subtree_as_one_run_job(app_env):
+    from tests.test_app_tree import TREE, node_by_value, select
+
+    pid = app_env.built()
+    with app_env.store() as store:
+        leaf = node_by_value(store, pid, "difficulty A", "topic A")
+    at = select(app_env.app(TREE, pid), leaf.id)
+    at.number_input(key="tree_levels").set_value(1)
+    at.button(key="tree_run_sub").click().run()
+    assert not app_errors(at)
+    job = app_env.last_job(pid)
+    assert job["kind"] == "run" and job["status"] == "complete", job["message"]
+    assert job["params"] == {"depth": 3, "under": leaf.id}
+    with app_env.store() as store:
+        kids = store.tree(pid).kids(leaf.id)
+        assert len(kids) == 3 and all(store.live_count(k.id) == 3 for k in kids)  # the project's per-leaf quota
+    at.run()
+    shown = app_texts(at)
+    assert f"Last run job #{job['id']}: **complete**" in shown and "nodes and samples done" in shown

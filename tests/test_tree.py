@@ -61,3 +61,27 @@ def test_dimensions_and_values_follow_one_content_rule():
     assert "ONE dimension" in dimension_problem("difficulty and setting")
     for good in ["-5 degrees", "x < 5 items", "reasoning type", "between 1 and 5", "C++"]:
         assert value_problem(good) is None and dimension_problem(good) is None, good
+
+
+def _reference_normalise(text: str) -> str:
+    """The former per-character implementation: fingerprints stored by it must stay equal."""
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", text or "")
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = re.sub(r"[^\w\s]", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_normalise_is_exactly_the_former_one():
+    rng = random.Random(7)
+    pool = ([chr(c) for c in range(0x20, 0x250)] + list(" \t\n\x1c\x85\xa0\u2028\u3000\u200b") +
+            [chr(c) for c in (0x130, 0x300, 0x301, 0x345, 0x1E9E, 0xFB01, 0x2460, 0x2488, 0x3200, 0xFF21, 0x1D400)])
+    for _ in range(20_000):
+        text = "".join(rng.choice(pool) for _ in range(rng.randrange(0, 24)))
+        assert normalise(text) == _reference_normalise(text), repr(text)
+    for code in range(0, 0x30000, 3):  # every third code point of the first three planes, in a word
+        if not 0xD800 <= code <= 0xDFFF:
+            text = f"Ab{chr(code)}c {chr(code)}"
+            assert normalise(text) == _reference_normalise(text), hex(code)
