@@ -239,8 +239,10 @@ def test_an_empty_project_is_not_enough_data(store, encoder):
     assert all(v is None or isinstance(v, (int, float)) for v in table["a"])
     frame = quality.projection_2d(store, [pid], encoder=encoder)
     assert list(frame.columns) == ["sample_id", "project_id", "x", "y", "top_value", "text"] and frame.empty
-    tree_pid = new_project(store, depth=1)  # a tree project not built yet: no split, one leaf (its root)
-    assert quality.quality_report(store, tree_pid, encoder=encoder).dataset.n == 0
+    tree_pid = new_project(store, depth=1)  # a tree project not built yet: no leaf to fill (its root is not one)
+    unbuilt = quality.quality_report(store, tree_pid, encoder=encoder)
+    assert unbuilt.dataset.n == 0 and (unbuilt.dataset.leaves, unbuilt.dataset.coverage) == (0, None)
+    assert unbuilt.by_leaf == {} and finite(unbuilt.to_json())
 
 
 def test_empty_long_and_non_latin_samples(store, encoder):

@@ -288,7 +288,8 @@ def quality_report(store: Store, project_id: int, *, under: str | None = None,
     quota_default = spec.settings.per_leaf if per_leaf is None else per_leaf
     live = {node: sum(n for status, n in by_status.items() if status != "rejected")
             for node, by_status in store.sample_counts(project_id).items()}
-    live_leaves = {n.id for n in tree.leaves(under)} & set(scope)
+    # the leaves generation fills: never an unsplit root of a tree project (as generate.generation_targets)
+    live_leaves = {n.id for n in tree.leaves(under) if n.parent_id is not None or not has_tree} & set(scope)
     at_quota = {leaf for leaf in live_leaves
                 if live.get(leaf, 0) >= (tree.nodes[leaf].quota if tree.nodes[leaf].quota is not None
                                          else quota_default)}
