@@ -44,18 +44,19 @@ def controls() -> tuple[float, tuple[str, ...], bool]:
 
 
 def overview(m) -> None:
-    c = st.columns(4)
+    c = st.columns([2, 1, 1])
     c[0].metric(MEAN_COSINE, n_(m.mean_cosine), help="Mean cosine similarity over all pairs of samples (MiniLM "
                 "embeddings). Like the TreeSynth paper's diversity score in spirit, not its exact metric.")
     c[1].metric("near-duplicate pairs", n_(m.near_dup_pairs))
     c[2].metric("near-duplicate clusters", n_(m.near_dup_clusters))
-    c[3].metric("samples measured", n_(m.n))
-    c = st.columns(4)
+    c = st.columns([2, 1, 1])
     c[0].metric("distinct-2 (higher = more varied wording)", n_(m.distinct_2))
-    c[1].metric("compression ratio (higher = more repetitive)", n_(m.compression_ratio, 2))
-    c[2].metric("coverage (share of leaves at quota)",
+    c[1].metric("compression ratio", n_(m.compression_ratio, 2), help="zlib: higher = more repetitive")
+    c[2].metric("samples measured", n_(m.n))
+    c = st.columns([2, 1, 1])
+    c[0].metric("coverage (share of leaves at quota)",
                 "not enough data" if m.coverage is None else f"{m.coverage:.0%}")
-    c[3].metric("leaves at quota", "not enough data" if m.leaves is None else
+    c[1].metric("leaves at quota", "not enough data" if m.leaves is None else
                 f"{n_(m.leaves_at_quota)} of {n_(m.leaves)}")
 
 
@@ -73,12 +74,17 @@ def metric_rows(metrics: dict, tree: Tree, paths: dict) -> pd.DataFrame:
 
 def tables(report, tree: Tree, paths: dict) -> None:
     st.markdown("**Leaves, worst first** (highest mean cosine = least diverse)")
-    st.dataframe(metric_rows(report.by_leaf, tree, paths), hide_index=True, width="stretch", height=320,
+    leaves = metric_rows(report.by_leaf, tree, paths)
+    st.dataframe(leaves, hide_index=True, width="stretch", height=table_height(len(leaves), 420),
                  key="quality_leaves")
-    inner = {nid: m for nid, m in report.by_node.items() if nid not in report.by_leaf}
+    inner = metric_rows({nid: m for nid, m in report.by_node.items() if nid not in report.by_leaf}, tree, paths)
     st.markdown("**Subtrees, worst first**")
-    st.dataframe(metric_rows(inner, tree, paths), hide_index=True, width="stretch", height=260,
+    st.dataframe(inner, hide_index=True, width="stretch", height=table_height(len(inner), 320),
                  key="quality_subtrees")
+
+
+def table_height(rows: int, most: int) -> int:
+    return min(most, 38 + 35 * max(rows, 1))
 
 
 def sample_texts(store, pid: int, report, ids: set[int], fields: list[str]) -> dict[int, str]:
@@ -143,8 +149,9 @@ def show_plan(plan) -> None:
     m[0].metric("Samples to generate", n_(plan.missing))
     m[1].metric("LLM calls", n_(plan.calls))
     m[2].metric("Est. tokens in / out", f"{plan.prompt_tokens:,} / {plan.completion_tokens:,}")
-    m[3].metric("Est. cost", "unknown price" if plan.cost is None else f"${plan.cost:,.4f}",
-                help=None if plan.cost is not None else "Set prices on Home to see a cost; we never guess prices")
+    m[3].metric("Est. cost", "unknown" if plan.cost is None else f"${plan.cost:,.4f}",
+                help=None if plan.cost is not None else "The price is unknown: set prices on Home to see a cost "
+                                                        "(we never guess prices)")
 
 
 def baseline_section(store, pid: int, threshold: float, statuses: tuple[str, ...]) -> None:
@@ -222,6 +229,8 @@ def compare_section(store, pid: int, bid: int, threshold: float, statuses: tuple
     st.dataframe(compare_table(cached["table"]), width="stretch", key="quality_compare_table")
     colour = st.segmented_control("Colour the map by", ["source", "top-level value"], default="source",
                                   key="quality_map_colour", required=True)
+    st.caption("Both datasets' embeddings projected on their two main axes (PCA): close points are similar "
+               "samples; a wider spread is more diverse. Hover a point to read it.")
     st.plotly_chart(projection_figure(cached["points"], pid, colour), key="quality_map",
                     config={"displaylogo": False})
 
@@ -237,19 +246,34 @@ def compare_table(frame: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+SOURCE_COLOURS = {"TreeSynth": "#1f77b4", "naive baseline": "#ff7f0e"}
+NAIVE_GROUP = "(no tree: naive)"
+
+
 def projection_figure(points: pd.DataFrame, pid: int, colour: str) -> go.Figure:
-    """The 2-D map: one trace per source (tree vs naive) or per top-level value; hover shows the text."""
+    """The 2-D map: one trace per source (tree vs naive) or per top-level value (the naive samples grey);
+    hover shows the text."""
+    from plotly.colors import qualitative
+
     frame = points.copy()
     frame["source"] = ["TreeSynth" if p == pid else "naive baseline" for p in frame["project_id"]]
     frame["group"] = frame["source"] if colour == "source" else [
-        v if isinstance(v, str) and v and v != quality.NO_TREE else "(no tree: naive)" for v in frame["top_value"]]
+        v if isinstance(v, str) and v and v != quality.NO_TREE else NAIVE_GROUP for v in frame["top_value"]]
+    palette = qualitative.Safe + qualitative.Vivid
+    if colour == "source":
+        colours = SOURCE_COLOURS
+    else:
+        values = sorted(g for g in frame["group"].unique() if g != NAIVE_GROUP)
+        colours = {NAIVE_GROUP: "#adb5bd", **{v: palette[i % len(palette)] for i, v in enumerate(values)}}
     fig = go.Figure()
     for name, part in frame.groupby("group", sort=True):
         hover = [ui_text(t) for t in part["text"]]
         fig.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name=ui_text(str(name), 40),
-                                   text=hover, hoverinfo="text", marker=dict(size=7, opacity=0.75)))
+                                   text=hover, hoverinfo="text",
+                                   marker=dict(size=8, opacity=0.8, color=colours.get(name, "#495057"))))
+    axis = dict(showticklabels=False, showgrid=False, zeroline=False, title=None)
     fig.update_layout(height=520, margin=dict(t=10, b=10, l=10, r=10), legend=dict(orientation="h"),
-                      xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
+                      xaxis=axis, yaxis=axis)
     return fig
 
 
@@ -268,12 +292,16 @@ with ui.open_store() as store:
     spec, tree = store.project(pid), store.tree(pid)
     paths = path_texts(tree)
     threshold, statuses, clicked = controls()
+    slot = st.empty()  # progress goes here, so the tabs below keep their place (and their open tab)
     if clicked:
-        with ui.guard():
+        with slot.container(), ui.guard() as computing:
             ui.compute_quality(store, pid, threshold=threshold, statuses=statuses)
+        if computing.failed is None:
+            slot.empty()
     entry = ui.last_quality(pid)
     measured, paint, splits, base = st.tabs(["Dataset, leaves & subtrees", "Tree painted by quality",
-                                             "Worst splits", "Naive baseline"])
+                                             "Worst splits", "Naive baseline"], key="quality_tab",
+                                            on_change="rerun")
     if entry is None:
         for tab in (measured, paint, splits):
             with tab:
