@@ -452,6 +452,14 @@ from dataclasses import dataclass, field  # noqa: E402
 
 QUALITY_KEY = "ts_quality"
 SUNBURST_MODES = ["status", "samples", "diversity", "overlap"]
+QUALITY_LEGEND = {  # the caption under a sunburst painted by quality (the figure carries the colour bar)
+    "diversity": "Each node's paper-style mean cosine over the samples below it: blue = diverse, red = repetitive · "
+                 "pale grey: no figure (fewer than two samples, or pruned). Hover for the numbers; recompute on "
+                 "the Quality page after changes.",
+    "overlap": "Each node's highest centroid cosine with a sibling: blue = its value separates the samples well, "
+               "red = it overlaps a sibling · pale grey: no figure. Hover for the worst sibling and the split's "
+               "worst pair.",
+}
 PAGES.append(("pages/5_Quality.py", "Quality: diversity & overlap", ":material/insights:"))
 
 

@@ -133,9 +133,7 @@ def painted(store, pid: int, report, tree: Tree) -> None:
     mode = c1.segmented_control("Paint the tree by", ["diversity", "overlap"], default="diversity",
                                 key="quality_paint", required=True)
     rings = c2.slider("Rings shown", 2, 6, 4, key="quality_rings")
-    st.caption("diversity: each node's mean cosine (blue = diverse, red = repetitive) · overlap: each node's "
-               "highest centroid cosine with a sibling (blue = well separated, red = overlapping) · pale grey: "
-               "no figure (too few samples, or pruned). Hover for the numbers.")
+    st.caption(ui.QUALITY_LEGEND[mode])
     fig = build_figure(tree, store.sample_counts(pid), color_by=mode, quality=report, maxdepth=rings,
                        per_leaf=store.project(pid).settings.per_leaf, height=560)
     st.plotly_chart(fig, key="quality_sunburst", config={"displaylogo": False})
