@@ -14,16 +14,20 @@ import argparse
 import concurrent.futures as cf
 import hashlib
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from treesynth_core.fakellm import FakeLLM
-from treesynth_core.llm import LLM
-from treesynth_core.partition import Partitioner, build
-from treesynth_core.prompts import describe_subspace
-from treesynth_core.spec import ProjectSpec, Settings, parse_fields
-from treesynth_core.store import Store
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.fake_process import production_like  # noqa: E402
+from treesynth_core.fakellm import FakeLLM  # noqa: E402
+from treesynth_core.llm import LLM  # noqa: E402
+from treesynth_core.partition import Partitioner, build  # noqa: E402
+from treesynth_core.prompts import describe_subspace  # noqa: E402
+from treesynth_core.spec import ProjectSpec, Settings, parse_fields  # noqa: E402
+from treesynth_core.store import Store  # noqa: E402
 
 
 def new_project(folder: Path, name: str, depth: int) -> tuple[Store, int]:
@@ -88,6 +92,7 @@ def main() -> None:
 
     with FakeLLM(values_per_split=3) as fake, tempfile.TemporaryDirectory() as tmp:
         fake.delay_fn = delay
+        production_like(fake)  # keep-alive and a deep listen backlog: 32 connects at once wait no SYN retry
         print(f"depth {args.depth}, branching 3, latency {args.latency}s +-{args.jitter:.0%} (fixed per call)")
         modes = ["ours", "level-barrier"] + ([] if args.skip_sequential else ["sequential"])
         results = {m: [] for m in modes}
