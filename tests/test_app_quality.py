@@ -220,3 +220,38 @@ def test_baseline_plan_shows_before_any_generation_then_compares(app_env):
     chart = next(c for c in at.get("plotly_chart") if "quality_map" in c.proto.id)
     names = {t["name"] for t in json.loads(chart.proto.spec)["data"]}
     assert names == {"topic A", "topic B", "topic C", "(no tree: naive)"}
+
+
+def test_a_project_without_a_tree_or_samples_measures_and_plans(app_env):
+    pid = app_env.project()
+    at = app_env.app(QUALITY, pid)
+    compute(at)
+    assert not errors(at)
+    assert metric(at, MEAN_COSINE) == "not enough data" and metric(at, "leaves at quota") == "0 of 0"
+    assert at.number_input(key="quality_base_samples").value == 1  # no samples to match: the smallest baseline
+    at.button(key="quality_base_create").click().run()
+    assert not errors(at) and metric(at, "Samples to generate") == "1"
+
+
+def test_a_baseline_project_points_to_its_tree(app_env):
+    from treesynth_core import baseline
+
+    pid = app_env.built()
+    with app_env.store() as store:
+        bid = baseline.create_baseline(store, pid, samples=5)
+    at = app_env.app(QUALITY, bid)
+    assert not errors(at) and f"naive baseline of project #{pid}" in texts(at)
+    assert not [b for b in at.button if b.key == "quality_base_create"]
+
+
+def test_sample_text_in_pairs_is_shown_as_text_only(app_env, varied):
+    pid, ids = varied
+    a, b = COPIES[0]
+    with app_env.store() as store:
+        for i, extra in ((a, "**bold** <script>x()</script>"), (b, "**bold** <script>x()</script> [link](x)")):
+            edits.edit_sample(store, ids[i], {"question": VARIED[i] + " " + extra, "answer": "a"})
+    at = app_env.app(QUALITY, pid)
+    compute(at)
+    assert any("<script>x()</script>" in t.value for t in at.text)  # shown, as text
+    markdown = " ".join(m.value for m in at.markdown) + " ".join(e.label for e in at.expander)
+    assert "<script>" not in markdown and "**bold**" not in markdown and not at.get("html")
