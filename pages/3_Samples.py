@@ -159,7 +159,8 @@ def filtered(store, pid: int, tree: Tree, f: dict) -> list[dict]:
 
 
 def table(rows: list[dict], fields: list[str], tree: Tree) -> dict | None:
-    frame = pd.DataFrame([{"id": r["id"], "status": STATUS_WORDS.get(r["status"], r["status"]), **{k: r["data"].get(k, "") for k in fields},
+    frame = pd.DataFrame([{"id": r["id"], "status": STATUS_WORDS.get(r["status"], r["status"]),
+                           **{k: r["data"].get(k, "") for k in fields},
                            "leaf": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else "(deleted)"}
                           for r in rows], columns=["id", "status", *fields, "leaf"])
     event = st.dataframe(frame, hide_index=True, width="stretch", height=360, key="samples_table",

@@ -119,9 +119,12 @@ def fake_report(tree):
     by_leaf = {a_easy.id: metrics(5, 0.20), a_hard.id: metrics(5, 0.25), g_easy.id: metrics(5, 0.80, 4),
                g_hard.id: metrics(1, None)}
     by_node = {tree.root.id: metrics(16, 0.45), algebra.id: metrics(10, 0.22), geometry.id: metrics(6, 0.78)}
-    split = lambda parent, a, b, cos: SimpleNamespace(  # noqa: E731
-        node_id=parent.id, dimension=parent.dimension, value_a=a.value, value_b=b.value, child_a=a.id,
-        child_b=b.id, centroid_cosine=cos, separation=1.1 if cos > 0.5 else 0.6, cross_pairs=[(1, 2, 0.9)] * int(cos > 0.5))
+
+    def split(parent, a, b, cos):
+        return SimpleNamespace(node_id=parent.id, dimension=parent.dimension, value_a=a.value, value_b=b.value,
+                               child_a=a.id, child_b=b.id, centroid_cosine=cos,
+                               separation=1.1 if cos > 0.5 else 0.6, cross_pairs=[(1, 2, 0.9)] * int(cos > 0.5))
+
     splits = [split(geometry, g_easy, g_hard, 0.93), split(tree.root, algebra, geometry, 0.41),
               split(algebra, a_easy, a_hard, 0.30)]
     return SimpleNamespace(by_leaf=by_leaf, by_node=by_node, splits=splits), (a_easy, a_hard, g_easy, g_hard)
