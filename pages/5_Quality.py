@@ -25,6 +25,7 @@ MEAN_COSINE = "paper-style mean cosine (lower = more diverse)"
 SPLITS_SHOWN = 10
 PAIRS_PER_SPLIT = 5
 SAMPLES_PAGE = "pages/3_Samples.py"
+COMPARE_KEY = "quality_compare"  # {tree project id: the last comparison with its baseline}
 GOTO_KEY = "samples_goto"  # read (and cleared) by the Samples page before it draws its filters
 n_ = ui.quality_number
 
@@ -203,7 +204,7 @@ def baseline_section(store, pid: int, threshold: float, statuses: tuple[str, ...
 def compare_section(store, pid: int, bid: int, threshold: float, statuses: tuple[str, ...], running: bool) -> None:
     st.markdown("**TreeSynth against the naive baseline**")
     key = (pid, bid, threshold, statuses)
-    cached = st.session_state.get("quality_compare")
+    cached = st.session_state.get(COMPARE_KEY, {}).get(pid)  # per tree project
     fresh = cached is not None and cached["key"] == key and cached["stamps"] == (store.export_stamp(pid),
                                                                                  store.export_stamp(bid))
     if st.button("Compare the two" if cached is None else "Compare again", key="quality_compare_go",
@@ -216,7 +217,7 @@ def compare_section(store, pid: int, bid: int, threshold: float, statuses: tuple
             base_entry = ui.compute_quality(store, bid, threshold=threshold, statuses=statuses)
             with st.spinner("Projecting both datasets to 2-D…"):
                 points = quality.projection_2d(store, [pid, bid])
-            st.session_state["quality_compare"] = cached = {
+            st.session_state.setdefault(COMPARE_KEY, {})[pid] = cached = {
                 "key": key, "stamps": (tree_entry.stamp, base_entry.stamp), "points": points,
                 "table": quality.compare(tree_entry.report, base_entry.report)}
             fresh = True

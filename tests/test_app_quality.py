@@ -255,3 +255,21 @@ def test_sample_text_in_pairs_is_shown_as_text_only(app_env, varied):
     assert any("<script>x()</script>" in t.value for t in at.text)  # shown, as text
     markdown = " ".join(m.value for m in at.markdown) + " ".join(e.label for e in at.expander)
     assert "<script>" not in markdown and "**bold**" not in markdown and not at.get("html")
+
+
+def test_a_comparison_belongs_to_its_project(app_env):
+    from treesynth_core import baseline
+
+    first, second = app_env.built(), app_env.built()
+    for pid in (first, second):
+        assert app_env.run_job(pid, "generate", {"per_leaf": 1})["status"] == "complete"
+        with app_env.store() as store:
+            bid = baseline.create_baseline(store, pid)
+        assert app_env.run_job(bid, "generate", {})["status"] == "complete"
+    at = app_env.app(QUALITY, first)
+    at.button(key="quality_compare_go").click().run(timeout=120)
+    assert any("naive baseline" in df.value.columns for df in at.dataframe)
+    at.session_state["ts_project_id"] = second
+    at.run()
+    assert not any("naive baseline" in df.value.columns for df in at.dataframe)  # not the first one's table
+    assert at.button(key="quality_compare_go").label == "Compare the two"
