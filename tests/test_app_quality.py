@@ -273,3 +273,10 @@ def test_a_comparison_belongs_to_its_project(app_env):
     at.run()
     assert not any("naive baseline" in df.value.columns for df in at.dataframe)  # not the first one's table
     assert at.button(key="quality_compare_go").label == "Compare the two"
+
+
+def test_without_a_project_it_points_home_and_the_sidebar_links_it(app_env):
+    at = app_env.app(QUALITY)
+    assert not errors(at) and any("No project is open" in i.value for i in at.info)
+    labels = [link.label for link in at.sidebar.get("page_link")]
+    assert labels[-1] == "Quality: diversity & overlap"
