@@ -356,10 +356,11 @@ def test_generate_killed_mid_run_resumes_to_exact_quotas(tmp_path):
 
 
 def readme_commands() -> list[list[str]]:
-    """The `python -m treesynth_core ...` lines of the README's bash blocks, as argument lists."""
+    """The `python -m treesynth_core ...` lines of the README's quick start (its first bash block that runs
+    commands: later blocks, such as the batch files' round trip on a GPU cluster, need files made elsewhere)."""
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
-    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    blocks = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if "python -m treesynth_core " in b]
+    lines = [line.strip() for line in blocks[0].splitlines()]
     return [shlex.split(line, comments=True)[3:] for line in lines if line.startswith("python -m treesynth_core ")]
 
 
