@@ -72,6 +72,14 @@ VARIED_FRAMES = [
 ]
 
 
+class _Server(ThreadingHTTPServer):
+    """A deep listen backlog: with the default of 5, a burst of connects (64 parallel calls) loses SYNs and
+    each lost one waits a second for its retry, which made timing tests flaky and benchmarks slow."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def styled_sample(style: str, n: int, fields: list[str]) -> dict:
     """Sample number ``n`` in a ``sample_style`` (see SAMPLE_STYLES)."""
     a, b = 2 + n % 7, 3 + (n // 7) % 9
@@ -263,8 +271,7 @@ class FakeLLM(FakeModel):
         # A fault injector: called with the request body when no scripted entry applies; a Scripted it returns
         # is served instead of the well-behaved reply (see tests' malformation catalogue).
         self.fault_fn: Callable[[dict], Scripted | None] | None = None
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler())
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
