@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import batch_cli, edits, jobs, quality_cli
+from . import batch_cli, edits, jobs, judge_cli, quality_cli
 from .config import endpoint_from_env
 from .edits import SAMPLE_STATUSES
 from .errors import Cancelled, ConfigError, NotFoundError, TreeSynthError
@@ -562,6 +562,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--node", required=True, type=text)
     batch_cli.register(sub)  # batch export / submit / poll / import / list / cancel
     quality_cli.register(sub)  # quality, baseline (issue 9)
+    judge_cli.register(sub)  # judge, judge --until N (issue 9)
     return p
 
 

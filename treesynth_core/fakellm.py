@@ -18,6 +18,13 @@ OpenAI's is. ``batch_faults`` (``BatchFaults``) scripts what a real engine does 
 order, some 500s, some unusable bodies, a repeated line. ``batch_create_delay`` holds the create call's answer
 after the batch exists, so a test can kill a client that never learns its id. ``FakeModel`` is the
 well-behaved model alone (no server), for ``tests/fake_run_batch.py``.
+
+The leaf-fit judge (issue 9): the well-behaved model answers the judge step too. A sample whose text contains
+``misfit_marker`` (default ``MISFIT_MARKER``) fails its last attribute (the leaf's own value); every other sample
+fits every attribute. ``misfit_every=k`` puts the marker into about one generated sample in k (chosen by a hash of
+its running number, so no pattern of calls can make one leaf draw the marker every time), and a test knows which
+samples the judge rejects from their text alone. A judge prompt it cannot read (no numbered
+attributes or samples) gets a reply without verdicts, which fails validation: never a silent default.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import re
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from email.parser import BytesParser
@@ -92,6 +100,7 @@ def styled_sample(style: str, n: int, fields: list[str]) -> dict:
     return {f: text if k == 0 else f"The answer to #{n} is {a * b}." for k, f in enumerate(fields)}
 
 
+MISFIT_MARKER = "OFF-PATH"  # the fake judge rejects a sample whose text contains it (see the module docstring)
 DIMENSIONS = ["topic", "difficulty", "setting", "format", "audience", "length", "tone", "domain", "style"]
 FAKE_MODEL = "fake-model"
 
@@ -141,7 +150,8 @@ class FakeModel:
     number from ``first_number`` on, so two models started at different numbers never write duplicates."""
 
     def __init__(self, *, extra_values: int = 0, open_ended: bool = False, values_per_split: int = 3,
-                 first_number: int = 1, sample_style: str | None = None):
+                 first_number: int = 1, sample_style: str | None = None, misfit_every: int = 0,
+                 misfit_marker: str = MISFIT_MARKER):
         if sample_style not in SAMPLE_STYLES:
             raise ValueError(f"sample_style must be one of {SAMPLE_STYLES}, not {sample_style!r}")
         self.sample_style = sample_style  # None: "<field> #n about <path>"; see styled_sample
@@ -149,6 +159,8 @@ class FakeModel:
         self.open_ended = open_ended
         self.values_per_split = values_per_split
         self.counter = itertools.count(first_number)
+        self.misfit_every = misfit_every  # about one generated sample in k carries misfit_marker (0: none)
+        self.misfit_marker = misfit_marker
 
     def default_reply(self, body: dict) -> str:
         step = step_of(body)
@@ -162,9 +174,14 @@ class FakeModel:
                 n = next(self.counter)
                 if self.sample_style and step == "samples":
                     samples.append(styled_sample(self.sample_style, n, _field_names(body)))
-                    continue
-                samples.append({f: f"{f} #{n} about {where}" for f in _field_names(body)})
+                else:
+                    samples.append({f: f"{f} #{n} about {where}" for f in _field_names(body)})
+                if step == "samples" and self.misfit_every and zlib.crc32(b"%d" % n) % self.misfit_every == 0:
+                    first = next(iter(samples[-1]))
+                    samples[-1][first] += f" {self.misfit_marker}"
             return json.dumps({"samples": samples})
+        if step == "judge":
+            return self.judge_reply(user)
         if step == "criterion":
             used_line = re.search(r"Already used dimensions[^:]*: (.*)", user)
             used = {u.strip().lower() for u in (used_line[1] if used_line else "").split(";")}
@@ -180,6 +197,22 @@ class FakeModel:
                 self.open_ended or start <= self.values_per_split) else []
             return json.dumps({"new_values": new, "open_ended": self.open_ended})
         return json.dumps({"error": "unknown step"})
+
+    def judge_reply(self, user: str) -> str:
+        """Verdicts for the judge prompt's numbered samples: a sample containing ``misfit_marker`` fails the last
+        attribute, with a reason that names it; all else fits."""
+        attributes = re.findall(r"^\[A\d+\] ([^:\n]+): (.*)$", user, re.M)
+        samples = re.findall(r"^\[(\d+)\] (.*)$", user, re.M)
+        if not attributes or not samples:
+            return json.dumps({"error": "no numbered attributes or samples in the judge prompt"})
+        verdicts = []
+        for number, text in samples:
+            misfit = self.misfit_marker in text
+            verdicts.append({"sample": int(number), "attributes": [
+                {"fits": False, "reason": f"marked {self.misfit_marker}: not {value}"}
+                if misfit and i == len(attributes) - 1 else {"fits": True, "reason": f"it is {value}"[:100]}
+                for i, (_, value) in enumerate(attributes)]})
+        return json.dumps({"verdicts": verdicts})
 
 
 def completion_body(body: dict, content: str, finish: str = "stop", number: int = 0) -> dict:
@@ -247,9 +280,9 @@ class FakeLLM(FakeModel):
     def __init__(self, *, latency: float = 0.0, extra_values: int = 0, open_ended: bool = False,
                  values_per_split: int = 3, host: str = "127.0.0.1", port: int = 0,
                  max_in_flight: int | None = None, retry_after: float = 1.0, reject_response_format: bool = False,
-                 sample_style: str | None = None):
+                 sample_style: str | None = None, misfit_every: int = 0):
         super().__init__(extra_values=extra_values, open_ended=open_ended, values_per_split=values_per_split,
-                         sample_style=sample_style)
+                         sample_style=sample_style, misfit_every=misfit_every)
         self.latency = latency
         # A rate limit: at most ``max_in_flight`` chat requests at once, others get 429 + retry-after (seconds).
         self.max_in_flight = max_in_flight

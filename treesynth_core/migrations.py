@@ -266,3 +266,29 @@ def m011_samples_node_status(db):
     # a leaf's live count (every status but rejected) is read before every insert of samples, under the quota:
     # with the status in the index the count never touches the table's rows (issue 10)
     db["samples"].create_index(["node_id", "status"], index_name="samples_node_status", if_not_exists=True)
+
+
+@migrations()
+def m016_judge_verdicts(db):
+    # issue 9: the leaf-fit judge's verdicts, one row per (sample, attribute); position 0 is the task itself, then
+    # the path's attributes root first. The attribute's text is kept: a verdict on a renamed value or on a sample
+    # whose text changed since is not current. Editing a sample's text drops its verdicts; a deleted sample takes
+    # its verdicts with it (so no row outlives its project: the table has no project_id of its own).
+    db["verdicts"].create(
+        {
+            "sample_id": int,
+            "position": int,
+            "dimension": str,
+            "value": str,
+            "fits": int,  # 1 fits, 0 does not
+            "reason": str,
+            "call_id": int,  # the judge call whose reply this is
+            "created_at": str,
+        },
+        pk=("sample_id", "position"),
+    )
+    db["verdicts"].create_index(["call_id"])
+    db.execute("create trigger samples_delete_verdicts after delete on samples "
+               "begin delete from verdicts where sample_id = old.id; end")
+    db.execute("create trigger samples_edit_verdicts after update of data on samples when old.data is not new.data "
+               "begin delete from verdicts where sample_id = new.id; end")

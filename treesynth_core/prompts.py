@@ -190,3 +190,80 @@ def samples_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count
         f"{sample_shape(spec, count)}"
     )
     return [{"role": "system", "content": system_prompt(spec, "samples")}, {"role": "user", "content": user}]
+
+
+# ----------------------------------------------------------------------------- the leaf-fit judge (issue 9)
+# Appended here (not among the four steps above) so that the build's and generation's prompts stay as they are.
+
+JUDGE_FIELD_CHARS = 1500  # of each field shown to the judge; a longer field is cut (the judge sees that it was)
+JUDGE_REASON_CHARS = 200  # a reason is "short": the schema asks for at most this, longer ones are cut when stored
+
+
+class AttributeVerdict(BaseModel):
+    """Whether a sample fits one attribute, and why in a few words."""
+
+    model_config = ConfigDict(extra="forbid")
+    fits: bool
+    reason: str = Field(default="", max_length=1000)
+
+
+class SampleVerdict(BaseModel):
+    """A sample's verdicts, one per attribute in the order they were listed."""
+
+    model_config = ConfigDict(extra="forbid")
+    sample: int
+    attributes: list[AttributeVerdict] = Field(min_length=1)
+
+
+class JudgeReply(BaseModel):
+    """One verdict per sample. The counts (every sample once, every attribute once) are checked by the judge's
+    ``check`` (judge.check_reply), so a reply that skips one is re-asked with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdicts: list[SampleVerdict] = Field(min_length=1)
+
+
+def judge_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], samples: list[dict]) -> list[dict]:
+    """Ask whether each sample fits each attribute. The attributes are numbered [A1].. in order (the first is
+    the task itself, so an off-task sample fails even at the root); the samples are numbered [1].. and shown as
+    one JSON line each (their own line breaks escaped), so a sample's text cannot look like another entry."""
+    import json
+
+    def shown(sample: dict) -> str:
+        cut = {k: (v if len(str(v)) <= JUDGE_FIELD_CHARS else str(v)[:JUDGE_FIELD_CHARS] + " [cut]")
+               for k, v in sample.items()}
+        return json.dumps(cut, ensure_ascii=False)
+
+    n, k = len(samples), len(attributes)
+    listed = "\n".join(f"[A{i}] {dim}: {' '.join(str(value).split())}" for i, (dim, value) in enumerate(attributes, 1))
+    listing = "\n".join(f"[{i}] {shown(s)}" for i, s in enumerate(samples, 1))
+    user = (
+        f"Attributes every sample here must have:\n{listed}\n\n"
+        f"Samples to judge:\n{listing}\n\n"
+        f"For each sample, decide for each attribute ([A1] to [A{k}], in order) whether the sample fits it: true "
+        "when the sample clearly has that attribute, false when it contradicts it or is about something else. "
+        "Judge only these attributes, not the sample's quality or correctness. Give each decision a short reason "
+        "of at most 15 words.\n"
+        f"Count: {n}\n"
+        f'Reply as JSON: an object with the key "verdicts" holding a list of exactly {n} objects, one per sample in '
+        f'order, each with "sample" (the sample\'s number, 1 to {n}) and "attributes": a list of exactly {k} '
+        'objects, one per attribute in order, each with "fits" (true or false) and "reason" (the short reason).'
+    )
+    return [{"role": "system", "content": system_prompt(spec, "judge")}, {"role": "user", "content": user}]
+
+
+def judge_schema(sample_count: int, attribute_count: int) -> dict:
+    """The reply's JSON schema with exact counts (a schema-enforcing server keeps a small model to them)."""
+    verdict = {"type": "object",
+               "properties": {"fits": {"type": "boolean"},
+                              "reason": {"type": "string", "maxLength": JUDGE_REASON_CHARS}},
+               "required": ["fits", "reason"]}
+    item = {"type": "object",
+            "properties": {"sample": {"type": "integer", "minimum": 1, "maximum": sample_count},
+                           "attributes": {"type": "array", "items": verdict, "minItems": attribute_count,
+                                          "maxItems": attribute_count}},
+            "required": ["sample", "attributes"]}
+    return {"type": "object",
+            "properties": {"verdicts": {"type": "array", "items": item, "minItems": sample_count,
+                                        "maxItems": sample_count}},
+            "required": ["verdicts"]}

@@ -709,3 +709,56 @@ class Store:
         """The tree project whose naive baseline ``baseline_id`` is, or None when it is not a baseline."""
         rows = self.query("select project_id from baselines where baseline_id = ?", [baseline_id])
         return rows[0]["project_id"] if rows else None
+
+    # --- judge verdicts (issue 9)
+    def save_verdicts(self, call_id: int | None, verdicts: dict[int, list[tuple[str, str, bool, str]]]) -> int:
+        """Store a judge call's verdicts in one transaction: for each sample id, its (dimension, value, fits,
+        reason) per attribute in order, replacing the sample's earlier verdicts. A sample deleted meanwhile gets
+        no row. Returns the samples written. Nests in a caller's transaction (the judge rejects misfits in it)."""
+        stamp = now()
+        ids = list(verdicts)
+        with self.atomic():
+            alive: set[int] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(f"delete from verdicts where sample_id in ({marks})", chunk)
+                alive.update(r[0] for r in self.db.execute(f"select id from samples where id in ({marks})", chunk))
+            self.db.conn.executemany(
+                "insert into verdicts (sample_id, position, dimension, value, fits, reason, call_id, created_at) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(sid, pos, dim, value, int(bool(fits)), reason, call_id, stamp)
+                 for sid, rows in verdicts.items() if sid in alive
+                 for pos, (dim, value, fits, reason) in enumerate(rows)])
+        return len(alive)
+
+    def verdicts(self, project_id: int, *, node_ids: list[str] | None = None) -> dict[int, list[dict]]:
+        """The judge's verdicts of the project's samples (of these leaves only, when given): sample id -> its
+        rows (position, dimension, value, fits, reason, call_id) in position order."""
+        sql = ("select v.sample_id, v.position, v.dimension, v.value, v.fits, v.reason, v.call_id from verdicts v "
+               "join samples s on s.id = v.sample_id where s.project_id = ?")
+        chunks = [None] if node_ids is None else [node_ids[i:i + 500] for i in range(0, len(node_ids), 500)]
+        out: dict[int, list[dict]] = {}
+        for chunk in chunks:
+            params: list = [project_id]
+            where = sql
+            if chunk is not None:
+                where += f" and s.node_id in ({','.join('?' * len(chunk))})"
+                params += chunk
+            with self.lock:
+                rows = self.db.execute(where + " order by v.sample_id, v.position", params).fetchall()
+            for sid, position, dimension, value, fits, reason, call_id in rows:
+                out.setdefault(sid, []).append({"position": position, "dimension": dimension, "value": value,
+                                                "fits": bool(fits), "reason": reason, "call_id": call_id})
+        return out
+
+    def last_call_id(self) -> int:
+        """The newest call's id in the file (0 when none): a run counts its calls as those logged after it."""
+        with self.lock:
+            return self.db.execute("select coalesce(max(id), 0) from calls").fetchone()[0]
+
+    def calls_since(self, project_id: int, after_id: int) -> int:
+        """Calls (every attempt, re-asks included) logged for the project after call ``after_id``."""
+        with self.lock:
+            return self.db.execute("select count(*) from calls where id > ? and +project_id = ?",  # the id range
+                                   [after_id, project_id]).fetchone()[0]

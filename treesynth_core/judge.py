@@ -1,0 +1,704 @@
+"""The leaf-fit judge (issue 9): does each sample have every attribute on its leaf's path?
+
+One batched call per leaf judges the leaf's unjudged live samples (``JUDGE_CHUNK`` at a time), each against the
+task itself and every (dimension, value) on its path: an infinite node's value is the one drawn for the sample.
+The reply (``prompts.JudgeReply``: per sample, per attribute, ``fits`` and a short ``reason``) is validated by
+pydantic and by ``check_reply`` (every sample once, every attribute once) and re-asked like every other step.
+Verdicts are stored per sample and attribute with the call's id; a sample *fits* when every attribute fits. A
+verdict is current only while the sample's text and its attributes are what was judged (an edit or a renamed
+value makes the sample unjudged again).
+
+``judge_samples`` judges what is unjudged. ``judge_until`` fills leaves "until N fit": it judges, rejects the
+misfits (through ``edits.set_sample_status``), generates what is missing with ``generate.generate`` (rejected
+samples do not count towards a quota, so it refills and never exceeds one) and repeats until every leaf has N
+fitting live samples (a sample a human accepted counts as fitting and is never rejected by the judge), a
+leaf stalls (``MAX_STALLED`` rounds without a new fitting sample), or the budget is spent.
+
+**The budget** is a hard cap on the calls of the run as the call log counts them: every attempt, re-asks
+included, generation and judge alike. A call starts only when the calls logged since the run began, plus the
+worst case of every call in flight (``reasks + 1`` attempts each), plus its own worst case fit in the budget;
+so the cap holds even when every reply has to be re-asked. (Calls another process logs for the same project
+meanwhile count too: the cap errs on the safe side.) The default is ``BUDGET_FACTOR`` times the plan's calls.
+
+**Resume.** A judge call's verdicts and the rejections they lead to are one transaction, committed when the call
+returns; samples are committed per generation call. A killed run loses only the calls in flight; running it
+again judges what is unjudged and fills what is missing.
+
+The threading contract is the scheduler's: the caller's thread owns the schedule, the budget and the report;
+a worker runs one judge call and commits its own writes.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import edits
+from .errors import Cancelled, ConfigError
+from .generate import generate, plan_generation
+from .llm import LLM
+from .outcome import AbortRule, Outcome, failure_reason
+from .prompts import JUDGE_REASON_CHARS, JudgeReply, judge_messages, judge_schema
+from .spec import ProjectSpec, bounds
+from .store import Store
+from .tree import Node, Tree
+
+JUDGE_CHUNK = 10  # samples judged in one call
+JUDGE_TEMPERATURE = 0.0  # a verdict should not depend on the dice
+BUDGET_FACTOR = 3  # the default budget: this many times the plan's calls (refills after misfits, re-asks)
+MIN_BUDGET = 10
+MAX_STALLED = 5  # rounds in a row without a new fitting sample before a leaf is left short
+LIVE = ["generated", "accepted"]  # the statuses that count towards a quota (all but rejected)
+JUDGE_PROMPT_TOKENS = 450  # the judge prompt without its samples (system prompt, instructions)
+VERDICT_TOKENS = 25  # one attribute's verdict in the reply
+TASK = "task"  # the first attribute of every sample: the project's task itself
+
+Attributes = tuple[tuple[str, str], ...]
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A sample's current verdict: ``fits`` is None while it is not judged (or its verdict is stale)."""
+
+    fits: bool | None
+    failing: tuple[tuple[str, str, str], ...] = ()  # (dimension, value, reason) of each attribute that misfits
+    call_id: int | None = None
+
+    @property
+    def word(self) -> str:
+        return "not judged" if self.fits is None else "fits" if self.fits else "misfit"
+
+    @property
+    def why(self) -> str:
+        """The failing attributes and their reasons, one line."""
+        return "; ".join(f"{dim} = {value}: {reason}" if reason else f"{dim} = {value}"
+                         for dim, value, reason in self.failing)
+
+
+NOT_JUDGED = Verdict(None)
+
+
+def sample_attributes(spec: ProjectSpec, path: list[Node], drawn: list | None = None) -> Attributes:
+    """What a sample is judged against: the task, then each (dimension, value) of its path, root first. A fixed
+    node gives its current value; an infinite node the value drawn for this sample (while it is still one of the
+    node's values), else its label."""
+    out = [(TASK, " ".join(spec.task.split()))]
+    drawn = drawn or []
+    for i, (parent, child) in enumerate(zip(path, path[1:])):
+        value = child.value or ""
+        if child.infinite:
+            picked = drawn[i][1] if i < len(drawn) and len(drawn[i]) == 2 else None
+            value = picked if picked in child.values else child.label
+        out.append((parent.dimension or "", value))
+    return tuple(out)
+
+
+def current_verdict(rows: list[dict] | None, attributes: Attributes) -> Verdict:
+    """The verdict the stored rows give, or NOT_JUDGED when there are none or they judged other attributes."""
+    if not rows or [(r["dimension"], r["value"]) for r in rows] != list(attributes):
+        return NOT_JUDGED
+    failing = tuple((r["dimension"], r["value"], r["reason"] or "") for r in rows if not r["fits"])
+    return Verdict(not failing, failing, rows[0]["call_id"])
+
+
+def sample_verdicts(store: Store, project_id: int, samples: list[dict], *, tree: Tree | None = None,
+                    spec: ProjectSpec | None = None) -> dict[int, Verdict]:
+    """The current verdict of each sample (rows as ``Store.samples`` returns them), by sample id."""
+    if not samples:
+        return {}
+    tree = tree or store.tree(project_id)
+    spec = spec or store.project(project_id)
+    stored = store.verdicts(project_id, node_ids=sorted({s["node_id"] for s in samples}))
+    paths: dict[str, list[Node]] = {}
+    out = {}
+    for s in samples:
+        if s["node_id"] not in paths:
+            paths[s["node_id"]] = tree.path(s["node_id"])
+        out[s["id"]] = current_verdict(stored.get(s["id"]), sample_attributes(spec, paths[s["node_id"]], s["drawn"]))
+    return out
+
+
+def check_reply(reply: JudgeReply, samples: int, attributes: int) -> None:
+    """Every sample 1..``samples`` exactly once, each with exactly ``attributes`` verdicts; else a ValueError
+    whose text the model is shown on the re-ask."""
+    numbers = [v.sample for v in reply.verdicts]
+    wanted = set(range(1, samples + 1))
+    missing = sorted(wanted - set(numbers))
+    unknown = sorted(set(numbers) - wanted)
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    problems = ([f"no verdict for sample(s) {', '.join(map(str, missing))}"] if missing else []) + (
+        [f"there is no sample {', '.join(map(str, unknown))}"] if unknown else []) + (
+        [f"sample(s) {', '.join(map(str, twice))} judged more than once"] if twice else [])
+    if problems:
+        raise ValueError(f"give exactly one verdict for each sample 1 to {samples}: " + "; ".join(problems))
+    for v in reply.verdicts:
+        if len(v.attributes) != attributes:
+            raise ValueError(f"sample {v.sample} has {len(v.attributes)} attribute verdict(s); give exactly "
+                             f"{attributes}, one for each attribute [A1] to [A{attributes}] in order")
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+@dataclass
+class JudgeReport:
+    """What a judge run did. ``until`` is None for a plain judge run (judge what is unjudged)."""
+
+    until: int | None = None
+    budget: int = 0
+    calls: int = 0  # calls logged by the run: every attempt of generation and judge calls
+    leaves: int = 0
+    to_judge: int = 0  # samples without a current verdict when the run started
+    judged: int = 0  # samples given a verdict
+    misfits: int = 0  # of those, samples that miss an attribute
+    rejected: int = 0  # misfits rejected by the run (until N only), including those judged before it
+    rejected_before: int = 0  # of those, misfits judged before the run (e.g. by a plain judge run)
+    judge_calls: int = 0
+    judge_failed: int = 0
+    generated: int = 0  # samples generated to refill (until N only)
+    generation_calls: int = 0  # generation calls asked for
+    generation_failed: int = 0
+    dropped: int = 0  # generated samples dropped as duplicates or invalid
+    errors: list[str] = field(default_factory=list)
+    target: int = 0  # fitting samples wanted over all leaves (until N)
+    fitting: int = 0  # fitting live samples over all leaves at the end (each leaf counted up to its target)
+    short: dict[str, int] = field(default_factory=dict)  # leaf id -> fitting samples it still misses
+    stalled: list[str] = field(default_factory=list)  # leaves given up after MAX_STALLED rounds without progress
+    unjudged: int = 0  # live samples in scope still without a verdict at the end
+    budget_spent: bool = False  # stopped because the next call would not fit in the budget
+    aborted: bool = False  # stopped by the abort rule (the judge failed repeatedly before any success)
+    cancelled: bool = False
+    no_leaves: str | None = None
+    rounds: int = 0
+
+    @property
+    def failed_count(self) -> int:
+        return self.judge_failed + self.generation_failed
+
+    @property
+    def outcome(self) -> Outcome:
+        """until N: complete when every leaf has its N fitting samples; failed when there was something to do and
+        no sample was judged or made; partial otherwise. Plain: complete when every live sample in scope has a
+        verdict; failed when none of those to judge got one; partial otherwise."""
+        if self.cancelled:
+            return Outcome.CANCELLED
+        if self.no_leaves:
+            return Outcome.FAILED
+        if self.until is not None:
+            if not self.short:
+                return Outcome.COMPLETE
+            return Outcome.PARTIAL if (self.judged or self.generated or self.fitting) else Outcome.FAILED
+        if not self.unjudged:
+            return Outcome.COMPLETE
+        return Outcome.PARTIAL if self.judged else Outcome.FAILED
+
+    def summary(self) -> str:
+        if self.no_leaves:
+            return self.no_leaves
+        text = f"judged {self.judged} sample(s) in {self.judge_calls} call(s): {self.misfits} misfit(s)"
+        if self.until is not None:
+            text += f"; {self.rejected} misfit(s) rejected" + (
+                f" ({self.rejected_before} judged before this run)" if self.rejected_before else "")
+        if self.judge_failed:
+            text += f"; {self.judge_failed} judge call(s) failed"
+        if self.until is not None:
+            text += (f"; generated {self.generated} sample(s) in {self.generation_calls} call(s)"
+                     + (f" ({self.generation_failed} failed)" if self.generation_failed else "")
+                     + (f", {self.dropped} dropped as duplicates or invalid" if self.dropped else "")
+                     + f"; {self.fitting}/{self.target} fitting samples in {self.leaves} leaf/leaves")
+            if self.short:
+                text += (f"; {len(self.short)} leaf/leaves short of {self.until} fitting "
+                         f"({sum(self.short.values())} sample(s))")
+        elif self.unjudged:
+            text += f"; {self.unjudged} sample(s) still not judged"
+        text += f"; {self.calls} of a budget of {self.budget} call(s) used"
+        if self.aborted:
+            text += f"; stopped: the judge failed repeatedly before any success ({self.errors[0]})"
+        elif self.budget_spent:
+            text += "; stopped: the budget is spent (raise --budget, or run again: a new run has a new budget)"
+        if self.stalled:
+            text += f"; {len(self.stalled)} leaf/leaves gave no new fitting sample in {MAX_STALLED} rounds"
+        if self.errors and not self.aborted:
+            text += f" (see `calls --failed`; first: {self.errors[0]})"
+        if self.outcome is not Outcome.COMPLETE and not self.cancelled:
+            text += "; run the same command again to continue: it resumes"
+        return text + (" (cancelled)" if self.cancelled else "")
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class LeafTarget:
+    node_id: str
+    path: str
+    target: int  # fitting samples wanted (the leaf's own quota, else N)
+    own_quota: bool
+    live: int = 0
+    fitting: int = 0
+    unjudged: int = 0
+    known_misfits: int = 0  # live "generated" samples whose current verdict is a misfit
+
+
+@dataclass
+class JudgePlan:
+    """What a run will ask for when every call succeeds at its first try; the budget caps what it may spend."""
+
+    leaves: list[LeafTarget]
+    until: int | None
+    unjudged: int
+    judge_calls: int  # for the samples unjudged now
+    missing: int  # samples to generate (until N): to each leaf's target once the known misfits are rejected
+    generation_calls: int
+    new_judge_calls: int  # for the samples to generate
+    prompt_tokens: int
+    completion_tokens: int
+    reasks: int
+    default_budget: int  # until N: BUDGET_FACTOR x the calls (at least MIN_BUDGET); plain: the worst case
+    settings: object
+
+    @property
+    def calls(self) -> int:
+        return self.judge_calls + self.generation_calls + self.new_judge_calls
+
+    @property
+    def cost(self) -> float | None:
+        return self.settings.cost(self.prompt_tokens, self.completion_tokens)
+
+    def budget_cost(self, budget: int) -> float | None:
+        """What ``budget`` calls cost at most, at the plan's tokens per call (None: prices unknown)."""
+        if not self.calls:
+            return self.settings.cost(0, 0)
+        per_call = (self.prompt_tokens / self.calls, self.completion_tokens / self.calls)
+        return self.settings.cost(int(per_call[0] * budget), int(per_call[1] * budget))
+
+    def text(self, budget: int | None = None) -> str:
+        budget = self.default_budget if budget is None else budget
+        cost = "unknown (no prices set)" if self.cost is None else f"${self.cost:.4f}"
+        worst = self.budget_cost(budget)
+        line = (f"plan: {len(self.leaves)} leaves, {self.unjudged} sample(s) to judge ({self.judge_calls} judge "
+                f"call(s))")
+        if self.until is not None:
+            line += (f"; until {self.until} fit per leaf: {self.missing} sample(s) to generate "
+                     f"({self.generation_calls} call(s)) and judge ({self.new_judge_calls} call(s)), more for each "
+                     "misfit")
+        line += (f"; {self.calls} call(s), ~{self.prompt_tokens + self.completion_tokens} tokens, cost {cost}; "
+                 f"budget {budget} call(s) at most"
+                 + ("" if worst is None else f" (~${worst:.4f})"))
+        return line
+
+
+def _check_count(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}",
+                          f"pass {name} from {low} to {high}")
+    return value
+
+
+BUDGET_RANGE = (1, 1_000_000)
+CHUNK_RANGE = (1, 50)
+
+
+def _targets(store: Store, project_id: int, until: int | None, under: str | None,
+             leaf_ids: list[str] | None) -> tuple[list[LeafTarget], object]:
+    plan = plan_generation(store, project_id, per_leaf=until, under=under, leaf_ids=leaf_ids)
+    tree = store.tree(project_id)
+    return [LeafTarget(leaf.node_id, leaf.path, leaf.quota, tree.nodes[leaf.node_id].quota is not None)
+            for leaf in plan.leaves], plan
+
+
+def plan_judge(store: Store, project_id: int, *, until: int | None = None, under: str | None = None,
+               leaf_ids: list[str] | None = None, chunk: int = JUDGE_CHUNK,
+               samples_per_call: int | None = None) -> JudgePlan:
+    """The calls, tokens and cost of judging what is unjudged in the selection and, with ``until``, of filling
+    every leaf to ``until`` fitting samples (a leaf with its own quota: to that quota) when nothing misfits."""
+    if until is not None:
+        _check_count("until", until, 1, int(bounds("per_leaf")[1]))
+    _check_count("chunk", chunk, *CHUNK_RANGE)
+    spec = store.project(project_id)
+    s = spec.settings
+    leaves, gen_plan = _targets(store, project_id, until, under, leaf_ids)
+    spc = samples_per_call or s.samples_per_call
+    work = _Work(store, project_id, spec, store.tree(project_id), [leaf.node_id for leaf in leaves])
+    snapshot = work.snapshot()
+    unjudged = judge_calls = missing = gen_calls = new_judge = chars = shown = 0
+    for leaf in leaves:
+        state = snapshot.leaf(leaf.node_id)
+        leaf.live, leaf.fitting, leaf.unjudged, leaf.known_misfits = (state.live, state.fitting, state.unjudged,
+                                                                      state.misfits)
+        unjudged += state.unjudged
+        judge_calls += sum(math.ceil(len(group) / chunk) for group in state.groups.values())
+        if until is not None:
+            m = max(0, leaf.target - (state.live - state.misfits))
+            missing += m
+            gen_calls += math.ceil(m / spc)
+            new_judge += math.ceil(m / chunk)
+        chars += state.chars
+        shown += state.unjudged
+    per_sample = (chars / shown / 4) if shown else gen_plan.tokens_per_sample
+    attrs = max((len(a) for st in snapshot.leaves.values() for a in st.groups), default=3)
+    judge_prompt = (judge_calls + new_judge) * JUDGE_PROMPT_TOKENS + int((unjudged + missing) * per_sample)
+    judge_reply = (unjudged + missing) * (attrs * VERDICT_TOKENS + 8)
+    prompt = judge_prompt + gen_calls * gen_plan.prompt_tokens_per_call
+    completion = judge_reply + missing * gen_plan.tokens_per_sample
+    planned = judge_calls + gen_calls + new_judge
+    # until N: room for refills and re-asks; a plain run: its worst case (every call re-asked to the end)
+    budget = max(MIN_BUDGET, BUDGET_FACTOR * planned) if until is not None else max(1, judge_calls * (s.reasks + 1))
+    return JudgePlan(leaves, until, unjudged, judge_calls, missing, gen_calls, new_judge, prompt, completion,
+                     s.reasks, min(budget, BUDGET_RANGE[1]), s)
+
+
+# ----------------------------------------------------------------------------- the state of the selection
+
+
+@dataclass
+class _LeafState:
+    live: int = 0
+    fitting: int = 0  # fits, or accepted by a human
+    unjudged: int = 0
+    misfits: int = 0  # live "generated" samples that misfit (to reject)
+    misfit_ids: list[int] = field(default_factory=list)
+    groups: dict[Attributes, list[dict]] = field(default_factory=dict)  # unjudged samples by what they are judged on
+    chars: int = 0  # text of the unjudged samples (the plan's token estimate)
+
+
+@dataclass
+class _Snapshot:
+    leaves: dict[str, _LeafState]
+
+    def leaf(self, node_id: str) -> _LeafState:
+        return self.leaves.get(node_id) or _LeafState()
+
+
+class _Work:
+    """Reads the selection's live samples and their verdicts (one query each), and runs judge calls."""
+
+    def __init__(self, store: Store, project_id: int, spec: ProjectSpec, tree: Tree, leaf_ids: list[str],
+                 llm: LLM | None = None):
+        self.store, self.project_id, self.spec, self.tree, self.llm = store, project_id, spec, tree, llm
+        self.leaf_ids = leaf_ids
+        self.paths = {leaf_id: tree.path(leaf_id) for leaf_id in leaf_ids}
+
+    def snapshot(self) -> _Snapshot:
+        out: dict[str, _LeafState] = {leaf_id: _LeafState() for leaf_id in self.leaf_ids}
+        if not self.leaf_ids:
+            return _Snapshot(out)
+        samples = self.store.samples(self.project_id, node_ids=self.leaf_ids, statuses=LIVE)
+        stored = self.store.verdicts(self.project_id, node_ids=self.leaf_ids)
+        for s in samples:
+            state = out[s["node_id"]]
+            attributes = sample_attributes(self.spec, self.paths[s["node_id"]], s["drawn"])
+            verdict = current_verdict(stored.get(s["id"]), attributes)
+            state.live += 1
+            if verdict.fits is None:
+                state.unjudged += 1
+                state.groups.setdefault(attributes, []).append(s)
+                state.chars += sum(len(str(v)) for v in s["data"].values())
+            if s["status"] == "accepted" or verdict.fits:
+                state.fitting += 1
+            elif verdict.fits is False:
+                state.misfits += 1
+                state.misfit_ids.append(s["id"])
+        return _Snapshot(out)
+
+    def judge_call(self, leaf_id: str, attributes: Attributes, samples: list[dict], reject: bool
+                   ) -> tuple[int, int, int]:
+        """One judge call: ask, check, store the verdicts and (``reject``) reject the misfits among the
+        "generated" samples, in one transaction. Returns (judged, misfits, rejected)."""
+        s = self.spec.settings
+        n, k = len(samples), len(attributes)
+
+        def check(reply: JudgeReply) -> None:
+            check_reply(reply, n, k)
+
+        reply = self.llm.ask(
+            judge_messages(self.spec, list(attributes), [x["data"] for x in samples]), schema=JudgeReply,
+            purpose="judge", node_id=leaf_id, temperature=JUDGE_TEMPERATURE,
+            max_tokens=min(16_000, max(s.max_tokens, 100 + n * (15 + k * 45))), reasks=s.reasks, check=check,
+            json_schema=judge_schema(n, k), cache=False, model=s.model)
+        by_number = {v.sample: v for v in reply.value.verdicts}
+        verdicts = {x["id"]: [(dim, value, a.fits, " ".join(a.reason.split())[:JUDGE_REASON_CHARS])
+                              for (dim, value), a in zip(attributes, by_number[i].attributes)]
+                    for i, x in enumerate(samples, 1)}
+        misfits = [x["id"] for x in samples if not all(row[2] for row in verdicts[x["id"]])]
+        doomed = [x["id"] for x in samples if x["id"] in misfits and x["status"] == "generated"] if reject else []
+        with self.store.atomic():  # the verdicts and the rejections they lead to: one commit
+            judged = self.store.save_verdicts(reply.call_id, verdicts)
+            if doomed:
+                edits.set_sample_status(self.store, doomed, "rejected")
+        return judged, len(misfits), len(doomed)
+
+
+# ----------------------------------------------------------------------------- the budget
+
+
+class CallBudget:
+    """The run's hard cap on calls (see the module docstring). Used by the caller's thread only."""
+
+    def __init__(self, store: Store, project_id: int, limit: int, per_call: int):
+        self.store, self.project_id = store, project_id
+        self.limit, self.per_call = limit, per_call
+        self.start = store.last_call_id()
+        self.reserved = 0
+
+    def spent(self) -> int:
+        return self.store.calls_since(self.project_id, self.start)
+
+    def affordable(self) -> int:
+        """How many more calls may start now, each counted at its worst case."""
+        return max(0, (self.limit - self.spent() - self.reserved) // self.per_call)
+
+    def reserve(self, calls: int = 1) -> bool:
+        if calls > self.affordable():
+            return False
+        self.reserved += calls * self.per_call
+        return True
+
+    def release(self, calls: int = 1) -> None:
+        self.reserved -= calls * self.per_call
+
+
+# ----------------------------------------------------------------------------- the runs
+
+
+class _Run:
+    def __init__(self, store: Store, project_id: int, llm: LLM, report: JudgeReport, leaves: list[LeafTarget], *,
+                 chunk: int, concurrency: int | None, on_progress, should_stop):
+        self.store, self.project_id, self.llm, self.report = store, project_id, llm, report
+        self.spec = store.project(project_id)
+        self.work = _Work(store, project_id, self.spec, store.tree(project_id), [leaf.node_id for leaf in leaves],
+                          llm)
+        self.leaves = leaves
+        self.chunk = chunk
+        self.concurrency = concurrency or self.spec.settings.concurrency
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+        self.budget = CallBudget(store, project_id, report.budget, self.spec.settings.reasks + 1)
+        self.rule = AbortRule()
+
+    def stopping(self) -> bool:
+        if not self.report.cancelled and self.should_stop is not None and self.should_stop():
+            self.report.cancelled = True
+        return self.report.cancelled or self.report.aborted
+
+    def judge_pending(self, snapshot: _Snapshot, leaf_ids: Iterable[str], reject: bool,
+                      progress: Callable[[], None]) -> None:
+        """Judge every unjudged sample of these leaves, a window of calls at a time, while the budget allows."""
+        units = [(leaf_id, attributes, group[i:i + self.chunk])
+                 for leaf_id in leaf_ids for attributes, group in snapshot.leaf(leaf_id).groups.items()
+                 for i in range(0, len(group), self.chunk)]
+        if not units:
+            return
+        queue = list(reversed(units))
+        in_flight: dict[Future, tuple] = {}
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(units)),
+                                thread_name_prefix="treesynth-judge") as pool:
+            while queue or in_flight:
+                while queue and len(in_flight) < self.concurrency and not self.stopping():
+                    if not self.budget.reserve():  # calls in flight may free some: their worst case is reserved
+                        if not in_flight:
+                            self.report.budget_spent = True
+                            queue.clear()
+                        break
+                    unit = queue.pop()
+                    in_flight[pool.submit(self.work.judge_call, *unit, reject)] = unit
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    in_flight.pop(future)
+                    self.budget.release()
+                    self._collect(future)
+                progress()
+
+    def _collect(self, future: Future) -> None:
+        r = self.report
+        r.judge_calls += 1
+        try:
+            judged, misfits, rejected = future.result()
+        except Exception as exc:  # one call's failure is its own: counted with its reason
+            r.judge_failed += 1
+            r.errors.append(failure_reason(exc))
+            if self.rule.failure():
+                r.aborted = True
+            return
+        self.rule.success()
+        r.judged += judged
+        r.misfits += misfits
+        r.rejected += rejected
+
+    def finish(self, snapshot: _Snapshot, targets: dict[str, int] | None) -> None:
+        r = self.report
+        r.calls = self.budget.spent()
+        r.unjudged = sum(snapshot.leaf(leaf.node_id).unjudged for leaf in self.leaves)
+        if targets is not None:
+            states = {leaf_id: snapshot.leaf(leaf_id) for leaf_id in targets}
+            r.fitting = sum(min(states[i].fitting, t) for i, t in targets.items())
+            r.short = {i: t - states[i].fitting for i, t in targets.items() if states[i].fitting < t}
+
+
+def judge_samples(store: Store, project_id: int, llm: LLM, *, under: str | None = None,
+                  leaf_ids: list[str] | None = None, budget: int | None = None, chunk: int = JUDGE_CHUNK,
+                  concurrency: int | None = None, on_progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> JudgeReport:
+    """Judge every live sample of the selected leaves that has no current verdict; reject nothing (the Samples
+    page filters and rejects misfits). ``budget`` defaults to the worst case of the plan, so it binds only when
+    given. Raises Cancelled (with the report) when ``should_stop`` turns true."""
+    plan = plan_judge(store, project_id, under=under, leaf_ids=leaf_ids, chunk=chunk)
+    limit = plan.default_budget if budget is None else budget
+    report = JudgeReport(budget=_check_count("budget", limit, *BUDGET_RANGE), leaves=len(plan.leaves),
+                         to_judge=plan.unjudged)
+    if not plan.leaves:
+        report.no_leaves = "no leaf to judge: none matches the selection (or the tree has no leaves yet)"
+        return report
+    run = _Run(store, project_id, llm, report, plan.leaves, chunk=chunk, concurrency=concurrency,
+               on_progress=on_progress, should_stop=should_stop)
+
+    def progress() -> None:
+        if on_progress is not None:
+            on_progress(min(report.judged, report.to_judge), report.to_judge)
+
+    progress()
+    run.judge_pending(run.work.snapshot(), [leaf.node_id for leaf in plan.leaves], reject=False, progress=progress)
+    run.finish(run.work.snapshot(), None)
+    if report.cancelled:
+        raise Cancelled(f"judging cancelled: {report.summary()}", "judge again to continue", report=report)
+    return report
+
+
+def judge_until(store: Store, project_id: int, llm: LLM, *, per_leaf: int, under: str | None = None,
+                leaf_ids: list[str] | None = None, budget: int | None = None, chunk: int = JUDGE_CHUNK,
+                samples_per_call: int | None = None, concurrency: int | None = None,
+                on_progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> JudgeReport:
+    """Fill each selected leaf until it has ``per_leaf`` fitting live samples (a leaf with its own quota: that
+    many), never more: judge, reject misfits, generate what is missing, repeat, within ``budget`` calls
+    (default: the plan's ``default_budget``). Resumes: run it again after an interruption. Progress counts
+    fitting samples. Raises Cancelled (with the report) when ``should_stop`` turns true."""
+    plan = plan_judge(store, project_id, until=per_leaf, under=under, leaf_ids=leaf_ids, chunk=chunk,
+                      samples_per_call=samples_per_call)
+    limit = plan.default_budget if budget is None else budget
+    report = JudgeReport(until=per_leaf, budget=_check_count("budget", limit, *BUDGET_RANGE),
+                         leaves=len(plan.leaves), to_judge=plan.unjudged)
+    if not plan.leaves:
+        report.no_leaves = "no leaf to fill: none matches the selection (or the tree has no leaves yet)"
+        return report
+    s = store.project(project_id).settings
+    spc = samples_per_call or s.samples_per_call
+    targets = {leaf.node_id: leaf.target for leaf in plan.leaves}
+    own_quota = {leaf.node_id for leaf in plan.leaves if leaf.own_quota}
+    report.target = sum(targets.values())
+    run = _Run(store, project_id, llm, report, plan.leaves, chunk=chunk, concurrency=concurrency,
+               on_progress=on_progress, should_stop=should_stop)
+    stalled = dict.fromkeys(targets, 0)
+    before: dict[str, int] | None = None
+    attempted: set[str] = set()
+
+    def fitting_now(snapshot: _Snapshot) -> int:
+        return sum(min(snapshot.leaf(i).fitting, t) for i, t in targets.items())
+
+    def progress(snapshot: _Snapshot | None = None) -> None:
+        if on_progress is not None and snapshot is not None:
+            on_progress(fitting_now(snapshot), report.target)
+
+    snapshot = run.work.snapshot()
+    progress(snapshot)
+    while not run.stopping():
+        report.rounds += 1
+        _reject(store, snapshot, targets, report)  # misfits judged earlier (a plain judge run) are rejected first
+        active = [i for i in targets if stalled[i] < MAX_STALLED]
+        run.judge_pending(snapshot, active, reject=True, progress=lambda: None)
+        snapshot = run.work.snapshot()
+        progress(snapshot)
+        now = {i: snapshot.leaf(i).fitting for i in targets}
+        if before is not None:
+            for i in attempted:
+                stalled[i] = 0 if now[i] > before[i] else stalled[i] + 1
+        before, attempted = now, set()
+        short = [i for i, t in targets.items() if now[i] < t]
+        active = [i for i in short if stalled[i] < MAX_STALLED]
+        if not short or not active or run.stopping() or report.budget_spent:
+            break
+        attempted.update(i for i in active if snapshot.leaf(i).unjudged)  # a failed judge call: tried again
+        fill = {i: targets[i] - snapshot.leaf(i).live for i in active if snapshot.leaf(i).live < targets[i]}
+        chosen, tail = _within_budget(fill, run.budget.affordable(), spc, chunk, own_quota)
+        if fill and not chosen and tail is None:
+            report.budget_spent = True
+            break
+        if not fill and not attempted:
+            break  # nothing to generate and nothing left to judge: what is short stays short
+        rounds = [(chosen, per_leaf, sum(math.ceil(fill[i] / spc) for i in chosen))] if chosen else []
+        if tail is not None:  # the budget's last calls: part of one leaf (per_leaf = what it has + what fits)
+            rounds.append(([tail[0]], snapshot.leaf(tail[0]).live + tail[1], math.ceil(tail[1] / spc)))
+        for ids, quota, calls in rounds:
+            if run.stopping() or not run.budget.reserve(calls):
+                break
+            try:
+                _generate(store, project_id, llm, report, per_leaf=quota, leaf_ids=ids, samples_per_call=spc,
+                          concurrency=run.concurrency, should_stop=run.should_stop)
+            finally:
+                run.budget.release(calls)
+            report.generation_calls += calls
+            attempted.update(ids)
+        snapshot = run.work.snapshot()
+    run.finish(snapshot, targets)
+    report.stalled = [i for i in report.short if stalled[i] >= MAX_STALLED]
+    if report.cancelled:
+        raise Cancelled(f"judge --until cancelled: {report.summary()}", "run it again to continue", report=report)
+    return report
+
+
+def _reject(store: Store, snapshot: _Snapshot, targets: dict[str, int], report: JudgeReport) -> None:
+    doomed = [sid for i in targets for sid in snapshot.leaf(i).misfit_ids]
+    if doomed:
+        edits.set_sample_status(store, doomed, "rejected")
+        report.rejected += len(doomed)
+        report.rejected_before += len(doomed)
+        for i in targets:
+            state = snapshot.leaf(i)
+            state.live -= len(state.misfit_ids)
+            state.misfits, state.misfit_ids = 0, []
+
+
+def _within_budget(fill: dict[str, int], affordable: int, spc: int, chunk: int, own_quota: set[str]
+                   ) -> tuple[list[str], tuple[str, int] | None]:
+    """The leaves whose missing samples (and judging them) fit in ``affordable`` calls, in order; then, when the
+    next leaf does not fit whole and has no quota of its own, (that leaf, how many samples do fit)."""
+    chosen = []
+    for leaf_id, missing in fill.items():
+        calls = math.ceil(missing / spc) + math.ceil(missing / chunk)
+        if calls <= affordable:
+            chosen.append(leaf_id)
+            affordable -= calls
+            continue
+        if leaf_id in own_quota:
+            return chosen, None
+        fits = max((m for m in range(1, missing) if math.ceil(m / spc) + math.ceil(m / chunk) <= affordable),
+                   default=0)
+        return chosen, ((leaf_id, fits) if fits else None)
+    return chosen, None
+
+
+def _generate(store: Store, project_id: int, llm: LLM, report: JudgeReport, **kwargs) -> None:
+    """One round of generation (no rounds of its own: this loop refills), its counts added to the report."""
+    try:
+        gen = generate(store, project_id, llm, max_rounds=1, **kwargs)
+    except Cancelled as exc:
+        report.cancelled = True
+        gen = exc.report
+    if gen is None:
+        return
+    report.generated += gen.inserted
+    report.generation_failed += gen.failed_calls
+    report.dropped += gen.duplicates + gen.invalid
+    report.errors += gen.errors
+
+
+__all__ = ["JUDGE_CHUNK", "BUDGET_FACTOR", "MAX_STALLED", "Verdict", "NOT_JUDGED", "JudgeReport", "JudgePlan",
+           "CallBudget", "plan_judge", "judge_samples", "judge_until", "sample_verdicts", "sample_attributes",
+           "check_reply"]
