@@ -1,5 +1,6 @@
 """Samples: filter by path attribute, node, status or text; read, edit, accept or reject them; see the gaps;
-review near-duplicates (from the last quality report, or found on demand) and reject the later of each pair.
+review near-duplicates (from the last quality report, or found on demand) and reject the later of each pair;
+see the leaf-fit judge's verdict of each sample, judge the shown leaves, filter the misfits and reject them.
 
 Sample text is shown as text only (tables, st.text, text areas): never as Markdown or HTML.
 """
@@ -13,7 +14,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import treesynth_ui as ui
-from treesynth_core import edits
+from treesynth_core import edits, judge
+from treesynth_core.judge import Verdict
+from treesynth_core.llm import LLM
 from treesynth_core.tree import Tree
 
 ui.page("Samples", "🔍")
@@ -23,6 +26,8 @@ COLOURS = {"generated": "#9fb3c8", "accepted": "#2f9e44", "rejected": "#e03131"}
 GOTO_KEY = "samples_goto"  # set by the Quality page: {"project", "under", "near_dups"}
 CONFIRM_KEY = "samples_neardup_pending"  # the sample ids a bulk near-duplicate reject waits to confirm
 PAIRS_SHOWN = 20
+MISFIT_CONFIRM_KEY = "samples_misfit_pending"  # the sample ids a bulk misfit reject waits to confirm
+JUDGED_KEY = "samples_judge_last"  # (project id, outcome, summary) of the last judge run started here
 
 
 def take_goto(pid: int, tree: Tree) -> None:
@@ -33,6 +38,7 @@ def take_goto(pid: int, tree: Tree) -> None:
     if goto.get("under") in tree.nodes:
         st.session_state["samples_under"] = goto["under"]
     st.session_state["samples_neardup"] = bool(goto.get("near_dups"))
+    st.session_state["samples_misfits"] = bool(goto.get("misfits"))
     st.session_state["samples_attrs"] = []
     st.session_state["samples_text"] = ""
 
@@ -63,10 +69,14 @@ def filters(tree: Tree) -> dict:
         statuses = st.multiselect("Status", STATUSES, default=["generated", "accepted"], key="samples_status",
                                   format_func=STATUS_WORDS.get)
         text = st.text_input("Text contains", key="samples_text", placeholder="search every field")
-    near = st.toggle("Only near-duplicates of another sample", key="samples_neardup",
+    t1, t2 = st.columns(2)
+    near = t1.toggle("Only near-duplicates of another sample", key="samples_neardup",
                      help="Pairs of samples whose embeddings have a cosine at or above the threshold, from the "
                           "last quality report (or found now)")
-    return {"under": under, "attrs": attrs, "statuses": statuses, "text": text.strip().lower(), "near_dups": near}
+    misfits = t2.toggle("Only misfits (leaf-fit judge)", key="samples_misfits",
+                        help="Samples the judge found missing the task or an attribute of their leaf's path")
+    return {"under": under, "attrs": attrs, "statuses": statuses, "text": text.strip().lower(), "near_dups": near,
+            "misfits": misfits}
 
 
 def near_pairs(store, pid: int, rows: list[dict]) -> tuple[list[dict], list[tuple[int, int, float]]]:
@@ -158,11 +168,12 @@ def filtered(store, pid: int, tree: Tree, f: dict) -> list[dict]:
     return out
 
 
-def table(rows: list[dict], fields: list[str], tree: Tree) -> dict | None:
+def table(rows: list[dict], fields: list[str], tree: Tree, verdicts: dict[int, Verdict]) -> dict | None:
     frame = pd.DataFrame([{"id": r["id"], "status": STATUS_WORDS.get(r["status"], r["status"]),
-                           **{k: r["data"].get(k, "") for k in fields},
-                           "leaf": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else "(deleted)"}
-                          for r in rows], columns=["id", "status", *fields, "leaf"])
+                           "judge": verdicts[r["id"]].word, **{k: r["data"].get(k, "") for k in fields},
+                           "leaf": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else "(deleted)",
+                           "misfit because": verdicts[r["id"]].why}
+                          for r in rows], columns=["id", "status", "judge", *fields, "leaf", "misfit because"])
     event = st.dataframe(frame, hide_index=True, width="stretch", height=360, key="samples_table",
                          on_select="rerun", selection_mode="single-row",
                          column_config={"id": st.column_config.NumberColumn("id", width="small")})
@@ -192,7 +203,7 @@ def bulk_buttons(store, ids: list[int]) -> None:
                 st.rerun()
 
 
-def detail(store, sample: dict, fields: list[str], tree: Tree) -> None:
+def detail(store, sample: dict, fields: list[str], tree: Tree, verdict: Verdict) -> None:
     st.markdown(f"**Sample #{sample['id']}** · {STATUS_WORDS.get(sample['status'], sample['status'])}")
     path = tree.labelled_path(sample["node_id"]) if sample["node_id"] in tree.nodes else []
     st.caption("Leaf path")
@@ -200,6 +211,12 @@ def detail(store, sample: dict, fields: list[str], tree: Tree) -> None:
     if sample["drawn"] and [tuple(p) for p in sample["drawn"]] != path:
         st.caption("Values drawn for this sample")
         st.code("\n".join(f"{d} = {v}" for d, v in sample["drawn"]), language=None)
+    st.caption("Leaf-fit judge" + (f" (call #{verdict.call_id})" if verdict.call_id else ""))
+    if verdict.fits is None:
+        st.text("not judged yet (or changed since): use Judge the shown leaves")
+    else:  # the judge's reasons are model text: shown as text only
+        st.text("fits the task and every attribute of its path" if verdict.fits else
+                "misfit:\n" + "\n".join(f"{d} = {v}: {why}" for d, v, why in verdict.failing))
     b1, b2, b3 = st.columns(3)
     for col, status, word in [(b1, "accepted", "Accept"), (b2, "rejected", "Reject"), (b3, "generated", "To review")]:
         if col.button(word, key=f"samples_one_{status}", disabled=sample["status"] == status, width="stretch"):
@@ -215,6 +232,63 @@ def detail(store, sample: dict, fields: list[str], tree: Tree) -> None:
                 edits.edit_sample(store, sample["id"], new)
                 ui.flash(f"Sample #{sample['id']} saved.")
                 st.rerun()
+
+
+def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[int, Verdict]) -> None:
+    """The verdicts among the rows, and a button that judges the unjudged samples of the leaves they are in.
+    It runs in this page with a spinner: the background jobs (jobs.KINDS) have no judge kind."""
+    leaf_ids = sorted({r["node_id"] for r in rows if r["node_id"] in tree.nodes and not tree.kids(r["node_id"])})
+    words = [verdicts[r["id"]].word for r in rows]
+    st.caption(f"Among the samples shown: {words.count('fits')} fit, {words.count('misfit')} misfit, "
+               f"{words.count('not judged')} not judged")
+    last = st.session_state.get(JUDGED_KEY)
+    if last and last[0] == pid:
+        {"complete": st.success, "partial": st.warning}.get(last[1], st.error)(ui.md_escape(last[2]))
+    if not leaf_ids:
+        return
+    plan = judge.plan_judge(store, pid, leaf_ids=leaf_ids)
+    s = store.project(pid).settings
+    st.caption(f"{plan.unjudged:,} live sample(s) of the {len(leaf_ids):,} leaf/leaves shown have no verdict: "
+               f"{plan.judge_calls:,} judge call(s), one per leaf ({judge.JUDGE_CHUNK} samples a call), cost "
+               f"{ui.cost_text(plan.prompt_tokens, plan.completion_tokens, s)}")
+    if st.button(f"Judge the shown leaves ({plan.unjudged:,} sample(s))", key="samples_judge_run",
+                 disabled=not plan.unjudged, icon=":material/gavel:",
+                 help="Asks the LLM whether each sample has the task and every attribute of its leaf's path. "
+                      "Runs in this page, not as a background job: keep the page open until it ends."):
+        bar = st.progress(0.0, text="Judging…")
+        llm = LLM(ui.endpoint(), store, pid, concurrency=s.concurrency)
+        try:
+            with st.spinner("Judging in this page (not a background job): keep it open until it ends"):
+                report = judge.judge_samples(store, pid, llm, leaf_ids=leaf_ids, on_progress=lambda done, total: (
+                    bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Judged {done} of {total}")))
+        finally:
+            llm.close()
+        st.session_state[JUDGED_KEY] = (pid, report.outcome.value, report.summary())
+        st.rerun()
+
+
+def misfit_review(store, rows: list[dict]) -> None:
+    """Reject the misfits shown (those not rejected yet), after a confirmation listing them."""
+    ids = [r["id"] for r in rows if r["status"] != "rejected"]
+    pending = [i for i in st.session_state.get(MISFIT_CONFIRM_KEY) or [] if i in ids]
+    if pending:
+        st.warning(f"Reject {len(pending):,} misfit sample(s): " + ", ".join(f"#{i}" for i in pending[:40])
+                   + (" …" if len(pending) > 40 else "") + ". Their verdicts stay; you can undo this per sample "
+                   "(To review).", icon=":material/warning:")
+        yes, no, _ = st.columns([1, 1, 3])
+        if yes.button("Reject them", type="primary", key="samples_misfit_yes"):
+            st.session_state.pop(MISFIT_CONFIRM_KEY, None)
+            with ui.guard():
+                count = edits.set_sample_status(store, pending, "rejected")
+                ui.flash(f"{count} misfit sample(s) rejected.")
+                st.rerun()
+        if no.button("Cancel", key="samples_misfit_no"):
+            st.session_state.pop(MISFIT_CONFIRM_KEY, None)
+            st.rerun()
+    elif st.button(f"Reject the misfits shown ({len(ids):,} sample(s))…", key="samples_misfit_reject",
+                   disabled=not ids, icon=":material/delete_sweep:"):
+        st.session_state[MISFIT_CONFIRM_KEY] = ids
+        st.rerun()
 
 
 def coverage(store, pid: int, tree: Tree) -> None:
@@ -256,6 +330,13 @@ with ui.open_store() as store:
     with browse, ui.guard():
         chosen_filters = filters(tree)
         rows = filtered(store, pid, tree, chosen_filters)
+        verdicts = judge.sample_verdicts(store, pid, rows, tree=tree, spec=spec)
+        with st.expander("Leaf-fit judge", expanded=chosen_filters["misfits"]):
+            judge_panel(store, pid, tree, rows, verdicts)
+        if chosen_filters["misfits"]:
+            rows = [r for r in rows if verdicts[r["id"]].fits is False]
+        else:
+            st.session_state.pop(MISFIT_CONFIRM_KEY, None)
         pairs = []
         if chosen_filters["near_dups"]:
             rows, pairs = near_pairs(store, pid, rows)
@@ -265,15 +346,19 @@ with ui.open_store() as store:
         if pairs:
             with st.expander("Near-duplicate pairs side by side", expanded=True):
                 pair_review(store, pairs, rows, spec.field_names)
+        if chosen_filters["misfits"] and rows:
+            misfit_review(store, rows)
         bulk(store, rows)
         if rows:
             left, right = st.columns([3, 2], gap="large")
             with left:
-                chosen = table(rows, spec.field_names, tree)
+                chosen = table(rows, spec.field_names, tree, verdicts)
             with right:
-                detail(store, chosen, spec.field_names, tree)
+                detail(store, chosen, spec.field_names, tree, verdicts[chosen["id"]])
         elif chosen_filters["near_dups"] and ui.last_quality(pid) is not None:
             st.success("No near-duplicate pair among the samples these filters show.")
+        elif chosen_filters["misfits"]:
+            st.success("No misfit among the samples these filters show (samples not judged yet are not listed).")
         elif not chosen_filters["near_dups"]:
             st.info("No sample matches. Generate some on the Generate page, or widen the filters.")
     with charts, ui.guard():

@@ -28,7 +28,8 @@ def test_table_lists_samples_with_their_leaf(app_env, generated):
     at = app_env.app(SAMPLES, generated)
     assert not errors(at)
     frame = at.dataframe[0].value
-    assert len(frame) == 18 and list(frame.columns) == ["id", "status", "question", "answer", "leaf"]
+    assert len(frame) == 18 and list(frame.columns) == ["id", "status", "judge", "question", "answer", "leaf",
+                                                    "misfit because"]
     assert frame["leaf"].str.contains("topic=topic A > difficulty=difficulty A").any()
     assert "18 sample(s) match" in texts(at) and set(frame["status"]) == {"to review"}
 
@@ -141,7 +142,7 @@ def test_near_duplicates_found_on_demand_side_by_side(app_env, varied):
     assert not errors(at)
     assert set(shown_ids(at)) == {ids[i] for pair in COPIES for i in pair}
     assert "3 near-duplicate pair(s)" in texts(at)
-    pane = at.expander[0]
+    pane = next(e for e in at.expander if e.label == "Near-duplicate pairs side by side")
     captions = [c.value for c in pane.caption]
     side_by_side = [t.value for t in pane.text]
     for a, b in COPIES:
@@ -187,3 +188,112 @@ def test_the_near_duplicate_filter_combines_with_the_other_filters(app_env, vari
     at.button(key="samples_neardup_yes").click().run()
     rejected = {i for i, s in status_of(app_env, pid).items() if s == "rejected"}
     assert rejected == {max(ids[a], ids[b]) for a, b in COPIES[:2]}
+
+
+# ------------------------------------------------------------------------ leaf-fit judge (issue 9)
+from treesynth_core.fakellm import MISFIT_MARKER, Scripted, step_of  # noqa: E402
+
+
+@pytest.fixture
+def marked(app_env):
+    """18 samples in 9 leaves; the fake judge will find the ones carrying its marker misfit."""
+    pid = app_env.built()
+    app_env.fake.misfit_every = 3
+    assert app_env.run_job(pid, "generate", {"per_leaf": 2})["status"] == "complete"
+    with app_env.store() as store:
+        misfits = {s["id"] for s in store.samples(pid) if MISFIT_MARKER in s["data"]["question"]}
+    assert 0 < len(misfits) < 18
+    return pid, misfits
+
+
+def judge_shown(at) -> None:
+    at.button(key="samples_judge_run").click().run(timeout=60)
+
+
+def test_judge_the_shown_leaves_fills_the_verdict_column(app_env, marked):
+    pid, misfits = marked
+    at = app_env.app(SAMPLES, pid)
+    frame = at.dataframe[0].value
+    assert set(frame["judge"]) == {"not judged"} and set(frame["misfit because"]) == {""}
+    assert "18 live sample(s) of the 9 leaf/leaves shown have no verdict: 9 judge call(s)" in texts(at)
+    assert at.button(key="samples_judge_run").label == "Judge the shown leaves (18 sample(s))"
+    judge_shown(at)
+    assert not errors(at)
+    assert any(f"judged 18 sample(s) in 9 call(s): {len(misfits)} misfit(s)" in s.value for s in at.success)
+    frame = at.dataframe[0].value
+    words = dict(zip(frame["id"], frame["judge"]))
+    assert {i for i, w in words.items() if w == "misfit"} == misfits and set(words.values()) == {"fits", "misfit"}
+    why = dict(zip(frame["id"], frame["misfit because"]))
+    assert all(why[i].startswith("difficulty = difficulty ") and MISFIT_MARKER in why[i] for i in misfits)
+    assert at.button(key="samples_judge_run").disabled  # nothing left to judge
+    with app_env.store() as store:
+        assert {s["status"] for s in store.samples(pid)} == {"generated"}  # judging rejects nothing
+        assert store.usage(pid)["calls"] == store.query("select count(*) as n from calls")[0]["n"]
+
+
+def test_the_misfit_filter_and_bulk_reject_after_confirmation(app_env, marked):
+    pid, misfits = marked
+    at = app_env.app(SAMPLES, pid)
+    judge_shown(at)
+    at.toggle(key="samples_misfits").set_value(True).run()
+    assert set(shown_ids(at)) == misfits
+    before = status_of(app_env, pid)
+    assert at.button(key="samples_misfit_reject").label == f"Reject the misfits shown ({len(misfits)} sample(s))…"
+    at.button(key="samples_misfit_reject").click().run()
+    assert status_of(app_env, pid) == before  # nothing happens before the confirmation
+    assert f"Reject {len(misfits)} misfit sample(s): " + ", ".join(f"#{i}" for i in sorted(misfits)) \
+        in at.warning[0].value
+    at.button(key="samples_misfit_no").click().run()
+    assert status_of(app_env, pid) == before and not at.warning
+    at.button(key="samples_misfit_reject").click().run()
+    at.button(key="samples_misfit_yes").click().run()
+    assert not errors(at)
+    after = status_of(app_env, pid)
+    assert {i for i, s in after.items() if s == "rejected"} == misfits
+    assert any(f"{len(misfits)} misfit sample(s) rejected" in s.value for s in at.success)
+    assert "No misfit among the samples these filters show" in texts(at)
+
+
+def test_the_misfit_filter_combines_with_the_attribute_filter(app_env, marked):
+    pid, misfits = marked
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        topic_of = {s["id"]: tree.labelled_path(s["node_id"])[0][1] for s in store.samples(pid)}
+    topic = topic_of[min(misfits)]
+    in_topic = {i for i, t in topic_of.items() if t == topic}
+    assert misfits - in_topic or len(in_topic & misfits) < len(in_topic)  # the filter leaves something out
+    at = app_env.app(SAMPLES, pid)
+    judge_shown(at)
+    at.multiselect(key="samples_attrs").select(f"topic = {topic}").run()
+    at.toggle(key="samples_misfits").set_value(True).run()
+    assert set(shown_ids(at)) == misfits & in_topic
+    at.button(key="samples_misfit_reject").click().run()
+    at.button(key="samples_misfit_yes").click().run()
+    assert {i for i, s in status_of(app_env, pid).items() if s == "rejected"} == misfits & in_topic
+
+
+def test_judging_covers_only_the_leaves_shown_and_the_detail_says_why(app_env, marked):
+    pid, misfits = marked
+    with app_env.store() as store:
+        sample = next(s for s in store.samples(pid) if s["id"] in misfits)
+    at = app_env.app(SAMPLES, pid)
+    at.selectbox(key="samples_under").set_value(sample["node_id"]).run()
+    assert "2 live sample(s) of the 1 leaf/leaves shown have no verdict: 1 judge call(s)" in texts(at)
+    judge_shown(at)
+    with app_env.store() as store:
+        assert set(store.verdicts(pid)) == {s["id"] for s in store.samples(pid, node_ids=[sample["node_id"]])}
+    at.session_state["samples_table"] = {"selection": {"rows": [shown_ids(at).index(sample["id"])], "columns": []}}
+    at.run()
+    shown = " ".join(t.value for t in at.text)
+    assert "misfit:\ndifficulty = difficulty " in shown and MISFIT_MARKER in shown
+    assert any(c.value.startswith("Leaf-fit judge (call #") for c in at.caption)
+
+
+def test_a_failing_judge_is_shown_with_what_to_do(app_env, marked):
+    pid, _ = marked
+    app_env.fake.fault_fn = lambda body: Scripted(status=500) if step_of(body) == "judge" else None
+    at = app_env.app(SAMPLES, pid)
+    judge_shown(at)
+    assert any("judge failed repeatedly" in e for e in errors(at)), errors(at)
+    assert any("judge again to continue" in e for e in errors(at))
+    assert set(at.dataframe[0].value["judge"]) == {"not judged"}
