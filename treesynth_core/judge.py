@@ -226,7 +226,7 @@ class JudgeReport:
         if self.errors and not self.aborted:
             text += f" (see `calls --failed`; first: {self.errors[0]})"
         if self.outcome is not Outcome.COMPLETE and not self.cancelled:
-            text += "; run the same command again to continue: it resumes"
+            text += "; judge again to continue: it resumes where this run stopped"
         return text + (" (cancelled)" if self.cancelled else "")
 
 
