@@ -5,6 +5,7 @@ is configured: ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` (and ``TREESYNTH_MODEL``
     python bench/diversity.py --fake
     python bench/diversity.py --local --depth 2 --samples 20          # slow: minutes on 2 cores
     python bench/diversity.py --task "customer support emails about a broken order" --fields email,reply
+    python bench/diversity.py --scale 10000      # no LLM: time embedding and the quality report on N samples
 
 One project is built (``--depth``) and filled to about ``--samples`` samples (``ceil(samples / leaves)`` per
 leaf); its naive baseline (``treesynth_core.baseline``: same task, fields, model and temperatures, no tree) is
@@ -78,11 +79,108 @@ def arm(store: Store, project_id: int, llm: LLM) -> dict:
             "calls": store.usage(project_id)["calls"]}
 
 
+def at_size(store: Store, report, k: int, draws: int = 50, seed: int = 1) -> dict:
+    """The report's dataset metrics on ``draws`` random subsets of ``k`` samples, averaged: the larger arm seen at
+    the smaller arm's size (near-duplicate counts grow with n squared, distinct-2 falls as n grows)."""
+    import numpy as np
+
+    from treesynth_core import diversity as dv
+
+    spec = store.project(report.project_id)
+    texts = {r["id"]: quality.sample_text(r["data"], spec.dedup_fields)
+             for r in store.iter_samples(report.project_id, statuses=list(report.statuses))}
+    cached = store.embedding_vectors(report.project_id, report.model)
+    ids = [i for i in report.sample_ids if i in cached]
+    e = np.vstack([np.frombuffer(cached[i][1], dtype="<f4") for i in ids])
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(draws):
+        pick = rng.choice(len(ids), size=k, replace=False)
+        s = dv.summarize([texts[ids[i]] for i in pick], e[pick], threshold=report.threshold)
+        rows.append((s.mean_cosine, s.near_duplicate_rate, s.distinct_2))
+    mean = [None if any(v is None for v in col) else float(np.mean(col)) for col in zip(*rows)]
+    return dict(zip(("mean_cosine", "near_dup_rate", "distinct_2"), mean))
+
+
 def digit_share(store: Store, project_id: int) -> float | None:
     spec = store.project(project_id)
     texts = [quality.sample_text(r["data"], spec.dedup_fields)
              for r in store.iter_samples(project_id, statuses=list(quality.DEFAULT_STATUSES))]
     return sum(bool(DIGIT.search(t)) for t in texts) / len(texts) if texts else None
+
+
+WORDS = {
+    "who": ["Tom", "Sara", "a baker", "a farmer", "the class", "a train", "Mei", "a shop", "the team", "a pilot",
+            "Omar", "a library", "the city", "a cyclist", "Lena", "a factory"],
+    "verb": ["buys", "sells", "collects", "loses", "shares", "plants", "bakes", "reads", "builds", "paints",
+             "saves", "spends", "travels", "fills", "cuts", "counts"],
+    "what": ["apples", "cookies", "kilometres", "books", "tickets", "litres of water", "bricks", "stamps", "coins",
+             "seeds", "pages", "boxes", "marbles", "minutes", "dollars", "tiles"],
+    "ask": ["How many are left?", "What is the total?", "How much does each get?", "What fraction remains?",
+            "How long will it take?", "What is the average per day?", "How many more are needed?",
+            "What percentage is that?"],
+}
+
+
+def synthetic(n: int, seed: int = 7) -> list[str]:
+    """``n`` word problems from random words: varied enough that few are near-duplicates, like real data."""
+    import random
+
+    rng = random.Random(seed)
+    return [f"{rng.choice(WORDS['who'])} {rng.choice(WORDS['verb'])} {rng.randint(2, 999)} "
+            f"{rng.choice(WORDS['what'])} on {rng.choice(['Monday', 'a trip', 'the farm', 'sale', 'holiday'])} and "
+            f"{rng.choice(WORDS['verb'])} {rng.randint(2, 99)} {rng.choice(WORDS['what'])}. {rng.choice(WORDS['ask'])}"
+            for _ in range(n)]
+
+
+def scale(n: int, db: Path) -> int:
+    """Time the quality path at ``n`` samples in a depth-3 tree (4 x 4 x 4 = 64 leaves), no LLM: embedding
+    from cold, the report from the cache, and the update after 100 new samples. Peak RSS of the process."""
+    import resource
+
+    from treesynth_core import edits
+
+    encoder = default_encoder()
+    texts = synthetic(n + 100)
+    with Store(db) as store:
+        spec = ProjectSpec(name="scale", task=TASK, fields=parse_fields("question,answer"),
+                           settings=Settings(max_depth=3, per_leaf=max(1, n // 64)))
+        pid = store.create_project(spec)
+        level = [store.tree(pid).root.id]
+        for dim in ("topic", "setting", "difficulty"):
+            level = [kid for node in level for kid in edits.set_split(store, node, dim, [f"{dim} {c}" for c in "ABCD"])]
+        leaves = level
+
+        def add(batch: list[str], offset: int) -> None:
+            by_leaf: dict[str, list[dict]] = {}
+            for i, text in enumerate(batch):
+                by_leaf.setdefault(leaves[(offset + i) % len(leaves)], []).append(
+                    {"data": {"question": text, "answer": "42"}, "norm_hash": f"s{offset + i}"})
+            for leaf, rows in by_leaf.items():
+                store.add_samples(pid, leaf, rows, cap=None, call_id=None)
+
+        add(texts[:n], 0)
+        timings = {}
+        started = time.perf_counter()
+        computed = quality.embed_samples(store, pid, encoder=encoder)
+        timings["embed (cold)"] = time.perf_counter() - started
+        started = time.perf_counter()
+        report = quality.quality_report(store, pid, encoder=encoder)
+        timings["report (cached vectors)"] = time.perf_counter() - started
+        add(texts[n:], n)
+        started = time.perf_counter()
+        after = quality.quality_report(store, pid, encoder=encoder)
+        timings["report after +100 samples"] = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{n:,} samples in 64 leaves (depth 3), {encoder.name}, {default_encoder().threads} thread(s)")
+    print(f"  embed (cold)                 {timings['embed (cold)']:7.2f} s  ({computed / timings['embed (cold)']:,.0f} "
+          "samples/s)")
+    print(f"  report (cached vectors)      {timings['report (cached vectors)']:7.2f} s  "
+          f"(mean cosine {report.dataset.mean_cosine:.3f}, {report.dataset.near_dup_pairs} near-dup pairs, "
+          f"{len(report.splits)} sibling pairs)")
+    print(f"  report after +100 samples    {timings['report after +100 samples']:7.2f} s  ({after.computed} embedded)")
+    print(f"  peak RSS                     {rss:7.0f} MB")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=quality.DEFAULT_THRESHOLD)
     p.add_argument("--db", help="keep the projects in this file (default: a temporary one)")
     p.add_argument("--json", help="also write both reports and the table here")
+    p.add_argument("--scale", type=int, help="no LLM: time embedding and the quality report on this many samples")
     args = p.parse_args(argv)
 
     db = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="treesynth-diversity-")) / "diversity.db"
+    if args.scale:
+        return scale(args.scale, db)
     encoder = default_encoder()
     with endpoint_for(args) as (endpoint, label), Store(db) as store:
         spec = ProjectSpec(name="diversity bench", task=args.task, fields=parse_fields(args.fields),
@@ -144,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: unequal counts (tree {tree.dataset.n}, naive {naive.dataset.n}): a leaf or the naive "
                   "arm fell short after its refill rounds (duplicates or failed calls)")
         print(format_comparison(table, "tree", "naive"), end="")
+        small, big = sorted([naive, tree], key=lambda r: r.dataset.n)
+        if small.dataset.n != big.dataset.n and small.dataset.n >= 2:
+            sub = at_size(store, big, small.dataset.n)
+            which = "tree" if big is tree else "naive"
+            print(f"the {which} arm at the other's size ({small.dataset.n} of its {big.dataset.n} samples, mean of "
+                  f"50 random draws): " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in sub.items()))
         rows = []
         for name, a, r in (("naive", naive_arm, naive), ("tree", tree_arm, tree)):
             valid = a["inserted"] + a["duplicates"]
