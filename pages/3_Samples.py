@@ -248,7 +248,7 @@ def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[in
         return
     plan = judge.plan_judge(store, pid, leaf_ids=leaf_ids)
     s = store.project(pid).settings
-    st.caption(f"{plan.unjudged:,} live sample(s) of the {len(leaf_ids):,} leaf/leaves shown have no verdict: "
+    st.caption(f"{plan.unjudged:,} live sample(s) of the {len(plan.leaves):,} leaf/leaves shown have no verdict: "
                f"{plan.judge_calls:,} judge call(s), one per leaf ({judge.JUDGE_CHUNK} samples a call), cost "
                f"{ui.cost_text(plan.prompt_tokens, plan.completion_tokens, s)}")
     if st.button(f"Judge the shown leaves ({plan.unjudged:,} sample(s))", key="samples_judge_run",

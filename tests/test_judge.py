@@ -13,14 +13,13 @@ import time
 
 import pytest
 
-from tests.conftest import make_project
 from tests.test_cli import cli, cli_env, command, make_db, read_only, run_main
 from treesynth_core import edits
 from treesynth_core.fakellm import MISFIT_MARKER, FakeLLM, Scripted, step_of
 from treesynth_core.generate import generate
 from treesynth_core.judge import (NOT_JUDGED, check_reply, judge_samples, judge_until, plan_judge,
                                   sample_attributes, sample_verdicts)
-from treesynth_core.llm import LLM
+from treesynth_core.judge_cli import plan_text
 from treesynth_core.outcome import Outcome
 from treesynth_core.partition import build
 from treesynth_core.prompts import JudgeReply
@@ -222,7 +221,7 @@ def test_until_n_honours_a_leaf_quota_and_accepted_samples(fake, store, tree, ll
     edits.set_quota(store, leaves[0].id, 2)
     fill(store, tree, llm, per_leaf=1)
     first = store.samples(tree, node_ids=[leaves[1].id])[0]
-    edits.edit_sample(store, first["id"], {**first["data"], "question": first["data"]["question"] + f" {MISFIT_MARKER}"})
+    edits.edit_sample(store, first["id"], {**first["data"], "question": f"{first['data']['question']} {MISFIT_MARKER}"})
     edits.set_sample_status(store, [first["id"]], "accepted")  # a human kept it: the judge never rejects it
     report = judge_until(store, tree, llm, per_leaf=3)
     assert report.outcome is Outcome.COMPLETE, report.summary()
@@ -284,7 +283,7 @@ def test_plan_counts_calls_and_sets_a_default_budget(fake, store, tree, llm):
     until = plan_judge(store, tree, until=5, chunk=10)
     assert until.missing == 18 and until.generation_calls == LEAVES and until.new_judge_calls == LEAVES
     assert until.calls == 3 * LEAVES and until.default_budget == 3 * until.calls
-    assert "budget 81 call(s) at most" in until.text() and "cost unknown" in until.text()
+    assert "budget 81 call(s) at most" in plan_text(until) and "cost unknown" in plan_text(until)
 
 
 # ----------------------------------------------------------------------------- the command

@@ -41,7 +41,7 @@ from .generate import generate, plan_generation
 from .llm import LLM
 from .outcome import AbortRule, Outcome, failure_reason
 from .prompts import JUDGE_REASON_CHARS, JudgeReply, judge_messages, judge_schema
-from .spec import ProjectSpec, bounds
+from .spec import ProjectSpec, Settings, bounds
 from .store import Store
 from .tree import Node, Tree
 
@@ -260,7 +260,7 @@ class JudgePlan:
     completion_tokens: int
     reasks: int
     default_budget: int  # until N: BUDGET_FACTOR x the calls (at least MIN_BUDGET); plain: the worst case
-    settings: object
+    settings: Settings
 
     @property
     def calls(self) -> int:
@@ -269,28 +269,6 @@ class JudgePlan:
     @property
     def cost(self) -> float | None:
         return self.settings.cost(self.prompt_tokens, self.completion_tokens)
-
-    def budget_cost(self, budget: int) -> float | None:
-        """What ``budget`` calls cost at most, at the plan's tokens per call (None: prices unknown)."""
-        if not self.calls:
-            return self.settings.cost(0, 0)
-        per_call = (self.prompt_tokens / self.calls, self.completion_tokens / self.calls)
-        return self.settings.cost(int(per_call[0] * budget), int(per_call[1] * budget))
-
-    def text(self, budget: int | None = None) -> str:
-        budget = self.default_budget if budget is None else budget
-        cost = "unknown (no prices set)" if self.cost is None else f"${self.cost:.4f}"
-        worst = self.budget_cost(budget)
-        line = (f"plan: {len(self.leaves)} leaves, {self.unjudged} sample(s) to judge ({self.judge_calls} judge "
-                f"call(s))")
-        if self.until is not None:
-            line += (f"; until {self.until} fit per leaf: {self.missing} sample(s) to generate "
-                     f"({self.generation_calls} call(s)) and judge ({self.new_judge_calls} call(s)), more for each "
-                     "misfit")
-        line += (f"; {self.calls} call(s), ~{self.prompt_tokens + self.completion_tokens} tokens, cost {cost}; "
-                 f"budget {budget} call(s) at most"
-                 + ("" if worst is None else f" (~${worst:.4f})"))
-        return line
 
 
 def _check_count(name: str, value, low: int, high: int) -> int:
@@ -304,14 +282,6 @@ BUDGET_RANGE = (1, 1_000_000)
 CHUNK_RANGE = (1, 50)
 
 
-def _targets(store: Store, project_id: int, until: int | None, under: str | None,
-             leaf_ids: list[str] | None) -> tuple[list[LeafTarget], object]:
-    plan = plan_generation(store, project_id, per_leaf=until, under=under, leaf_ids=leaf_ids)
-    tree = store.tree(project_id)
-    return [LeafTarget(leaf.node_id, leaf.path, leaf.quota, tree.nodes[leaf.node_id].quota is not None)
-            for leaf in plan.leaves], plan
-
-
 def plan_judge(store: Store, project_id: int, *, until: int | None = None, under: str | None = None,
                leaf_ids: list[str] | None = None, chunk: int = JUDGE_CHUNK,
                samples_per_call: int | None = None) -> JudgePlan:
@@ -322,25 +292,26 @@ def plan_judge(store: Store, project_id: int, *, until: int | None = None, under
     _check_count("chunk", chunk, *CHUNK_RANGE)
     spec = store.project(project_id)
     s = spec.settings
-    leaves, gen_plan = _targets(store, project_id, until, under, leaf_ids)
+    gen_plan = plan_generation(store, project_id, per_leaf=until, under=under, leaf_ids=leaf_ids)
+    tree = store.tree(project_id)
+    leaves = [LeafTarget(leaf.node_id, leaf.path, leaf.quota, tree.nodes[leaf.node_id].quota is not None)
+              for leaf in gen_plan.leaves]
     spc = samples_per_call or s.samples_per_call
-    work = _Work(store, project_id, spec, store.tree(project_id), [leaf.node_id for leaf in leaves])
-    snapshot = work.snapshot()
-    unjudged = judge_calls = missing = gen_calls = new_judge = chars = shown = 0
+    snapshot = _snapshot(store, project_id, spec, {leaf.node_id: tree.path(leaf.node_id) for leaf in leaves})
+    unjudged = judge_calls = missing = gen_calls = new_judge = chars = 0
     for leaf in leaves:
         state = snapshot.leaf(leaf.node_id)
-        leaf.live, leaf.fitting, leaf.unjudged, leaf.known_misfits = (state.live, state.fitting, state.unjudged,
-                                                                      state.misfits)
+        leaf.live, leaf.fitting, leaf.unjudged = state.live, state.fitting, state.unjudged
+        leaf.known_misfits = len(state.misfit_ids)
         unjudged += state.unjudged
         judge_calls += sum(math.ceil(len(group) / chunk) for group in state.groups.values())
         if until is not None:
-            m = max(0, leaf.target - (state.live - state.misfits))
+            m = max(0, leaf.target - (state.live - leaf.known_misfits))
             missing += m
             gen_calls += math.ceil(m / spc)
             new_judge += math.ceil(m / chunk)
         chars += state.chars
-        shown += state.unjudged
-    per_sample = (chars / shown / 4) if shown else gen_plan.tokens_per_sample
+    per_sample = (chars / unjudged / 4) if unjudged else gen_plan.tokens_per_sample
     attrs = max((len(a) for st in snapshot.leaves.values() for a in st.groups), default=3)
     judge_prompt = (judge_calls + new_judge) * JUDGE_PROMPT_TOKENS + int((unjudged + missing) * per_sample)
     judge_reply = (unjudged + missing) * (attrs * VERDICT_TOKENS + 8)
@@ -361,8 +332,7 @@ class _LeafState:
     live: int = 0
     fitting: int = 0  # fits, or accepted by a human
     unjudged: int = 0
-    misfits: int = 0  # live "generated" samples that misfit (to reject)
-    misfit_ids: list[int] = field(default_factory=list)
+    misfit_ids: list[int] = field(default_factory=list)  # live "generated" samples that misfit (to reject)
     groups: dict[Attributes, list[dict]] = field(default_factory=dict)  # unjudged samples by what they are judged on
     chars: int = 0  # text of the unjudged samples (the plan's token estimate)
 
@@ -375,63 +345,26 @@ class _Snapshot:
         return self.leaves.get(node_id) or _LeafState()
 
 
-class _Work:
-    """Reads the selection's live samples and their verdicts (one query each), and runs judge calls."""
-
-    def __init__(self, store: Store, project_id: int, spec: ProjectSpec, tree: Tree, leaf_ids: list[str],
-                 llm: LLM | None = None):
-        self.store, self.project_id, self.spec, self.tree, self.llm = store, project_id, spec, tree, llm
-        self.leaf_ids = leaf_ids
-        self.paths = {leaf_id: tree.path(leaf_id) for leaf_id in leaf_ids}
-
-    def snapshot(self) -> _Snapshot:
-        out: dict[str, _LeafState] = {leaf_id: _LeafState() for leaf_id in self.leaf_ids}
-        if not self.leaf_ids:
-            return _Snapshot(out)
-        samples = self.store.samples(self.project_id, node_ids=self.leaf_ids, statuses=LIVE)
-        stored = self.store.verdicts(self.project_id, node_ids=self.leaf_ids)
-        for s in samples:
-            state = out[s["node_id"]]
-            attributes = sample_attributes(self.spec, self.paths[s["node_id"]], s["drawn"])
-            verdict = current_verdict(stored.get(s["id"]), attributes)
-            state.live += 1
-            if verdict.fits is None:
-                state.unjudged += 1
-                state.groups.setdefault(attributes, []).append(s)
-                state.chars += sum(len(str(v)) for v in s["data"].values())
-            if s["status"] == "accepted" or verdict.fits:
-                state.fitting += 1
-            elif verdict.fits is False:
-                state.misfits += 1
-                state.misfit_ids.append(s["id"])
+def _snapshot(store: Store, project_id: int, spec: ProjectSpec, paths: dict[str, list[Node]]) -> _Snapshot:
+    """The state of these leaves (leaf id -> its path): their live samples and verdicts, one query each."""
+    out = {leaf_id: _LeafState() for leaf_id in paths}
+    if not paths:
         return _Snapshot(out)
-
-    def judge_call(self, leaf_id: str, attributes: Attributes, samples: list[dict], reject: bool
-                   ) -> tuple[int, int, int]:
-        """One judge call: ask, check, store the verdicts and (``reject``) reject the misfits among the
-        "generated" samples, in one transaction. Returns (judged, misfits, rejected)."""
-        s = self.spec.settings
-        n, k = len(samples), len(attributes)
-
-        def check(reply: JudgeReply) -> None:
-            check_reply(reply, n, k)
-
-        reply = self.llm.ask(
-            judge_messages(self.spec, list(attributes), [x["data"] for x in samples]), schema=JudgeReply,
-            purpose="judge", node_id=leaf_id, temperature=JUDGE_TEMPERATURE,
-            max_tokens=min(16_000, max(s.max_tokens, 100 + n * (15 + k * 45))), reasks=s.reasks, check=check,
-            json_schema=judge_schema(n, k), cache=False, model=s.model)
-        by_number = {v.sample: v for v in reply.value.verdicts}
-        verdicts = {x["id"]: [(dim, value, a.fits, " ".join(a.reason.split())[:JUDGE_REASON_CHARS])
-                              for (dim, value), a in zip(attributes, by_number[i].attributes)]
-                    for i, x in enumerate(samples, 1)}
-        misfits = [x["id"] for x in samples if not all(row[2] for row in verdicts[x["id"]])]
-        doomed = [x["id"] for x in samples if x["id"] in misfits and x["status"] == "generated"] if reject else []
-        with self.store.atomic():  # the verdicts and the rejections they lead to: one commit
-            judged = self.store.save_verdicts(reply.call_id, verdicts)
-            if doomed:
-                edits.set_sample_status(self.store, doomed, "rejected")
-        return judged, len(misfits), len(doomed)
+    stored = store.verdicts(project_id, node_ids=list(paths))
+    for s in store.samples(project_id, node_ids=list(paths), statuses=LIVE):
+        state = out[s["node_id"]]
+        attributes = sample_attributes(spec, paths[s["node_id"]], s["drawn"])
+        verdict = current_verdict(stored.get(s["id"]), attributes)
+        state.live += 1
+        if verdict.fits is None:
+            state.unjudged += 1
+            state.groups.setdefault(attributes, []).append(s)
+            state.chars += sum(len(str(v)) for v in s["data"].values())
+        if s["status"] == "accepted" or verdict.fits:
+            state.fitting += 1
+        elif verdict.fits is False:
+            state.misfit_ids.append(s["id"])
+    return _Snapshot(out)
 
 
 # ----------------------------------------------------------------------------- the budget
@@ -467,19 +400,47 @@ class CallBudget:
 
 
 class _Run:
+    """One run over a selection of leaves: its snapshots, its judge calls (a window of them on worker threads,
+    the results collected on the caller's thread), its budget, abort rule and report."""
+
     def __init__(self, store: Store, project_id: int, llm: LLM, report: JudgeReport, leaves: list[LeafTarget], *,
-                 chunk: int, concurrency: int | None, on_progress, should_stop):
+                 chunk: int, concurrency: int | None, should_stop: Callable[[], bool] | None):
         self.store, self.project_id, self.llm, self.report = store, project_id, llm, report
         self.spec = store.project(project_id)
-        self.work = _Work(store, project_id, self.spec, store.tree(project_id), [leaf.node_id for leaf in leaves],
-                          llm)
-        self.leaves = leaves
+        tree = store.tree(project_id)
+        self.paths = {leaf.node_id: tree.path(leaf.node_id) for leaf in leaves}
         self.chunk = chunk
         self.concurrency = concurrency or self.spec.settings.concurrency
-        self.on_progress = on_progress
         self.should_stop = should_stop
         self.budget = CallBudget(store, project_id, report.budget, self.spec.settings.reasks + 1)
         self.rule = AbortRule()
+
+    def snapshot(self) -> _Snapshot:
+        return _snapshot(self.store, self.project_id, self.spec, self.paths)
+
+    def judge_call(self, leaf_id: str, attributes: Attributes, samples: list[dict], reject: bool
+                   ) -> tuple[int, int, int]:
+        """A worker: one judge call. Ask, check, then store the verdicts and (``reject``) reject the misfits
+        among the "generated" samples, in one transaction. Returns (judged, misfits, rejected)."""
+        s = self.spec.settings
+        n, k = len(samples), len(attributes)
+        reply = self.llm.ask(
+            judge_messages(self.spec, list(attributes), [x["data"] for x in samples]), schema=JudgeReply,
+            purpose="judge", node_id=leaf_id, temperature=JUDGE_TEMPERATURE,
+            max_tokens=min(16_000, max(s.max_tokens, 100 + n * (15 + k * 45))), reasks=s.reasks,
+            check=lambda value: check_reply(value, n, k), json_schema=judge_schema(n, k), cache=False,
+            model=s.model)
+        by_number = {v.sample: v for v in reply.value.verdicts}
+        verdicts = {x["id"]: [(dim, value, a.fits, " ".join(a.reason.split())[:JUDGE_REASON_CHARS])
+                              for (dim, value), a in zip(attributes, by_number[i].attributes)]
+                    for i, x in enumerate(samples, 1)}
+        misfits = [x for x in samples if not all(row[2] for row in verdicts[x["id"]])]
+        doomed = [x["id"] for x in misfits if x["status"] == "generated"] if reject else []
+        with self.store.atomic():  # the verdicts and the rejections they lead to: one commit
+            judged = self.store.save_verdicts(reply.call_id, verdicts)
+            if doomed:
+                edits.set_sample_status(self.store, doomed, "rejected")
+        return judged, len(misfits), len(doomed)
 
     def stopping(self) -> bool:
         if not self.report.cancelled and self.should_stop is not None and self.should_stop():
@@ -506,7 +467,7 @@ class _Run:
                             queue.clear()
                         break
                     unit = queue.pop()
-                    in_flight[pool.submit(self.work.judge_call, *unit, reject)] = unit
+                    in_flight[pool.submit(self.judge_call, *unit, reject)] = unit
                 if not in_flight:
                     break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -535,7 +496,7 @@ class _Run:
     def finish(self, snapshot: _Snapshot, targets: dict[str, int] | None) -> None:
         r = self.report
         r.calls = self.budget.spent()
-        r.unjudged = sum(snapshot.leaf(leaf.node_id).unjudged for leaf in self.leaves)
+        r.unjudged = sum(snapshot.leaf(leaf_id).unjudged for leaf_id in self.paths)
         if targets is not None:
             states = {leaf_id: snapshot.leaf(leaf_id) for leaf_id in targets}
             r.fitting = sum(min(states[i].fitting, t) for i, t in targets.items())
@@ -557,15 +518,15 @@ def judge_samples(store: Store, project_id: int, llm: LLM, *, under: str | None 
         report.no_leaves = "no leaf to judge: none matches the selection (or the tree has no leaves yet)"
         return report
     run = _Run(store, project_id, llm, report, plan.leaves, chunk=chunk, concurrency=concurrency,
-               on_progress=on_progress, should_stop=should_stop)
+               should_stop=should_stop)
 
     def progress() -> None:
         if on_progress is not None:
             on_progress(min(report.judged, report.to_judge), report.to_judge)
 
     progress()
-    run.judge_pending(run.work.snapshot(), [leaf.node_id for leaf in plan.leaves], reject=False, progress=progress)
-    run.finish(run.work.snapshot(), None)
+    run.judge_pending(run.snapshot(), [leaf.node_id for leaf in plan.leaves], reject=False, progress=progress)
+    run.finish(run.snapshot(), None)
     if report.cancelled:
         raise Cancelled(f"judging cancelled: {report.summary()}", "judge again to continue", report=report)
     return report
@@ -594,7 +555,7 @@ def judge_until(store: Store, project_id: int, llm: LLM, *, per_leaf: int, under
     own_quota = {leaf.node_id for leaf in plan.leaves if leaf.own_quota}
     report.target = sum(targets.values())
     run = _Run(store, project_id, llm, report, plan.leaves, chunk=chunk, concurrency=concurrency,
-               on_progress=on_progress, should_stop=should_stop)
+               should_stop=should_stop)
     stalled = dict.fromkeys(targets, 0)
     before: dict[str, int] | None = None
     attempted: set[str] = set()
@@ -606,14 +567,14 @@ def judge_until(store: Store, project_id: int, llm: LLM, *, per_leaf: int, under
         if on_progress is not None and snapshot is not None:
             on_progress(fitting_now(snapshot), report.target)
 
-    snapshot = run.work.snapshot()
+    snapshot = run.snapshot()
     progress(snapshot)
     while not run.stopping():
         report.rounds += 1
         _reject(store, snapshot, targets, report)  # misfits judged earlier (a plain judge run) are rejected first
         active = [i for i in targets if stalled[i] < MAX_STALLED]
         run.judge_pending(snapshot, active, reject=True, progress=lambda: None)
-        snapshot = run.work.snapshot()
+        snapshot = run.snapshot()
         progress(snapshot)
         now = {i: snapshot.leaf(i).fitting for i in targets}
         if before is not None:
@@ -645,7 +606,7 @@ def judge_until(store: Store, project_id: int, llm: LLM, *, per_leaf: int, under
                 run.budget.release(calls)
             report.generation_calls += calls
             attempted.update(ids)
-        snapshot = run.work.snapshot()
+        snapshot = run.snapshot()
     run.finish(snapshot, targets)
     report.stalled = [i for i in report.short if stalled[i] >= MAX_STALLED]
     if report.cancelled:
@@ -662,7 +623,7 @@ def _reject(store: Store, snapshot: _Snapshot, targets: dict[str, int], report: 
         for i in targets:
             state = snapshot.leaf(i)
             state.live -= len(state.misfit_ids)
-            state.misfits, state.misfit_ids = 0, []
+            state.misfit_ids = []
 
 
 def _within_budget(fill: dict[str, int], affordable: int, spc: int, chunk: int, own_quota: set[str]

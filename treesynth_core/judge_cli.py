@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from .errors import TreeSynthError
-from .judge import BUDGET_RANGE, CHUNK_RANGE, JUDGE_CHUNK, judge_samples, judge_until, plan_judge
+from .judge import BUDGET_RANGE, CHUNK_RANGE, JUDGE_CHUNK, JudgePlan, judge_samples, judge_until, plan_judge
 from .llm import LLM
 from .outcome import Outcome
 
@@ -48,6 +48,22 @@ def register(sub) -> None:
     c.add_argument("--concurrency", type=cli.setting("concurrency"), help="parallel LLM calls")
 
 
+def plan_text(plan: JudgePlan, budget: int | None = None) -> str:
+    """The plan in one line: what is to judge and generate, its calls, tokens and cost, and the budget (with what
+    it costs at most at the plan's tokens per call)."""
+    budget = plan.default_budget if budget is None else budget
+    s = plan.settings
+    cost = "unknown (no prices set)" if plan.cost is None else f"${plan.cost:.4f}"
+    per_call = (plan.prompt_tokens / plan.calls, plan.completion_tokens / plan.calls) if plan.calls else (0, 0)
+    worst = s.cost(int(per_call[0] * budget), int(per_call[1] * budget))
+    line = f"plan: {len(plan.leaves)} leaves, {plan.unjudged} sample(s) to judge ({plan.judge_calls} judge call(s))"
+    if plan.until is not None:
+        line += (f"; until {plan.until} fit per leaf: {plan.missing} sample(s) to generate ({plan.generation_calls} "
+                 f"call(s)) and judge ({plan.new_judge_calls} call(s)), more for each misfit")
+    return line + (f"; {plan.calls} call(s), ~{plan.prompt_tokens + plan.completion_tokens} tokens, cost {cost}; "
+                   f"budget {budget} call(s) at most" + ("" if worst is None else f" (~${worst:.4f})"))
+
+
 def cmd_judge(args) -> int:
     from . import cli
 
@@ -55,7 +71,7 @@ def cmd_judge(args) -> int:
         under = cli._node(store.tree(project_id), args.under, "--under")
         plan = plan_judge(store, project_id, until=args.until, under=under, chunk=args.chunk,
                           samples_per_call=args.samples_per_call)
-        print(plan.text(args.budget))
+        print(plan_text(plan, args.budget))
         if not plan.leaves:
             raise TreeSynthError("no leaf to judge: the tree has no leaves under the selection yet",
                                  "run build first, or pick another --under")
