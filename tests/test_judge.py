@@ -304,7 +304,7 @@ def test_judge_command_exit_codes(tmp_path, capsys, monkeypatch):
             assert not store.samples(store.only_project_id(), statuses=["rejected"])  # nothing done without --yes
         partial = cli("judge", "--db", db, "--until", "4", "--yes", "--budget", "9", env=env, cwd=tmp_path)
         assert partial.returncode == 3 and "warning: partial judge" in partial.stderr, partial.stderr
-        assert "the budget is spent" in partial.stdout
+        assert "the budget is spent" in partial.stdout and "  short: topic=topic " in partial.stderr
         done = cli("judge", "--db", db, "--until", "4", "--yes", env=env, cwd=tmp_path)
         assert done.returncode == 0 and "36/36 fitting samples" in done.stdout, done.stdout + done.stderr
         fake.fault_fn = lambda body: Scripted(status=500) if step_of(body) == "judge" else None

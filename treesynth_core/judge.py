@@ -174,7 +174,6 @@ class JudgeReport:
     aborted: bool = False  # stopped by the abort rule (the judge failed repeatedly before any success)
     cancelled: bool = False
     no_leaves: str | None = None
-    rounds: int = 0
 
     @property
     def failed_count(self) -> int:
@@ -242,7 +241,6 @@ class LeafTarget:
     live: int = 0
     fitting: int = 0
     unjudged: int = 0
-    known_misfits: int = 0  # live "generated" samples whose current verdict is a misfit
 
 
 @dataclass
@@ -302,11 +300,10 @@ def plan_judge(store: Store, project_id: int, *, until: int | None = None, under
     for leaf in leaves:
         state = snapshot.leaf(leaf.node_id)
         leaf.live, leaf.fitting, leaf.unjudged = state.live, state.fitting, state.unjudged
-        leaf.known_misfits = len(state.misfit_ids)
         unjudged += state.unjudged
         judge_calls += sum(math.ceil(len(group) / chunk) for group in state.groups.values())
         if until is not None:
-            m = max(0, leaf.target - (state.live - leaf.known_misfits))
+            m = max(0, leaf.target - (state.live - len(state.misfit_ids)))  # the known misfits will go
             missing += m
             gen_calls += math.ceil(m / spc)
             new_judge += math.ceil(m / chunk)
@@ -570,7 +567,6 @@ def judge_until(store: Store, project_id: int, llm: LLM, *, per_leaf: int, under
     snapshot = run.snapshot()
     progress(snapshot)
     while not run.stopping():
-        report.rounds += 1
         _reject(store, snapshot, targets, report)  # misfits judged earlier (a plain judge run) are rejected first
         active = [i for i in targets if stalled[i] < MAX_STALLED]
         run.judge_pending(snapshot, active, reject=True, progress=lambda: None)

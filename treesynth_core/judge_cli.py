@@ -19,6 +19,8 @@ from .judge import BUDGET_RANGE, CHUNK_RANGE, JUDGE_CHUNK, JudgePlan, judge_samp
 from .llm import LLM
 from .outcome import Outcome
 
+SHORT_SHOWN = 5  # short leaves listed after a partial run
+
 
 def register(sub) -> None:
     """Add ``judge`` to the CLI's subparsers."""
@@ -104,6 +106,11 @@ def cmd_judge(args) -> int:
         print(report.summary())
     elif outcome is Outcome.PARTIAL:
         print(report.summary())
+        paths = {leaf.node_id: leaf.path for leaf in plan.leaves}
+        for leaf_id, missing in list(report.short.items())[:SHORT_SHOWN]:
+            print(f"  short: {paths.get(leaf_id, leaf_id)}: {missing} fitting sample(s) missing"
+                  + (" (no new fitting sample in the last rounds)" if leaf_id in report.stalled else ""),
+                  file=sys.stderr)
         print(f"warning: partial judge ({report.failed_count} call(s) failed, {len(report.short)} leaf/leaves short, "
               f"{report.unjudged} sample(s) not judged); what finished is kept: run the same command again to "
               "continue", file=sys.stderr)
