@@ -133,12 +133,18 @@ def totals_panel(store, pid: int) -> None:
     m[6].metric("LLM calls", use["calls"], help=f"{use['failed_calls']} failed")
     st.markdown(f"**Tokens:** {use['prompt_tokens']:,} in / {use['completion_tokens']:,} out · **Cost so far:** "
                 f"{ui.cost_text(use['prompt_tokens'], use['completion_tokens'], spec.settings)}")
-    if len(tree) == 1:
+    if spec.settings.max_depth == 0:
+        st.info("This project has no tree on purpose (depth 0): its samples come from the task alone. "
+                "Next: open **Generate**.")
+        st.page_link("pages/2_Generate.py", label="Go to Generate", icon=":material/bolt:")
+    elif len(tree) == 1:
         st.info("Next: open **Tree** and let the LLM propose the tree (or set the first split by hand).")
         st.page_link("pages/1_Tree.py", label="Go to Tree", icon=":material/account_tree:")
     with st.expander("Settings of this project (quota, temperatures, prices…)"):
-        with st.form("home_settings"):
-            values = ui.settings_inputs("home_set", spec.settings)
+        # Widgets keyed by project: Streamlit keeps a widget's value across reruns by key, so a shared key would
+        # show (and save) the previously opened project's settings.
+        with st.form(f"home_settings_{pid}"):
+            values = ui.settings_inputs(f"home_set_{pid}", spec.settings)
             if st.form_submit_button("Save settings"):
                 try:
                     spec.settings = Settings(**{**spec.settings.model_dump(), **values})

@@ -112,12 +112,34 @@ def test_totals_count_nodes_samples_and_tokens(app_env):
 def test_settings_can_be_changed(app_env):
     pid = app_env.project()
     at = app_env.app(project_id=pid)
-    at.number_input(key="home_set_price_in").set_value(2.5)
-    at.number_input(key="home_set_max_depth").set_value(4)
-    at.button(key="FormSubmitter:home_settings-Save settings").click().run()
+    at.number_input(key=f"home_set_{pid}_price_in").set_value(2.5)
+    at.number_input(key=f"home_set_{pid}_max_depth").set_value(4)
+    at.button(key=f"FormSubmitter:home_settings_{pid}-Save settings").click().run()
     with app_env.store() as store:
         s = store.project(pid).settings
     assert s.price_input_per_m == 2.5 and s.max_depth == 4 and s.price_output_per_m is None
+
+
+def test_settings_shown_and_saved_are_the_open_projects_own(app_env):
+    """Opening another project shows its settings, and saving writes them to it, never another's values."""
+    first = app_env.project(per_leaf=7, price_input_per_m=3.0)
+    second = app_env.project(per_leaf=12)
+    at = app_env.app(project_id=first)
+    assert at.number_input(key=f"home_set_{first}_per_leaf").value == 7
+    at.session_state["ts_project_id"] = second  # the same session opens the other project
+    at.run()
+    assert at.number_input(key=f"home_set_{second}_per_leaf").value == 12
+    assert at.number_input(key=f"home_set_{second}_price_in").value is None
+    at.button(key=f"FormSubmitter:home_settings_{second}-Save settings").click().run()
+    with app_env.store() as store:
+        one, two = store.project(first).settings, store.project(second).settings
+    assert (one.per_leaf, one.price_input_per_m) == (7, 3.0) and (two.per_leaf, two.price_input_per_m) == (12, None)
+
+
+def test_a_project_without_a_tree_points_to_generate(app_env):
+    pid = app_env.project(max_depth=0)
+    shown = texts(app_env.app(project_id=pid))
+    assert "no tree on purpose" in shown and "let the LLM propose the tree" not in shown
 
 
 def test_unreachable_endpoint_says_what_to_do(app_env, monkeypatch):
@@ -205,10 +227,10 @@ def test_number_inputs_use_the_limits_of_the_settings(app_env):
 
     pid = app_env.built()
     at = app_env.app(project_id=pid)
-    for key, name in [("home_set_pivots", "pivots"), ("home_set_max_values", "max_values"),
-                      ("home_set_max_depth", "max_depth"), ("home_set_per_leaf", "per_leaf"),
-                      ("home_set_samples_per_call", "samples_per_call"), ("home_set_concurrency", "concurrency"),
-                      ("home_set_t_generation", "generation_temperature")]:
+    for key, name in [(f"home_set_{pid}_pivots", "pivots"), (f"home_set_{pid}_max_values", "max_values"),
+                      (f"home_set_{pid}_max_depth", "max_depth"), (f"home_set_{pid}_per_leaf", "per_leaf"),
+                      (f"home_set_{pid}_samples_per_call", "samples_per_call"), (f"home_set_{pid}_concurrency", "concurrency"),
+                      (f"home_set_{pid}_t_generation", "generation_temperature")]:
         box = at.number_input(key=key)
         assert (box.min, box.max) == setting_range(name), key
     gen = app_env.app("pages/2_Generate.py", pid)
@@ -224,8 +246,8 @@ def test_number_inputs_use_the_limits_of_the_settings(app_env):
 def test_a_setting_outside_the_limits_never_reaches_the_store(app_env):
     pid = app_env.project()
     at = app_env.app(project_id=pid)
-    at.number_input(key="home_set_per_leaf").set_value(0)
-    at.button(key="FormSubmitter:home_settings-Save settings").click().run()
+    at.number_input(key=f"home_set_{pid}_per_leaf").set_value(0)
+    at.button(key=f"FormSubmitter:home_settings_{pid}-Save settings").click().run()
     assert not at.exception
     with app_env.store() as store:
         assert store.project(pid).settings.per_leaf == 3  # unchanged
