@@ -363,3 +363,15 @@ def test_judge_until_killed_mid_run_resumes_to_exactly_n_fitting_per_leaf(tmp_pa
         assert all(v.fits for v in sample_verdicts(store, project, live).values())
         rejected = store.samples(project, statuses=["rejected"])
         assert kept_rejected <= {s["id"] for s in rejected} and all(marked(s) for s in rejected)
+
+
+def test_until_n_runs_as_a_background_job_like_build_and_generate(fake, store, tree, llm):
+    """The app's jobs run the judge too: its outcome, failed count and summary land in the job row."""
+    from treesynth_core import jobs
+
+    fill(store, tree, llm, per_leaf=2)
+    job_id = jobs.create_job(store, tree, "judge", {"per_leaf": 4})
+    job = jobs.run_job(store.path, job_id, fake.endpoint(max_retries=0, timeout=5))
+    assert job["status"] == "complete" and job["failed"] == 0, job["message"]
+    assert fitting_live(store, tree) == {leaf: 4 for leaf in fitting_live(store, tree)}
+    assert job["done"] == job["total"] == 4 * LEAVES

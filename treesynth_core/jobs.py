@@ -23,6 +23,7 @@ from typing import Callable
 from .config import Endpoint
 from .errors import Cancelled, NotFoundError, TreeEditError, TreeSynthError
 from .generate import generate, run
+from .judge import judge_until
 from .llm import LLM
 from .outcome import Outcome
 from .partition import build
@@ -31,8 +32,8 @@ from .store import Store, now
 log = logging.getLogger(__name__)
 _threads: dict[tuple[str, int], threading.Thread] = {}
 _registry = threading.RLock()  # held from a job's creation until its thread is registered
-KINDS = ("build", "generate", "run")
-ACTIONS: dict[str, Callable] = {"build": build, "generate": generate, "run": run}
+KINDS = ("build", "generate", "run", "judge")
+ACTIONS: dict[str, Callable] = {"build": build, "generate": generate, "run": run, "judge": judge_until}
 PROGRESS_EVERY = 0.25  # seconds between two progress writes (or cancel reads) of a running job
 
 
