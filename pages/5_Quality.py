@@ -103,6 +103,11 @@ def show_pair(texts: dict[int, str], a: int, b: int, cosine: float) -> None:
     st.caption(f"cosine {cosine:.3f}")
 
 
+def counted(total: int, kept: int, noun: str) -> str:
+    """"9,787 pairs (the 2,000 most similar kept)": a count and, when the report kept fewer, how many it kept."""
+    return f"{total:,} {noun}" + (f" (the {kept:,} most similar kept)" if total > kept else "")
+
+
 def worst_splits(store, pid: int, report, tree: Tree, paths: dict, fields: list[str]) -> None:
     splits = [s for s in report.splits if s.node_id in tree.nodes][:SPLITS_SHOWN]
     if not splits:
@@ -115,14 +120,14 @@ def worst_splits(store, pid: int, report, tree: Tree, paths: dict, fields: list[
     for index, s in enumerate(splits):
         title = (f"{paths.get(s.node_id, '')}  ·  {s.dimension}: {s.value_a} vs {s.value_b}  ·  centroid cosine "
                  f"{s.centroid_cosine:.3f}  ·  separation {n_(s.separation, 2)}  ·  "
-                 f"{len(s.cross_pairs)} cross-sibling near-duplicate pair(s)")
+                 f"{counted(s.cross_pair_count, len(s.cross_pairs), 'cross-sibling near-duplicate pair(s)')}")
         with st.expander(ui.md_escape(title), expanded=index == 0):
             if not s.cross_pairs:
                 st.caption("No near-duplicate pair across these two siblings.")
             for a, b, cosine in s.cross_pairs[:PAIRS_PER_SPLIT]:
                 show_pair(texts, a, b, cosine)
-            if len(s.cross_pairs) > PAIRS_PER_SPLIT:
-                st.caption(f"… and {len(s.cross_pairs) - PAIRS_PER_SPLIT} more on the Samples page")
+            if s.cross_pair_count > PAIRS_PER_SPLIT:
+                st.caption(f"… and {s.cross_pair_count - PAIRS_PER_SPLIT:,} more on the Samples page")
             if st.button("See these samples on the Samples page", key=f"quality_goto_{index}",
                          icon=":material/fact_check:"):
                 st.session_state[GOTO_KEY] = {"project": pid, "under": s.node_id, "near_dups": True}

@@ -171,6 +171,17 @@ def test_the_worst_split_lists_its_pairs_and_leads_to_the_samples(app_env, varie
     assert shown_ids == {ids[i] for pair in COPIES[:2] for i in pair}
 
 
+def test_a_split_title_counts_every_cross_pair_and_says_how_many_were_kept(app_env, varied, monkeypatch):
+    monkeypatch.setattr(quality, "MAX_SPLIT_PAIRS", 1)  # the report keeps 1 pair per sibling pair
+    pid, ids = varied
+    at = app_env.app(QUALITY, pid)
+    compute(at)
+    first = at.expander[0]
+    assert "2 cross-sibling near-duplicate pair(s) (the 1 most similar kept)" in first.label, first.label
+    root_split = next(e for e in at.expander if "topic B vs topic C" in e.label or "topic C vs topic B" in e.label)
+    assert "1 cross-sibling near-duplicate pair(s)" in root_split.label and "kept" not in root_split.label
+
+
 def test_the_painted_sunburst_follows_the_colour_mode(app_env, varied):
     pid, ids = varied
     at = app_env.app(QUALITY, pid)

@@ -143,6 +143,29 @@ def test_sibling_overlap_flags_the_split_whose_values_overlap(store, encoder, tw
     assert finite(report.to_json())
 
 
+def test_capped_pairs_keep_their_true_counts(store, encoder, two_level, monkeypatch):
+    """The report keeps the most similar pairs (``max_pairs``, ``MAX_SPLIT_PAIRS`` per sibling pair) and says how
+    many there are in all: ``pair_count``, ``SplitOverlap.cross_pair_count``."""
+    monkeypatch.setattr(quality, "MAX_SPLIT_PAIRS", 1)
+    pid, n = two_level
+    report = quality.quality_report(store, pid, encoder=encoder, max_pairs=2)
+    assert report.dataset.near_dup_pairs >= 3 and len(report.pairs) == 2
+    assert report.pair_count == report.dataset.near_dup_pairs
+    worst = report.splits[0]
+    assert worst.node_id == n["math"] and len(worst.cross_pairs) == 1
+    # every pair in the math subtree that is not inside one of its two leaves crosses them
+    by_node, by_leaf = report.by_node, report.by_leaf
+    across = by_node[n["math"]].near_dup_pairs - by_leaf[n["pct"]].near_dup_pairs - by_leaf[n["disc"]].near_dup_pairs
+    assert worst.cross_pair_count == across >= 3
+    support = next(s for s in report.splits if s.node_id == n["support"])
+    assert support.cross_pair_count == 0
+    data = report.to_json()
+    assert data["pair_count"] == report.pair_count and len(data["pairs"]) == 2
+    assert data["splits"][0]["cross_pair_count"] == across and len(data["splits"][0]["cross_pairs"]) == 1
+    uncapped = quality.quality_report(store, pid, encoder=encoder)
+    assert uncapped.pair_count == len(uncapped.pairs) == report.pair_count
+
+
 def test_scope_statuses_and_quota(store, encoder, two_level):
     pid, n = two_level
     under = quality.quality_report(store, pid, under=n["support"], encoder=encoder)

@@ -198,3 +198,14 @@ def test_colour_range_has_a_minimum_span():
     lo, hi = colour_range([0.5, 0.52])
     assert hi - lo == pytest.approx(0.1) and lo < 0.5 < 0.52 < hi
     assert colour_range([0.99]) == (pytest.approx(0.9), 1.0)
+
+
+def test_overlap_hover_counts_every_cross_pair_not_the_kept_ones(store):
+    pid, tree = small_tree(store)
+    algebra, geometry = tree.kids(tree.root.id)
+    split = SimpleNamespace(node_id=tree.root.id, dimension="topic", value_a=algebra.value, value_b=geometry.value,
+                            child_a=algebra.id, child_b=geometry.id, centroid_cosine=0.9, separation=1.0,
+                            cross_pairs=[(1, 2, 0.95)] * 50, cross_pair_count=1234)  # 50 kept of 1,234
+    report = SimpleNamespace(by_leaf={}, by_node={}, splits=[split])
+    hover = dict(zip(*[build_figure(tree, color_by="overlap", quality=report).data[0][k] for k in ("ids", "hovertext")]))
+    assert "cross-sibling near-duplicate pairs with it: 1,234" in hover[algebra.id]

@@ -73,7 +73,9 @@ class SplitOverlap:
     """Two sibling values of one split and how much their samples overlap: ``centroid_cosine`` of the two
     groups' mean vectors (near 1: the same kind of sample), ``separation`` = mean cross cosine over the mean of
     the two groups' own mean cosines (near or above 1: the values do not separate the samples; None when a
-    group has fewer than 2 samples), ``cross_pairs`` the near-duplicates across the two, most similar first."""
+    group has fewer than 2 samples), ``cross_pairs`` the near-duplicates across the two, most similar first (at
+    most ``MAX_SPLIT_PAIRS`` kept), ``cross_pair_count`` how many there are (counted among the subtree's
+    ``diversity.MAX_PAIRS`` most similar pairs: exact below that)."""
 
     node_id: str
     dimension: str
@@ -87,6 +89,7 @@ class SplitOverlap:
     n_a: int = 0
     n_b: int = 0
     mean_cross_cosine: float | None = None
+    cross_pair_count: int = 0  # all cross-sibling near-duplicate pairs; ``cross_pairs`` keeps the most similar
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -106,6 +109,7 @@ class QualityReport:
     by_node: dict[str, Metrics]  # every internal node's subtree
     splits: list[SplitOverlap]  # every pair of sibling values with samples, most overlapping first
     pairs: list[tuple[int, int, float]]  # near-duplicate pairs (sample ids, cosine), most similar first, capped
+    # (``max_pairs``); ``pair_count`` below is how many there are in all
     sample_ids: list[int]
     leaf_of: dict[int, str]  # sample id -> the node holding it
     labels: dict[str, str] = field(default_factory=dict)  # node id -> its path ("dim=value > ...")
@@ -114,6 +118,7 @@ class QualityReport:
     computed: int = 0  # vectors computed for this report (0: all came from the cache)
     missing_embeddings: int = 0  # samples left out because they had no current vector (embed_missing=False)
     has_tree: bool = True
+    pair_count: int = 0  # all near-duplicate pairs in scope (``pairs`` keeps the most similar of them)
 
     @property
     def split_overlap(self) -> dict[str, float]:
@@ -133,7 +138,7 @@ class QualityReport:
             "project_id": self.project_id, "model": self.model, "threshold": self.threshold,
             "statuses": list(self.statuses), "under": self.under, "has_tree": self.has_tree,
             "computed": self.computed, "missing_embeddings": self.missing_embeddings,
-            "dataset": self.dataset.as_row(),
+            "pair_count": self.pair_count, "dataset": self.dataset.as_row(),
             "by_leaf": {k: {"path": self.labels.get(k, ""), **m.as_row()} for k, m in self.by_leaf.items()},
             "by_node": {k: {"path": self.labels.get(k, ""), **m.as_row()} for k, m in self.by_node.items()},
             "splits": [{**asdict(s), "cross_pairs": [list(p) for p in s.cross_pairs]} for s in self.splits],
@@ -347,7 +352,7 @@ def quality_report(store: Store, project_id: int, *, under: str | None = None,
         dataset=dataset, by_leaf=by_leaf, by_node=by_node, splits=splits, pairs=pairs, sample_ids=ids,
         leaf_of=dict(zip(ids, node_of)), labels=labels, clusters=clusters,
         snippets={i: text_of[i][:SNIPPET] for i in sorted(named)}, computed=computed, missing_embeddings=missing,
-        has_tree=has_tree)
+        has_tree=has_tree, pair_count=dups.total_pairs if dups else 0)
 
 
 def _split_overlap(tree: Tree, node_id: str, ix: np.ndarray, summary: dv.Summary, e: np.ndarray,
@@ -382,7 +387,7 @@ def _split_overlap(tree: Tree, node_id: str, ix: np.ndarray, summary: dv.Summary
             node_id=node_id, dimension=node.dimension or "", value_a=tree.nodes[p.a].label,
             value_b=tree.nodes[p.b].label, child_a=p.a, child_b=p.b, centroid_cosine=p.centroid_cosine,
             separation=_finite(p.separation), cross_pairs=cross.get(frozenset((p.a, p.b)), []), n_a=p.n_a,
-            n_b=p.n_b, mean_cross_cosine=_finite(p.mean_cross_cosine)))
+            n_b=p.n_b, mean_cross_cosine=_finite(p.mean_cross_cosine), cross_pair_count=p.near_duplicate_pairs))
     return out
 
 

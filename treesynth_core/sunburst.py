@@ -151,7 +151,7 @@ def overlap_paint(report, tree: Tree) -> Paint:
                 if split.separation is not None:
                     lines.append(f"separation: {split.separation:.2f} (near 1 or above: the values do not separate "
                                  "the samples)")
-                lines.append(f"cross-sibling near-duplicates with it: {len(split.cross_pairs or [])}")
+                lines.append(f"cross-sibling near-duplicate pairs with it: {_pair_count(split):,}")
                 notes[me] = lines
         best = worst_of_split.get(split.node_id)
         if best is None or cosine > best.centroid_cosine:
@@ -162,6 +162,11 @@ def overlap_paint(report, tree: Tree) -> Paint:
             f"{_esc(_short(str(split.value_b), 40))}, centroid cosine {split.centroid_cosine:.3f}")
     values = {k: v for k, v in values.items() if k in tree.nodes}
     return Paint(values, notes, "worst sibling<br>centroid cosine<br>(lower = better<br>separated)")
+
+
+def _pair_count(split) -> int:
+    """All the split's cross-sibling near-duplicate pairs (the report keeps only the most similar of them)."""
+    return max(int(getattr(split, "cross_pair_count", 0) or 0), len(split.cross_pairs or []))
 
 
 def quality_paint(report, tree: Tree, color_by: str) -> Paint:
