@@ -151,7 +151,7 @@ class FakeModel:
 
     def __init__(self, *, extra_values: int = 0, open_ended: bool = False, values_per_split: int = 3,
                  first_number: int = 1, sample_style: str | None = None, misfit_every: int = 0,
-                 misfit_marker: str = MISFIT_MARKER):
+                 misfit_marker: str = MISFIT_MARKER, copy_avoid: bool = False):
         if sample_style not in SAMPLE_STYLES:
             raise ValueError(f"sample_style must be one of {SAMPLE_STYLES}, not {sample_style!r}")
         self.sample_style = sample_style  # None: "<field> #n about <path>"; see styled_sample
@@ -161,6 +161,7 @@ class FakeModel:
         self.counter = itertools.count(first_number)
         self.misfit_every = misfit_every  # about one generated sample in k carries misfit_marker (0: none)
         self.misfit_marker = misfit_marker
+        self.copy_avoid = copy_avoid  # a "copier": answers with the prompt's avoid list (see copied_samples)
 
     def default_reply(self, body: dict) -> str:
         step = step_of(body)
@@ -170,9 +171,12 @@ class FakeModel:
             attrs = re.findall(r"^- ([^:\n]+): (.+)$", user.split("\n\n")[0], re.M)
             where = ", ".join(f"{d}={v}" for d, v in attrs) or "anything"
             samples = []
+            copies = copied_samples(user, _field_names(body)) if self.copy_avoid and step == "samples" else []
             for _ in range(count):
                 n = next(self.counter)
-                if self.sample_style and step == "samples":
+                if copies:
+                    samples.append(copy_variant(copies[n % len(copies)], n, _field_names(body)))
+                elif self.sample_style and step == "samples":
                     samples.append(styled_sample(self.sample_style, n, _field_names(body)))
                 else:
                     samples.append({f: f"{f} #{n} about {where}" for f in _field_names(body)})
@@ -213,6 +217,43 @@ class FakeModel:
                 if misfit and i == len(attributes) - 1 else {"fits": True, "reason": f"it is {value}"[:100]}
                 for i, (_, value) in enumerate(attributes)]})
         return json.dumps({"verdicts": verdicts})
+
+
+# The copier (issue 9): the bundled 0.5B model, shown "do not repeat these existing samples", copied them. With
+# ``copy_avoid`` the fake does the same: every sample of a reply is one of the listed entries, in turn exact, cut
+# off with the next field's label inside the field ("...; reply:"), or behind words of its own (a prefixed
+# copy). A "topics already covered" list is copied as its openings. No list in the prompt: fresh samples.
+_AVOID_SAMPLES = re.compile(r"^Do not repeat these existing samples:\n((?:\[\d+\] .*\n?)+)", re.M)
+_AVOID_TOPICS = re.compile(r"^Topics already covered here[^\n]*:\n((?:- .*\n?)+)", re.M)
+
+
+def copied_samples(user: str, fields: list[str]) -> list[dict]:
+    """The entries of a generation prompt's avoid list, as samples (empty when it has none)."""
+    found = _AVOID_SAMPLES.search(user)
+    if found:
+        shape = re.compile("^" + "; ".join(f"{re.escape(f)}: (.*?)" for f in fields) + "$")
+        out = []
+        for line in found[1].splitlines():
+            match = shape.match(re.sub(r"^\[\d+\] ", "", line))
+            if match:
+                out.append(dict(zip(fields, match.groups())))
+        return out
+    found = _AVOID_TOPICS.search(user)
+    if found:
+        return [{f: (line[2:].removesuffix(" ...") if k == 0 else "copied") for k, f in enumerate(fields)}
+                for line in found[1].splitlines()]
+    return []
+
+
+def copy_variant(sample: dict, n: int, fields: list[str]) -> dict:
+    """Copy number ``n`` of ``sample``: exact, cut off with "; reply:", or prefixed, in turn."""
+    first, text = fields[0], sample[fields[0]]
+    words = text.split()
+    if n % 3 == 1 and len(words) > 4:
+        text = " ".join(words[: max(4, len(words) * 2 // 3)])[:-2] + "; reply:"
+    elif n % 3 == 2:
+        text = "Here is a new one: " + text
+    return {**sample, first: text}
 
 
 def completion_body(body: dict, content: str, finish: str = "stop", number: int = 0) -> dict:
@@ -280,9 +321,9 @@ class FakeLLM(FakeModel):
     def __init__(self, *, latency: float = 0.0, extra_values: int = 0, open_ended: bool = False,
                  values_per_split: int = 3, host: str = "127.0.0.1", port: int = 0,
                  max_in_flight: int | None = None, retry_after: float = 1.0, reject_response_format: bool = False,
-                 sample_style: str | None = None, misfit_every: int = 0):
+                 sample_style: str | None = None, misfit_every: int = 0, copy_avoid: bool = False):
         super().__init__(extra_values=extra_values, open_ended=open_ended, values_per_split=values_per_split,
-                         sample_style=sample_style, misfit_every=misfit_every)
+                         sample_style=sample_style, misfit_every=misfit_every, copy_avoid=copy_avoid)
         self.latency = latency
         # A rate limit: at most ``max_in_flight`` chat requests at once, others get 429 + retry-after (seconds).
         self.max_in_flight = max_in_flight

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -24,7 +25,7 @@ from .llm import LLM
 from .outcome import Outcome
 from .partition import BuildReport, Partitioner, expandable
 from .prompts import SamplesReply, samples_messages, samples_schema
-from .samples import clean_reply
+from .samples import clean_reply, near_copies
 from .scheduler import Leaf, Scheduler
 from .spec import Settings, bounds
 from .store import Store
@@ -33,6 +34,16 @@ from .tree import Node, Tree, path_attributes
 CHARS_PER_TOKEN = 4
 DEFAULT_TOKENS_PER_SAMPLE = 150
 AVOID = 3  # a leaf's newest samples that a generation prompt asks not to repeat
+NEAR_WINDOW = 48  # a leaf's newest samples a call's samples are checked against for near-duplicates (copies)
+
+
+def avoid_style(setting: str, is_local: bool) -> str:
+    """The avoid list a call's prompt carries: "samples", "topics" or "off". ``auto`` is off for the bundled
+    local model, which copies the list into its reply (issue 9: 28/35 to 43/54 calls came back as duplicates),
+    and the samples themselves for any other endpoint."""
+    if setting == "auto":
+        return "off" if is_local else "samples"
+    return setting
 
 
 @dataclass
@@ -198,6 +209,56 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
     return Plan(leaves, spc, prompt_tokens, per_sample, s)
 
 
+# --- duplicates per call (issue 9): a call's note says "k of n sample(s) were duplicates"; the Generate page and
+# the CLI read the rate back from the call log (Store.sample_call_notes).
+_DUPLICATE_NOTE = re.compile(r"\b(\d+) of (\d+) sample\(s\) were duplicates")
+
+
+def duplicate_note(duplicates: int, returned: int, near: int) -> str:
+    """The call log's note of a call's duplicates: of the usable samples it returned, how many were copies."""
+    text = f"{duplicates} of {returned} sample(s) were duplicates"
+    return text + (f" ({near} near: cut-off or prefixed copies)" if near else "")
+
+
+@dataclass
+class DuplicateRate:
+    """Duplicates among the usable samples that generation calls returned; ``all_duplicates``: calls whose every
+    usable sample was a duplicate."""
+
+    calls: int = 0
+    returned: int = 0
+    duplicates: int = 0
+    all_duplicates: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.duplicates / self.returned if self.returned else None
+
+    def text(self) -> str:
+        if not self.returned:
+            return "no usable sample returned"
+        return (f"{self.duplicates} of {self.returned} returned sample(s) were duplicates ({self.rate:.0%}); "
+                f"{self.all_duplicates} of {self.calls} call(s) returned only duplicates")
+
+
+def duplicate_rate(rows: list[dict]) -> DuplicateRate:
+    """Aggregate ``Store.sample_call_notes`` rows (a successful samples call's ``dropped`` note and the samples
+    it stored): a call without a duplicate note returned what it stored plus what went beyond the quota."""
+    out = DuplicateRate()
+    for row in rows:
+        out.calls += 1
+        match = _DUPLICATE_NOTE.search(row["dropped"] or "")
+        if match:
+            duplicates, returned = int(match[1]), int(match[2])
+        else:
+            over = re.search(r"\b(\d+) beyond the leaf's quota", row["dropped"] or "")
+            duplicates, returned = 0, row["inserted"] + (int(over[1]) if over else 0)
+        out.duplicates += duplicates
+        out.returned += returned
+        out.all_duplicates += bool(returned) and duplicates == returned
+    return out
+
+
 class Filler:
     """One generation call for a leaf: ask for ``count`` samples that satisfy the leaf's path, clean the reply
     once, store what is new up to the leaf's quota, and note on the call what was dropped and why. Returns
@@ -209,11 +270,13 @@ class Filler:
         self.settings = self.spec.settings
         self.temperature = self.settings.generation_temperature if temperature is None else temperature
         self.rng = random.Random()
+        self.avoid_style = avoid_style(self.settings.avoid_list, llm.endpoint.is_local)
 
     def __call__(self, leaf: Leaf, count: int) -> tuple[int, int, int]:
         s, spec = self.settings, self.spec
         attributes = path_attributes(leaf.path, self.rng)
-        avoid = self.store.recent_samples(leaf.id, AVOID)
+        recent = self.store.recent_samples(leaf.id, NEAR_WINDOW)  # one bounded read: the avoid list and the
+        avoid = recent[-AVOID:] if self.avoid_style != "off" else []  # near-duplicate check's window
         cleaned: dict = {}
 
         def check(reply: SamplesReply) -> None:  # the reply check cleans it, once: the result is kept
@@ -223,17 +286,22 @@ class Filler:
                 raise ValueError("no usable sample: " + "; ".join(problems[:3]))
 
         reply = self.llm.ask(
-            samples_messages(spec, attributes, count, avoid), schema=SamplesReply, purpose="samples",
+            samples_messages(spec, attributes, count, avoid, self.avoid_style), schema=SamplesReply,
+            purpose="samples",
             node_id=leaf.id, temperature=self.temperature, max_tokens=s.max_tokens, reasks=s.reasks, check=check,
             json_schema=samples_schema(spec, count), cache=False, model=s.model)
         if cleaned.get("value") is not reply.value:
             check(reply.value)
         kept, problems = cleaned["kept"], cleaned["problems"]
-        rows = [{"data": sample, "drawn": attributes, "norm_hash": norm_hash} for sample, norm_hash in kept]
-        inserted, duplicates = self.store.add_samples(self.project_id, leaf.id, rows, cap=leaf.quota,
-                                                      call_id=reply.call_id)
-        over = len(rows) - inserted - duplicates
-        notes = problems + ([f"{duplicates} duplicate(s)"] if duplicates else []) + (
+        copies = near_copies([sample for sample, _ in kept], recent, spec.dedup_fields)
+        rows = [{"data": sample, "drawn": attributes, "norm_hash": norm_hash}
+                for i, (sample, norm_hash) in enumerate(kept) if i not in copies]
+        inserted, exact = self.store.add_samples(self.project_id, leaf.id, rows, cap=leaf.quota,
+                                                 call_id=reply.call_id)
+        duplicates = exact + len(copies)
+        over = len(rows) - inserted - exact
+        near = sum(how != "exact" for how in copies.values())
+        notes = problems + ([duplicate_note(duplicates, len(kept), near)] if duplicates else []) + (
             [f"{over} beyond the leaf's quota"] if over > 0 else [])
         if notes and reply.call_id:
             self.store.note_call(reply.call_id, "; ".join(notes))

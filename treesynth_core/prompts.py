@@ -175,10 +175,27 @@ COVERAGE_SCHEMA = {
 }
 
 
+TOPIC_WORDS = 6  # words of a sample's opening shown in a "topics already covered" list
+
+
+def topic_of(sample: dict, words: int = TOPIC_WORDS) -> str:
+    """A sample's fingerprint for a "topics already covered" list: the first ``words`` words of its first field
+    and an ellipsis. A model that copies it writes a prefix of a stored sample, which the near-duplicate check
+    catches (samples.near_copies)."""
+    first = " ".join(str(next(iter(sample.values()), "")).split()[:words])
+    return first + " ..."
+
+
 def samples_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count: int,
-                     avoid: list[dict] = ()) -> list[dict]:
+                     avoid: list[dict] = (), avoid_style: str = "samples") -> list[dict]:
+    """The generation prompt. ``avoid`` (the leaf's newest samples) is shown as the samples themselves
+    (``avoid_style`` "samples") or as short openings under "topics already covered" ("topics"); a small model
+    copies a list of whole samples into its reply (issue 9), which is why the setting exists."""
     avoid_text = ""
-    if avoid:
+    if avoid and avoid_style == "topics":
+        avoid_text = ("\nTopics already covered here (do not copy these; write about something else):\n" +
+                      "\n".join(f"- {topic_of(s)}" for s in avoid) + "\n")
+    elif avoid:
         avoid_text = "\nDo not repeat these existing samples:\n" + "\n".join(
             format_sample(i + 1, s, 160) for i, s in enumerate(avoid)) + "\n"
     user = (

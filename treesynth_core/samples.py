@@ -64,3 +64,49 @@ def fingerprint(sample: dict, field_names: list[str]) -> str:
 
 def _digest(norms: list[str]) -> str:
     return hashlib.sha1(json.dumps(norms).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- near-duplicates at generation time
+# A small model told "do not repeat these samples" copies them (issue 9): whole, cut off mid-sentence with the
+# next field's label after it ("... buys 3 more; reply:"), or behind a few words of its own. The exact dedup
+# (fingerprint) misses all but the first; ``near_copies`` catches the rest, cheaply: words, no embeddings.
+
+# A field label left at the end of a cut-off copy: "; reply:", ", answer :" (the colon makes it a label).
+_LABEL_TAIL = re.compile(r"[\s;,.]*\b(?:reply|answer|response|output|solution|question|input|{names})\s*:\s*$",
+                         re.IGNORECASE)
+
+
+def strip_label_tail(text: str, field_names: list[str] = ()) -> tuple[str, bool]:
+    """``text`` without a trailing field label such as "; reply:", and whether one was there."""
+    names = "|".join(re.escape(n) for n in field_names if n) or "(?!)"
+    pattern = re.compile(_LABEL_TAIL.pattern.format(names=names), re.IGNORECASE)
+    stripped = pattern.sub("", text)
+    return stripped, stripped != text
+
+
+def copy_text(sample: dict, dedup_fields: list[str]) -> str:
+    """The text two samples are compared on: their dedup fields, joined. A cut-off copy (a label tail) loses its
+    label and its last, possibly half-written, word, so it is a clean prefix of what it copied."""
+    parts = []
+    for name in dedup_fields:
+        text, cut = strip_label_tail(str(sample.get(name, "")), dedup_fields)
+        if cut:
+            text = text.rsplit(None, 1)[0] if len(text.split()) > 1 else text
+        parts.append(text)
+    return " ".join(parts)
+
+
+def near_copies(new: list[dict], existing: list[dict], dedup_fields: list[str]) -> dict[int, str]:
+    """The new samples (by index) that copy an existing sample or an earlier new one, with how ("exact"; "prefix":
+    a truncated copy or a sample cut short; "suffix": a copy behind a prefix of other words). Uses
+    ``diversity.lexical_copies`` (at least 4 shared words and 90% of the shorter text) on ``copy_text``;
+    O(n log n) in the samples compared, so pass a leaf's newest few dozen, not the whole leaf."""
+    from .diversity import lexical_copies  # numpy: imported when a call is checked, not with the package
+
+    texts = [copy_text(s, dedup_fields) for s in existing] + [copy_text(s, dedup_fields) for s in new]
+    base = len(existing)
+    found: dict[int, str] = {}
+    for i, j, how in lexical_copies(texts):
+        if j >= base:  # the later of a pair is the copy: a new sample, against an existing or earlier new one
+            found.setdefault(j - base, "exact" if normalise(texts[i]) == normalise(texts[j]) else how)
+    return found

@@ -78,6 +78,10 @@ class Settings(BaseModel):
     max_field_chars: int = Field(20_000, ge=100, le=1_000_000,
                                  description="longest text a sample field may have; longer samples are refused "
                                              "and counted, never truncated")
+    avoid_list: Literal["auto", "samples", "topics", "off"] = Field(
+        "auto", description="what a generation prompt shows of the leaf's newest samples so they are not "
+                            "repeated: the samples, short 'topics already covered' openings, or nothing; auto: "
+                            "off for the bundled local model (it copies the list, issue 9), samples otherwise")
 
     @field_validator("*")
     @classmethod

@@ -762,3 +762,19 @@ class Store:
         with self.lock:
             return self.db.execute("select count(*) from calls where id > ? and +project_id = ?",  # the id range
                                    [after_id, project_id]).fetchone()[0]
+
+    # --- duplicates per call (issue 9)
+    def sample_call_notes(self, project_id: int, since: str, until: str | None = None) -> list[dict]:
+        """The project's successful generation calls logged from ``since`` to ``until`` (timestamps, e.g. a job's
+        started_at and finished_at; None: until now): each call's id, its ``dropped`` note and how many samples
+        it stored (``generate.duplicate_rate`` turns them into the duplicate rate per call)."""
+        calls = self.query(
+            "select id, dropped from calls where project_id = ? and purpose = 'samples' and error is null "
+            "and created_at >= ?" + (" and created_at <= ?" if until else "") + " order by id",
+            [project_id, since] + ([until] if until else []))
+        if not calls:
+            return []
+        stored = {r["call_id"]: r["n"] for r in self.query(
+            "select call_id, count(*) as n from samples where project_id = ? and call_id between ? and ? "
+            "group by call_id", [project_id, calls[0]["id"], calls[-1]["id"]])}
+        return [{"id": c["id"], "dropped": c["dropped"], "inserted": stored.get(c["id"], 0)} for c in calls]
