@@ -240,13 +240,14 @@ def compare_section(store, pid: int, bid: int, threshold: float, statuses: tuple
 
 
 def compare_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """quality.compare's frame as shown: numbers as text ("not enough data" for None), the difference in %."""
-    shown = pd.DataFrame(index=frame.index)
+    """quality.compare's frame as shown: readable metric names, numbers as text ("not enough data" for None), the
+    difference in %."""
+    shown = pd.DataFrame(index=pd.Index(list(frame["label"]), name="metric"))
     shown["TreeSynth (this project)"] = [n_(v) for v in frame["a"]]
     shown["naive baseline"] = [n_(v) for v in frame["b"]]
     shown["naive vs tree"] = ["not enough data" if v is None else f"{v:+.1%}" for v in frame["relative difference"]]
-    for column in frame.columns[3:]:
-        shown[column] = frame[column]
+    shown["more diverse"] = list(frame["more diverse"])
+    shown["meaning"] = list(frame["meaning"])
     return shown
 
 

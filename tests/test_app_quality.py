@@ -222,7 +222,9 @@ def test_baseline_plan_shows_before_any_generation_then_compares(app_env):
     at.button(key="quality_compare_go").click().run(timeout=120)
     assert not errors(at)
     table = next(df.value for df in at.dataframe if "naive baseline" in df.value.columns)
-    assert table.loc["n", "TreeSynth (this project)"] == "18" and table.loc["n", "naive baseline"] == "18"
+    assert table.loc["samples", "TreeSynth (this project)"] == "18" and table.loc["samples", "naive baseline"] == "18"
+    assert "mean pairwise cosine" in table.index and not any("_" in name for name in table.index)  # readable
+    assert table.loc["near-duplicate clusters", "more diverse"] == ""  # a count with no better side
     assert "nan" not in table.to_string().lower()
     chart = next(c for c in at.get("plotly_chart") if "quality_map" in c.proto.id)
     names = {t["name"] for t in json.loads(chart.proto.spec)["data"]}

@@ -117,6 +117,31 @@ def test_templated_and_varied_data_from_the_fake_are_ranked(store, encoder):
     assert max(reports["varied"].split_overlap.values()) < worst.centroid_cosine
 
 
+def test_every_compared_direction_points_to_the_more_diverse_dataset(store, encoder):
+    """Six copies of one question (one cluster) against six questions with two pairs of paraphrases (two
+    clusters): every metric with a direction says the second is more diverse; the cluster count, which is higher
+    there, has no direction. Rows carry readable labels."""
+    copies = new_project(store, depth=0)
+    add(store, copies, store.tree(copies).root.id, [PERCENTAGES[0]] * 6)
+    varied = new_project(store, depth=0)
+    add(store, varied, store.tree(varied).root.id, [PERCENTAGES[0], DISCOUNTS[0], PERCENTAGES[1], DISCOUNTS[1],
+                                                    REFUND[0], PASSWORD[0]])
+    a, b = (quality.quality_report(store, pid, encoder=encoder) for pid in (copies, varied))
+    assert (a.dataset.near_dup_clusters, b.dataset.near_dup_clusters) == (1, 2)
+    table = quality.compare(a, b)
+    assert table.loc["near_dup_clusters", "more diverse"] == ""
+    directed = 0
+    for name in table.index:
+        va, vb, better = (table.loc[name, column] for column in ("a", "b", "more diverse"))
+        if better and va is not None and vb is not None:  # (coverage: neither has a tree)
+            directed += 1
+            assert (vb < va) if better.startswith("lower") else (vb > va), name
+    assert directed == 6  # mean cosine, nearest, pairs, redundant share, distinct-2, compression
+    labels = dict(zip(table.index, table["label"]))
+    assert labels["mean_cosine"] == "mean pairwise cosine" and labels["distinct_2"] == "distinct-2"
+    assert not any("_" in label for label in labels.values())
+
+
 def test_sibling_overlap_flags_the_split_whose_values_overlap(store, encoder, two_level):
     pid, n = two_level
     report = quality.quality_report(store, pid, encoder=encoder)

@@ -445,36 +445,54 @@ def projection_2d(store: Store, project_ids: list[int], *, encoder: Encoder | No
                         columns=["sample_id", "project_id", "x", "y", "top_value", "text"])
 
 
-# metric, the direction that is more diverse (or better), what it means
+@dataclass(frozen=True)
+class Compared:
+    """One row of :func:`compare`: the :class:`Metrics` field, its readable label, the direction that is more
+    diverse ("lower", "higher" or None: the number alone has no better side) and what it means."""
+
+    name: str
+    label: str
+    direction: str | None
+    meaning: str
+
+
 COMPARED = [
-    ("n", None, "samples measured"),
-    ("mean_cosine", "lower", "mean pairwise cosine (paper-style diversity)"),
-    ("mean_nearest_cosine", "lower", "mean cosine to the nearest other sample"),
-    ("near_dup_pairs", "lower", "near-duplicate pairs"),
-    ("near_dup_clusters", "lower", "near-duplicate clusters"),
-    ("near_dup_rate", "lower", "share of samples that are redundant copies"),
-    ("distinct_2", "higher", "distinct word bigrams / all bigrams"),
-    ("compression_ratio", "lower", "zlib compression ratio (repetitiveness)"),
-    ("coverage", "higher", "share of leaves at quota"),
+    Compared("n", "samples", None, "samples measured"),
+    Compared("mean_cosine", "mean pairwise cosine", "lower",
+             "paper-style diversity: how similar two samples are on average"),
+    Compared("mean_nearest_cosine", "mean nearest-neighbour cosine", "lower",
+             "how similar each sample is to its most similar other sample, on average"),
+    Compared("near_dup_pairs", "near-duplicate pairs", "lower",
+             "pairs at or above the threshold (grows with the square of a cluster's size: compare at equal sizes)"),
+    Compared("near_dup_clusters", "near-duplicate clusters", None,
+             "groups of near-copies; no direction: one cluster holding every sample is worse than two small ones, "
+             "read the redundant share"),
+    Compared("near_dup_rate", "redundant share", "lower",
+             "share of samples that keeping one per near-duplicate cluster would drop"),
+    Compared("distinct_2", "distinct-2", "higher", "distinct word bigrams / all bigrams (varied wording)"),
+    Compared("compression_ratio", "compression ratio", "lower", "zlib compression ratio (repetitiveness)"),
+    Compared("coverage", "coverage", "higher", "share of leaves at quota (a tree only)"),
 ]
 
 
 def compare(a: QualityReport, b: QualityReport):
-    """The two datasets' metrics side by side: a pandas DataFrame indexed by metric with columns ``a``, ``b``,
-    ``relative difference`` ((b - a) / |a|; None when a is 0 or either is not enough data), ``more diverse``
-    ("lower is more diverse" or "higher is more diverse" per metric) and ``meaning``. Values stay None (object
-    columns) where there is not enough data: never NaN."""
+    """The two datasets' metrics side by side: a pandas DataFrame indexed by metric (the :class:`Metrics` field)
+    with columns ``a``, ``b``, ``relative difference`` ((b - a) / |a|; None when a is 0 or either is not enough
+    data), ``more diverse`` ("lower is more diverse", "higher is more diverse", or empty for a number with no
+    better side), ``meaning`` and ``label`` (the metric's readable name). Values stay None (object columns)
+    where there is not enough data: never NaN."""
     import pandas as pd
 
     rows = []
     ra, rb = a.dataset.as_row(), b.dataset.as_row()
-    for name, direction, meaning in COMPARED:
-        va, vb = ra.get(name), rb.get(name)
+    for m in COMPARED:
+        va, vb = ra.get(m.name), rb.get(m.name)
         rel = (vb - va) / abs(va) if va not in (None, 0) and vb is not None else None
-        label = (f"{direction} is more diverse" if name != "coverage" else "higher is better") if direction else ""
-        rows.append({"metric": name, "a": va, "b": vb, "relative difference": rel, "more diverse": label,
-                     "meaning": meaning})
-    frame = pd.DataFrame(rows, columns=["metric", "a", "b", "relative difference", "more diverse", "meaning"],
-                         dtype=object).set_index("metric")
+        better = "" if m.direction is None else (
+            "higher is better" if m.name == "coverage" else f"{m.direction} is more diverse")
+        rows.append({"metric": m.name, "a": va, "b": vb, "relative difference": rel, "more diverse": better,
+                     "meaning": m.meaning, "label": m.label})
+    frame = pd.DataFrame(rows, columns=["metric", "a", "b", "relative difference", "more diverse", "meaning",
+                                        "label"], dtype=object).set_index("metric")
     frame.attrs.update(a=a.project_id, b=b.project_id, model=a.model, threshold=a.threshold)
     return frame
