@@ -10,7 +10,7 @@ import streamlit as st
 
 import treesynth_ui as ui
 from treesynth_core import batch, batch_api
-from treesynth_core.generate import plan_generation
+from treesynth_core.generate import duplicate_rate, plan_generation
 from treesynth_core.outcome import Outcome
 
 ui.page("Generate", "⚙️")
@@ -63,6 +63,24 @@ def leaf_table(plan, counts: dict) -> None:
     st.dataframe(frame, hide_index=True, width="stretch", height=min(400, 40 + 35 * max(1, len(rows))),
                  column_config={"have": st.column_config.ProgressColumn(
                      "have", min_value=0, max_value=max([r["quota"] for r in rows] or [1]), format="%d")})
+
+
+def duplicates_per_call(store, pid: int, job: dict | None) -> None:
+    """The last generation job's duplicate rate per call (issue 9): of the usable samples its calls returned, how
+    many were duplicates (exact, cut-off or prefixed copies), and how many calls returned nothing else."""
+    if not job or job["status"] == "running" or not job.get("started_at"):
+        return
+    rate = duplicate_rate(store.sample_call_notes(pid, job["started_at"], job.get("finished_at")))
+    if not rate.calls:
+        return
+    m = st.columns(3)
+    m[0].metric("Duplicates (last job)", "-" if rate.rate is None else f"{rate.rate:.0%}",
+                help="Duplicates among the usable samples the job's generation calls returned")
+    m[1].metric("Duplicate samples", f"{rate.duplicates} of {rate.returned}")
+    m[2].metric("Calls with only duplicates", f"{rate.all_duplicates} of {rate.calls}")
+    if rate.rate is not None and rate.rate >= 0.5:
+        st.warning("Most samples the model returned were copies. A small model copies the prompt's list of "
+                   "existing samples: set the project's avoid list to off (`avoid_list`), or use a larger model.")
 
 
 def failures(store, pid: int, tree) -> None:
@@ -180,6 +198,7 @@ with ui.open_store() as store:
         st.stop()
     job = ui.job_status(store, pid, "generate", "gen_job")  # with its retry / resume button
     busy = bool(job and job["status"] == "running")
+    duplicates_per_call(store, pid, job)
     with ui.guard():
         st.subheader("What to generate")
         params = choose(tree, spec.settings)

@@ -124,3 +124,26 @@ def test_topics_list_shows_openings_marked_do_not_copy():
     assert ORIGINAL["question"] not in user
     assert "Do not repeat" in samples_messages(spec, [], 1, [ORIGINAL])[1]["content"]
     assert "Do not repeat" not in samples_messages(spec, [], 1, [])[1]["content"]
+
+
+# ----------------------------------------------------------------------------- the Generate page (AppTest)
+from tests.app_support import app_env, errors  # noqa: E402, F401
+
+
+def test_generate_page_shows_the_last_jobs_duplicate_rate(app_env):  # noqa: F811
+    pid = app_env.built(avoid_list="samples")
+    app_env.fake.copy_avoid = True
+    at = app_env.app("pages/2_Generate.py", pid)
+    at.number_input(key="gen_conc").set_value(1)
+    at.number_input(key="gen_per_call").set_value(1)
+    at.button(key="gen_start").click().run()
+    job = app_env.last_job(pid)
+    at.run()
+    assert not errors(at)
+    shown = {m.label: m.value for m in at.metric}
+    with app_env.store() as store:
+        rate = duplicate_rate(store.sample_call_notes(pid, job["started_at"], job["finished_at"]))
+    assert rate.duplicates > 0 and shown["Duplicates (last job)"] == f"{rate.rate:.0%}"
+    assert shown["Duplicate samples"] == f"{rate.duplicates} of {rate.returned}"
+    assert shown["Calls with only duplicates"] == f"{rate.all_duplicates} of {rate.calls}"
+    assert any("avoid list" in w.value for w in at.warning)
