@@ -319,7 +319,8 @@ _ICONS = {"complete": ":material/check_circle:", "partial": ":material/warning:"
 
 
 def job_text(job: dict) -> str:
-    """One paragraph on how a finished job ended: its outcome, the counts, its message and what to do."""
+    """One paragraph on how a finished job ended: its outcome, the counts, its message (the app's short one:
+    counts and the first failure; the CLI's fuller text names commands) and what to do."""
     outcome, kind = job_outcome(job), job["kind"]
     text = f"Last {md_escape(kind)} job #{job['id']}: **{md_escape(outcome)}**"
     counts = []
@@ -329,8 +330,9 @@ def job_text(job: dict) -> str:
         counts.append(f"{job.get('done') or 0} of {job['total']} {_DONE_UNIT.get(kind, 'done')}")
     if counts:
         text += " (" + ", ".join(counts) + ")"
-    if job.get("message"):
-        text += f" · {md_escape(job['message'])}"
+    message = job.get("app_message") or job.get("message")  # the app's words; older rows have only the CLI's
+    if message:
+        text += f" · {md_escape(message)}"
     todo = _WHAT_TO_DO.get((kind, outcome))
     if todo is None and outcome in ("cancelled", "interrupted"):
         todo = "resume it: what finished is kept and only what is missing is done."

@@ -124,7 +124,7 @@ def batch_panel(store, pid: int, params: dict) -> None:
                     store, pid, batch.request_path(folder, pid, store.next_batch_round(pid)),
                     per_leaf=params["per_leaf"], under=params["under"], approved_only=params["approved_only"],
                     samples_per_call=params["samples_per_call"], temperature=params["temperature"])
-                ui.flash(report.summary())
+                ui.flash(report.summary(for_cli=False))
                 st.rerun()
         out = sum(r["samples out"] for r in rows)
         if out:
@@ -179,7 +179,7 @@ def batch_actions(store, pid: int, rows: list[dict]) -> None:
 
 def imported(report) -> None:
     """Show how an import went after the rerun that refreshes the tables."""
-    st.session_state["gen_batch_result"] = (report.outcome.value, report.summary())
+    st.session_state["gen_batch_result"] = (report.outcome.value, report.summary(for_cli=False))
     st.rerun()
 
 

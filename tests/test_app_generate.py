@@ -206,3 +206,20 @@ def test_batch_price_factor_is_saved_and_bounded(app_env):
     with app_env.store() as store:
         assert store.project(pid).settings.batch_price_factor == 0.25
     assert "batch price factor (0.25)" in texts(at)
+
+
+def test_batch_messages_name_the_pages_buttons_not_cli_commands(app_env):
+    pid = app_env.built()
+    at = batch_export(app_env, pid)
+    at.button(key="gen_batch_export").click().run()  # everything missing is out already
+    assert "nothing to export" in texts(at) and "release their lines to ask again" in texts(at)
+    with app_env.store() as store:
+        request = Path(store.batches(pid)[0]["path"])
+    results = run_batch(request.read_text().splitlines(), FakeModel(first_number=10**6).default_reply,
+                        BatchFaults(server_error_every=4))
+    data = "".join(json.dumps(line) + "\n" for line in results).encode()
+    at.file_uploader(key="gen_batch_upload").upload("res.jsonl", data, "application/jsonl").run()
+    at.button(key="gen_batch_import").click().run()
+    warning = next(w.value for w in at.warning if "Import partial" in w.value)
+    assert "the next request file asks for them" in warning
+    assert "batch export" not in texts(at) and "batch cancel" not in texts(at) and "\\`" not in texts(at)

@@ -4,6 +4,7 @@ failed as an error; the retry starts a job that redoes only what failed. Jobs fi
 
 from __future__ import annotations
 
+import treesynth_ui as ui
 from tests.app_support import app_env, errors, texts  # noqa: F401
 
 TREE = "pages/1_Tree.py"
@@ -124,3 +125,33 @@ def test_retry_parameters_keep_the_scope_and_drop_the_approved_filter():
     assert retry_params(approved) == {"depth": 3, "under": None}  # failed nodes are no longer "approved"
     generate = {"kind": "generate", "params": {"per_leaf": 2, "under": "abc", "approved_only": True}}
     assert retry_params(generate) == generate["params"]
+
+
+def test_a_partial_generation_banner_is_short_and_speaks_the_apps_language(app_env):
+    """The banner shows the app's summary (counts and the first failure's reason, cut short) and one 'What to
+    do'; the CLI's pointers (`calls --failed`, 'run generate again', 'edit the node by hand') stay in the job
+    row's message, which the CLI prints."""
+    pid = app_env.built(reasks=0)
+    app_env.fail_calls_mentioning("topic B")
+    job = app_env.run_job(pid, "generate", {"per_leaf": 2, "samples_per_call": 2, "concurrency": 4})
+    assert job["status"] == "partial"
+    assert "see `calls --failed`" in job["message"] and "run generate again to retry" in job["message"]
+    at = app_env.app(GEN, pid)
+    banner = next(w.value for w in at.warning if f"Last generate job #{job['id']}" in w.value)
+    assert f"{job['failed']} call(s) failed" in banner and "first failure: samples: no usable reply" in banner
+    for jargon in ("calls --failed", "call log", "edit the node by hand", "run generate again"):
+        assert jargon not in banner, jargon
+    assert banner.count("What to do") == 1
+    message = banner.split(" · ", 1)[1].split("  \n**What to do:**")[0]
+    assert message == ui.md_escape(job["app_message"]) and len(message) < 320, message
+    assert len(job["app_message"].split("first failure: ", 1)[1]) <= 160
+
+
+def test_a_partial_build_banner_names_the_first_failure_without_cli_pointers(app_env):
+    pid = app_env.project(reasks=0)
+    app_env.fail_calls_mentioning("topic B")
+    job = app_env.run_job(pid, "build", {"depth": 2})
+    assert job["status"] == "partial" and "see `calls --failed`" in job["message"]
+    warning = alerts(app_env.app(TREE, pid), "warning")
+    assert f"Last build job #{job['id']}: **partial**" in warning and "first failure: " in warning
+    assert "calls --failed" not in warning and "run build again" not in warning and "call log" not in warning

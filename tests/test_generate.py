@@ -303,3 +303,27 @@ def test_a_huge_quota_is_planned_without_listing_calls_and_a_cancel_stops_it_at_
     report = cancelled.value.report
     assert report.missing == 90_000 and 6 <= report.inserted <= 6 + 4 and len(fake.requests) <= 6 + 4
     assert sum(report.short.values()) == 90_000 - report.inserted
+
+
+def test_summary_for_the_app_is_short_and_the_cli_keeps_the_fuller_text():
+    from treesynth_core.generate import GenerationReport, RunReport
+    from treesynth_core.partition import BuildReport
+
+    reason = ("samples: no usable reply after 3 tries; last problem: " + "x" * 300)[:297] + "..."
+    hinted = "samples: no usable reply after 3 tries; last problem: not JSON (see the call log; edit the node by " \
+             "hand or retry)"
+    report = GenerationReport(inserted=4, failed_calls=2, errors=[hinted, reason], short={"a": 3}, missing=7)
+    cli = report.summary()
+    assert "(see `calls --failed`; first: " + hinted + ")" in cli and "run generate again to retry" in cli
+    app = report.summary(for_cli=False)
+    assert app == ("4 new sample(s), 2 call(s) failed; 1 leaf/leaves still short (3 samples); first failure: "
+                   "samples: no usable reply after 3 tries; last problem: not JSON")
+    long = GenerationReport(inserted=0, failed_calls=1, errors=[reason], missing=2).summary(for_cli=False)
+    first = long.split("first failure: ")[1]
+    assert len(first) == 160 and first.endswith("…")
+    build_report = BuildReport(expanded=["r"], failed={"n": hinted.replace("samples", "criterion")})
+    assert build_report.summary(for_cli=False) == ("expanded 1 node(s), 1 failed; first failure: criterion: no "
+                                                   "usable reply after 3 tries; last problem: not JSON")
+    both = RunReport(build_report, report).summary(for_cli=False)
+    assert both.startswith("expanded 1 node(s), 1 failed; 4 new sample(s), 2 call(s) failed")
+    assert "`" not in both and "call log" not in both

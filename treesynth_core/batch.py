@@ -39,7 +39,7 @@ from .config import endpoint_from_env
 from .errors import ConfigError, TreeSynthError
 from .files import atomic_file, check_target
 from .generate import call_units, generation_targets, no_leaves_reason, plan_generation
-from .outcome import Outcome
+from .outcome import Outcome, short_reason
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .replies import bad_unicode, load_json, storable, validation_message
 from .samples import clean_samples, fingerprint
@@ -72,9 +72,11 @@ class ExportReport:
     completion_tokens: int = 0  # an estimate, from the samples made so far
     cost: float | None = None  # estimated USD at the batch price, None while a price is unknown
 
-    def summary(self) -> str:
+    def summary(self, for_cli: bool = True) -> str:
+        """What the export wrote; ``for_cli`` names the commands (the app names its buttons)."""
+        release = "`batch cancel` them" if for_cli else "release their lines"
         out = (f"; {self.pending} sample(s) are still out in earlier batch files (import their results, or "
-               "`batch cancel` them to ask again)") if self.pending else ""
+               f"{release} to ask again)") if self.pending else ""
         if not self.requests:
             return "nothing to export: every selected leaf has its quota" + (
                 " or has its missing samples out" if self.pending else "") + out
@@ -281,7 +283,9 @@ class ImportReport:
         if len(self.errors) < 20:
             self.errors.append(reason)
 
-    def summary(self) -> str:
+    def summary(self, for_cli: bool = True) -> str:
+        """What the import did; ``for_cli`` names the command that asks again and keeps the first problem whole
+        (the app cuts it short and says "the next request file")."""
         if not self.lines and not self.lost:
             return "no result lines to import"
         text = (f"{self.lines} result line(s): {self.done} used, {self.failed} failed, {self.invalid} unusable"
@@ -293,10 +297,11 @@ class ImportReport:
                 + f"; {self.inserted} new sample(s), {self.duplicates} duplicate(s) and {self.dropped} invalid "
                   f"dropped" + (f", {self.over_quota} beyond quota" if self.over_quota else ""))
         if self.errors:
-            text += f" (first problem: {self.errors[0]})"
+            text += f" (first problem: {self.errors[0] if for_cli else short_reason(self.errors[0])})"
         if self.short:
             text += (f"; {len(self.short)} leaf/leaves still short ({sum(self.short.values())} samples): "
-                     "`batch export` writes them into the next round's file")
+                     + ("`batch export` writes them into the next round's file" if for_cli else
+                        "the next request file asks for them"))
         return text
 
 

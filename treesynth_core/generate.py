@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from .errors import Cancelled, ConfigError, TreeSynthError
 from .llm import LLM
-from .outcome import Outcome
+from .outcome import Outcome, short_reason
 from .partition import BuildReport, Partitioner, expandable
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .samples import clean_reply, near_copies
@@ -121,9 +121,14 @@ class GenerationReport:
     def failed_count(self) -> int:
         return self.failed_calls
 
-    def summary(self) -> str:
+    def summary(self, for_cli: bool = True) -> str:
+        """What the run did, in one line. ``for_cli``: the fuller text the CLI prints and the job row keeps,
+        with the commands that show and retry what failed; else the app's, counts and the first failure's reason
+        cut short (the page lists the failed calls and says what to do)."""
         if self.no_leaves:
             return self.no_leaves
+        if not for_cli:
+            return _app_summary(self, self.aborted, self.errors[0] if self.errors else "")
         text = (f"{self.inserted} new sample(s), {self.duplicates} duplicate(s) and {self.invalid} invalid "
                 f"dropped, {self.failed_calls} failed call(s)")
         first = self.errors[0] if self.errors else ""
@@ -141,6 +146,24 @@ class GenerationReport:
         if self.failed_calls or self.short:
             text += "; run generate again to retry: it resumes and only makes what is missing"
         return text + (" (cancelled)" if self.cancelled else "")
+
+
+def _app_summary(g: GenerationReport, aborted: bool, first: str, prefix: str = "") -> str:
+    """The app's one line for a generation (after ``prefix``, a build's counts): the counts and the first
+    failure's reason, cut short; no CLI commands (the page says what to do)."""
+    text = prefix + f"{g.inserted} new sample(s)"
+    if g.duplicates or g.invalid:
+        text += f" ({g.duplicates} duplicate(s) and {g.invalid} invalid dropped)"
+    text += f", {g.failed_calls} call(s) failed"
+    if aborted:
+        text += "; stopped early: nothing succeeded"
+    if g.short:
+        text += f"; {len(g.short)} leaf/leaves still short ({sum(g.short.values())} samples)"
+    if g.failed_nodes:
+        text += f"; {len(g.failed_nodes)} failed node(s) have no samples"
+    if first:
+        text += f"; first failure: {short_reason(first)}"
+    return text + (" (cancelled)" if g.cancelled else "")
 
 
 def generation_targets(tree: Tree, settings: Settings, under: str | None = None, approved_only: bool = False,
@@ -380,11 +403,16 @@ class RunReport:
         """Failed nodes plus failed calls."""
         return len(self.build.failed) + self.generation.failed_calls
 
-    def summary(self) -> str:
+    def summary(self, for_cli: bool = True) -> str:
+        """What the run did, in one line: ``for_cli`` as GenerationReport.summary."""
         b, g = self.build, self.generation
         text = f"expanded {len(b.expanded)} node(s), {len(b.failed)} failed"
         if b.flagged:
             text += f", {len(b.flagged)} split(s) flagged for review"
+        if not for_cli:
+            first = next(iter(b.failed.values()), None) or (g.errors[0] if g.errors else "")
+            text = _app_summary(g, b.aborted or g.aborted, first, text + "; ")
+            return f"{g.no_leaves} ({text})" if g.no_leaves else text
         text += (f"; {g.inserted} new sample(s), {g.duplicates} duplicate(s) and {g.invalid} invalid dropped, "
                  f"{g.failed_calls} failed call(s)")
         first = next(iter(b.failed.values()), None) or (g.errors[0] if g.errors else "")

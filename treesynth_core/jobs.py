@@ -34,6 +34,7 @@ _threads: dict[tuple[str, int], threading.Thread] = {}
 _registry = threading.RLock()  # held from a job's creation until its thread is registered
 KINDS = ("build", "generate", "run", "judge")
 ACTIONS: dict[str, Callable] = {"build": build, "generate": generate, "run": run, "judge": judge_until}
+APP_SUMMARIES = ("build", "generate", "run")  # kinds whose report has an app summary: summary(for_cli=False)
 PROGRESS_EVERY = 0.25  # seconds between two progress writes (or cancel reads) of a running job
 
 
@@ -100,11 +101,12 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
     """Run a created job to its end in this thread and return its final row. Never raises an error of the
     work itself: the row gets the outcome (complete / partial / failed / cancelled, see outcome.py) as its
     ``status``, the number of failed nodes (build), calls (generate) or both (run) as ``failed``, and the
-    report's summary, which names what failed and how to retry, as ``message``."""
+    report's summary, which names what failed and how to retry, as ``message`` (and, for the kinds in
+    ``APP_SUMMARIES``, the app's shorter one as ``app_message``)."""
     with _registry:  # this thread runs the job (the CLI runs it in its main thread): it is alive
         _threads[_key(db_path, job_id)] = threading.current_thread()
     store = Store(db_path)
-    failed = 0
+    failed, app_message = 0, None
     try:
         job = get_job(store, job_id)
         params, project_id = job["params"], job["project_id"]
@@ -141,15 +143,20 @@ def run_job(db_path: str, job_id: int, endpoint: Endpoint,
             llm.close()
             write_progress()
         status, message, failed = report.outcome.value, report.summary(), report.failed_count
+        if job["kind"] in APP_SUMMARIES:
+            app_message = report.summary(for_cli=False)
     except Cancelled as exc:
         status, message = Outcome.CANCELLED.value, str(exc)  # what finished before the cancel is kept and counted
         failed = exc.report.failed_count if exc.report is not None else 0
+        if exc.report is not None and job["kind"] in APP_SUMMARIES:
+            app_message = exc.report.summary(for_cli=False)
     except TreeSynthError as exc:
         status, message = Outcome.FAILED.value, str(exc)
     except Exception as exc:  # a bug: keep the app alive and show it
         log.exception("job %s crashed", job_id)
         status, message = Outcome.FAILED.value, f"unexpected error: {exc!r}"
-    store.update_job(job_id, status=status, message=message, failed=failed, finished_at=now())
+    store.update_job(job_id, status=status, message=message, app_message=app_message, failed=failed,
+                     finished_at=now())
     job = get_job(store, job_id)
     store.close()
     return job

@@ -292,3 +292,10 @@ def m016_judge_verdicts(db):
                "begin delete from verdicts where sample_id = old.id; end")
     db.execute("create trigger samples_edit_verdicts after update of data on samples when old.data is not new.data "
                "begin delete from verdicts where sample_id = new.id; end")
+
+
+@migrations()
+def m017_jobs_app_message(db):
+    # a finished job's summary in the app's words (counts and the first failure, cut short, no CLI commands),
+    # beside ``message``, the fuller text the CLI prints; empty for kinds without one and for older rows
+    db["jobs"].add_column("app_message", str)

@@ -9,7 +9,8 @@
 "0 failed" must mean nothing was dropped: a report only says ``complete`` when its failure counts are zero.
 
 Beside the verdict live the two rules every run shares: ``AbortRule`` (when a run stops early) and
-``failure_reason`` (the one line recorded for a failed node or call).
+``failure_reason`` (the one line recorded for a failed node or call), and ``short_reason``, that line as a result
+banner in the app shows it.
 """
 
 from __future__ import annotations
@@ -88,3 +89,15 @@ def failure_reason(exc: BaseException) -> str:
     text = str(exc) if isinstance(exc, TreeSynthError) else f"unexpected error: {type(exc).__name__}: {exc}"
     text = " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
+
+
+APP_REASON_CHARS = 160
+CLI_POINTER = " (see the call log"  # how an LLM error's hint starts: it points to `calls --failed`
+
+
+def short_reason(reason: str, limit: int = APP_REASON_CHARS) -> str:
+    """A failure reason as the app shows it in a result banner: without the trailing hint that points to the
+    CLI's call log (the page lists the failed calls and says what to do itself), cut to ``limit`` characters."""
+    cut = reason.rfind(CLI_POINTER)
+    text = reason[:cut] if cut > 0 else reason
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

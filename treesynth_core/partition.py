@@ -21,7 +21,7 @@ from typing import Callable
 
 from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
 from .llm import LLM
-from .outcome import REASON_CHARS, Outcome, failure_reason, judge
+from .outcome import REASON_CHARS, Outcome, failure_reason, judge, short_reason
 from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, CriterionReply, SamplesReply,
                       coverage_messages, criterion_messages, criterion_schema, pivots_messages, samples_schema)
 from .samples import clean_samples
@@ -60,11 +60,22 @@ class BuildReport:
     def failed_count(self) -> int:
         return len(self.failed)
 
-    def summary(self) -> str:
+    def summary(self, for_cli: bool = True) -> str:
+        """What the build did, in one line. ``for_cli``: the fuller text the CLI prints and the job row keeps,
+        with the commands that show and retry what failed; else the app's, counts and the first failure's reason
+        cut short (the page lists the failed nodes and says what to do)."""
         text = f"expanded {len(self.expanded)} node(s), {len(self.failed)} failed"
         if self.flagged:
             text += f", {len(self.flagged)} split(s) flagged for review"
         first = next(iter(self.failed.values()), "")
+        if not for_cli:
+            if self.aborted:
+                text += "; stopped early: " + ("the endpoint failed on every node" if self.failed and len(
+                    self.endpoint_failed) == len(self.failed) else "nothing succeeded")
+            elif self.root_id in self.failed:
+                text += "; the root's split failed"
+            return text + (f"; first failure: {short_reason(first)}" if first else "") + (
+                " (cancelled)" if self.cancelled else "")
         if self.aborted and self.failed and len(self.endpoint_failed) == len(self.failed):
             text = f"the endpoint failed on every node ({first}); " + text
         elif self.aborted:
