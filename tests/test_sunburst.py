@@ -103,7 +103,8 @@ from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 
-from treesynth_core.sunburst import NO_DATA_COLOUR, colour_range, scale_colour  # noqa: E402
+from treesynth_core.sunburst import (  # noqa: E402
+    DIVERSITY_SPAN, NO_DATA_COLOUR, OVERLAP_SPAN, QUALITY_SCALE, contrast, scale_colour, text_colour)
 
 
 def metrics(n, mean_cosine, pairs=0):
@@ -147,7 +148,7 @@ def test_diversity_mode_paints_mean_cosine_with_a_colour_bar(store):
     sun, bar = fig.data
     colour = dict(zip(sun.ids, sun.marker.colors))
     assert colour != dict(zip(sun.ids, build_figure(tree).data[0].marker.colors))
-    lo, hi = colour_range([0.20, 0.25, 0.80, 0.45, 0.22, 0.78])
+    lo, hi = DIVERSITY_SPAN
     assert colour[a_easy.id] == scale_colour(0.20, lo, hi) and colour[g_easy.id] == scale_colour(0.80, lo, hi)
     assert colour[a_easy.id] != colour[g_easy.id]
     assert colour[g_hard.id] == NO_DATA_COLOUR  # one sample: no figure, neutral, never NaN
@@ -163,8 +164,8 @@ def test_overlap_mode_paints_each_node_by_its_worst_sibling(store):
     report, (a_easy, a_hard, g_easy, g_hard) = fake_report(tree)
     sun = build_figure(tree, color_by="overlap", quality=report).data[0]
     colour = dict(zip(sun.ids, sun.marker.colors))
-    assert colour[g_easy.id] == colour[g_hard.id] == scale_colour(0.93, 0.30, 0.93)
-    assert colour[a_easy.id] == scale_colour(0.30, 0.30, 0.93) != colour[g_easy.id]
+    assert colour[g_easy.id] == colour[g_hard.id] == scale_colour(0.93, *OVERLAP_SPAN)
+    assert colour[a_easy.id] == scale_colour(0.30, *OVERLAP_SPAN) != colour[g_easy.id]
     assert colour[tree.root.id] == NO_DATA_COLOUR  # the root has no siblings
     hover = dict(zip(sun.ids, sun.hovertext))
     assert "centroid cosine 0.930 with hard" in hover[g_easy.id] and "separation: 1.10" in hover[g_easy.id]
@@ -193,11 +194,44 @@ def test_quality_hover_escapes_llm_values(store):
     assert "<b>one" not in hovers and "&lt;b&gt;one" in hovers and "<i>topic" not in hovers
 
 
-def test_colour_range_has_a_minimum_span():
-    assert colour_range([]) == (0.0, 1.0)
-    lo, hi = colour_range([0.5, 0.52])
-    assert hi - lo == pytest.approx(0.1) and lo < 0.5 < 0.52 < hi
-    assert colour_range([0.99]) == (pytest.approx(0.9), 1.0)
+def test_a_repetitive_dataset_is_painted_repetitive_on_the_fixed_scale(store):
+    """Every node near 0.87 mean cosine (templated data): all red, none painted "diverse" for being the least
+    repetitive of its own nodes; the colour bar shows the fixed span and what its ends mean."""
+    pid, tree = small_tree(store)
+    figures = [0.85, 0.86, 0.87, 0.88, 0.89, 0.87, 0.86]
+    report = SimpleNamespace(by_leaf={}, by_node={n: metrics(5, v) for n, v in zip(tree.nodes, figures)}, splits=[])
+    sun, bar = build_figure(tree, color_by="diversity", quality=report).data
+    red_half = {scale_colour(v, *DIVERSITY_SPAN) for v in figures}
+    assert set(sun.marker.colors) == red_half
+    rgb = [[int(x) for x in c[c.index("(") + 1 : -1].split(",")] for c in red_half]
+    assert all(r > 200 and g < 145 and b < 90 for r, g, b in rgb)  # between orange (#fc8d59) and red (#d73027)
+    assert all(scale_colour(v, *DIVERSITY_SPAN) == scale_colour(v, 0.2, 0.9) for v in figures)
+    assert (bar.marker.cmin, bar.marker.cmax) == DIVERSITY_SPAN == (0.2, 0.9)
+    assert list(bar.marker.colorbar.ticktext) == ["≤ 0.20 diverse", "0.55", "≥ 0.90 repetitive"]
+    assert "fixed scale" in bar.marker.colorbar.title.text
+    assert scale_colour(0.1, *DIVERSITY_SPAN) == scale_colour(0.2, *DIVERSITY_SPAN)  # beyond the span: its end
+    overlap = build_figure(tree, color_by="overlap", quality=fake_report(tree)[0]).data[1]
+    assert (overlap.marker.cmin, overlap.marker.cmax) == OVERLAP_SPAN
+    assert list(overlap.marker.colorbar.ticktext) == ["≤ 0.50 separated", "0.75", "1.00 overlapping"]
+
+
+@pytest.mark.parametrize("mode", ["status", "samples", "diversity", "overlap"])
+def test_labels_contrast_with_their_sector(store, mode):
+    """Each label is black or white, whichever contrasts more with its fill: at least 4.5:1 (WCAG AA), on the
+    dark ends of the quality scale too (plotly's own choice put white on the approved green, 3.4:1)."""
+    pid, tree = small_tree(store)
+    algebra = tree.kids(tree.root.id)[0]
+    edits.approve(store, algebra.id)
+    tree = store.tree(pid)
+    report, _ = fake_report(tree)
+    sun = build_figure(tree, color_by=mode, quality=report).data[0]
+    fills, texts = list(sun.marker.colors), list(sun.insidetextfont.color)
+    assert len(texts) == len(fills) and list(sun.hoverlabel.font.color) == texts
+    assert all(contrast(fill, text) >= 4.5 for fill, text in zip(fills, texts)), list(zip(fills, texts))
+    for fill in [QUALITY_SCALE[0][1], QUALITY_SCALE[-1][1], *(scale_colour(t / 20, 0, 1) for t in range(21))]:
+        assert contrast(fill, text_colour(fill)) >= 4.5
+    assert text_colour("#4575b4") == "#ffffff" and text_colour("#ffffbf") == "#000000"
+    assert contrast("#000000", "#ffffff") == pytest.approx(21.0)
 
 
 def test_overlap_hover_counts_every_cross_pair_not_the_kept_ones(store):
@@ -207,5 +241,6 @@ def test_overlap_hover_counts_every_cross_pair_not_the_kept_ones(store):
                             child_a=algebra.id, child_b=geometry.id, centroid_cosine=0.9, separation=1.0,
                             cross_pairs=[(1, 2, 0.95)] * 50, cross_pair_count=1234)  # 50 kept of 1,234
     report = SimpleNamespace(by_leaf={}, by_node={}, splits=[split])
-    hover = dict(zip(*[build_figure(tree, color_by="overlap", quality=report).data[0][k] for k in ("ids", "hovertext")]))
+    sun = build_figure(tree, color_by="overlap", quality=report).data[0]
+    hover = dict(zip(sun.ids, sun.hovertext))
     assert "cross-sibling near-duplicate pairs with it: 1,234" in hover[algebra.id]

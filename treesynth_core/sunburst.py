@@ -2,8 +2,10 @@
 
 Sectors are keyed by node id (``ids``/``parents``), so two nodes with the same label never merge. Sector
 size counts leaves (the tree's shape); colour shows the node's review status (the default), its samples, or,
-given a quality report (:mod:`treesynth_core.quality`), its diversity or its overlap with its siblings, with a
-colour bar. Every text that came from an LLM or a user is HTML-escaped before plotly sees it.
+given a quality report (:mod:`treesynth_core.quality`), its diversity or its overlap with its siblings, on a
+fixed scale with a colour bar (the same cosine is the same colour in every dataset). Each label is black or
+white, whichever contrasts more with its sector (at least 4.5:1). Every text that came from an LLM or a user is
+HTML-escaped before plotly sees it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,16 @@ LABEL_CHARS = 32
 COLOR_MODES = ("status", "samples", "diversity", "overlap")
 QUALITY_MODES = ("diversity", "overlap")
 # Good (diverse, separated) is blue, bad (redundant, overlapping) is red: readable by red-green colour-blind
-# eyes; the ends are trimmed a little so dark sectors keep legible labels (plotly picks black or white text).
+# eyes. Each label gets black or white text, whichever contrasts more (text_colour).
 QUALITY_SCALE = [[0.0, "#4575b4"], [0.25, "#91bfdb"], [0.5, "#ffffbf"], [0.75, "#fc8d59"], [1.0, "#d73027"]]
 NO_DATA_COLOUR = "#f1f3f5"  # a node the report has no figure for (no samples, or too few)
-MIN_SPAN = 0.1  # the colour bar spans at least this much cosine, so tiny differences do not look dramatic
+# Fixed colour spans, so a repetitive dataset is never painted "diverse" because it is the least repetitive of its
+# own nodes. Mean pairwise cosine (all-MiniLM-L6-v2): varied samples of one task sit near 0.2-0.5, templated ones
+# near 0.9. Sibling centroid cosine: values that separate their samples sit near 0.2-0.4, siblings holding the same
+# kind of sample near 0.97-1. Figures beyond a span take its end colour.
+DIVERSITY_SPAN = (0.2, 0.9)
+OVERLAP_SPAN = (0.5, 1.0)
+TEXT_DARK, TEXT_LIGHT = "#000000", "#ffffff"
 
 
 def _short(text: str, limit: int = LABEL_CHARS) -> str:
@@ -105,11 +113,13 @@ def _hover(tree: Tree, node: Node, path: str, totals: dict, use: dict, pruned: b
 @dataclass(frozen=True)
 class Paint:
     """What a quality colour mode shows: a figure per node (lower = better), the hover lines that explain it,
-    and the colour bar's title."""
+    the colour bar's title, its fixed span and what its two ends mean."""
 
     values: dict[str, float]
     notes: dict[str, list[str]] = field(default_factory=dict)
     title: str = ""
+    span: tuple[float, float] = (0.0, 1.0)
+    ends: tuple[str, str] = ("better", "worse")
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -130,7 +140,7 @@ def diversity_paint(report) -> Paint:
         notes[node_id] = lines
         if m.mean_cosine is not None:
             values[node_id] = float(m.mean_cosine)
-    return Paint(values, notes, "mean cosine<br>(lower = more<br>diverse)")
+    return Paint(values, notes, "mean cosine<br>(fixed scale)", DIVERSITY_SPAN, ("diverse", "repetitive"))
 
 
 def overlap_paint(report, tree: Tree) -> Paint:
@@ -161,7 +171,8 @@ def overlap_paint(report, tree: Tree) -> Paint:
             f"its split on {_esc(split.dimension)}: worst pair {_esc(_short(str(split.value_a), 40))} / "
             f"{_esc(_short(str(split.value_b), 40))}, centroid cosine {split.centroid_cosine:.3f}")
     values = {k: v for k, v in values.items() if k in tree.nodes}
-    return Paint(values, notes, "worst sibling<br>centroid cosine<br>(lower = better<br>separated)")
+    return Paint(values, notes, "worst sibling<br>centroid cosine<br>(fixed scale)", OVERLAP_SPAN,
+                 ("separated", "overlapping"))
 
 
 def _pair_count(split) -> int:
@@ -175,33 +186,53 @@ def quality_paint(report, tree: Tree, color_by: str) -> Paint:
     return diversity_paint(report) if color_by == "diversity" else overlap_paint(report, tree)
 
 
-def colour_range(values) -> tuple[float, float]:
-    """The colour bar's span: the figures' range widened to at least ``MIN_SPAN``, inside [-1, 1]."""
-    values = list(values)
-    if not values:
-        return 0.0, 1.0
-    lo, hi = min(values), max(values)
-    if hi - lo < MIN_SPAN:
-        mid = (hi + lo) / 2
-        lo, hi = mid - MIN_SPAN / 2, mid + MIN_SPAN / 2
-        if lo < -1.0:
-            lo, hi = -1.0, -1.0 + MIN_SPAN
-        if hi > 1.0:
-            lo, hi = 1.0 - MIN_SPAN, 1.0
-    return lo, hi
-
-
 def scale_colour(value: float, lo: float, hi: float) -> str:
+    """The scale's colour of ``value`` on the span ``lo``..``hi`` (clipped to its ends)."""
     t = 0.0 if hi <= lo else min(max((value - lo) / (hi - lo), 0.0), 1.0)
     return sample_colorscale(QUALITY_SCALE, [t])[0]
 
 
-def _colour_bar(title: str, lo: float, hi: float) -> dict:
-    """An invisible scatter trace whose only job is the colour bar (a sunburst with explicit colours has none)."""
+def _rgb(colour: str) -> tuple[int, int, int]:
+    """``#rrggbb`` or ``rgb(r, g, b)`` as three 0-255 integers."""
+    colour = colour.strip()
+    if colour.startswith("#"):
+        return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (round(float(x)) for x in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3])
+    return r, g, b
+
+
+def luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of a colour (0 black .. 1 white)."""
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in _rgb(colour))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two colours (1 .. 21; body text wants at least 4.5)."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def text_colour(fill: str) -> str:
+    """Black or white, whichever contrasts more with ``fill``: at least 4.58:1 on any fill."""
+    return TEXT_DARK if contrast(fill, TEXT_DARK) >= contrast(fill, TEXT_LIGHT) else TEXT_LIGHT
+
+
+def _colour_bar(paint: Paint) -> dict:
+    """An invisible scatter trace whose only job is the colour bar (a sunburst with explicit colours has none):
+    the fixed span, its ends labelled with what they mean and that figures beyond them take their colour."""
+    lo, hi = paint.span
+    good, bad = paint.ends
+    ticks = dict(tickvals=[lo, (lo + hi) / 2, hi],
+                 ticktext=[f"≤ {lo:.2f} {good}", f"{(lo + hi) / 2:.2f}", f"{'≥ ' if hi < 1 else ''}{hi:.2f} {bad}"])
     return dict(type="scatter", x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
                 marker=dict(colorscale=QUALITY_SCALE, cmin=lo, cmax=hi, color=[lo], showscale=True,
-                            colorbar=dict(title=dict(text=title, side="top"), thickness=14, len=0.75,
-                                          tickformat=".2f")))
+                            colorbar=dict(title=dict(text=paint.title, side="top"), thickness=14, len=0.75,
+                                          **ticks)))
 
 
 def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
@@ -211,14 +242,15 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
     """A sunburst of ``tree``. ``color_by`` is "status" (the default), "samples" (how full each subtree is
     against its leaves' quotas), "diversity" (each node's paper-style mean cosine) or "overlap" (each node's
     worst sibling centroid cosine); the last two read ``quality``, a :class:`treesynth_core.quality.QualityReport`
-    (without one every sector is neutral grey), and add a colour bar. ``level`` zooms to a node; ``selected``
-    gets a dark outline; ``maxdepth`` rings are drawn from the current level."""
+    (without one every sector is neutral grey), and add a colour bar with a fixed span (``DIVERSITY_SPAN``,
+    ``OVERLAP_SPAN``). Labels are black or white by contrast with their sector. ``level`` zooms to a node;
+    ``selected`` gets a dark outline; ``maxdepth`` rings are drawn from the current level."""
     if color_by not in COLOR_MODES:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES)}, not {color_by!r}")
     counts = counts or {}
     usage = usage or {}
     paint = quality_paint(quality, tree, color_by) if color_by in QUALITY_MODES else None
-    lo, hi = colour_range(paint.values.values()) if paint else (0.0, 1.0)
+    lo, hi = paint.span if paint else (0.0, 1.0)
     totals = subtree_counts(tree, counts, per_leaf)
     pruned = _pruned_flags(tree)
     paths = path_texts(tree)
@@ -255,9 +287,11 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
         is_selected = node.id == selected
         widths.append(3 if is_selected else 1)
         lines.append("#212529" if is_selected else "#ffffff")
+    texts = [text_colour(c) for c in colours]
     trace = dict(
         type="sunburst", ids=ids, parents=parents, labels=labels, hovertext=hovers, hoverinfo="text",
         marker=dict(colors=colours, line=dict(width=widths, color=lines)),
+        insidetextfont=dict(color=texts), hoverlabel=dict(font=dict(color=texts)),
         maxdepth=maxdepth, insidetextorientation="radial", sort=False, leaf=dict(opacity=1.0),
     )
     if level and level in tree.nodes:
@@ -265,7 +299,7 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
     layout = dict(margin=dict(t=8, l=8, r=8, b=8), height=height, uirevision="tree")
     data = [trace]
     if paint is not None and paint.values:
-        data.append(_colour_bar(paint.title, lo, hi))
+        data.append(_colour_bar(paint))
         layout.update(xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="rgba(0,0,0,0)")
     # Every value above is built here from known types, so plotly's per-element validation (most of the
     # time on a 5,000-node tree) is skipped.
