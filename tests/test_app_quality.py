@@ -212,6 +212,11 @@ def test_baseline_plan_shows_before_any_generation_then_compares(app_env):
         bid = baseline.baseline_of(store, pid)
         assert bid is not None and store.sample_total(bid) == 0 and not jobs.recent_jobs(store, bid)
     assert metric(at, "Samples to generate") == "18" and int(metric(at, "LLM calls")) > 0
+    with app_env.store() as store:  # output sized by the tree's samples, not the generic 150 tokens each
+        from treesynth_core.generate import plan_generation
+
+        per_sample = plan_generation(store, pid).tokens_per_sample
+    assert per_sample < 100 and metric(at, "Est. tokens in / out").endswith(f" / {18 * per_sample:,}")
     assert metric(at, "Est. cost") == "unknown"  # no prices set: never guessed
     assert at.button(key="quality_base_start").label.startswith("Generate 18 naive sample(s)")
     at.button(key="quality_base_start").click().run()

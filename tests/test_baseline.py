@@ -13,7 +13,7 @@ from treesynth_core.cli import main
 from treesynth_core.embed import default_encoder
 from treesynth_core.errors import ConfigError
 from treesynth_core.fakellm import FakeLLM
-from treesynth_core.generate import generate
+from treesynth_core.generate import DEFAULT_TOKENS_PER_SAMPLE, generate, plan_generation
 from treesynth_core.llm import LLM
 from treesynth_core.partition import build
 from treesynth_core.spec import ProjectSpec, Settings, parse_fields
@@ -87,6 +87,27 @@ def test_plan_generate_and_compare(store, fake, encoder):
     rel = table.loc["mean_cosine", "relative difference"]
     assert rel == pytest.approx((tree.dataset.mean_cosine - naive.dataset.mean_cosine) / naive.dataset.mean_cosine)
     assert all(v is None or math.isfinite(v) for v in table["relative difference"])
+
+
+def test_the_baseline_plan_sizes_its_samples_by_the_tree_projects(store, fake):
+    """Before its first sample a baseline has nothing of its own to measure: its output is estimated from the tree
+    project's samples (same task and fields), not the generic 150 tokens (about 3x too many on short samples)."""
+    pid = tree_project(store, fake)
+    tree_estimate = plan_generation(store, pid).tokens_per_sample
+    assert tree_estimate < DEFAULT_TOKENS_PER_SAMPLE / 2
+    plan = baseline.plan_baseline(store, pid)
+    bid = baseline.baseline_of(store, pid)
+    assert store.sample_total(bid) == 0
+    assert plan.tokens_per_sample == tree_estimate and plan.completion_tokens == 6 * tree_estimate
+    assert plan_generation(store, bid).tokens_per_sample == tree_estimate  # every planner of the baseline
+    # a project with no samples that is no baseline keeps the default
+    empty = store.create_project(ProjectSpec(name="e", task="anything at all", fields=parse_fields("text")))
+    assert plan_generation(store, empty).tokens_per_sample == DEFAULT_TOKENS_PER_SAMPLE
+    # once the baseline has samples, they are its own measure
+    generate(store, bid, LLM(fake.endpoint(max_retries=0, timeout=5), store, bid))
+    store.add_samples(bid, store.tree(bid).root.id, [{"data": {"question": "x" * 4000, "answer": "y"},
+                                                      "norm_hash": "long"}], cap=None, call_id=None)
+    assert plan_generation(store, bid).tokens_per_sample > tree_estimate
 
 
 def use_fake(monkeypatch, fake: FakeLLM) -> None:

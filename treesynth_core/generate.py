@@ -224,6 +224,9 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
     sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc)
     prompt_tokens = sum(len(m["content"]) for m in sample_prompt) // CHARS_PER_TOKEN + 20
     existing = store.sample_data(project_id, statuses=["generated", "accepted"], limit=200)
+    source = None if existing else store.baseline_source(project_id)
+    if source is not None:  # a naive baseline before its first sample: its tree project's are the same task and fields
+        existing = store.sample_data(source, statuses=["generated", "accepted"], limit=200)
     if existing:
         chars = sum(len(" ".join(data.values())) for data in existing) / len(existing)
         per_sample = int(chars / CHARS_PER_TOKEN) + 15
