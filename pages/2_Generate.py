@@ -39,12 +39,15 @@ def choose(tree, s) -> dict:
 
 
 def show_plan(plan) -> None:
-    m = st.columns(5)
-    m[0].metric("Leaves", len(plan.leaves))
-    m[1].metric("Samples missing", plan.missing)
-    m[2].metric("LLM calls", plan.calls)
-    m[3].metric("Est. tokens in", f"{plan.prompt_tokens:,}")
-    m[4].metric("Est. tokens out", f"{plan.completion_tokens:,}")
+    metrics = [("Leaves", len(plan.leaves), None), ("Samples missing", plan.missing, None)]
+    if plan.awaited:
+        metrics.append(("Out in batch files", plan.awaited, "Asked for in batch files whose results are not imported "
+                        "yet: not asked for again here. Import their results, or release the lines to generate "
+                        "them here (the Batch files panel below)."))
+    metrics += [("LLM calls", plan.calls, None), ("Est. tokens in", f"{plan.prompt_tokens:,}", None),
+                ("Est. tokens out", f"{plan.completion_tokens:,}", None)]
+    for column, (label, value, help_text) in zip(st.columns(len(metrics)), metrics):
+        column.metric(label, value, help=help_text)
     if plan.cost is None:
         st.markdown("**Estimated cost:** unknown: set prices on Home (we never guess a price)")
     else:
@@ -57,9 +60,10 @@ def leaf_table(plan, counts: dict) -> None:
     rows = []
     for leaf in plan.leaves:
         c = counts.get(leaf.node_id, {})
-        rows.append({"leaf": leaf.path, "quota": leaf.quota, "have": leaf.have, "missing": leaf.missing,
-                     "accepted": c.get("accepted", 0), "rejected": c.get("rejected", 0)})
-    frame = pd.DataFrame(rows, columns=["leaf", "quota", "have", "missing", "accepted", "rejected"])
+        rows.append({"leaf": leaf.path, "quota": leaf.quota, "have": leaf.have, "in batch files": leaf.awaited,
+                     "missing": leaf.missing, "accepted": c.get("accepted", 0), "rejected": c.get("rejected", 0)})
+    frame = pd.DataFrame(rows, columns=["leaf", "quota", "have", "in batch files", "missing", "accepted",
+                                        "rejected"])
     st.dataframe(frame, hide_index=True, width="stretch", height=min(400, 40 + 35 * max(1, len(rows))),
                  column_config={"have": st.column_config.ProgressColumn(
                      "have", min_value=0, max_value=max([r["quota"] for r in rows] or [1]), format="%d")})
@@ -128,8 +132,9 @@ def batch_panel(store, pid: int, params: dict) -> None:
                 st.rerun()
         out = sum(r["samples out"] for r in rows)
         if out:
-            st.info(f"{out} sample(s) are out in batch files. Generating here does not wait for them: import their "
-                    "results first, or release the lines you will not run.", icon=":material/schedule:")
+            st.info(f"{out} sample(s) are out in batch files. Generating here does not ask for them again: import "
+                    "their results, or release the lines you will not run (their samples are then missing again).",
+                    icon=":material/schedule:")
         if rows:
             frame = pd.DataFrame(rows).assign(file=[Path(r["file"]).name for r in rows])
             st.dataframe(frame, hide_index=True, width="stretch")
@@ -207,8 +212,15 @@ with ui.open_store() as store:
         show_plan(plan)
         if not plan.leaves:
             st.warning("No leaf matches: approve leaves on the Tree page, or untick 'Only approved'.")
-        label = "Generating…" if busy else (f"Generate {plan.missing} sample(s)" if plan.missing else
-                                            "Nothing missing: every selected leaf has its quota")
+        out = f"{plan.awaited} out in batch files"
+        if busy:
+            label = "Generating…"
+        elif plan.missing:
+            label = f"Generate {plan.missing} sample(s)" + (f" ({out}, not asked for again)" if plan.awaited else "")
+        elif plan.awaited:
+            label = f"Nothing to generate: the {plan.awaited} sample(s) out in batch files fill the selected leaves"
+        else:
+            label = "Nothing missing: every selected leaf has its quota"
         if st.button(label, type="primary", key="gen_start", disabled=busy or plan.missing == 0):
             if ui.start_job(pid, "generate", params):
                 st.rerun()

@@ -223,3 +223,22 @@ def test_batch_messages_name_the_pages_buttons_not_cli_commands(app_env):
     warning = next(w.value for w in at.warning if "Import partial" in w.value)
     assert "the next request file asks for them" in warning
     assert "batch export" not in texts(at) and "batch cancel" not in texts(at) and "\\`" not in texts(at)
+
+
+def test_plan_and_button_count_the_samples_out_in_batch_files_and_generate_skips_them(app_env):
+    pid = app_env.built()
+    at = batch_export(app_env, pid)  # the 27 missing samples (3 per leaf) are out in a request file
+    assert metric(at, "Samples missing") == "0" and metric(at, "Out in batch files") == "27"
+    button = at.button(key="gen_start")
+    assert button.disabled and button.label == ("Nothing to generate: the 27 sample(s) out in batch files fill the "
+                                                "selected leaves")
+    at.number_input(key="gen_per_leaf").set_value(4).run()
+    assert metric(at, "Samples missing") == "9" and metric(at, "LLM calls") == "9"
+    assert at.button(key="gen_start").label == "Generate 9 sample(s) (27 out in batch files, not asked for again)"
+    table = next(d.value for d in at.dataframe if "in batch files" in d.value.columns)
+    assert set(table["in batch files"]) == {3} and set(table["missing"]) == {1}
+    at.button(key="gen_start").click().run()
+    job = app_env.last_job(pid)
+    assert job["status"] == "complete", job["message"]
+    with app_env.store() as store:
+        assert len(store.samples(pid)) == 9  # one per leaf: the batch files' 27 are not paid for twice

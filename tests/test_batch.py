@@ -194,6 +194,53 @@ def test_lines_out_are_not_asked_for_again_until_imported_or_cancelled(fake, sto
     assert "18 of released lines (ignored)" in late.summary()
 
 
+def test_generate_does_not_pay_again_for_samples_out_in_batch_files(fake, store, tmp_path):
+    from treesynth_core.fakellm import step_of
+    from treesynth_core.generate import plan_generation
+
+    pid = built(store, fake, per_leaf=4, samples_per_call=2)
+    batch.export_requests(store, pid, tmp_path / "r1.jsonl", model=FAKE_MODEL)
+    plan = plan_generation(store, pid)
+    assert plan.missing == 0 and plan.awaited == 36 and plan.calls == 0
+    asked = len(fake.requests)
+    report = generate(store, pid, LLM(fake.endpoint(), store, pid))
+    assert report.outcome is Outcome.COMPLETE and report.inserted == 0 and report.awaited == 36
+    assert len(fake.requests) == asked and "36 sample(s) out in batch files were not asked for" in report.summary()
+    plan = plan_generation(store, pid, per_leaf=6)  # a larger quota: only the difference
+    assert (plan.missing, plan.awaited, plan.calls) == (18, 36, 9)
+    run_file(tmp_path / "r1.jsonl", tmp_path / "res.jsonl")
+    assert batch.import_file(store, pid, tmp_path / "res.jsonl").inserted == 36  # generate left them room
+    assert plan_generation(store, pid).awaited == 0
+    report = generate(store, pid, LLM(fake.endpoint(), store, pid), per_leaf=6)
+    assert report.inserted == 18 and report.awaited == 0 and set(leaf_counts(store, pid).values()) == {6}
+    assert [step_of(r) for r in fake.requests[asked:]].count("samples") == 9
+
+
+def test_released_lines_are_missing_again_for_generate(fake, store, tmp_path):
+    from treesynth_core.generate import plan_generation
+
+    pid = built(store, fake, per_leaf=2, samples_per_call=2)
+    first = batch.export_requests(store, pid, tmp_path / "r1.jsonl")
+    assert plan_generation(store, pid).missing == 0
+    batch_api.cancel(store, pid, first.batch_ids[0])
+    plan = plan_generation(store, pid)
+    assert plan.missing == 18 and plan.awaited == 0
+
+
+def test_cli_generate_plans_around_the_samples_out_in_batch_files(fake, store, tmp_path, capsys, monkeypatch):
+    pid = built(store, fake, per_leaf=2, samples_per_call=2)
+    use_env(monkeypatch, fake.base_url)
+    assert run_main(capsys, "batch", "export", "--db", store.path)[0] == 0
+    asked = len(fake.requests)
+    code, out, _ = run_main(capsys, "generate", "--db", store.path)
+    assert code == 0 and out.startswith("plan: 9 leaves, 0 samples missing (18 more out in batch files, not asked "
+                                        "for again), 0 calls")
+    assert "nothing missing: every selected leaf has its quota or has its missing samples out in batch files" in out
+    code, out, _ = run_main(capsys, "generate", "--db", store.path, "--per-leaf", "3")
+    assert code == 0 and "9 new sample(s)" in out and "18 sample(s) out in batch files were not asked for" in out
+    assert len(fake.requests) == asked + 9 and set(leaf_counts(store, pid).values()) == {1}
+
+
 def test_export_refuses_no_leaves_and_bad_options(fake, store, tmp_path):
     pid = make_project(store)
     with pytest.raises(TreeSynthError, match="the root has not been split yet"):
@@ -335,7 +382,9 @@ def test_import_caps_at_the_quota_when_generate_filled_the_leaves_meanwhile(fake
     pid = built(store, fake, per_leaf=4, samples_per_call=2)
     batch.export_requests(store, pid, tmp_path / "req.jsonl", model=FAKE_MODEL)
     edits.prune(store, store.tree(pid).leaves()[0].id)
-    generate(store, pid, LLM(fake.endpoint(), store, pid), per_leaf=3)
+    # a larger quota meanwhile: generate asks for 7 less the 4 out in the file, so each live leaf gets 3
+    generate(store, pid, LLM(fake.endpoint(), store, pid), per_leaf=7)
+    assert set(leaf_counts(store, pid).values()) == {3}
     run_file(tmp_path / "req.jsonl", tmp_path / "res.jsonl")
     report = batch.import_file(store, pid, tmp_path / "res.jsonl")
     assert report.invalid == 2 and "the leaf was pruned after the export" in report.errors[0]

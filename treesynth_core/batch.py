@@ -18,8 +18,8 @@ One round at a time:
    a no-op, so importing a file twice, or a line that appears twice, adds nothing. A line that failed or was
    unusable is closed too: its samples are missing again and go into the next round's file.
 
-Lines still out (pending) count as asked for: an export does not ask for them again until their results are
-imported or ``batch_api.cancel`` releases them. Calls answered by batch engines cost the project's prices times its
+Lines still out (pending) count as asked for: neither an export nor a live ``generate`` (``LeafPlan.out``) asks
+for them again until their results are imported or ``batch_api.cancel`` releases them. Calls answered by batch engines cost the project's prices times its
 ``batch_price_factor`` (``project_cost``).
 """
 
@@ -135,14 +135,10 @@ def export_requests(store: Store, project_id: int, out: str | Path, *, per_leaf:
     tree = store.tree(project_id)
     if not plan.leaves:
         raise TreeSynthError(no_leaves_reason(tree, generation_targets(tree, s, under, approved_only)[1]))
-    out_already = store.pending_batch_samples(project_id)
     round_no = store.next_batch_round(project_id)
     report = ExportReport(round_no, s.batch_price_factor)
-    missing = {}
-    for leaf in plan.leaves:
-        report.pending += min(out_already.get(leaf.node_id, 0), leaf.missing)
-        if leaf.missing > out_already.get(leaf.node_id, 0):
-            missing[leaf.node_id] = leaf.missing - out_already.get(leaf.node_id, 0)
+    report.pending = plan.awaited  # the plan's missing counts leave out what earlier files still have out
+    missing = {leaf.node_id: leaf.missing for leaf in plan.leaves if leaf.missing}
     if not missing:
         return report
     params = {"per_leaf": s.per_leaf if per_leaf is None else per_leaf, "under": under,

@@ -344,7 +344,8 @@ def cmd_generate(args) -> int:
         plan = plan_generation(store, project_id, per_leaf=args.per_leaf, under=under,
                                approved_only=args.approved_only, samples_per_call=args.samples_per_call)
         cost = f"${plan.cost:.4f}" if plan.cost is not None else "unknown (no prices set)"
-        print(f"plan: {len(plan.leaves)} leaves, {plan.missing} samples missing, {plan.calls} calls, "
+        out = f" ({plan.awaited} more out in batch files, not asked for again)" if plan.awaited else ""
+        print(f"plan: {len(plan.leaves)} leaves, {plan.missing} samples missing{out}, {plan.calls} calls, "
               f"~{plan.prompt_tokens + plan.completion_tokens} tokens, cost {cost}")
         failed_nodes = generation_targets(tree, store.project(project_id).settings, under, args.approved_only)[1]
         if not plan.leaves:
@@ -360,7 +361,9 @@ def cmd_generate(args) -> int:
                 print(f"warning: nothing missing in the leaves, but {len(failed_nodes)} failed node(s) have no "
                       "samples: run build again to retry them, or prune them", file=sys.stderr)
                 return EXIT_PARTIAL
-            print("nothing missing: every selected leaf has its quota")
+            print("nothing missing: every selected leaf has its quota" + (
+                f" or has its missing samples out in batch files (`batch import` their results, or `batch cancel` "
+                "them to generate them here)" if plan.awaited else ""))
             return 0
         with _endpoint(args) as endpoint:
             job, outcome = _run(args, store, project_id, "generate", dict(

@@ -52,10 +52,17 @@ class LeafPlan:
     path: str
     quota: int
     have: int
+    out: int = 0  # samples asked for by batch lines still out (exported, results not imported, not released)
 
     @property
     def missing(self) -> int:
-        return max(0, self.quota - self.have)
+        """What to ask for: the quota less what the leaf has and what batch files will bring."""
+        return max(0, self.quota - self.have - self.out)
+
+    @property
+    def awaited(self) -> int:
+        """Of what the leaf lacks, the samples out in batch files (not asked for again)."""
+        return min(self.out, max(0, self.quota - self.have))
 
 
 @dataclass
@@ -69,6 +76,10 @@ class Plan:
     @property
     def missing(self) -> int:
         return sum(leaf.missing for leaf in self.leaves)
+
+    @property
+    def awaited(self) -> int:
+        return sum(leaf.awaited for leaf in self.leaves)
 
     @property
     def calls(self) -> int:
@@ -97,6 +108,7 @@ class GenerationReport:
     errors: list[str] = field(default_factory=list)  # why each failed call failed
     short: dict[str, int] = field(default_factory=dict)  # leaf id -> samples still missing
     missing: int = 0  # samples missing when the run started
+    awaited: int = 0  # samples the leaves lack that batch files still out will bring: not asked for again
     failed_nodes: list[str] = field(default_factory=list)  # failed nodes in the selection: no samples there
     no_leaves: str | None = None  # why there was nothing to fill (a failed or unsplit root...)
     endpoint_failures: int = 0
@@ -145,6 +157,9 @@ class GenerationReport:
                      "or prune them")
         if self.failed_calls or self.short:
             text += "; run generate again to retry: it resumes and only makes what is missing"
+        if self.awaited:
+            text += (f"; {self.awaited} sample(s) out in batch files were not asked for again (`batch import` "
+                     "their results, or `batch cancel` them)")
         return text + (" (cancelled)" if self.cancelled else "")
 
 
@@ -161,6 +176,8 @@ def _app_summary(g: GenerationReport, aborted: bool, first: str, prefix: str = "
         text += f"; {len(g.short)} leaf/leaves still short ({sum(g.short.values())} samples)"
     if g.failed_nodes:
         text += f"; {len(g.failed_nodes)} failed node(s) have no samples"
+    if g.awaited:
+        text += f"; {g.awaited} out in batch files, not asked for again"
     if first:
         text += f"; first failure: {short_reason(first)}"
     return text + (" (cancelled)" if g.cancelled else "")
@@ -215,12 +232,12 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
     tree = store.tree(project_id)
     per_leaf = _argument("per_leaf", per_leaf, s.per_leaf, lowest=0)
     spc = _argument("samples_per_call", samples_per_call, s.samples_per_call)
-    counts = store.sample_counts(project_id)
+    counts, out = store.sample_counts(project_id), store.pending_batch_samples(project_id)
     leaves = []
     for leaf in generation_targets(tree, s, under, approved_only, leaf_ids)[0]:
         have = sum(n for status, n in counts.get(leaf.id, {}).items() if status != "rejected")
         quota = per_leaf if leaf.quota is None else leaf.quota  # 0 is a real quota: generate nothing
-        leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have))
+        leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have, out.get(leaf.id, 0)))
     sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc)
     prompt_tokens = sum(len(m["content"]) for m in sample_prompt) // CHARS_PER_TOKEN + 20
     existing = store.sample_data(project_id, statuses=["generated", "accepted"], limit=200)
@@ -365,15 +382,26 @@ def generate(store: Store, project_id: int, llm: LLM, *, per_leaf: int | None = 
                           max_rounds=max_rounds)
     scheduler.fill_with(Filler(store, project_id, llm, temperature=temperature), report, per_call=spc,
                         live=store.live_count)
-    for leaf in targets:
-        scheduler.add_leaf(leaf.id, tree.path(leaf.id), per_leaf if leaf.quota is None else leaf.quota,
-                           store.live_count(leaf.id))
+    _add_leaves(scheduler, store, project_id, tree, targets, per_leaf, report)
     scheduler.run()
     report.short = scheduler.short()
     if scheduler.cancelled:
         report.cancelled = True
         raise Cancelled(f"generation cancelled: {report.summary()}", "generate again to continue", report=report)
     return report
+
+
+def _add_leaves(scheduler: Scheduler, store: Store, project_id: int, tree: Tree, leaves: list[Node], per_leaf: int,
+                report: GenerationReport) -> None:
+    """Queue the leaves' missing samples: each quota less what the leaf has and what batch lines still out will
+    bring (``report.awaited``), so they are not paid for twice. The store's cap is that lower quota too, which
+    leaves room for the batch results; releasing the lines makes those samples missing again."""
+    out = store.pending_batch_samples(project_id)
+    for leaf in leaves:
+        quota, live = per_leaf if leaf.quota is None else leaf.quota, store.live_count(leaf.id)
+        awaited = min(out.get(leaf.id, 0), max(0, quota - live))
+        report.awaited += awaited
+        scheduler.add_leaf(leaf.id, tree.path(leaf.id), quota - awaited, live)
 
 
 # ----------------------------------------------------------------------------- build and generate, pipelined
@@ -434,6 +462,8 @@ class RunReport:
             text += "; flagged splits may miss values: read their notes (`show`, the Tree page)"
         if failures or g.short:
             text += "; run the same command again to retry: it resumes"
+        if g.awaited:
+            text += f"; {g.awaited} sample(s) out in batch files were not asked for again"
         if g.no_leaves:
             text = f"{g.no_leaves} ({text})"
         return text + (" (cancelled)" if self.cancelled else "")
@@ -480,10 +510,8 @@ def run(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, un
     scheduler.fill_new_leaves(per_leaf, store.node_path)
     for node in frontier:
         scheduler.add_expansion(node.id, node.depth)
-    for leaf in targets:
-        if leaf.id not in expanding:
-            scheduler.add_leaf(leaf.id, tree.path(leaf.id), per_leaf if leaf.quota is None else leaf.quota,
-                               store.live_count(leaf.id))
+    _add_leaves(scheduler, store, project_id, tree, [n for n in targets if n.id not in expanding], per_leaf,
+                report.generation)
     scheduler.run()
     report.generation.short = scheduler.short()
     if scheduler.cancelled:
