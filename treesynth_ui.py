@@ -7,10 +7,12 @@ Session keys set here start with ``ts_``; each page prefixes its own keys with i
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 from pydantic import ValidationError
@@ -278,6 +280,37 @@ def settings_inputs(prefix: str, s: Settings) -> dict:
 
 
 _INT_SETTINGS = {"pivots", "max_values", "max_depth", "per_leaf", "samples_per_call", "concurrency"}
+
+
+def when_text(stamp: str | None, now: dt.datetime | None = None, tz: str | None = None) -> str:
+    """A stored UTC timestamp as people read it: "40 s ago", "5 min ago", "3 h ago" within a day, else the date
+    and time in the browser's time zone (``tz``; UTC when unknown). Unreadable values are shown as they are."""
+    try:
+        when = dt.datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return str(stamp or "")
+    when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    seconds = ((now or dt.datetime.now(dt.timezone.utc)) - when).total_seconds()
+    if 0 <= seconds < 60:
+        return f"{int(seconds)} s ago"
+    if 0 <= seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if 0 <= seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    if tz:
+        try:
+            return when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def browser_timezone() -> str | None:
+    """The browser's time zone name, when Streamlit knows it."""
+    try:
+        return st.context.timezone
+    except Exception:  # no browser session (bare mode, tests)
+        return None
 
 
 def cost_text(prompt_tokens: int, completion_tokens: int, s: Settings) -> str:

@@ -88,14 +88,23 @@ def duplicates_per_call(store, pid: int, job: dict | None) -> None:
 
 
 def failures(store, pid: int, tree) -> None:
+    """The project's failed tries: a failed try is re-asked with its reason, so only the calls that gave up (their
+    last try failed, or the endpoint failed) lost samples; the banner's "call(s) failed" counts those."""
     rows = store.failed_calls(pid, limit=200)
-    with st.expander(f"Failed LLM calls ({len(rows)}{'+' if len(rows) == 200 else ''})", expanded=False,
-                     icon=":material/warning:" if rows else None):
+    counts = store.failure_counts(pid)
+    title = "Failed LLM calls" + (f": {counts['failed_attempts']} failed attempt(s) · {counts['gave_up']} call(s) "
+                                  "gave up" if rows else "")
+    with st.expander(title, expanded=False, icon=":material/warning:" if rows else None):
         if not rows:
             st.caption("None so far.")
             return
-        st.caption("Failures are recorded, never silently dropped. A failed call is retried on the next run.")
-        frame = pd.DataFrame([{"when": r["created_at"], "step": r["purpose"], "attempt": r["attempt"],
+        st.caption("Every failed attempt is recorded, never silently dropped (in this project, newest first"
+                   + (f"; the newest {len(rows)} shown" if counts["failed_attempts"] > len(rows) else "") + "). A "
+                   "reply that breaks the rules is asked again with the reason; a call gives up after its last try "
+                   "or when the endpoint fails, and the next run asks for its samples again.")
+        tz = ui.browser_timezone()
+        frame = pd.DataFrame([{"when": ui.when_text(r["created_at"], tz=tz), "step": r["purpose"],
+                               "attempt": r["attempt"],
                                "node": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else r["node_id"],
                                "error": r["error"], "finish": r["finish_reason"]} for r in rows])
         st.dataframe(frame, hide_index=True, width="stretch")

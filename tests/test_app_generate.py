@@ -109,9 +109,41 @@ def test_failed_calls_are_listed(app_env):
     app_env.last_job(pid)
     at.run()
     expander = next(e for e in at.expander if e.label.startswith("Failed LLM calls"))
-    assert expander.label.startswith("Failed LLM calls (3")
+    assert expander.label == "Failed LLM calls: 3 failed attempt(s) · 3 call(s) gave up"  # no re-asks here
     frame = at.dataframe[1].value
     assert set(frame["step"]) == {"samples"} and frame["error"].str.contains("no JSON object").all()
+
+
+def test_failed_attempts_that_were_re_asked_are_told_from_calls_that_gave_up(app_env):
+    pid = app_env.built(reasks=2)
+    for _ in range(4):  # one at a time: the first call fails its 3 tries, the second call's re-ask succeeds
+        app_env.fake.push(Scripted(content="not json at all", step="samples"))
+    at = app_env.app(GEN, pid)
+    at.number_input(key="gen_conc").set_value(1).run()
+    at.button(key="gen_start").click().run()
+    job = app_env.last_job(pid)
+    at.run()
+    assert job["failed"] == 1 and any("1 call(s) failed" in w.value for w in at.warning)
+    expander = next(e for e in at.expander if e.label.startswith("Failed LLM calls"))
+    assert expander.label == "Failed LLM calls: 4 failed attempt(s) · 1 call(s) gave up"
+    frame = next(d.value for d in at.dataframe if "attempt" in d.value.columns)
+    assert sorted(frame["attempt"]) == [1, 1, 2, 3]
+    assert all(when.endswith(" s ago") or when.endswith(" min ago") for when in frame["when"])  # not ISO
+
+
+def test_times_are_shown_as_people_read_them():
+    import datetime as dt
+
+    from treesynth_ui import when_text
+
+    now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+    assert when_text("2026-03-01T11:59:20.000+00:00", now) == "40 s ago"
+    assert when_text("2026-03-01T11:55:00.000+00:00", now) == "5 min ago"
+    assert when_text("2026-03-01T09:00:00.000+00:00", now) == "3 h ago"
+    assert when_text("2026-02-20T09:30:00.000+00:00", now) == "2026-02-20 09:30 UTC"
+    assert when_text("2026-02-20T09:30:00.000+00:00", now, tz="Europe/Berlin") == "2026-02-20 10:30"
+    assert when_text("2026-02-20T09:30:00.000+00:00", now, tz="Not/AZone") == "2026-02-20 09:30 UTC"
+    assert when_text(None, now) == "" and when_text("garbage", now) == "garbage"
 
 
 def test_empty_tree_points_to_the_tree_page(app_env):
