@@ -206,7 +206,7 @@ with ui.open_store() as store:
     pid = ui.frame(store, "Generate samples")
     spec = store.project(pid)
     tree = store.tree(pid)
-    if not tree.kids(tree.root.id):
+    if not tree.kids(tree.root.id) and spec.settings.max_depth > 0:  # depth 0: no tree on purpose, the root is a leaf
         st.info("The tree is empty: build and review it first.")
         st.page_link("pages/1_Tree.py", label="Go to Tree", icon=":material/account_tree:")
         st.stop()
@@ -224,6 +224,8 @@ with ui.open_store() as store:
         out = f"{plan.awaited} out in batch files"
         if busy:
             label = "Generating…"
+        elif not plan.leaves:
+            label = "No leaf selected"
         elif plan.missing:
             label = f"Generate {plan.missing} sample(s)" + (f" ({out}, not asked for again)" if plan.awaited else "")
         elif plan.awaited:

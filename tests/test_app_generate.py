@@ -274,3 +274,27 @@ def test_plan_and_button_count_the_samples_out_in_batch_files_and_generate_skips
     assert job["status"] == "complete", job["message"]
     with app_env.store() as store:
         assert len(store.samples(pid)) == 9  # one per leaf: the batch files' 27 are not paid for twice
+
+
+def test_no_matching_leaf_says_no_leaf_selected(app_env):
+    pid = app_env.built()  # every leaf is "proposed": none approved
+    at = app_env.app(GEN, pid)
+    at.checkbox(key="gen_approved").check().run()
+    assert metric(at, "Leaves") == "0"
+    button = at.button(key="gen_start")
+    assert button.label == "No leaf selected" and button.disabled
+    assert any("No leaf matches" in w.value for w in at.warning)
+
+
+def test_a_project_without_a_tree_on_purpose_generates_from_the_task(app_env):
+    pid = app_env.project(max_depth=0)  # e.g. the naive baseline: the root is the only leaf
+    at = app_env.app(GEN, pid)
+    assert not errors(at) and "build and review it first" not in texts(at)
+    assert metric(at, "Leaves") == "1" and metric(at, "Samples missing") == "3"
+    assert at.button(key="gen_start").label == "Generate 3 sample(s)"
+    at.button(key="gen_start").click().run()
+    job = app_env.last_job(pid)
+    assert job["status"] == "complete", job["message"]
+    with app_env.store() as store:
+        root = store.tree(pid).root.id
+        assert [s["node_id"] for s in store.samples(pid)] == [root] * 3
