@@ -9,7 +9,7 @@ import treesynth_ui as ui
 from treesynth_core import edits
 from treesynth_core.llm import LLM
 from treesynth_core.partition import Partitioner
-from treesynth_core.sunburst import build_figure, path_texts
+from treesynth_core.sunburst import build_figure, path_texts, subtree_counts
 from treesynth_core.tree import Node, Tree
 
 ui.page("Tree", "🌳")
@@ -152,8 +152,7 @@ def node_header(store, tree: Tree, node: Node, counts: dict) -> None:
     st.markdown("**Selected node**")
     st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(tree.labelled_path(node.id)))
             or "(root): the whole task", language=None)
-    live = sum(sum(n for s, n in counts.get(leaf.id, {}).items() if s != "rejected")
-               for leaf in tree.leaves(node.id, include_pruned=True))
+    live = subtree_counts(tree, counts)[node.id]["live"]  # the whole subtree, as the chart counts it
     flags = [f"{live} samples below"] if node.parent_id is None else [
         f"status **{node.status}**", f"by {node.provenance}", f"depth {node.depth}", f"{live} samples below"]
     if node.locked:
@@ -325,7 +324,18 @@ def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
 def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, per_leaf: int) -> None:
     st.markdown("**Expand with the LLM** (in the background)")
     room = max(1, int(ui.setting_range("max_depth")[1]) - node.depth)
-    levels = st.number_input("Levels to add below this node", 1, room, min(2, room), key="tree_levels")
+    below = max(n.depth for n in tree.subtree(node.id)) - node.depth  # how far its subtree reaches now
+    if st.session_state.get("tree_levels_node") != node.id or not 1 <= st.session_state.get("tree_levels", 0) <= room:
+        st.session_state["tree_levels"] = min(below + 1, room)  # each node starts one level deeper than it reaches
+        st.session_state["tree_levels_node"] = node.id
+    levels = st.number_input(
+        "Depth below this node", 1, room, key="tree_levels",
+        help="How far below this node its subtree should reach, counted from this node: 1 = its children, 2 = "
+             "their children too. Unsplit nodes above that depth are split; nodes already split are kept.")
+    if below:
+        st.caption(f"Its subtree already reaches {below} level(s) below it, so depth {int(levels)} "
+                   + (f"adds {int(levels) - below} level(s) where it is deepest." if levels > below else
+                      "only splits nodes that are still unsplit above that depth."))
     c1, c2 = st.columns(2)
     blocked = busy or node.locked or tree.is_pruned(node.id)
     if c1.button("Expand this node", key="tree_expand_node", disabled=blocked or bool(tree.kids(node.id)),
@@ -333,12 +343,12 @@ def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, per_leaf: int) ->
         if ui.start_job(pid, "build", {"depth": node.depth + 1, "under": node.id}):
             st.rerun()
     if c2.button("Expand subtree", key="tree_expand_sub", disabled=blocked, width="stretch",
-                 help="Splits every unsplit node below this one, down to the chosen number of levels"):
+                 help="Splits every unsplit node below this one, down to the chosen depth below it"):
         if ui.start_job(pid, "build", {"depth": node.depth + int(levels), "under": node.id}):
             st.rerun()
     if st.button("Build and generate this subtree", key="tree_run_sub", disabled=blocked, width="stretch",
                  icon=":material/bolt:",
-                 help=f"Splits every unsplit node below this one down to the chosen number of levels and fills "
+                 help=f"Splits every unsplit node below this one down to the chosen depth below it and fills "
                       f"each leaf with samples ({per_leaf} per leaf, the project's quota) as soon as the leaf "
                       "exists: no review between building and generating"):
         if ui.start_job(pid, "run", {"depth": node.depth + int(levels), "under": node.id}):

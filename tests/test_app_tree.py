@@ -214,6 +214,48 @@ def test_expand_a_subtree_as_a_job(app_env):
         assert len(store.tree(pid).kids(leaf.id)) == 3
 
 
+def test_expand_depth_is_counted_from_the_node_and_says_what_it_adds(app_env):
+    pid = app_env.built()  # topic A is already split once (its difficulty leaves)
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        topic = node_by_value(store, pid, "topic A")
+    at = select(at, topic.id)
+    box = at.number_input(key="tree_levels")
+    assert box.label == "Depth below this node" and box.value == 2  # one level more than it has
+    assert not errors(at) and not [w for w in at.warning if "Session State" in w.value]
+    assert "already reaches 1 level(s) below it, so depth 2 adds 1 level(s) where it is deepest" in texts(at)
+    box.set_value(1).run()
+    assert "so depth 1 only splits nodes that are still unsplit above that depth" in texts(at)
+    at.number_input(key="tree_levels").set_value(2).run()
+    at.button(key="tree_expand_sub").click().run()
+    job = app_env.last_job(pid)
+    assert job["status"] == "complete" and job["params"] == {"depth": 3, "under": topic.id}
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        assert max(n.depth for n in tree.subtree(topic.id)) - topic.depth == 2  # what the box said
+
+
+def test_the_header_counts_the_samples_of_the_whole_subtree_as_the_chart_does(app_env):
+    from treesynth_core.samples import fingerprint
+
+    pid = app_env.built()
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        topic = node_by_value(store, pid, "topic A")
+        leaf = tree.kids(topic.id)[0]
+        for node_id, n in ((topic.id, 2), (leaf.id, 3)):  # samples on an inner node: made before it was split
+            rows = [{"data": {"question": f"{node_id} q{i}", "answer": "a"}, "drawn": [],
+                     "norm_hash": fingerprint({"question": f"{node_id} q{i}", "answer": "a"}, ["question"])}
+                    for i in range(n)]
+            store.add_samples(pid, node_id, rows, cap=None, call_id=None)
+    at = select(app_env.app(TREE, pid), topic.id)
+    assert "5 samples below" in texts(at)
+    at = select(at, tree.root.id)
+    assert "5 samples below" in texts(at)
+    fig = figure(at)
+    assert "samples: 5 of" in fig["hovertext"][fig["ids"].index(tree.root.id)]
+
+
 def test_expand_every_approved_leaf(app_env):
     pid = app_env.built()
     with app_env.store() as store:
