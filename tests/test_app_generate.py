@@ -298,3 +298,15 @@ def test_a_project_without_a_tree_on_purpose_generates_from_the_task(app_env):
     with app_env.store() as store:
         root = store.tree(pid).root.id
         assert [s["node_id"] for s in store.samples(pid)] == [root] * 3
+
+
+def test_batch_panel_refuses_a_request_file_uploaded_as_results(app_env):
+    pid = app_env.built()
+    at = batch_export(app_env, pid)
+    with app_env.store() as store:
+        request = Path(store.batches(pid)[0]["path"])
+    at.file_uploader(key="gen_batch_upload").upload("req.jsonl", request.read_bytes(), "application/jsonl").run()
+    at.button(key="gen_batch_import").click().run()
+    assert any("this is a request file, not a results file" in e.value for e in at.error)
+    table = batch_table(at)
+    assert list(table["state"]) == ["exported"] and list(table["pending"]) == [9] and list(table["failed"]) == [0]

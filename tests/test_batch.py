@@ -554,6 +554,31 @@ def test_cli_export_import_and_exit_codes(fake, store, tmp_path, capsys, monkeyp
     assert set(leaf_counts(store, pid).values()) == {2}
 
 
+def test_a_request_file_is_refused_as_results_and_nothing_changes(fake, store, tmp_path, capsys, monkeypatch):
+    pid = built(store, fake, per_leaf=2, samples_per_call=2)
+    use_env(monkeypatch, fake.base_url)
+    request = tmp_path / "req.jsonl"
+    batch.export_requests(store, pid, request, model=FAKE_MODEL)
+    calls = store.usage(pid)["calls"]
+    code, out, err = run_main(capsys, "batch", "import", "--db", store.path, "--file", request)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: this is a request file, not a results file (import the results")
+    assert [r["state"] for r in batch.records(store, pid)] == ["exported"]
+    assert store.pending_batch_samples(pid) == dict.fromkeys(leaf_counts(store, pid), 2)
+    assert store.usage(pid)["calls"] == calls
+    with pytest.raises(ConfigError, match="this is a request file"):
+        batch.import_lines(store, pid, [b"\n"] + request.read_bytes().splitlines(keepends=True))
+    # a stray request line among results is skipped: its request stays out, it is not marked failed
+    run_file(request, tmp_path / "res.jsonl")
+    lines = (tmp_path / "res.jsonl").read_text().splitlines()
+    stray = request.read_text().splitlines()[0]
+    others = [line for line in lines if json.loads(line)["custom_id"] != json.loads(stray)["custom_id"]]
+    mixed = others[:1] + [stray] + others[1:]
+    report = batch.import_lines(store, pid, mixed)
+    assert report.unreadable == 1 and report.failed == 0 and "is a request line, not a result" in report.errors[0]
+    assert sum(store.pending_batch_samples(pid).values()) == 2  # the stray line's request: still out
+
+
 def test_cli_refuses_bad_batch_options_in_one_line(fake, store, tmp_path, capsys, monkeypatch):
     built(store, fake)
     db = store.path

@@ -16,7 +16,8 @@ One round at a time:
    live generation call is (``samples.clean_samples`` with max_field_chars, ``fingerprint``), capped at the leaf's
    quota inside the transaction that also closes the line, and logged as a call with its usage. A closed line is
    a no-op, so importing a file twice, or a line that appears twice, adds nothing. A line that failed or was
-   unusable is closed too: its samples are missing again and go into the next round's file.
+   unusable is closed too: its samples are missing again and go into the next round's file. A request file
+   given as results is refused before anything changes (a stray request line is skipped, its request stays out).
 
 Lines still out (pending) count as asked for: neither an export nor a live ``generate`` (``LeafPlan.out``) asks
 for them again until their results are imported or ``batch_api.cancel`` releases them. Calls answered by batch engines cost the project's prices times its
@@ -318,8 +319,13 @@ def import_lines(store: Store, project_id: int, lines: Iterable[bytes | str],
     ctx = _ImportContext(store, project_id, spec.field_names, spec.dedup_fields, spec.settings, store.tree(project_id))
     report = report or ImportReport()
     chunk: list = []
+    first = True
     for raw in lines:
         if raw.strip():
+            if first and _is_request(raw):  # before anything is changed
+                raise ConfigError(REQUEST_FILE, "import the results the batch engine wrote: the Batch API's output "
+                                                "or error file, or the file `vllm run-batch -o` wrote")
+            first = False
             chunk.append(raw)
         if len(chunk) >= IMPORT_CHUNK:
             ctx.import_chunk(chunk, report)
@@ -330,6 +336,19 @@ def import_lines(store: Store, project_id: int, lines: Iterable[bytes | str],
         refresh(store, batch_id)
     measure_short(store, project_id, report)
     return report
+
+
+REQUEST_FILE = "this is a request file, not a results file"
+
+
+def _is_request(raw: bytes | str | dict) -> bool:
+    """A request line (custom_id, method, url, body) rather than a result (which has a response or an error)."""
+    try:
+        line = raw if isinstance(raw, dict) else json.loads(raw)
+    except ValueError:
+        return False
+    return (isinstance(line, dict) and ("body" in line or "method" in line)
+            and "response" not in line and "error" not in line)
 
 
 def measure_short(store: Store, project_id: int, report: ImportReport) -> None:
@@ -384,6 +403,10 @@ class _ImportContext:
         except (ValueError, KeyError, TypeError) as exc:
             report.unreadable += 1
             report.note(f"a line is not a batch result ({type(exc).__name__}: {str(exc)[:80]})")
+            return
+        if _is_request(line):  # a request line among results: its request stays out, not failed
+            report.unreadable += 1
+            report.note(f"{custom_id[:80]!r} is a request line, not a result")
             return
         request = self.store.batch_request(custom_id)
         if request is None or request["project_id"] != self.project_id:
