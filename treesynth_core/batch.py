@@ -20,8 +20,8 @@ One round at a time:
    given as results is refused before anything changes (a stray request line is skipped, its request stays out).
 
 Lines still out (pending) count as asked for: neither an export nor a live ``generate`` (``LeafPlan.out``) asks
-for them again until their results are imported or ``batch_api.cancel`` releases them. Calls answered by batch engines cost the project's prices times its
-``batch_price_factor`` (``project_cost``).
+for them again until their results are imported or ``batch_api.cancel`` releases them. Calls answered by batch
+engines cost the project's prices times its ``batch_price_factor`` (``project_cost``).
 """
 
 from __future__ import annotations
