@@ -564,3 +564,74 @@ def test_replies_mended_by_json_repair_are_marked_in_calls_and_counted_in_show(t
     assert code == 0 and len(mended) == 1 and " pivots try 1 " in mended[0]
     code, out, _ = run_main(capsys, "show", "--db", db)
     assert code == 0 and "1 mended by json-repair" in out
+
+
+# ----------------------------------------------------------------------------- pipes, prices, help
+
+
+def test_a_closed_pipe_ends_quietly_with_141(flow, capsys, monkeypatch):
+    """`show | head`: the reader goes away; the command stops without an 'internal error' line, exit 141."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone: every write now fails with EPIPE
+    closed = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", closed)
+    try:
+        code = main(["show", "--db", str(flow["db"])])
+    finally:
+        monkeypatch.undo()
+        try:
+            closed.close()
+        except BrokenPipeError:
+            pass  # what was still buffered: the stream now writes to /dev/null, or gave up
+    assert code == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_prices_can_be_set_on_generate_build_and_run_and_show_points_to_them(flow, module_fake, tmp_path, capsys,
+                                                                             monkeypatch):
+    db = copy_db(flow["db"], tmp_path / "prices.db")
+    use_env(monkeypatch)  # no endpoint: generate refuses before the prices change
+    code, _, err = run_main(capsys, "generate", "--db", db, "--per-leaf", "4", "--price-in", "1", "--price-out", "2")
+    assert code == 2 and "no LLM endpoint is configured" in err
+    code, out, _ = run_main(capsys, "show", "--db", db)
+    assert ("cost unknown (no prices set: pass --price-in and --price-out to generate, build or run, or set them "
+            "on the app's Home)") in out
+    with Store(db) as store:
+        assert store.project(1).settings.price_input_per_m is None
+    code, out, _ = run_main(capsys, "generate", "--db", db, "--per-leaf", "4", "--dry-run", "--price-in", "1",
+                            "--price-out", "2")
+    assert code == 0 and re.search(r"plan: 9 leaves, 9 samples missing, 9 calls, ~\d+ tokens, cost \$0\.\d{4}$",
+                                   out.strip())
+    code, out, _ = run_main(capsys, "show", "--db", db)
+    assert re.search(r"cost \$\d+\.\d{4}$", out.strip())  # the prices were saved in the project
+    use_env(monkeypatch, module_fake.base_url)
+    for command_name in ("build", "run"):
+        code, _, err = run_main(capsys, command_name, "--db", db, "--depth", "2", "--price-in", "3", "--price-out",
+                                "4")
+        assert code == 0, err
+        with Store(db) as store:
+            settings = store.project(1).settings
+            assert (settings.price_input_per_m, settings.price_output_per_m) == (3, 4)
+        with Store(db) as store:
+            spec = store.project(1)
+            spec.settings = spec.settings.model_copy(update={"price_input_per_m": None})
+            store.update_project(1, spec)
+
+
+def test_every_option_of_the_commands_has_help(capsys):
+    import argparse
+
+    from treesynth_core.cli import parser
+
+    own = {"init", "projects", "build", "show", "generate", "run", "export", "export-tree", "import-tree", "calls",
+           "edit"}
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {a.option_strings or a.dest}" for name, command in commands.items() if name in own
+               for a in command._actions if not a.help]
+    assert missing == []
+    code, out, _ = run_main(capsys, "generate", "--help")
+    assert code == 0 and "--per-leaf PER_LEAF" in out and "1 to 10000" in out
+    for flag in ("--under", "--approved-only", "--price-in", "--price-out", "--temperature"):
+        assert flag in out
+    code, out, _ = run_main(capsys, "build", "--help")
+    assert "--depth DEPTH" in out and "counted from the root; 1 to 8" in " ".join(out.split())

@@ -44,9 +44,11 @@ exit codes:
   2    a user error (bad option, path or file; nothing was changed) or a failed run (nothing usable came out)
   3    partial: some nodes or calls failed or leaves are short; what finished is kept, run again to retry
   130  cancelled or interrupted; what finished is kept, run again to resume
+  141  the output's reader went away (e.g. `show | head`): stopped quietly, as a Unix tool stopped by SIGPIPE
   1    an internal error (a bug; please report it; TREESYNTH_DEBUG=1 shows the traceback)"""
 EXIT_PARTIAL = Outcome.PARTIAL.exit_code
 EXIT_INTERNAL = 1
+EXIT_BROKEN_PIPE = 128 + 13  # 141: what a shell reports for a process ended by SIGPIPE (13), as `yes | head` is
 CALLS_LIMIT = (1, 100_000)  # `calls --limit`: not a project setting, so its range lives here
 
 
@@ -183,8 +185,19 @@ def _node(tree: Tree, node_id: str | None, flag: str) -> str | None:
     return node_id
 
 
+def _check_endpoint(args) -> None:
+    """Refuse a run with no LLM endpoint configured, before anything is changed."""
+    if args.local:
+        return
+    endpoint = endpoint_from_env(base_url=args.base_url, model=args.model)
+    if not endpoint.api_key and not endpoint.base_url:
+        raise ConfigError("no LLM endpoint is configured (OPENAI_API_KEY is not set)",
+                          "export OPENAI_API_KEY=..., or OPENAI_BASE_URL for a local server, or pass --local")
+
+
 @contextlib.contextmanager
 def _endpoint(args):
+    _check_endpoint(args)
     if args.local:
         from .local import LocalServer, resolve_model
 
@@ -193,11 +206,7 @@ def _endpoint(args):
             yield server.endpoint()
             server.check()  # a server that died for good says how, instead of only "could not connect"
         return
-    endpoint = endpoint_from_env(base_url=args.base_url, model=args.model)
-    if not endpoint.api_key and not endpoint.base_url:
-        raise ConfigError("no LLM endpoint is configured (OPENAI_API_KEY is not set)",
-                          "export OPENAI_API_KEY=..., or OPENAI_BASE_URL for a local server, or pass --local")
-    yield endpoint
+    yield endpoint_from_env(base_url=args.base_url, model=args.model)
 
 
 def _outcome(job: dict) -> Outcome:
@@ -232,6 +241,14 @@ def _report(job: dict, outcome: Outcome, kind: str, summary: str) -> int:
     else:
         print(f"stopped ({outcome.value}): {job['message']}; run the same command again to resume", file=sys.stderr)
     return outcome.exit_code
+
+
+NO_PRICES = "no prices set: pass --price-in and --price-out to generate, build or run, or set them on the app's Home"
+
+
+def _prices(args) -> dict:
+    """The prices given on the command line, as settings (None: not given, the project's stay)."""
+    return {"price_input_per_m": args.price_in, "price_output_per_m": args.price_out}
 
 
 def _update_settings(store: Store, project_id: int, **changes) -> ProjectSpec:
@@ -284,7 +301,7 @@ def cmd_build(args) -> int:
         under = _node(store.tree(project_id), args.under, "--under")
         with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
             spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
-                                    max_depth=args.depth)
+                                    max_depth=args.depth, **_prices(args))
             job, outcome = _run(args, store, project_id, "build", dict(
                 depth=spec.settings.max_depth, under=under, approved_only=args.approved_only,
                 concurrency=args.concurrency), endpoint)
@@ -331,7 +348,7 @@ def cmd_show(args) -> int:
 def _print_usage(store: Store, project_id: int, spec: ProjectSpec) -> None:
     u = store.usage(project_id)
     usd = spec.settings.cost(u["prompt_tokens"], u["completion_tokens"])
-    cost = "unknown (set --price-in/--price-out)" if usd is None else f"${usd:.4f}"
+    cost = f"unknown ({NO_PRICES})" if usd is None else f"${usd:.4f}"
     mended = f", {u['repaired']} mended by json-repair instead of a re-ask" if u["repaired"] else ""
     print(f"calls {u['calls']} ({u['failed_calls']} failed{mended}), tokens {u['prompt_tokens']} in / "
           f"{u['completion_tokens']} out, cost {cost}")
@@ -341,9 +358,13 @@ def cmd_generate(args) -> int:
     with _open(args) as (store, project_id):
         tree = store.tree(project_id)
         under = _node(tree, args.under, "--under")
+        if any(v is not None for v in _prices(args).values()):
+            if not args.dry_run:
+                _check_endpoint(args)  # a missing endpoint is refused before the prices change
+            _update_settings(store, project_id, **_prices(args))
         plan = plan_generation(store, project_id, per_leaf=args.per_leaf, under=under,
                                approved_only=args.approved_only, samples_per_call=args.samples_per_call)
-        cost = f"${plan.cost:.4f}" if plan.cost is not None else "unknown (no prices set)"
+        cost = f"${plan.cost:.4f}" if plan.cost is not None else f"unknown ({NO_PRICES})"
         out = f" ({plan.awaited} more out in batch files, not asked for again)" if plan.awaited else ""
         print(f"plan: {len(plan.leaves)} leaves, {plan.missing} samples missing{out}, {plan.calls} calls, "
               f"~{plan.prompt_tokens + plan.completion_tokens} tokens, cost {cost}")
@@ -382,7 +403,7 @@ def cmd_run(args) -> int:
         under = _node(store.tree(project_id), args.under, "--under")
         with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
             spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
-                                    max_depth=args.depth)
+                                    max_depth=args.depth, **_prices(args))
             job, outcome = _run(args, store, project_id, "run", dict(
                 depth=spec.settings.max_depth, under=under, approved_only=args.approved_only,
                 per_leaf=args.per_leaf, samples_per_call=args.samples_per_call, temperature=args.temperature,
@@ -471,6 +492,18 @@ def cmd_edit(args) -> int:
 # ----------------------------------------------------------------------------- the parser
 
 
+SAVED = "the project's setting; a value given is saved in the project"
+THIS_RUN = "the project's setting; a value given is for this run only"
+
+
+def setting_help(name: str, what: str, *, low=None, default: str | None = None) -> str:
+    """An option's help: what it sets, its range (spec.bounds, as its argument type checks) and its default
+    (``default``; None: the Settings field's default, for init)."""
+    floor, high = bounds(name)
+    floor = floor if low is None else max(low, floor)
+    return f"{what}; {floor:g} to {high:g} (default: {default or Settings.model_fields[name].default})"
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m treesynth_core", description="TreeSynth Studio, headless.", epilog=EXIT_CODES,
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -491,91 +524,139 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("--concurrency", type=concurrency, help="parallel LLM calls at the start (adaptive)")
         if llm or name == "init":
             c.add_argument("--model", type=text, help="model name (default: $TREESYNTH_MODEL)")
+            prices = "unknown: no cost is shown" if name == "init" else SAVED + (
+                ", also by --dry-run" if name == "generate" else "")
+            c.add_argument("--price-in", type=setting("price_input_per_m"), help=setting_help(
+                "price_input_per_m", "USD per million prompt tokens", default=prices))
+            c.add_argument("--price-out", type=setting("price_output_per_m"), help=setting_help(
+                "price_output_per_m", "USD per million completion tokens", default=prices))
         return c
+
+    def tree_options(c, default: str | None) -> None:
+        """--depth, --max-values and --pivots: how the tree is built (``default`` None: init's)."""
+        low = None if default is None else 1  # init may set 0 (no tree); a build adds at least one level
+        depth = "depth of the tree, counted from the root" + ("; 0: no tree, samples from the task itself"
+                                                            if low is None else "")
+        c.add_argument("--depth", type=setting("max_depth", low=low), help=setting_help(
+            "max_depth", depth, low=low, default=default))
+        c.add_argument("--max-values", type=setting("max_values"), help=setting_help(
+            "max_values", "values a criterion may have; beyond that a node becomes open-ended (a value drawn at "
+            "random for each call)", default=default))
+        c.add_argument("--pivots", type=setting("pivots"), help=setting_help(
+            "pivots", "example samples the LLM writes for a node before it proposes the node's criterion",
+            default=default))
+
+    def sample_options(c, default: str | None) -> None:
+        """--per-leaf and --samples-per-call, and --temperature but for init (``default`` None): how leaves are
+        filled."""
+        c.add_argument("--per-leaf", type=setting("per_leaf"), help=setting_help(
+            "per_leaf", "samples per leaf, the quota (a leaf with its own quota keeps it)", default=default))
+        c.add_argument("--samples-per-call", type=setting("samples_per_call"), help=setting_help(
+            "samples_per_call", "samples asked for in one LLM call", default=default))
+        if default is not None:
+            c.add_argument("--temperature", type=setting("generation_temperature"), help=setting_help(
+                "generation_temperature", "sampling temperature of the generation calls", default=default))
 
     c = command("init", cmd_init, "create a project")
     c.add_argument("--task", required=True, type=text, help="what one sample is")
     c.add_argument("--fields", required=True, type=fields,
                    help="e.g. question,answer or 'question: the problem, answer'")
-    c.add_argument("--name", type=text)
+    c.add_argument("--name", type=text, help="the project's name (default: the task's first 60 characters)")
     c.add_argument("--constraints", type=text, help="rules every sample must follow")
     c.add_argument("--root-split", type=root_split,
                    help="hand-set first split, e.g. 'subject: algebra, geometry, statistics'")
-    c.add_argument("--depth", type=setting("max_depth"), help="depth of the tree (0: no tree, samples from the task)")
-    for flag, name in (("--max-values", "max_values"), ("--pivots", "pivots"), ("--per-leaf", "per_leaf"),
-                       ("--samples-per-call", "samples_per_call")):
-        c.add_argument(flag, type=setting(name))
-    c.add_argument("--price-in", type=setting("price_input_per_m"), help="USD per million prompt tokens")
-    c.add_argument("--price-out", type=setting("price_output_per_m"), help="USD per million completion tokens")
+    tree_options(c, None)
+    sample_options(c, None)
 
     c = sub.add_parser("projects", help="list the projects in a file")
-    c.add_argument("--db", required=True)
+    c.add_argument("--db", required=True, help="the database file")
     c.set_defaults(func=cmd_projects)
 
     c = command("build", cmd_build, "partition the data space into a tree (resumes)", llm=True)
-    c.add_argument("--depth", type=setting("max_depth", low=1))
-    c.add_argument("--max-values", type=setting("max_values"))
-    c.add_argument("--pivots", type=setting("pivots"))
-    c.add_argument("--under", type=text, help="expand only this node's subtree")
+    tree_options(c, SAVED)
+    c.add_argument("--under", type=text, help="expand only this node's subtree (a node id, see `show`)")
     c.add_argument("--approved-only", action="store_true", help="start only from approved nodes")
 
     c = command("show", cmd_show, "print the tree as an outline (with node ids, failures and review notes)")
-    c.add_argument("--under", type=text)
-    c.add_argument("--max-depth", type=setting("max_depth"))
+    c.add_argument("--under", type=text, help="print only this node's subtree (a node id; default: the whole tree)")
+    c.add_argument("--max-depth", type=setting("max_depth"),
+                   help=setting_help("max_depth", "print nodes down to this depth", default="every level"))
 
     c = command("generate", cmd_generate, "fill the leaves with samples (resumes)", llm=True)
-    c.add_argument("--per-leaf", type=setting("per_leaf"))
-    c.add_argument("--samples-per-call", type=setting("samples_per_call"))
-    c.add_argument("--temperature", type=setting("generation_temperature"))
-    c.add_argument("--under", type=text)
-    c.add_argument("--approved-only", action="store_true")
+    sample_options(c, THIS_RUN)
+    c.add_argument("--under", type=text, help="fill only the leaves under this node (a node id, see `show`)")
+    c.add_argument("--approved-only", action="store_true", help="fill only approved or edited leaves")
     c.add_argument("--dry-run", action="store_true", help="print the plan and cost, generate nothing")
 
     c = command("run", cmd_run, "build and generate in one pipelined pass: each leaf is filled as soon as it "
                 "exists (resumes)", llm=True)
-    c.add_argument("--depth", type=setting("max_depth", low=1))
-    c.add_argument("--max-values", type=setting("max_values"))
-    c.add_argument("--pivots", type=setting("pivots"))
+    tree_options(c, SAVED)
     c.add_argument("--under", type=text, help="build and fill only this node's subtree")
     c.add_argument("--approved-only", action="store_true",
                    help="start only from approved nodes; fill only approved leaves and those grown from them")
-    c.add_argument("--per-leaf", type=setting("per_leaf"))
-    c.add_argument("--samples-per-call", type=setting("samples_per_call"))
-    c.add_argument("--temperature", type=setting("generation_temperature"))
+    sample_options(c, THIS_RUN)
 
     c = command("export", cmd_export, "write samples to a file (atomically: an old file survives any failure)")
-    c.add_argument("--format", choices=list(FORMATS), default="jsonl")
-    c.add_argument("--out", required=True)
+    c.add_argument("--format", choices=list(FORMATS), default="jsonl",
+                   help="; ".join(f"{name}: {what}" for name, what in FORMATS.items()) + " (default: jsonl)")
+    c.add_argument("--out", required=True, help="the file to write (replaced atomically)")
     c.add_argument("--status", type=statuses, help=f"one or more of {', '.join(SAMPLE_STATUSES)} (default: all)")
-    c.add_argument("--under", type=text)
+    c.add_argument("--under", type=text, help="only the samples under this node (a node id, see `show`)")
     c.add_argument("--system", type=text, help="system message for --format chat")
 
     c = command("export-tree", cmd_export_tree, "write the tree as JSON")
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="the JSON file to write")
     c = command("import-tree", cmd_import_tree, "create a project from a tree JSON file")
-    c.add_argument("--file", required=True)
-    c.add_argument("--name", type=text)
+    c.add_argument("--file", required=True, help="a file written by export-tree")
+    c.add_argument("--name", type=text, help="the new project's name (default: the one in the file)")
 
     c = command("calls", cmd_calls, "list the LLM call log (what each call cost, what failed and why)")
     c.add_argument("--failed", action="store_true", help="only failed calls")
-    c.add_argument("--limit", type=count(*CALLS_LIMIT), default=50)
+    c.add_argument("--limit", type=count(*CALLS_LIMIT), default=50,
+                   help=f"the newest this many calls; {CALLS_LIMIT[0]} to {CALLS_LIMIT[1]:,} (default: 50)")
 
     c = command("edit", cmd_edit, "approve / prune / restore / lock / unlock a node's subtree")
-    c.add_argument("action", choices=["approve", "prune", "restore", "lock", "unlock"])
-    c.add_argument("--node", required=True, type=text)
+    c.add_argument("action", choices=["approve", "prune", "restore", "lock", "unlock"],
+                   help="approve: the node and its subtree; prune / restore: exclude the subtree from building, "
+                        "generation and export, or bring it back; lock / unlock: keep the LLM from changing it")
+    c.add_argument("--node", required=True, type=text, help="the node's id (see `show`)")
     batch_cli.register(sub)  # batch export / submit / poll / import / list / cancel
     quality_cli.register(sub)  # quality, baseline (issue 9)
     judge_cli.register(sub)  # judge, judge --until N (issue 9)
     return p
 
 
+def _broken_pipe() -> int:
+    """The reader of our output went away (`show | head`): stop quietly with 141, the Unix convention (a tool
+    killed by SIGPIPE exits 128 + 13; Python ignores the signal and raises BrokenPipeError instead, so we say it
+    ourselves). Nothing is printed: the reader got what it wanted, and an error line would only be noise. stdout is
+    pointed at /dev/null so the interpreter's final flush of what is still buffered cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file behind stdout (an embedding, a test's capture)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage mistake, already printed as one line (2)
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--help | head`
+            return _broken_pipe()
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    except BrokenPipeError:
+        return _broken_pipe()
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, inside the try, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _broken_pipe()
     except Cancelled as exc:
         print(f"stopped: {exc.message}", file=sys.stderr)
         return Outcome.CANCELLED.exit_code
