@@ -191,6 +191,28 @@ def test_capped_pairs_keep_their_true_counts(store, encoder, two_level, monkeypa
     assert uncapped.pair_count == len(uncapped.pairs) == report.pair_count
 
 
+def test_a_report_tokenises_each_text_once_for_every_scope(store, encoder, two_level, monkeypatch):
+    """The lexical metrics (copies, distinct-2) of the dataset, each subtree and each leaf read tokens computed once
+    per report, with the same results as tokenising per scope."""
+    from treesynth_core import diversity as dv
+
+    pid, n = two_level
+    expected = quality.quality_report(store, pid, encoder=encoder)
+    calls = {"copy": 0, "words": 0}
+    copy_tokens, words = dv._copy_tokens, dv.words
+    monkeypatch.setattr(dv, "_copy_tokens", lambda t: calls.__setitem__("copy", calls["copy"] + 1) or copy_tokens(t))
+    monkeypatch.setattr(dv, "words", lambda t: calls.__setitem__("words", calls["words"] + 1) or words(t))
+    report = quality.quality_report(store, pid, encoder=encoder)
+    assert calls == {"copy": 12, "words": 12}  # 12 samples, each in 3 scopes (dataset, subtree, leaf)
+    assert report.dataset == expected.dataset and report.by_node == expected.by_node
+    assert report.by_leaf == expected.by_leaf and report.pairs == expected.pairs and report.splits == expected.splits
+    texts = ["What is 2+2?", "What is 2+2? reply:", "A train leaves at noon.", "北京是中国的首都。"]
+    e = encoder.encode(texts)
+    assert dv.summarize(texts, e, tokens=dv.tokenise(texts)) == dv.summarize(texts, e)
+    with pytest.raises(ValueError, match="tokens of 3 texts"):
+        dv.summarize(texts, e, tokens=dv.tokenise(texts[:3]))
+
+
 def test_scope_statuses_and_quota(store, encoder, two_level):
     pid, n = two_level
     under = quality.quality_report(store, pid, under=n["support"], encoder=encoder)

@@ -10,11 +10,14 @@ number or ``None`` when there is not enough data (no pair to compare, no bigram 
 - :func:`nearest_neighbours`: top-k most similar other items per row, same blocked scan.
 - :func:`distinct_n`, :func:`compression_ratio`: model-free cross-checks.
 - :func:`summarize`, :func:`summarize_groups`, :func:`sibling_overlap`: a dataset, per leaf/subtree, per split.
+- :func:`tokenise`: the texts' tokens for the lexical metrics, once, for a caller that measures many subsets of
+  the same texts (a quality report's dataset, subtrees and leaves) and passes ``Tokens.subset`` to summarize.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 import zlib
 from collections.abc import Hashable, Sequence
@@ -175,7 +178,8 @@ def _shared(a: tuple, b: tuple) -> int:
 
 
 def lexical_copies(texts: Sequence[str], *, min_tokens: int = COPY_MIN_TOKENS, min_share: float = COPY_MIN_SHARE,
-                   window: int = COPY_WINDOW) -> list[tuple[int, int, str]]:
+                   window: int = COPY_WINDOW, tokens: Sequence[tuple[str, ...]] | None = None
+                   ) -> list[tuple[int, int, str]]:
     """Pairs ``(i, j, how)``, ``i < j``, where one text is a truncated or prefixed copy of the other.
 
     Texts are compared as word sequences (case-folded; ``+ - * / = < > % $`` and the like kept, sentence
@@ -186,9 +190,10 @@ def lexical_copies(texts: Sequence[str], *, min_tokens: int = COPY_MIN_TOKENS, m
     (e.g. the same long template with another final word): review them as templated. Only the first (or last)
     256 words count, as the encoder also reads 256 tokens. Sorting puts such texts next to each other; each
     is compared with the next ``window`` ones (O(n log n)), and clusters join what the window misses.
+    ``tokens``: the texts' ``Tokens.copy``, when already computed (:func:`tokenise`).
     """
     found: dict[tuple[int, int], str] = {}
-    tokens = [_copy_tokens(t) for t in texts]
+    tokens = [_copy_tokens(t) for t in texts] if tokens is None else tokens
     for how, keys in (("prefix", [t[:COPY_KEY_TOKENS] for t in tokens]),
                       ("suffix", [t[::-1][:COPY_KEY_TOKENS] for t in tokens])):
         order = sorted((i for i in range(len(keys)) if len(keys[i]) >= min_tokens), key=keys.__getitem__)
@@ -255,14 +260,15 @@ class _Pairs:
             self.floor = float(s.min())
         self.kept, self.held = [(i, j, s)], len(s)
 
-    def result(self, e: np.ndarray, texts: Sequence[str] | None, lexical: bool) -> NearDuplicates:
+    def result(self, e: np.ndarray, texts: Sequence[str] | None, lexical: bool,
+               tokens: Sequence[tuple[str, ...]] | None = None) -> NearDuplicates:
         pairs = []
         if self.kept:
             self._prune()
             pairs = [Pair(int(i), int(j), _clip(float(s)), "cosine") for i, j, s in zip(*self.kept[0])]
         total = self.total
         if texts is not None and lexical:
-            copies = [(i, j, how) for i, j, how in lexical_copies(texts) if j >= self.new_from]
+            copies = [(i, j, how) for i, j, how in lexical_copies(texts, tokens=tokens) if j >= self.new_from]
             if copies:
                 ci = np.array([c[0] for c in copies], dtype=np.int64)
                 cj = np.array([c[1] for c in copies], dtype=np.int64)
@@ -358,12 +364,11 @@ def words(text: str) -> list[str]:
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
-def distinct_n(texts: Sequence[str], n: int = 2) -> float | None:
+def distinct_n(texts: Sequence[str], n: int = 2, *, tokens: Sequence[list[str]] | None = None) -> float | None:
     """Distinct word n-grams / all word n-grams, n-grams taken within each text (higher = more varied wording);
-    ``None`` when no text has ``n`` words."""
+    ``None`` when no text has ``n`` words. ``tokens``: the texts' ``Tokens.words``, when already computed."""
     seen, total = set(), 0
-    for text in texts:
-        w = words(text)
+    for w in (map(words, texts) if tokens is None else tokens):
         grams = list(zip(*(w[i:] for i in range(n))))
         seen.update(grams)
         total += len(grams)
@@ -380,6 +385,26 @@ def compression_ratio(texts: Sequence[str]) -> float | None:
         return None
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
     return len(raw) / len(packer.compress(raw) + packer.flush())
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Each text's tokens for the lexical metrics: ``copy`` for :func:`lexical_copies`, ``words`` for
+    :func:`distinct_n`, in the texts' order."""
+
+    copy: list[tuple[str, ...]]
+    words: list[list[str]]
+
+    def subset(self, ix) -> Tokens:
+        """The tokens of the texts at these indices, in that order."""
+        return Tokens([self.copy[i] for i in ix], [self.words[i] for i in ix])
+
+
+def tokenise(texts: Sequence[str]) -> Tokens:
+    """The texts' tokens, computed once for a caller that measures many subsets of them. Each distinct token is
+    one shared string (``sys.intern``): 10k short samples hold 2.4 MB of tokens instead of 19 MB."""
+    return Tokens([tuple(map(sys.intern, _copy_tokens(t))) for t in texts],
+                  [list(map(sys.intern, words(t))) for t in texts])
 
 
 # ---------------------------------------------------------------------------------------------- summaries
@@ -406,20 +431,24 @@ class Summary:
 
 
 def summarize(texts: Sequence[str], embeddings, *, threshold: float = DEFAULT_THRESHOLD,
-              tile: int = TILE) -> Summary:
-    """All metrics of one set; ``texts[i]`` is the text ``embeddings[i]`` was computed from."""
+              tile: int = TILE, tokens: Tokens | None = None) -> Summary:
+    """All metrics of one set; ``texts[i]`` is the text ``embeddings[i]`` was computed from. ``tokens``: the
+    texts' :func:`tokenise` (or a subset of one), when already computed."""
     texts = list(texts)
     e = _unit_rows(embeddings)
     _check_aligned(texts, e)
+    if tokens is not None and len(tokens.copy) != len(texts):
+        raise ValueError(f"tokens of {len(tokens.copy)} texts given for {len(texts)} texts")
     pairs, nearest = _Pairs(len(e), threshold, MAX_PAIRS, 0), _Nearest(len(e), min(1, max(0, len(e) - 1)))
     _scan(e, tile, 0, pairs, nearest)  # one pass over the blocks serves both
-    dups = pairs.result(e, texts, lexical=True)
+    dups = pairs.result(e, texts, lexical=True, tokens=None if tokens is None else tokens.copy)
     _, nearest = nearest.result()
     return Summary(
         n=len(texts), mean_cosine=mean_pairwise_cosine(e),
         mean_nearest_cosine=_clip(float(nearest[:, 0].mean(dtype=np.float64))) if nearest.shape[1] else None,
         near_duplicate_pairs=dups.total_pairs, near_duplicate_clusters=len(dups.clusters),
-        near_duplicate_rate=dups.rate, distinct_2=distinct_n(texts, 2), compression_ratio=compression_ratio(texts),
+        near_duplicate_rate=dups.rate, distinct_2=distinct_n(texts, 2, tokens=None if tokens is None else tokens.words),
+        compression_ratio=compression_ratio(texts),
         threshold=threshold, near_duplicates=dups,
     )
 

@@ -250,10 +250,11 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _summary(e: np.ndarray, texts: list[str], ix: np.ndarray, threshold: float, dim: int) -> dv.Summary:
+def _summary(e: np.ndarray, texts: list[str], ix: np.ndarray, threshold: float, dim: int,
+             tokens: dv.Tokens) -> dv.Summary:
     if not len(ix):
         return dv.summarize([], np.zeros((0, dim), dtype=np.float32), threshold=threshold)
-    return dv.summarize([texts[i] for i in ix], e[ix], threshold=threshold)
+    return dv.summarize([texts[i] for i in ix], e[ix], threshold=threshold, tokens=tokens.subset(ix))
 
 
 def quality_report(store: Store, project_id: int, *, under: str | None = None,
@@ -315,7 +316,8 @@ def quality_report(store: Store, project_id: int, *, under: str | None = None,
         return len(below), sum(1 for leaf in below if leaf in at_quota)
 
     all_ix = np.arange(len(ids))
-    data_summary = _summary(e, texts, all_ix, threshold, dim)
+    tokens = dv.tokenise(texts)  # once: every scope below measures a subset of these texts
+    data_summary = _summary(e, texts, all_ix, threshold, dim, tokens)
     scope_root = under or (root.id if root else None)
     n_leaves, n_at = (counts(scope_root) if scope_root in scope else (0, 0))
     dataset = _metrics(data_summary, n_leaves, n_at, has_tree)
@@ -325,7 +327,7 @@ def quality_report(store: Store, project_id: int, *, under: str | None = None,
     for index, node_id in enumerate(node_of):
         own.setdefault(node_id, []).append(index)
     for node_id in sorted(live_leaves | set(own), key=lambda n: (tree.nodes[n].depth, tree.nodes[n].position, n)):
-        s = _summary(e, texts, np.array(own.get(node_id, []), dtype=np.int64), threshold, dim)
+        s = _summary(e, texts, np.array(own.get(node_id, []), dtype=np.int64), threshold, dim, tokens)
         leaves, at = (1, int(node_id in at_quota)) if node_id in live_leaves else (0, 0)
         by_leaf[node_id] = _metrics(s, leaves, at, has_tree)
 
@@ -335,7 +337,8 @@ def quality_report(store: Store, project_id: int, *, under: str | None = None,
     internal = [n for n in scope if tree.kids(n, include_pruned=False)]
     for node_id in sorted(internal, key=lambda n: (tree.nodes[n].depth, n)):
         ix = np.array(members.get(node_id, []), dtype=np.int64)
-        s = data_summary if node_id == scope_root and len(ix) == len(ids) else _summary(e, texts, ix, threshold, dim)
+        s = (data_summary if node_id == scope_root and len(ix) == len(ids)
+             else _summary(e, texts, ix, threshold, dim, tokens))
         node_summaries[node_id] = s
         by_node[node_id] = _metrics(s, *counts(node_id), has_tree)
         splits += _split_overlap(tree, node_id, ix, s, e, texts, ids, node_of, up, threshold)
