@@ -276,6 +276,13 @@ def settings_inputs(prefix: str, s: Settings) -> dict:
                                           key=f"{prefix}_price_out", placeholder="unknown",
                                           help="Leave empty if you do not know it"),
     )
+    modes = list(Settings.model_fields["avoid_list"].annotation.__args__)
+    out["avoid_list"] = st.selectbox(
+        "Show the model the leaf's recent samples (avoid list)", modes, index=modes.index(s.avoid_list),
+        key=f"{prefix}_avoid_list",
+        help="auto: off for the bundled local model (small models copy the list), the samples themselves for any "
+             "other endpoint; topics: only their first words, marked 'do not copy'; off: no list. Exact duplicates "
+             "and near-copies are dropped whatever you pick.")
     return {k: (int(v) if isinstance(v, (int, float)) and k in _INT_SETTINGS else v) for k, v in out.items()}
 
 

@@ -261,3 +261,14 @@ def test_a_hostile_project_in_the_url_is_ignored(app_env):
         at.run()
         assert not at.exception, raw
         assert at.session_state["ts_project_id"] == pid, raw
+
+
+def test_the_avoid_list_is_a_project_setting_on_home(app_env):
+    pid = app_env.project()
+    at = app_env.app(project_id=pid)
+    box = at.selectbox(key=f"home_set_{pid}_avoid_list")
+    assert box.value == "auto" and set(box.options) == {"auto", "samples", "topics", "off"}
+    box.set_value("off")
+    at.button(key=f"FormSubmitter:home_settings_{pid}-Save settings").click().run()
+    with app_env.store() as store:
+        assert store.project(pid).settings.avoid_list == "off"

@@ -635,3 +635,15 @@ def test_every_option_of_the_commands_has_help(capsys):
         assert flag in out
     code, out, _ = run_main(capsys, "build", "--help")
     assert "--depth DEPTH" in out and "counted from the root; 1 to 8" in " ".join(out.split())
+
+
+def test_init_sets_the_avoid_list_and_refuses_an_unknown_mode(tmp_path, capsys):
+    db = tmp_path / "a.db"
+    code, _, err = run_main(capsys, "init", "--db", db, "--task", "Short math questions", "--fields", "q,a",
+                            "--avoid-list", "topics")
+    assert code == 0, err
+    with Store(db) as store:
+        assert store.project(store.only_project_id()).settings.avoid_list == "topics"
+    code, _, err = run_main(capsys, "init", "--db", tmp_path / "b.db", "--task", "Short math questions",
+                            "--fields", "q,a", "--avoid-list", "sometimes")
+    assert code == 2 and not (tmp_path / "b.db").exists() and "invalid choice" in err

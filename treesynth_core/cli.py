@@ -267,7 +267,8 @@ def cmd_init(args) -> int:
     settings = {k: v for k, v in dict(max_depth=args.depth, max_values=args.max_values, pivots=args.pivots,
                                       per_leaf=args.per_leaf, samples_per_call=args.samples_per_call,
                                       model=args.model, price_input_per_m=args.price_in,
-                                      price_output_per_m=args.price_out).items() if v is not None}
+                                      price_output_per_m=args.price_out, avoid_list=args.avoid_list).items()
+                if v is not None}
     flags = {"name": "--name", "task": "--task", "fields": "--fields", "constraints": "--constraints",
              "root_split": "--root-split", "max_depth": "--depth", "price_input_per_m": "--price-in",
              "price_output_per_m": "--price-out"}
@@ -559,6 +560,9 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("init", cmd_init, "create a project")
     c.add_argument("--task", required=True, type=text, help="what one sample is")
+    c.add_argument("--avoid-list", choices=Settings.model_fields["avoid_list"].annotation.__args__,
+                   help="show the model a leaf's recent samples so it writes something else: auto (default: off "
+                        "for the bundled local model, which copies the list; samples elsewhere), samples, topics, off")
     c.add_argument("--fields", required=True, type=fields,
                    help="e.g. question,answer or 'question: the problem, answer'")
     c.add_argument("--name", type=text, help="the project's name (default: the task's first 60 characters)")
