@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         if tree.splits:
             s = tree.splits[0]
             print(f"worst split: [{s.dimension}] {s.value_a!r} vs {s.value_b!r}: centroid {s.centroid_cosine:.3f}, "
-                  f"{len(s.cross_pairs)} cross near-duplicate(s)")
+                  f"{s.cross_pair_count} cross near-duplicate(s)")
         if args.json:
             Path(args.json).write_text(json.dumps({"endpoint": label, "tree": tree.to_json(), "naive": naive.to_json(),
                                                    "arms": {"tree": tree_arm, "naive": naive_arm},

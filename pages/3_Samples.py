@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import treesynth_ui as ui
-from treesynth_core import edits, judge
+from treesynth_core import edits, judge, quality
 from treesynth_core.judge import Verdict
 from treesynth_core.llm import LLM
 from treesynth_core.tree import Tree
@@ -113,13 +113,8 @@ def near_pairs(store, pid: int, rows: list[dict]) -> tuple[list[dict], list[tupl
     return [r for r in rows if r["id"] in keep], pairs
 
 
-def later_of_each(pairs: list[tuple[int, int, float]]) -> list[int]:
-    """The later (higher id: written later) sample of every pair, each once."""
-    return sorted({max(a, b) for a, b, _ in pairs})
-
-
 def pair_review(store, pairs: list[tuple[int, int, float]], rows: list[dict], fields: list[str]) -> None:
-    later = later_of_each(pairs)
+    later = quality.redundant_samples(pairs)
     st.markdown(f"**{len(pairs):,} near-duplicate pair(s)** among the samples shown, most similar first")
     pending = st.session_state.get(CONFIRM_KEY)
     if pending:

@@ -380,3 +380,13 @@ def test_quality_command(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert main(["quality", "--db", str(tmp_path / "absent.db")]) == 2
+
+
+def test_redundant_samples_keeps_the_end_of_a_chain_whose_middle_goes():
+    """A~B and B~C with A and C unlike: B goes (an earlier kept sample is like it), C stays (only B, gone, was)."""
+    from treesynth_core.quality import redundant_samples
+
+    assert redundant_samples([(1, 2, 0.9), (2, 3, 0.9)]) == [2]
+    assert redundant_samples([(3, 1, 0.95), (1, 2, 0.9), (2, 3, 0.9)]) == [2, 3]  # a triangle keeps only the first
+    assert redundant_samples([(5, 7, 0.9), (1, 2, 0.99)]) == [2, 7]
+    assert redundant_samples([]) == []

@@ -499,3 +499,18 @@ def compare(a: QualityReport, b: QualityReport):
                                         "label"], dtype=object).set_index("metric")
     frame.attrs.update(a=a.project_id, b=b.project_id, model=a.model, threshold=a.threshold)
     return frame
+
+
+def redundant_samples(pairs: list[tuple[int, int, float]]) -> list[int]:
+    """The samples to reject: in the order they were written (id), a sample goes only when an earlier sample that
+    is kept pairs with it. In a chain A~B~C where A and C differ, B goes and C stays: rejecting every "later of a
+    pair" would drop C although nothing kept is like it."""
+    earlier: dict[int, set[int]] = {}
+    for a, b, _ in pairs:
+        earlier.setdefault(max(a, b), set()).add(min(a, b))
+        earlier.setdefault(min(a, b), set())
+    kept: set[int] = set()
+    rejected = []
+    for sample in sorted(earlier):
+        (rejected.append if earlier[sample] & kept else kept.add)(sample)
+    return rejected

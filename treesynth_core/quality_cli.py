@@ -137,7 +137,7 @@ def format_report(report, name: str) -> str:
             where = report.labels.get(s.node_id, s.node_id)
             out.append(f"  [{s.dimension}] at {where}: {s.value_a!r} ({s.n_a}) vs {s.value_b!r} ({s.n_b}): "
                        f"centroid {s.centroid_cosine:.3f}, separation {_fmt(s.separation, 2)}, "
-                       f"{len(s.cross_pairs)} cross near-duplicate(s)")
+                       f"{s.cross_pair_count} cross near-duplicate(s)")
             for a, b, cos in s.cross_pairs[:PAIRS_PER_SPLIT]:
                 out.append(f"      #{a} ~ #{b} ({cos:.3f}): {_short(report.snippets.get(a, ''))} | "
                            f"{_short(report.snippets.get(b, ''))}")
