@@ -116,26 +116,10 @@ def near_pairs(store, pid: int, rows: list[dict]) -> tuple[list[dict], list[tupl
 def pair_review(store, pairs: list[tuple[int, int, float]], rows: list[dict], fields: list[str]) -> None:
     later = quality.redundant_samples(pairs)
     st.markdown(f"**{len(pairs):,} near-duplicate pair(s)** among the samples shown, most similar first")
-    pending = st.session_state.get(CONFIRM_KEY)
-    if pending:
-        st.warning(f"Reject {len(pending):,} sample(s), the later of each pair: "
-                   + ", ".join(f"#{i}" for i in pending[:40]) + (" …" if len(pending) > 40 else "")
-                   + ". The earlier sample of each pair is kept. You can undo this per sample (To review).",
-                   icon=":material/warning:")
-        yes, no, _ = st.columns([1, 1, 3])
-        if yes.button("Reject them", type="primary", key="samples_neardup_yes"):
-            st.session_state.pop(CONFIRM_KEY, None)
-            with ui.guard():
-                count = edits.set_sample_status(store, pending, "rejected")
-                ui.flash(f"{count} near-duplicate sample(s) rejected; the earlier of each pair kept.")
-                st.rerun()
-        if no.button("Cancel", key="samples_neardup_no"):
-            st.session_state.pop(CONFIRM_KEY, None)
-            st.rerun()
-    elif st.button(f"Reject the later of each pair ({len(later):,} sample(s))…", key="samples_neardup_reject",
-                   disabled=not later, icon=":material/delete_sweep:"):
-        st.session_state[CONFIRM_KEY] = later
-        st.rerun()
+    bulk_reject(store, later, prefix="samples_neardup", confirm_key=CONFIRM_KEY,
+                button=f"Reject the later of each pair ({len(later):,} sample(s))…",
+                warning="sample(s), the later of each pair", after="The earlier sample of each pair is kept.",
+                done="near-duplicate sample(s) rejected; the earlier of each pair kept.")
     by_id = {r["id"]: r for r in rows}
     for x, y, cosine in pairs[:PAIRS_SHOWN]:
         a, b = min(x, y), max(x, y)
@@ -265,24 +249,32 @@ def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[in
 def misfit_review(store, rows: list[dict]) -> None:
     """Reject the misfits shown (those not rejected yet), after a confirmation listing them."""
     ids = [r["id"] for r in rows if r["status"] != "rejected"]
-    pending = [i for i in st.session_state.get(MISFIT_CONFIRM_KEY) or [] if i in ids]
+    bulk_reject(store, ids, prefix="samples_misfit", confirm_key=MISFIT_CONFIRM_KEY,
+                button=f"Reject the misfits shown ({len(ids):,} sample(s))…", warning="misfit sample(s)",
+                after="Their verdicts stay.", done="misfit sample(s) rejected.")
+
+
+def bulk_reject(store, ids: list[int], *, prefix: str, confirm_key: str, button: str, warning: str, after: str,
+                done: str) -> None:
+    """A bulk reject behind a confirmation that lists the ids: the button asks, "Reject them" acts (through
+    edits, the owner of sample changes), "Cancel" forgets. Ids no longer shown drop out of a pending request."""
+    pending = [i for i in st.session_state.get(confirm_key) or [] if i in set(ids)]
     if pending:
-        st.warning(f"Reject {len(pending):,} misfit sample(s): " + ", ".join(f"#{i}" for i in pending[:40])
-                   + (" …" if len(pending) > 40 else "") + ". Their verdicts stay; you can undo this per sample "
-                   "(To review).", icon=":material/warning:")
+        st.warning(f"Reject {len(pending):,} {warning}: " + ", ".join(f"#{i}" for i in pending[:40])
+                   + (" …" if len(pending) > 40 else "") + f". {after} You can undo this per sample (To review).",
+                   icon=":material/warning:")
         yes, no, _ = st.columns([1, 1, 3])
-        if yes.button("Reject them", type="primary", key="samples_misfit_yes"):
-            st.session_state.pop(MISFIT_CONFIRM_KEY, None)
+        if yes.button("Reject them", type="primary", key=f"{prefix}_yes"):
+            st.session_state.pop(confirm_key, None)
             with ui.guard():
                 count = edits.set_sample_status(store, pending, "rejected")
-                ui.flash(f"{count} misfit sample(s) rejected.")
+                ui.flash(f"{count} {done}")
                 st.rerun()
-        if no.button("Cancel", key="samples_misfit_no"):
-            st.session_state.pop(MISFIT_CONFIRM_KEY, None)
+        if no.button("Cancel", key=f"{prefix}_no"):
+            st.session_state.pop(confirm_key, None)
             st.rerun()
-    elif st.button(f"Reject the misfits shown ({len(ids):,} sample(s))…", key="samples_misfit_reject",
-                   disabled=not ids, icon=":material/delete_sweep:"):
-        st.session_state[MISFIT_CONFIRM_KEY] = ids
+    elif st.button(button, key=f"{prefix}_reject", disabled=not ids, icon=":material/delete_sweep:"):
+        st.session_state[confirm_key] = ids
         st.rerun()
 
 
