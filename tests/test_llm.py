@@ -189,3 +189,25 @@ def test_load_json_refuses_what_repair_cannot_make_an_object_of(text, reason):
 def test_deeply_nested_json_is_a_clear_refusal_not_a_crash():
     with pytest.raises(ValueError):
         load_json("{" + '"a": [' * 100_000)
+
+
+def test_the_hint_after_unusable_replies_fits_the_step(tmp_path):
+    """A tree step can be fixed by hand; a samples or judge call can only be retried."""
+    from pydantic import BaseModel
+
+    from treesynth_core.errors import LLMOutputError
+    from treesynth_core.fakellm import FakeLLM, Scripted
+
+    class Shape(BaseModel):
+        x: int
+
+    with FakeLLM() as fake:
+        llm = LLM(fake.endpoint(max_retries=0))
+        hints = {}
+        for purpose in ("criterion", "samples"):
+            fake.push(Scripted(content="no json"), Scripted(content="no json"))
+            with pytest.raises(LLMOutputError) as info:
+                llm.ask([{"role": "user", "content": purpose}], schema=Shape, purpose=purpose, reasks=1, cache=False)
+            hints[purpose] = info.value.hint
+    assert "edit the node by hand" in hints["criterion"]
+    assert "edit the node" not in hints["samples"] and "retry" in hints["samples"]

@@ -55,6 +55,9 @@ __all__ = ["LLM", "Reply", "Completion", "cache_key", "describe_api_error", "ext
 log = logging.getLogger(__name__)
 
 LOCAL_CONCURRENCY = 2  # llama.cpp serves one request at a time; the window never grows past this
+# What to do when a step never gets a usable reply: a tree step can be done by hand, the others only retried.
+OUTPUT_HINTS = {purpose: "see the call log; edit the node by hand or retry" for purpose in ("pivots", "criterion",
+                                                                                          "coverage")}
 
 
 @dataclass
@@ -220,7 +223,7 @@ class LLM:
                 call_id = self._log(base, convo, done, attempt, repaired=repaired)
                 return Reply(value, call_id, done.usage[0], done.usage[1], repaired=repaired)
             raise LLMOutputError(f"{purpose}: no usable reply after {reasks + 1} tries; last problem: {reason}",
-                                 "see the call log; edit the node by hand or retry", last_value, reason)
+                                 OUTPUT_HINTS.get(purpose, "see the call log; run again to retry"), last_value, reason)
         except (LLMOutputError, EndpointError):
             raise
         except Exception as exc:  # one call must never sink a job: record it, raise a typed error
