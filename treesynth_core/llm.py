@@ -379,9 +379,11 @@ class LLM:
 
     def _deadline_error(self, throttled: int) -> EndpointError:
         ep = self.endpoint
-        limited = f", after {throttled} rate limit(s)" if throttled else ""
+        if throttled:  # the server answered, with 429s: say so, not "did not answer"
+            return EndpointError(f"{ep.shown_url()} kept rate-limiting (429, {throttled} time(s)) until the call's "
+                                 f"deadline of {ep.deadline:g}s passed", "lower the concurrency or wait, then resume")
         return EndpointError(f"{ep.shown_url()} did not answer within the call's deadline of {ep.deadline:g}s "
-                             f"({ep.timeout:g}s x {ep.max_retries + 1} attempts{limited})",
+                             f"({ep.timeout:g}s x {ep.max_retries + 1} attempts)",
                              "raise TREESYNTH_TIMEOUT or check the server")
 
     def _redact(self, text: str | None) -> str | None:
