@@ -33,6 +33,7 @@ from treesynth_core import baseline, quality  # noqa: E402
 from treesynth_core.config import endpoint_from_env  # noqa: E402
 from treesynth_core.embed import default_encoder  # noqa: E402
 from treesynth_core.fakellm import FakeLLM  # noqa: E402
+from treesynth_core.generate import duplicate_rate  # noqa: E402
 from treesynth_core.generate import generate  # noqa: E402
 from treesynth_core.llm import LLM  # noqa: E402
 from treesynth_core.partition import build  # noqa: E402
@@ -202,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=quality.DEFAULT_THRESHOLD)
     p.add_argument("--db", help="keep the projects in this file (default: a temporary one)")
     p.add_argument("--json", help="also write both reports and the table here")
+    p.add_argument("--judge", action="store_true",
+                   help="also judge both arms (judge.judge_samples; the naive arm against the task only) and print "
+                        "the share of samples whose verdict fits, and each arm's per-call duplicate rate")
     p.add_argument("--scale", type=int, help="no LLM: time embedding and the quality report on this many samples")
     args = p.parse_args(argv)
 
@@ -235,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         naive_arm = arm(store, bid, naive_llm)
         naive_llm.close()
         print(f"naive arm: {naive_arm}", file=sys.stderr)
+        judged = judge_arms(store, endpoint, concurrency, pid, bid) if args.judge else None
         tree = quality.quality_report(store, pid, encoder=encoder, threshold=args.threshold)
         naive = quality.quality_report(store, bid, encoder=encoder, threshold=args.threshold)
         table = quality.compare(naive, tree)
@@ -260,6 +265,15 @@ def main(argv: list[str] | None = None) -> int:
                         f"{a['seconds']:.1f}s; samples with a digit: {pct(digit_share(store, r.project_id))}")
         print("generation (calls include the tree's build for the tree arm):")
         print("\n".join(rows))
+        for name, project_id in (("naive", bid), ("tree", pid)):
+            print(f"  {name:<6} per-call duplicate rate: "
+                  f"{duplicate_rate(store.sample_call_notes(project_id, '')).text()}")
+        if judged:
+            print("leaf-fit judge (share of samples whose verdict fits; naive judged against the task only):")
+            for name in ("naive", "tree"):
+                j = judged[name]
+                print(f"  {name:<6} {j['fits']} fit / {j['misfits']} misfit / {j['not_judged']} not judged of "
+                      f"{j['n']} ({pct(j['share'])}); {j['calls']} judge call(s), {j['seconds']:.1f}s")
         if tree.splits:
             s = tree.splits[0]
             print(f"worst split: [{s.dimension}] {s.value_a!r} vs {s.value_b!r}: centroid {s.centroid_cosine:.3f}, "
@@ -267,8 +281,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps({"endpoint": label, "tree": tree.to_json(), "naive": naive.to_json(),
                                                    "arms": {"tree": tree_arm, "naive": naive_arm},
+                                                   "judge": judged,
                                                    "table": json.loads(table.to_json(orient="index"))}, indent=1))
     return 0
+
+
+def judge_arms(store: Store, endpoint, concurrency, *project_ids: int) -> dict:
+    """judge.judge_samples on each project (tree first, then naive), then the share of live samples that fit."""
+    from treesynth_core import judge
+
+    out = {}
+    for name, project_id in zip(("tree", "naive"), project_ids):
+        started = time.monotonic()
+        llm = LLM(endpoint, store, project_id, concurrency=concurrency)
+        try:
+            report = judge.judge_samples(store, project_id, llm)
+        finally:
+            llm.close()
+        samples = store.samples(project_id, statuses=list(quality.DEFAULT_STATUSES))
+        verdicts = judge.sample_verdicts(store, project_id, samples)
+        fits = sum(v.fits is True for v in verdicts.values())
+        misfits = sum(v.fits is False for v in verdicts.values())
+        out[name] = {"n": len(samples), "fits": fits, "misfits": misfits, "not_judged": len(samples) - fits - misfits,
+                     "share": fits / len(samples) if samples else None, "calls": report.judge_calls,
+                     "summary": report.summary(), "seconds": time.monotonic() - started}
+        print(f"judge {name}: {report.summary()}", file=sys.stderr)
+    return out
 
 
 def pct(value: float | None) -> str:
