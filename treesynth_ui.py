@@ -37,7 +37,8 @@ PAGES = [
     ("pages/4_Export.py", "Export & import", ":material/download:"),
 ]
 JOB_WORDS = {"build": "Building the tree", "generate": "Generating samples",
-             "run": "Building and generating (each leaf as soon as it exists)"}
+             "run": "Building and generating (each leaf as soon as it exists)",
+             "judge": "Judging and refilling until enough samples fit"}
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -340,7 +341,7 @@ def job_outcome(job: dict) -> str:
 # what a job's ``failed`` column counts, and what its done/total progress counts
 _FAILED_UNIT = {"build": "node(s)", "generate": "call(s)", "run": "node(s) and call(s)"}
 _DONE_UNIT = {"build": "nodes processed", "generate": "samples made", "run": "nodes and samples done"}
-_PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples"}
+_PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples", "judge": "fitting samples"}
 _WHAT_TO_DO = {
     ("build", "partial"): "click **Retry the failed nodes**: finished nodes are kept and only what failed is "
                           "asked again. Or fix a failed node by hand: it is listed next to the chart.",
@@ -394,7 +395,8 @@ def job_actions(project_id: int, job: dict, key: str) -> None:
     """The button that finishes what a partial, failed, cancelled or interrupted job left undone."""
     outcome, kind = job_outcome(job), job["kind"]
     if outcome in ("partial", "failed"):
-        label = {"build": "Retry the failed nodes", "run": "Run again"}.get(kind, "Generate the missing samples")
+        label = {"build": "Retry the failed nodes", "run": "Run again",
+                 "judge": "Judge and refill again"}.get(kind, "Generate the missing samples")
         params, button_key = retry_params(job), f"{key}_retry"
         help_text = {
             "build": "Builds again with the same depth: finished nodes are kept, failed and unfinished ones are "
@@ -402,6 +404,7 @@ def job_actions(project_id: int, job: dict, key: str) -> None:
                                    if job["params"].get("approved_only") else "") + ".",
             "run": "Builds and generates again with the same settings: only failed nodes are expanded and only "
                    "missing samples are made.",
+            "judge": "Judges, rejects misfits and refills again with the same target and a fresh call budget.",
         }.get(kind, "Generates again with the same settings: only missing samples.")
     elif outcome in ("cancelled", "interrupted"):
         label, params, button_key = f"Resume job #{job['id']} with the same settings", dict(job["params"]), f"{key}_resume"

@@ -214,8 +214,8 @@ def detail(store, sample: dict, fields: list[str], tree: Tree, verdict: Verdict)
 
 
 def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[int, Verdict]) -> None:
-    """The verdicts among the rows, and a button that judges the unjudged samples of the leaves they are in.
-    It runs in this page with a spinner: the background jobs (jobs.KINDS) have no judge kind."""
+    """The verdicts among the rows, a button that judges the unjudged samples of the leaves they are in (in this
+    page, with a spinner: a quick pass), and "until N fit" for those leaves as a background job."""
     leaf_ids = sorted({r["node_id"] for r in rows if r["node_id"] in tree.nodes and not tree.kids(r["node_id"])})
     words = [verdicts[r["id"]].word for r in rows]
     st.caption(f"Among the samples shown: {words.count('fits')} fit, {words.count('misfit')} misfit, "
@@ -244,6 +244,28 @@ def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[in
             llm.close()
         st.session_state[JUDGED_KEY] = (pid, report.outcome.value, report.summary())
         st.rerun()
+    until_panel(store, pid, leaf_ids)
+
+
+def until_panel(store, pid: int, leaf_ids: list[str]) -> None:
+    """Fill the leaves shown until N samples fit: judge, reject misfits, generate what is missing, repeat, under a
+    hard call budget, as a background job (it survives a reload; a rerun resumes)."""
+    low, high = ui.setting_range("per_leaf")
+    s = store.project(pid).settings
+    until = st.number_input("Fill these leaves until this many samples fit", min_value=max(1, int(low)),
+                            max_value=int(high), value=max(1, s.per_leaf), step=1, key="samples_until_n")
+    plan = judge.plan_judge(store, pid, until=int(until), leaf_ids=leaf_ids)
+    st.caption(f"Plan if nothing misfits: {plan.missing:,} sample(s) to generate in {plan.generation_calls:,} "
+               f"call(s), {plan.judge_calls + plan.new_judge_calls:,} judge call(s); cost "
+               f"{ui.cost_text(plan.prompt_tokens, plan.completion_tokens, s)}. Hard budget: "
+               f"{plan.default_budget:,} call(s), re-asks included; a leaf that stops gaining fitting samples is "
+               "left short and reported.")
+    job = ui.job_status(store, pid, "judge", key="samples_until")
+    running = bool(job and job["status"] == "running")
+    if st.button(f"Judge and refill until {int(until)} fit (background job)", key="samples_until_run",
+                 disabled=running, icon=":material/task_alt:"):
+        if ui.start_job(pid, "judge", {"per_leaf": int(until), "leaf_ids": leaf_ids}):
+            st.rerun()
 
 
 def misfit_review(store, rows: list[dict]) -> None:

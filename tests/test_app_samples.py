@@ -297,3 +297,29 @@ def test_a_failing_judge_is_shown_with_what_to_do(app_env, marked):
     assert any("judge failed repeatedly" in e for e in errors(at)), errors(at)
     assert any("judge again to continue" in e for e in errors(at))
     assert set(at.dataframe[0].value["judge"]) == {"not judged"}
+
+
+def test_until_n_fit_runs_as_a_background_job_from_the_samples_page(app_env, marked):
+    """The page plans 'until N fit' for the leaves shown, starts it as a judge job, and shows how it ended;
+    afterwards every leaf has exactly N fitting live samples and the misfits are rejected."""
+    from treesynth_core.judge import sample_verdicts
+
+    pid, misfits = marked
+    at = app_env.app(SAMPLES, pid)
+    at.number_input(key="samples_until_n").set_value(3).run()
+    assert "Hard budget" in texts(at)
+    at.button(key="samples_until_run").click().run()
+    assert not errors(at)
+    job = app_env.wait(app_env.last_job(pid)["id"])
+    assert job["kind"] == "judge" and job["status"] == "complete", job["message"]
+    with app_env.store() as store:
+        live = store.samples(pid, statuses=["generated", "accepted"])
+        verdicts = sample_verdicts(store, pid, live)
+        per_leaf: dict[str, int] = {}
+        for sample in live:
+            assert verdicts[sample["id"]].fits, sample
+            per_leaf[sample["node_id"]] = per_leaf.get(sample["node_id"], 0) + 1
+        rejected = {s["id"] for s in store.samples(pid, statuses=["rejected"])}
+    assert set(per_leaf.values()) == {3} and len(per_leaf) == 9 and misfits <= rejected
+    at.run()
+    assert any("complete" in s.value for s in at.success)
