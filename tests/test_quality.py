@@ -390,3 +390,27 @@ def test_redundant_samples_keeps_the_end_of_a_chain_whose_middle_goes():
     assert redundant_samples([(3, 1, 0.95), (1, 2, 0.9), (2, 3, 0.9)]) == [2, 3]  # a triangle keeps only the first
     assert redundant_samples([(5, 7, 0.9), (1, 2, 0.99)]) == [2, 7]
     assert redundant_samples([]) == []
+
+
+def test_quality_command_can_embed_through_the_endpoint(tmp_path, capsys, monkeypatch):
+    """`quality --embedding-model M` sends the texts to the endpoint's /v1/embeddings (a real local server) and
+    caches those vectors under that model, beside (never mixed with) the offline ones."""
+    from tests.test_embed import EmbeddingsServer
+    from treesynth_core.cli import main
+
+    db = tmp_path / "q.db"
+    with Store(db) as store:
+        pid = new_project(store)
+        add(store, pid, store.tree(pid).root.id, ["How many apples?", "Reset my password", "Refund my order"])
+    with EmbeddingsServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.endpoint().base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        code = main(["quality", "--db", str(db), "--embedding-model", "emb-1", "--format", "json"])
+        out = capsys.readouterr().out
+        assert code == 0 and server.requests and {r["model"] for r in server.requests} == {"emb-1"}
+    report = json.loads(out)
+    assert report["model"].startswith("emb-1@") and report["dataset"]["n"] == 3
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code = main(["quality", "--db", str(db), "--embedding-model", "emb-1"])
+    assert code == 2 and "needs an endpoint" in capsys.readouterr().err

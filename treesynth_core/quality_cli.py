@@ -48,6 +48,10 @@ def register(sub) -> None:
 
     c = common("quality", cmd_quality, "measure diversity and near-duplicates per dataset, subtree, leaf and "
                                        "split (offline embeddings, cached per sample)")
+    c.add_argument("--embedding-model", type=cli.text,
+                   help="embed through the endpoint's /v1/embeddings with this model (e.g. text-embedding-3-small; "
+                        "endpoint from $OPENAI_BASE_URL / $OPENAI_API_KEY) instead of the offline MiniLM; vectors "
+                        "are cached per model, so the two never mix")
     c.add_argument("--under", type=cli.text, help="only this node's subtree")
     c.add_argument("--status", type=cli.statuses, help="sample statuses to measure (default: generated,accepted)")
     c.add_argument("--format", choices=FORMATS, default="table", help="table (default), json (the full report) "
@@ -198,10 +202,20 @@ def cmd_quality(args) -> int:
         cli._not_the_database(args, args.out)
     with _open_store(args) as store:
         project_id = tree_project(store, args.project)
+        encoder = None
+        if args.embedding_model:
+            from .config import endpoint_from_env
+            from .embed import EndpointEncoder
+
+            endpoint = endpoint_from_env()
+            if not endpoint.api_key and not endpoint.base_url:
+                raise cli.ConfigError("--embedding-model needs an endpoint (OPENAI_API_KEY is not set)",
+                                      "export OPENAI_API_KEY=..., or OPENAI_BASE_URL, or drop --embedding-model")
+            encoder = EndpointEncoder(endpoint, model=args.embedding_model)
         bar = cli.ProgressBar("embed")
         try:
             report = quality_report(store, project_id, under=args.under, statuses=args.status or DEFAULT_STATUSES,
-                                    threshold=args.threshold or DEFAULT_THRESHOLD,
+                                    threshold=args.threshold or DEFAULT_THRESHOLD, encoder=encoder,
                                     on_progress=lambda done, total: bar(done, total) if total else None)
         finally:
             bar.close()
