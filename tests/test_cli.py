@@ -108,6 +108,25 @@ def use_env(monkeypatch, base_url: str | None = None, **extra: str) -> None:
             monkeypatch.setenv(name, value)
 
 
+def kill_when(args: list[str], env: dict, cwd: Path, ready, what: str, timeout: float) -> None:
+    """Start the CLI as a subprocess, SIGKILL it as soon as ``ready()`` holds (its work is in flight), and check
+    that the kill, not an exit of its own, ended it; ``what`` says what never happened on a timeout."""
+    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, what
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def run_main(capsys, *args) -> tuple[int, str, str]:
     """main() in this process: quicker than a subprocess where the process boundary is not what is tested."""
     code = main([str(a) for a in args])
@@ -323,21 +342,7 @@ def test_generate_killed_mid_run_resumes_to_exact_quotas(tmp_path):
 
     with FakeLLM(latency=0.3) as slow:
         env = cli_env(slow.base_url)
-        proc = subprocess.Popen(command(*args), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 30
-            while made() == 0:
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "no sample appeared"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate()
-        assert proc.returncode == -signal.SIGKILL
+        kill_when(command(*args), env, tmp_path, lambda: made() > 0, "no sample appeared", timeout=30)
         kept = made()
         assert 0 < kept < 9 * 6
 

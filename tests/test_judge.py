@@ -7,13 +7,11 @@ import json
 import math
 import os
 import re
-import signal
-import subprocess
 import time
 
 import pytest
 
-from tests.test_cli import cli, cli_env, command, make_db, read_only, run_main
+from tests.test_cli import cli, cli_env, command, kill_when, make_db, read_only, run_main
 from treesynth_core import edits
 from treesynth_core.fakellm import MISFIT_MARKER, FakeLLM, Scripted, step_of
 from treesynth_core.generate import generate
@@ -334,21 +332,7 @@ def test_judge_until_killed_mid_run_resumes_to_exactly_n_fitting_per_leaf(tmp_pa
 
     with FakeLLM(latency=0.15, misfit_every=3) as slow:
         env = cli_env(slow.base_url)
-        proc = subprocess.Popen(command(*args), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while judged() < 12:
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "no verdict appeared"
-                time.sleep(0.02)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate()
-        assert proc.returncode == -signal.SIGKILL
+        kill_when(command(*args), env, tmp_path, lambda: judged() >= 12, "no verdict appeared", timeout=60)
         with Store(db) as store:
             project = store.only_project_id()
             kept_rejected = {s["id"] for s in store.samples(project, statuses=["rejected"])}
