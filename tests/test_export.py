@@ -619,3 +619,116 @@ def test_assembled_lines_equal_json_dumps_and_csv_writer_on_awkward_text():
     for value in (None, 3, 2.5, True, ["x", 1], {"k": "v"}, float("nan")):  # a field that is not text
         row = {"q": value, "a": "x", "path": paths["leaf"], "leaf_id": "leaf", "status": "accepted", "sample_id": 1}
         assert jsonl_line(row) == json.dumps(row, ensure_ascii=False) + "\n"
+
+
+# ----------------------------------------------------------------------------- ShareGPT and Alpaca (issue 11)
+# Shapes as documented: ShareGPT {"conversations": [{"from": "system"|"human"|"gpt", "value": str}]} (FastChat,
+# axolotl, LLaMA-Factory's sharegpt role tags); Alpaca {"instruction", "input", "output"} (+ optional "system",
+# LLaMA-Factory's alpaca columns).
+
+def check_sharegpt(line: dict) -> None:
+    assert list(line) == ["conversations"]
+    turns = line["conversations"]
+    assert all(list(t) == ["from", "value"] and isinstance(t["value"], str) for t in turns)
+    roles = [t["from"] for t in turns]
+    assert roles in (["human", "gpt"], ["system", "human", "gpt"])
+
+
+def check_alpaca(line: dict) -> None:
+    assert list(line) in (["instruction", "input", "output"], ["instruction", "input", "output", "system"])
+    assert all(isinstance(v, str) for v in line.values())
+    assert line["instruction"] and line["output"]
+
+
+def test_sharegpt_format_has_the_documented_shape_and_the_chat_sides(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    generate(store, project, llm, per_leaf=2)
+    samples = {s["id"]: s["data"] for s in store.samples(project)}
+    assert samples
+
+    plain = jsonl(export_bytes(store, project, "sharegpt"))
+    with_system = jsonl(export_bytes(store, project, "sharegpt", system="You are a maths tutor."))
+    chat = jsonl(export_bytes(store, project, "chat"))
+
+    assert len(plain) == len(with_system) == len(chat) == len(samples)
+    expected = sorted((d["question"], d["answer"]) for d in samples.values())
+    assert sorted((line["conversations"][0]["value"], line["conversations"][1]["value"]) for line in plain) == expected
+    for line, sys_line, chat_line in zip(plain, with_system, chat):
+        check_sharegpt(line)
+        check_sharegpt(sys_line)
+        assert [t["from"] for t in line["conversations"]] == ["human", "gpt"]
+        assert sys_line["conversations"][0] == {"from": "system", "value": "You are a maths tutor."}
+        assert sys_line["conversations"][1:] == line["conversations"]
+        assert [m["content"] for m in chat_line["messages"]] == [t["value"] for t in line["conversations"]]
+
+
+def test_alpaca_format_has_the_documented_shape(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    generate(store, project, llm, per_leaf=2)
+    samples = {s["id"]: s["data"] for s in store.samples(project)}
+
+    plain = jsonl(export_bytes(store, project, "alpaca"))
+    with_system = jsonl(export_bytes(store, project, "alpaca", system="Be brief."))
+
+    assert len(plain) == len(samples) > 0
+    assert sorted((r["instruction"], r["output"]) for r in plain) == sorted(
+        (d["question"], d["answer"]) for d in samples.values())
+    for row, sys_row in zip(plain, with_system):
+        check_alpaca(row)
+        check_alpaca(sys_row)
+        assert list(row) == ["instruction", "input", "output"] and row["input"] == ""
+        assert sys_row == dict(row, system="Be brief.")
+
+
+def test_alpaca_puts_the_other_input_fields_in_input_and_joins_outputs(store):
+    project = chat_project(store, "instruction, context, response (output), rationale (output)")
+    root = store.tree(project).root
+    leaf, _ = edits.set_split(store, root.id, "topic", ["history", "physics"])
+    add(store, project, leaf, ("Name the capital.", "France's capital is Paris.", "Paris", "It is stated."),
+        fields=("instruction", "context", "response", "rationale"))
+
+    [row] = jsonl(export_bytes(store, project, "alpaca"))
+    [conv] = jsonl(export_bytes(store, project, "sharegpt"))
+
+    assert row == {"instruction": "Name the capital.", "input": "context: France's capital is Paris.",
+                   "output": "response: Paris\n\nrationale: It is stated."}
+    assert conv["conversations"][0]["value"] == ("instruction: Name the capital.\n\n"
+                                                 "context: France's capital is Paris.")
+
+
+@pytest.mark.parametrize("fmt", ["sharegpt", "alpaca"])
+def test_pair_formats_need_an_output_field_and_refuse_before_writing(store, tmp_path, fmt):
+    project = chat_project(store, "text")
+    root = store.tree(project).root
+    leaf, _ = edits.set_split(store, root.id, "topic", ["history", "physics"])
+    add(store, project, leaf, ("just one field",), fields=("text",))
+    out = tmp_path / f"x.{fmt}.jsonl"
+    out.write_text("previous\n")
+    with pytest.raises(TreeSynthError, match=f"{fmt} export needs at least one input and one output"):
+        export_file(store, project, fmt, out)
+    assert out.read_text() == "previous\n"
+
+
+def test_sharegpt_and_alpaca_lines_equal_json_dumps_for_awkward_text():
+    import random
+
+    from treesynth_core.spec import OutputField
+
+    rng = random.Random(11)
+    alphabet = list('ab ,"\'\r\n\t\\=+-@;|\x00\x1f\x7fé€😀\u2028\u2029<>&/') + [""]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(300)]
+    spec = ProjectSpec(name="n", task="awkward text in every field",
+                       fields=[OutputField(name="q"), OutputField(name="c"), OutputField(name="a", role="output")])
+    for system in (None, 'sys "x"\n'):
+        share = export.sharegpt_line_maker(spec, system)
+        alpaca = export.alpaca_line_maker(spec, system)
+        for i in range(len(texts) - 2):
+            row = {"q": texts[i], "c": texts[i + 1], "a": texts[i + 2]}
+            human = f"q: {texts[i]}\n\nc: {texts[i + 1]}"
+            turns = ([{"from": "system", "value": system}] if system else []) + [
+                {"from": "human", "value": human}, {"from": "gpt", "value": texts[i + 2]}]
+            assert share(row) == json.dumps({"conversations": turns}, ensure_ascii=False) + "\n"
+            expected = {"instruction": texts[i], "input": f"c: {texts[i + 1]}", "output": texts[i + 2]}
+            if system:
+                expected["system"] = system
+            assert alpaca(row) == json.dumps(expected, ensure_ascii=False) + "\n"

@@ -1,4 +1,5 @@
-"""Export samples as JSONL, CSV, Parquet or OpenAI chat fine-tuning JSONL, streamed from the store to the file.
+"""Export samples as JSONL, CSV, Parquet, or fine-tuning JSONL (OpenAI chat, ShareGPT, Alpaca), streamed from the
+store to the file.
 
 Every row carries its fields, its leaf path attributes and its leaf id. Rows are built once, as the store hands
 out samples in chunks (``Store.iter_samples``), and written as they come, so memory stays flat at any size:
@@ -22,8 +23,11 @@ from .spec import ProjectSpec
 from .store import Store
 from .tree import Tree
 
-FORMATS = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "chat": "OpenAI chat fine-tuning JSONL"}
-EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "chat": "jsonl"}
+FORMATS = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "chat": "OpenAI chat fine-tuning JSONL",
+           "sharegpt": "ShareGPT conversations JSONL", "alpaca": "Alpaca instruction JSONL"}
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "chat": "jsonl", "sharegpt": "jsonl",
+              "alpaca": "jsonl"}
+PAIR_FORMATS = ("chat", "sharegpt", "alpaca")  # a prompt and an answer per line: they need input and output fields
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TAIL = ["path", "leaf_id", "status", "sample_id"]  # the columns after the project's fields
 ROW_GROUP = 10_000  # Parquet rows per row group
@@ -193,24 +197,66 @@ def jsonl_line_maker(names: list[str], paths: dict[str, list[dict]]) -> Callable
     return line
 
 
-def chat_line_maker(spec: ProjectSpec, system: str | None = None) -> Callable[[dict], str]:
-    """OpenAI chat fine-tuning lines (user = the input fields, assistant = the output fields), as
-    ``json.dumps({"messages": [...]}, ensure_ascii=False) + "\\n"``."""
+def pair_fields(spec: ProjectSpec, fmt: str = "chat") -> tuple[list[str], list[str]]:
+    """The input (prompt side) and output (answer side) field names, in the spec's order; the fine-tuning formats
+    need at least one of each."""
     inputs = [f.name for f in spec.fields if f.role == "input"]
     outputs = [f.name for f in spec.fields if f.role == "output"]
     if not inputs or not outputs:
-        raise TreeSynthError("chat export needs at least one input and one output field",
+        raise TreeSynthError(f"{fmt} export needs at least one input and one output field",
                              "mark a field (output) in the project's fields")
+    return inputs, outputs
+
+
+def _joined(row: dict, names: list[str]) -> str:
+    """One field's text as it is; several as "name: text" sections separated by a blank line."""
+    return row[names[0]] if len(names) == 1 else "\n\n".join(f"{n}: {row[n]}" for n in names)
+
+
+def chat_line_maker(spec: ProjectSpec, system: str | None = None) -> Callable[[dict], str]:
+    """OpenAI chat fine-tuning lines (user = the input fields, assistant = the output fields), as
+    ``json.dumps({"messages": [...]}, ensure_ascii=False) + "\\n"``."""
+    inputs, outputs = pair_fields(spec, "chat")
     head = '{"messages": [' + ('{"role": "system", "content": ' + json_value(system) + "}, " if system else "")
 
-    def join(row, names):
-        return row[names[0]] if len(names) == 1 else "\n\n".join(f"{n}: {row[n]}" for n in names)
-
     def line(row: dict) -> str:
-        return (head + '{"role": "user", "content": ' + json_value(join(row, inputs)) +
-                '}, {"role": "assistant", "content": ' + json_value(join(row, outputs)) + "}]}\n")
+        return (head + '{"role": "user", "content": ' + json_value(_joined(row, inputs)) +
+                '}, {"role": "assistant", "content": ' + json_value(_joined(row, outputs)) + "}]}\n")
 
     return line
+
+
+def sharegpt_line_maker(spec: ProjectSpec, system: str | None = None) -> Callable[[dict], str]:
+    """ShareGPT lines: ``{"conversations": [{"from": "system"|"human"|"gpt", "value": ...}]}`` with the same
+    sides as the chat format (human = the input fields, gpt = the output fields, an optional system turn first),
+    as ``json.dumps(..., ensure_ascii=False) + "\\n"``."""
+    inputs, outputs = pair_fields(spec, "sharegpt")
+    head = '{"conversations": [' + ('{"from": "system", "value": ' + json_value(system) + "}, " if system else "")
+
+    def line(row: dict) -> str:
+        return (head + '{"from": "human", "value": ' + json_value(_joined(row, inputs)) +
+                '}, {"from": "gpt", "value": ' + json_value(_joined(row, outputs)) + "}]}\n")
+
+    return line
+
+
+def alpaca_line_maker(spec: ProjectSpec, system: str | None = None) -> Callable[[dict], str]:
+    """Alpaca lines: ``{"instruction", "input", "output"}`` (plus ``"system"`` when a system message is given,
+    as LLaMA-Factory's Alpaca format allows). instruction = the first input field; input = the other input
+    fields ("name: text" sections, empty when there is only one); output = the output fields, as in chat."""
+    inputs, outputs = pair_fields(spec, "alpaca")
+    first, rest = inputs[0], inputs[1:]
+    tail = (', "system": ' + json_value(system) if system else "") + "}\n"
+
+    def line(row: dict) -> str:
+        more = "\n\n".join(f"{n}: {row[n]}" for n in rest)
+        return ('{"instruction": ' + json_value(row[first]) + ', "input": ' + json_value(more) +
+                ', "output": ' + json_value(_joined(row, outputs)) + tail)
+
+    return line
+
+
+PAIR_MAKERS = {"chat": chat_line_maker, "sharegpt": sharegpt_line_maker, "alpaca": alpaca_line_maker}
 
 
 def csv_line_maker(names: list[str], paths: dict[str, list[dict]]) -> Callable[[dict], str]:
@@ -290,12 +336,12 @@ def write_export(store: Store, project_id: int, fmt: str, handle: BinaryIO, *, s
     chat fields) comes before the first byte is written."""
     if fmt not in FORMATS:
         raise TreeSynthError(f"unknown export format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
-    chat = chat_line_maker(store.project(project_id), system) if fmt == "chat" else None
+    pair = PAIR_MAKERS[fmt](store.project(project_id), system) if fmt in PAIR_MAKERS else None
     spec, paths, rows = _scoped_rows(store, project_id, statuses, under)
     if fmt == "jsonl":
         return _write_lines(rows, handle, jsonl_line_maker(spec.field_names, paths))
-    if fmt == "chat":
-        return _write_lines(rows, handle, chat)
+    if pair is not None:
+        return _write_lines(rows, handle, pair)
     if fmt == "csv":
         header = csv_line(spec.field_names + TAIL)
         return _write_lines(rows, handle, csv_line_maker(spec.field_names, paths), ("\ufeff" + header).encode())
