@@ -87,7 +87,9 @@ def test_level_and_selection_outline(store):
     trace = build_figure(tree, level=algebra.id, selected=algebra.id, maxdepth=3).data[0]
     assert trace.level == algebra.id and trace.maxdepth == 3
     widths = dict(zip(trace.ids, trace.marker.line.width))
-    assert widths[algebra.id] == 3 and widths[tree.root.id] == 1
+    assert widths[algebra.id] == 3 and all(w == 1 for nid, w in widths.items() if nid != algebra.id)
+    assert tree.root.id not in trace.ids  # drawn from the level down: the centre is the zoomed node
+    assert dict(zip(trace.ids, trace.parents))[algebra.id] == ""
     assert build_figure(tree, level="no-such-node").data[0].level is None
 
 

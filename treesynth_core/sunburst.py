@@ -11,6 +11,7 @@ HTML-escaped before plotly sees it.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
@@ -29,7 +30,7 @@ STATUS_COLOURS = {
 SAMPLE_SCALE = "YlGn"
 PRUNED_COLOUR = STATUS_COLOURS["pruned"]
 LABEL_CHARS = 32
-COLOR_MODES = ("status", "samples", "diversity", "overlap")
+COLOR_MODES = ("status", "samples", "failures", "diversity", "overlap")
 QUALITY_MODES = ("diversity", "overlap")
 # Good (diverse, separated) is blue, bad (redundant, overlapping) is red: readable by red-green colour-blind
 # eyes. Each label gets black or white text, whichever contrasts more (text_colour).
@@ -42,6 +43,15 @@ NO_DATA_COLOUR = "#f1f3f5"  # a node the report has no figure for (no samples, o
 DIVERSITY_SPAN = (0.2, 0.9)
 OVERLAP_SPAN = (0.5, 1.0)
 TEXT_DARK, TEXT_LIGHT = "#000000", "#ffffff"
+FOLD_COLOUR = "#ced4da"  # a "+N more" sector: several small siblings folded into one
+FAILURE_NONE = "#f1f3f5"  # "failures" mode: nothing failed below this node
+FAILURE_SCALE = [[0.0, "#ffc9c9"], [1.0, "#a51111"]]  # 1 failure .. FAILURE_TOP or more
+FAILURE_TOP = 32
+# Level of detail: a sector narrower than this many degrees is not drawn on its own (see ``view``). At 2
+# degrees a ring holds at most 180 sectors, so 6 rings stay under ~1,100 sectors (and a ~1 MB figure) at any
+# tree size, and the outer rings never turn into a haze of hairline sectors and their white borders.
+MIN_DEGREES = 2.0
+FOLD_PREFIX = "more:"
 
 
 def _short(text: str, limit: int = LABEL_CHARS) -> str:
@@ -89,7 +99,15 @@ def path_texts(tree: Tree) -> dict[str, str]:
     return out
 
 
-def _hover(tree: Tree, node: Node, path: str, totals: dict, use: dict, pruned: bool) -> str:
+def _pivot_text(pivot) -> str:
+    """A pivot sample in one short line: its first field's text."""
+    if isinstance(pivot, dict) and pivot:
+        return str(next(iter(pivot.values())))
+    return str(pivot)
+
+
+def _hover(tree: Tree, node: Node, path: str, totals: dict, use: dict, pruned: bool, settings=None,
+           failures: int = 0) -> str:
     kids = tree.kids(node.id)
     lines = [f"<b>{_esc(_short(path, 160))}</b>"]
     lines.append(f"criterion: {_esc(node.dimension) if node.dimension else '(none yet)'}")
@@ -101,10 +119,98 @@ def _hover(tree: Tree, node: Node, path: str, totals: dict, use: dict, pruned: b
     lines.append(f"status: {status}{' · locked' if node.locked else ''} · by {node.provenance}")
     lines.append(f"samples: {totals['live']} of {totals['target']} wanted ({totals['accepted']} accepted)")
     failed = use.get("failed", 0)
-    lines.append(f"LLM calls: {use.get('calls', 0)}, failed: {failed}")
+    calls = f"LLM calls: {use.get('calls', 0)}, failed: {failed}"
+    tokens = int(use.get("prompt_tokens", 0) or 0) + int(use.get("completion_tokens", 0) or 0)
+    if tokens:
+        calls += f" · {tokens:,} tokens"
+        cost = settings.cost(use.get("prompt_tokens", 0) or 0, use.get("completion_tokens", 0) or 0) \
+            if settings is not None else None
+        if cost is not None:
+            calls += f" · ${cost:,.4f}"
+    lines.append(calls)
+    if failures:
+        lines.append(f"failures in this subtree: {failures}")
+    if node.pivots:
+        lines.append(f"pivots: {len(node.pivots)} · e.g. {_esc(_short(_pivot_text(node.pivots[0]), 70))}")
+    if node.note:
+        lines.append(f"<b>needs review:</b> {_esc(_short(node.note, 120))}")
     if node.failure:
         lines.append(f"<b>failure:</b> {_esc(_short(node.failure, 120))}")
     return "<br>".join(lines)
+
+
+# ------------------------------------------------------------------------------------ level of detail
+
+
+@dataclass
+class View:
+    """What the chart draws of a tree: the nodes from ``root`` down, ring by ring, while a sector is at least
+    ``min_degrees`` wide. Siblings narrower than that are folded into one "+N more" sector per parent
+    (``folds``: parent id -> the folded child ids, in order); a node too narrow to split, or on the last ring,
+    is drawn without its children. So the number of sectors is bounded by the rings and the angle, not by the
+    size of the tree."""
+
+    root: str
+    nodes: list[Node]
+    folds: dict[str, list[str]]
+    sizes: dict[str, int]
+
+    def sector_count(self) -> int:
+        return len(self.nodes) + len(self.folds)
+
+
+def fold_id(parent_id: str) -> str:
+    """The id of the "+N more" sector under ``parent_id`` (never a node id: those are hex)."""
+    return f"{FOLD_PREFIX}{parent_id}"
+
+
+def folded_parent(sector_id: str | None) -> str | None:
+    """The parent whose folded children ``sector_id`` stands for, or None for a node's own sector."""
+    if sector_id and sector_id.startswith(FOLD_PREFIX):
+        return sector_id[len(FOLD_PREFIX):]
+    return None
+
+
+def leaf_sizes(tree: Tree) -> dict[str, int]:
+    """Per node, how many leaves (nodes without children, pruned ones included) its subtree holds: the
+    angular size of its sector."""
+    sizes = {nid: 0 for nid in tree.nodes}
+    for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
+        if not tree.children.get(node.id):
+            sizes[node.id] += 1
+        if node.parent_id in sizes:
+            sizes[node.parent_id] += sizes[node.id]
+    return sizes
+
+
+def view(tree: Tree, level: str | None = None, maxdepth: int = 4, min_degrees: float = MIN_DEGREES,
+         sizes: dict[str, int] | None = None) -> View:
+    """The sectors to draw from ``level`` (default the root) down ``maxdepth`` rings, the centre included."""
+    sizes = sizes if sizes is not None else leaf_sizes(tree)
+    root = level if level in tree.nodes else tree.root.id
+    whole = max(sizes[root], 1)
+
+    def degrees(nid: str) -> float:
+        return 360.0 * sizes[nid] / whole
+
+    shown, folds = [tree.nodes[root]], {}
+    frontier, ring = [root], 1
+    while frontier and ring < maxdepth:
+        nxt = []
+        for parent in frontier:
+            kids = tree.children.get(parent, [])
+            if not kids or degrees(parent) < min_degrees:
+                continue
+            narrow = [k for k in kids if degrees(k.id) < min_degrees]
+            if len(narrow) == 1:  # folding one sector into "+1 more" saves nothing
+                narrow = []
+            drawn = [k for k in kids if k not in narrow] if narrow else kids
+            shown += drawn
+            nxt += [k.id for k in drawn]
+            if narrow:
+                folds[parent] = [k.id for k in narrow]
+        frontier, ring = nxt, ring + 1
+    return View(root, shown, folds, sizes)
 
 
 # ------------------------------------------------------------------------------------ quality colours
@@ -235,36 +341,81 @@ def _colour_bar(paint: Paint) -> dict:
                                           **ticks)))
 
 
+def failure_counts(tree: Tree, usage: dict[str, dict] | None = None) -> dict[str, int]:
+    """Per node, over its whole subtree: failed nodes (a failed expansion) plus failed LLM call attempts."""
+    usage = usage or {}
+    totals = {nid: 0 for nid in tree.nodes}
+    for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
+        totals[node.id] += int(bool(node.failure or node.status == "failed"))
+        totals[node.id] += int((usage.get(node.id) or {}).get("failed", 0) or 0)
+        if node.parent_id in totals:
+            totals[node.parent_id] += totals[node.id]
+    return totals
+
+
+def failure_colour(count: int) -> str:
+    if count <= 0:
+        return FAILURE_NONE
+    t = min(math.log2(count) / math.log2(FAILURE_TOP), 1.0)
+    return sample_colorscale(FAILURE_SCALE, [t])[0]
+
+
+def _fold_hover(tree: Tree, parent: Node, folded: list[str], totals: dict, failures: dict) -> str:
+    names = ", ".join(_esc(_short(tree.nodes[k].label, 30)) for k in folded[:6])
+    more = f" and {len(folded) - 6} more" if len(folded) > 6 else ""
+    live = sum(totals[k]["live"] for k in folded)
+    target = sum(totals[k]["target"] for k in folded)
+    lines = [f"<b>+{len(folded)} more values of {_esc(_short(parent.dimension or '', 60))}</b>",
+             f"{names}{more}", f"too narrow to draw one by one · samples: {live} of {target} wanted"]
+    failed = sum(failures[k] for k in folded)
+    if failed:
+        lines.append(f"failures in them: {failed}")
+    lines.append("click to list them")
+    return "<br>".join(lines)
+
+
 def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
                  usage: dict[str, dict] | None = None, *, color_by: str = "status", level: str | None = None,
                  selected: str | None = None, maxdepth: int = 4, per_leaf: int = 10,
-                 height: int = 620, quality=None) -> go.Figure:
-    """A sunburst of ``tree``. ``color_by`` is "status" (the default), "samples" (how full each subtree is
-    against its leaves' quotas), "diversity" (each node's paper-style mean cosine) or "overlap" (each node's
-    worst sibling centroid cosine); the last two read ``quality``, a :class:`treesynth_core.quality.QualityReport`
+                 height: int = 620, quality=None, settings=None, totals: dict | None = None,
+                 min_degrees: float = MIN_DEGREES) -> go.Figure:
+    """A sunburst of ``tree`` from ``level`` (default the root) down ``maxdepth`` rings, the centre included,
+    with a bounded number of sectors (``view``: siblings narrower than ``min_degrees`` fold into one "+N more"
+    sector whose id is ``fold_id(parent)``). Sector size counts leaves. ``color_by`` is "status" (the default),
+    "samples" (how full each subtree is against its leaves' quotas), "failures" (failed nodes and failed call
+    attempts in the subtree), "diversity" (each node's paper-style mean cosine) or "overlap" (each node's worst
+    sibling centroid cosine); the last two read ``quality``, a :class:`treesynth_core.quality.QualityReport`
     (without one every sector is neutral grey), and add a colour bar with a fixed span (``DIVERSITY_SPAN``,
-    ``OVERLAP_SPAN``). Labels are black or white by contrast with their sector. ``level`` zooms to a node;
-    ``selected`` gets a dark outline; ``maxdepth`` rings are drawn from the current level."""
+    ``OVERLAP_SPAN``). Labels are black or white by contrast with their sector; ``selected`` gets a dark
+    outline. ``settings`` (the project's) prices the hover's tokens; ``totals`` is ``subtree_counts`` when the
+    caller has it already."""
     if color_by not in COLOR_MODES:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES)}, not {color_by!r}")
     counts = counts or {}
     usage = usage or {}
     paint = quality_paint(quality, tree, color_by) if color_by in QUALITY_MODES else None
     lo, hi = paint.span if paint else (0.0, 1.0)
-    totals = subtree_counts(tree, counts, per_leaf)
+    totals = totals if totals is not None else subtree_counts(tree, counts, per_leaf)
+    failures = failure_counts(tree, usage)
+    shown = view(tree, level, maxdepth, min_degrees)
     pruned = _pruned_flags(tree)
     paths = path_texts(tree)
-    nodes = sorted(tree.nodes.values(), key=lambda n: (n.depth, n.position, n.id))
     palette = sample_colorscale(SAMPLE_SCALE, [0.05 + 0.9 * i / 20 for i in range(21)])
-    ids, parents, labels, hovers, colours, widths, lines = [], [], [], [], [], [], []
-    for node in nodes:
+
+    def share_colour(live: int, target: int) -> str:
+        return palette[round(min(live / target if target else 0.0, 1.0) * 20)]
+
+    ids, parents, labels, hovers, colours, widths, lines, values = [], [], [], [], [], [], [], []
+    for node in shown.nodes:
         ids.append(node.id)
-        parents.append(node.parent_id or "")
+        parents.append("" if node.id == shown.root else (node.parent_id or ""))
+        values.append(shown.sizes[node.id])
         label = "(root)" if node.parent_id is None else _short(node.label)
         if node.failure:
             label = "⚠ " + label
         labels.append(_esc(label))
-        hover = _hover(tree, node, paths[node.id], totals[node.id], usage.get(node.id, {}), pruned[node.id])
+        hover = _hover(tree, node, paths[node.id], totals[node.id], usage.get(node.id, {}), pruned[node.id],
+                       settings, failures[node.id])
         if paint is not None:
             extra = paint.notes.get(node.id) or (
                 ["no quality report yet: compute one on the Quality page"] if quality is None
@@ -277,9 +428,9 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
             value = paint.values.get(node.id)
             colours.append(NO_DATA_COLOUR if value is None else scale_colour(value, lo, hi))
         elif color_by == "samples":
-            total = totals[node.id]
-            share = total["live"] / total["target"] if total["target"] else 0.0
-            colours.append(palette[round(min(share, 1.0) * 20)])
+            colours.append(share_colour(totals[node.id]["live"], totals[node.id]["target"]))
+        elif color_by == "failures":
+            colours.append(failure_colour(failures[node.id]))
         elif node.parent_id is None:
             colours.append(STATUS_COLOURS["root"])
         else:
@@ -287,9 +438,26 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
         is_selected = node.id == selected
         widths.append(3 if is_selected else 1)
         lines.append("#212529" if is_selected else "#ffffff")
+    for parent_id, folded in shown.folds.items():
+        ids.append(fold_id(parent_id))
+        parents.append(parent_id)
+        values.append(sum(shown.sizes[k] for k in folded))
+        labels.append(f"+{len(folded)} more")
+        hovers.append(_fold_hover(tree, tree.nodes[parent_id], folded, totals, failures))
+        if color_by == "samples":
+            colours.append(share_colour(sum(totals[k]["live"] for k in folded),
+                                        sum(totals[k]["target"] for k in folded)))
+        elif color_by == "failures":
+            colours.append(failure_colour(sum(failures[k] for k in folded)))
+        else:
+            colours.append(FOLD_COLOUR)
+        holds_selected = selected in folded
+        widths.append(3 if holds_selected else 1)
+        lines.append("#212529" if holds_selected else "#ffffff")
     texts = [text_colour(c) for c in colours]
     trace = dict(
-        type="sunburst", ids=ids, parents=parents, labels=labels, hovertext=hovers, hoverinfo="text",
+        type="sunburst", ids=ids, parents=parents, labels=labels, values=values, branchvalues="total",
+        hovertext=hovers, hoverinfo="text",
         marker=dict(colors=colours, line=dict(width=widths, color=lines)),
         insidetextfont=dict(color=texts), hoverlabel=dict(font=dict(color=texts)),
         maxdepth=maxdepth, insidetextorientation="radial", sort=False, leaf=dict(opacity=1.0),
@@ -301,7 +469,6 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
     if paint is not None and paint.values:
         data.append(_colour_bar(paint))
         layout.update(xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="rgba(0,0,0,0)")
-    # Every value above is built here from known types, so plotly's per-element validation (most of the
-    # time on a 5,000-node tree) is skipped.
+    # Every value above is built here from known types, so plotly's per-element validation is skipped.
     fig = go.Figure(data=data, layout=layout, _validate=False)
     return fig
