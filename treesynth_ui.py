@@ -435,8 +435,17 @@ def job_status(store: Store, project_id: int, kind: str | tuple[str, ...], key: 
     job = recent[0]
     outcome = job_outcome(job)
     _ALERTS.get(outcome, st.info)(job_text(job), icon=_ICONS.get(outcome))
+    st.caption(progress_text(jobs.progress(store, job), _PROGRESS_UNIT.get(job["kind"], "steps"), running=False))
     job_actions(project_id, job, key)
     return job
+
+
+def running_job(store: Store, project_id: int, key: str) -> dict | None:
+    """The project's running job, if any, shown live (polled every second, with its cancel button)."""
+    running = jobs.active_job(store, project_id)
+    if running:
+        _poll_job(running["id"], key)
+    return running
 
 
 @st.fragment(run_every=1)
@@ -452,10 +461,34 @@ def _poll_job(job_id: int, key: str) -> None:
         if job["cancel_requested"]:
             text += " — cancelling after the calls in flight"
         st.progress(min(done / total, 1.0) if total else 0.0, text=text)
-        st.caption("It runs in the background: you can switch pages or reload; it keeps going.")
+        st.caption(progress_text(jobs.progress(store, job), unit, running=True)
+                   + " · It runs in the background: you can switch pages or reload; it keeps going.")
         if st.button("Cancel", key=f"{key}_cancel_{job_id}", disabled=bool(job["cancel_requested"])):
             jobs.request_cancel(store, job_id)
             st.rerun(scope="fragment")
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as people read it: "45 s", "3 min 05 s", "2 h 07 min"."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_text(p: jobs.JobProgress, unit: str, *, running: bool) -> str:
+    """A job's elapsed time, rate, time left, calls, tokens and cost so far, in one line."""
+    parts = [("running for " if running else "took ") + duration_text(p.elapsed_s)]
+    if p.rate is not None:
+        parts.append(f"{p.rate * 60:,.1f} {unit} a minute" if p.rate < 1 else f"{p.rate:,.1f} {unit} a second")
+    if p.eta_s is not None:
+        parts.append(f"about {duration_text(p.eta_s)} left")
+    parts.append(f"{p.calls:,} call(s)" + (f" ({p.failed_calls:,} failed)" if p.failed_calls else ""))
+    parts.append(f"{p.prompt_tokens:,} tokens in, {p.completion_tokens:,} out")
+    parts.append("cost unknown (no price set on Home)" if p.cost is None else f"cost so far ${p.cost:,.4f}")
+    return " · ".join(parts)
 
 
 def start_job(project_id: int, kind: str, params: dict) -> int | None:

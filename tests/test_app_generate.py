@@ -73,6 +73,9 @@ def test_progress_and_cancel_while_running(app_env):
     at.run()
     assert at.get("progress"), "a running job shows a progress bar"
     assert "Generating samples" in at.get("progress")[0].proto.text
+    watch = texts(at)  # elapsed time, calls and tokens so far, and no guessed cost
+    assert "running for " in watch and " call(s)" in watch and "tokens in" in watch
+    assert "cost unknown (no price set on Home)" in watch
     cancel = next(b for b in at.button if b.key and b.key.startswith("gen_job_cancel_"))
     cancel.click().run()
     job = app_env.last_job(pid)
@@ -310,3 +313,18 @@ def test_batch_panel_refuses_a_request_file_uploaded_as_results(app_env):
     assert any("this is a request file, not a results file" in e.value for e in at.error)
     table = batch_table(at)
     assert list(table["state"]) == ["exported"] and list(table["pending"]) == [9] and list(table["failed"]) == [0]
+
+
+def test_a_finished_job_says_how_long_it_took_its_tokens_and_its_cost(app_env):
+    pid = app_env.built(price_input_per_m=1.0, price_output_per_m=4.0)
+    at = app_env.app(GEN, pid)
+    at.button(key="gen_start").click().run()
+    job = app_env.last_job(pid)
+    at.run()
+    with app_env.store() as store:
+        used = store.query("select count(*) as n, sum(prompt_tokens) as p, sum(completion_tokens) as c from calls "
+                           "where job_id = ?", [job["id"]])[0]
+    line = next(c.value for c in at.caption if c.value.startswith("took "))
+    assert f"{used['n']:,} call(s)" in line and f"{used['p']:,} tokens in, {used['c']:,} out" in line
+    assert f"cost so far ${(used['p'] * 1.0 + used['c'] * 4.0) / 1e6:,.4f}" in line
+    assert "samples a second" in line or "samples a minute" in line

@@ -311,3 +311,41 @@ def test_the_tree_page_builds_and_generates_a_subtree_as_one_run_job(app_env):
     at.run()
     shown = app_texts(at)
     assert f"Last run job #{job['id']}: **complete**" in shown and "nodes and samples done" in shown
+
+
+# ------------------------------------------------------------------------ jobs you can watch (issue 8)
+def test_progress_counts_the_jobs_own_calls_tokens_and_cost_only_with_a_price(fake, store, project):
+    split_root(store, project)
+    endpoint = fake.endpoint(max_retries=0, timeout=5)
+    first = run(store, project, "generate", {"per_leaf": 2, "samples_per_call": 2}, endpoint)
+    job = run(store, project, "generate", {"per_leaf": 4, "samples_per_call": 2}, endpoint)
+    mine = store.query("select count(*) as n, sum(prompt_tokens) as p, sum(completion_tokens) as c from calls "
+                       "where job_id = ?", [job["id"]])[0]
+    assert 0 < mine["n"] < store.usage(project)["calls"]  # the earlier job's calls are not counted
+
+    seen = jobs.progress(store, job)
+    assert (seen.done, seen.total, seen.calls) == (6, 6, mine["n"])
+    assert (seen.prompt_tokens, seen.completion_tokens) == (mine["p"], mine["c"]) and seen.tokens > 0
+    assert seen.cost is None  # no price configured: never guessed
+    assert seen.eta_s is None  # a finished job has no time left
+    assert seen.elapsed_s >= 0 and first["id"] != job["id"]
+
+    spec = store.project(project)
+    store.update_project(project, spec.model_copy(update={"settings": spec.settings.model_copy(
+        update={"price_input_per_m": 2.0, "price_output_per_m": 10.0})}))
+    priced = jobs.progress(store, job)
+    assert priced.cost == pytest.approx((mine["p"] * 2.0 + mine["c"] * 10.0) / 1e6)
+
+
+def test_progress_of_a_running_job_has_a_rate_and_an_eta(store, project):
+    import datetime as dt
+
+    start = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    job_id = store.insert_job({"project_id": project, "kind": "generate", "params": "{}", "status": "running",
+                               "pid": 0, "started_at": start.isoformat(), "done": 5, "total": 20})
+    row = store.job_row(job_id)  # read as it is stored (get_job would mark a job of no live process interrupted)
+    seen = jobs.progress(store, row, at=start + dt.timedelta(seconds=10))
+    assert seen.elapsed_s == 10 and seen.rate == 0.5 and seen.eta_s == 30
+    assert (seen.calls, seen.tokens, seen.cost) == (0, 0, None)
+    nothing_yet = jobs.progress(store, {**row, "done": 0}, at=start + dt.timedelta(seconds=10))
+    assert nothing_yet.rate is None and nothing_yet.eta_s is None

@@ -13,11 +13,13 @@ transaction on a file the app shares.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from .config import Endpoint
@@ -177,3 +179,54 @@ def wait(db_path: str, job_id: int, timeout: float | None = None) -> None:
     thread = _threads.get(_key(db_path, job_id))
     if thread:
         thread.join(timeout)
+
+
+# --- jobs you can watch (issue 8): elapsed time, rate, ETA, tokens and cost so far
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a job stands: ``done`` of ``total`` units (nodes, samples...), seconds since it started (until it
+    finished), units per second, seconds left at that rate (None until there is a rate or without a total), the
+    calls and tokens its LLM calls used so far, and their cost (None when the project has no price: never
+    guessed)."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    rate: float | None
+    eta_s: float | None
+    calls: int
+    failed_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _stamp(text: str | None) -> dt.datetime | None:
+    try:
+        when = dt.datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return when if when is None or when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def progress(store: Store, job: dict, at: dt.datetime | None = None) -> JobProgress:
+    """The progress of a job row (as ``get_job`` returns it) at ``at`` (default: now)."""
+    started, finished = _stamp(job.get("started_at")), _stamp(job.get("finished_at"))
+    end = finished or at or dt.datetime.now(dt.timezone.utc)
+    elapsed = max(0.0, (end - started).total_seconds()) if started else 0.0
+    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    rate = done / elapsed if done and elapsed > 0 else None
+    eta = (total - done) / rate if rate and total >= done and job.get("status") == "running" else None
+    usage = store.job_usage(job["id"])
+    settings = store.project(job["project_id"]).settings
+    cost = None
+    if settings.price_input_per_m is not None and settings.price_output_per_m is not None:
+        cost = (usage["prompt_tokens"] * settings.price_input_per_m
+                + usage["completion_tokens"] * settings.price_output_per_m) / 1e6
+    return JobProgress(done=done, total=total, elapsed_s=elapsed, rate=rate, eta_s=eta, calls=usage["calls"],
+                       failed_calls=usage["failed_calls"], prompt_tokens=usage["prompt_tokens"],
+                       completion_tokens=usage["completion_tokens"], cost=cost)

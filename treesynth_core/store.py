@@ -786,3 +786,11 @@ class Store:
             "select call_id, count(*) as n from samples where project_id = ? and call_id between ? and ? "
             "group by call_id", [project_id, calls[0]["id"], calls[-1]["id"]])}
         return [{"id": c["id"], "dropped": c["dropped"], "inserted": stored.get(c["id"], 0)} for c in calls]
+
+    # --- jobs you can watch (issue 8, H3)
+    def job_usage(self, job_id: int) -> dict:
+        """The calls a job made so far (every attempt) and their tokens, for its progress line."""
+        return self.query(
+            "select count(*) as calls, coalesce(sum(prompt_tokens), 0) as prompt_tokens, "
+            "coalesce(sum(completion_tokens), 0) as completion_tokens, coalesce(sum(error is not null), 0) as "
+            "failed_calls from calls where job_id = ?", [job_id])[0]
