@@ -29,6 +29,7 @@ from . import batch_cli, edits, jobs, judge_cli, quality_cli
 from .config import endpoint_from_env
 from .edits import SAMPLE_STATUSES
 from .errors import Cancelled, ConfigError, NotFoundError, TreeSynthError
+from .evidence import evidence
 from .export import FORMATS, export_file
 from .files import check_target
 from .generate import generation_targets, no_leaves_reason, plan_generation
@@ -340,6 +341,9 @@ def cmd_show(args) -> int:
                 print(f"{pad}  ! failed: {node.failure}")
             if node.note:
                 print(f"{pad}  ! needs review: {node.note}")
+            if args.evidence and (node.pivots or usage.get(node.id)):  # issue 8, H2: the evidence of the split
+                for line in evidence(store, tree, node.id, spec.settings, call_rows=0).lines(pad + "  ", notes=False):
+                    print(line)
             if args.max_depth is None or node.depth < args.max_depth:
                 stack.extend((kid, indent + 1) for kid in reversed(tree.kids(node.id)))
         _print_usage(store, project_id, spec)
@@ -585,6 +589,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--under", type=text, help="print only this node's subtree (a node id; default: the whole tree)")
     c.add_argument("--max-depth", type=setting("max_depth"),
                    help=setting_help("max_depth", "print nodes down to this depth", default="every level"))
+    c.add_argument("--evidence", action="store_true", help="also print each split's pivot samples (with the value "
+                   "the criterion gave each), and each node's LLM calls, tokens and cost")
 
     c = command("generate", cmd_generate, "fill the leaves with samples (resumes)", llm=True)
     sample_options(c, THIS_RUN)

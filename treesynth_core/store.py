@@ -794,3 +794,16 @@ class Store:
             "select count(*) as calls, coalesce(sum(prompt_tokens), 0) as prompt_tokens, "
             "coalesce(sum(completion_tokens), 0) as completion_tokens, coalesce(sum(error is not null), 0) as "
             "failed_calls from calls where job_id = ?", [job_id])[0]
+
+    # --- evidence beside every split (issue 8, H2: read by evidence.py)
+    def node_calls(self, node_id: str, limit: int = 30) -> list[dict]:
+        """The LLM calls made for one node, newest first: what for, which try, tokens, time, what failed."""
+        return self.query(
+            "select id, purpose, attempt, prompt_tokens, completion_tokens, duration_s, error, valid, created_at "
+            "from calls where node_id = ? order by id desc limit ?", [node_id, limit])
+
+    def criterion_reply(self, node_id: str) -> str | None:
+        """The newest valid criterion reply logged for a node (its labels per pivot), or None."""
+        rows = self.query("select response from calls where node_id = ? and purpose = 'criterion' and valid = 1 "
+                          "order by id desc limit 1", [node_id])
+        return rows[0]["response"] if rows else None
