@@ -100,6 +100,7 @@ def styled_sample(style: str, n: int, fields: list[str]) -> dict:
     return {f: text if k == 0 else f"The answer to #{n} is {a * b}." for k, f in enumerate(fields)}
 
 
+ROUTE_NONE_MARKER = "OFF-TREE"  # the fake router answers "none of these" for a row containing it
 MISFIT_MARKER = "OFF-PATH"  # the fake judge rejects a sample whose text contains it (see the module docstring)
 DIMENSIONS = ["topic", "difficulty", "setting", "format", "audience", "length", "tone", "domain", "style"]
 FAKE_MODEL = "fake-model"
@@ -186,6 +187,8 @@ class FakeModel:
             return json.dumps({"samples": samples})
         if step == "judge":
             return self.judge_reply(user)
+        if step == "route":
+            return self.route_reply(user)
         if step == "criterion":
             used_line = re.search(r"Already used dimensions[^:]*: (.*)", user)
             used = {u.strip().lower() for u in (used_line[1] if used_line else "").split(";")}
@@ -201,6 +204,32 @@ class FakeModel:
                 self.open_ended or start <= self.values_per_split) else []
             return json.dumps({"new_values": new, "open_ended": self.open_ended})
         return json.dumps({"error": "unknown step"})
+
+    # Routing (issue 11): a row goes to the offered value its text names (the longest one named), else to one picked
+    # by a hash of its text; a row containing ROUTE_NONE_MARKER gets "none of these". ``route_invalid``: every row
+    # is answered with a value that does not exist (a model that invents values). A prompt without numbered rows or
+    # values gets a reply without routes, which fails validation.
+    route_invalid = False
+
+    def route_reply(self, user: str) -> str:
+        block = re.search(r"^Values \(.*\):\n((?:- .*\n?)+)", user, re.M)
+        rows = re.findall(r"^\[(\d+)\] (.*)$", user.split("\nRows:\n", 1)[-1], re.M)
+        if not block or not rows:
+            return json.dumps({"error": "no values or rows in the routing prompt"})
+        values = [line[2:].strip() for line in block[1].splitlines() if line.startswith("- ")]
+        routes = []
+        for number, text in rows:
+            named = [v for v in values if v.lower() in text.lower()]
+            if self.route_invalid:
+                value = f"not-a-value {number}"
+            elif ROUTE_NONE_MARKER in text:
+                value = "none of these"
+            elif named:
+                value = max(named, key=len)
+            else:
+                value = values[zlib.crc32(text.encode()) % len(values)]
+            routes.append({"row": int(number), "value": value})
+        return json.dumps({"routes": routes})
 
     def judge_reply(self, user: str) -> str:
         """Verdicts for the judge prompt's numbered samples: a sample containing ``misfit_marker`` fails the last

@@ -299,3 +299,79 @@ def m017_jobs_app_message(db):
     # a finished job's summary in the app's words (counts and the first failure, cut short, no CLI commands),
     # beside ``message``, the fuller text the CLI prints; empty for kinds without one and for older rows
     db["jobs"].add_column("app_message", str)
+
+
+@migrations()
+def m021_imports(db):
+    # issue 11: bring your own data. Each sample says where it came from (``provenance``: generated or imported),
+    # and an imported one which import and which line of the file (``source_line``). One row per import of a
+    # file, holding what a resumed import needs: the lines consumed so far, the counts and the bad rows' reasons.
+    db["samples"].add_column("provenance", str, not_null_default="generated")
+    db["samples"].add_column("import_id", int)
+    db["samples"].add_column("source_line", int)
+    db["imports"].create(
+        {
+            "id": int,
+            "project_id": int,
+            "name": str,  # the file's name (never its folder: it may be a temporary upload path)
+            "format": str,  # csv, jsonl, parquet
+            "fingerprint": str,  # size + sha256 of the file's first MiB + the column mapping: finds a resumed import
+            "mapping": str,  # JSON {field: column}
+            "node_id": str,  # where the rows land (the root: routing moves them down)
+            "status": str,  # running, then an Outcome value
+            "next_line": int,  # the last line (row, for Parquet) whose record is committed
+            "rows": int,  # records read
+            "imported": int,
+            "duplicates": int,
+            "skipped": int,  # bad rows
+            "problems": str,  # JSON list of the first bad rows' "line N: reason"
+            "ignored_columns": str,  # JSON list of the file's columns no field maps to
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        defaults={"next_line": 0, "rows": 0, "imported": 0, "duplicates": 0, "skipped": 0},
+    )
+    db["imports"].create_index(["project_id", "fingerprint"])
+    db["samples"].create_index(["import_id", "source_line"])
+
+
+@migrations()
+def m022_routing(db):
+    # issue 11: one row per routing decision (a sample classified at a node): the child it went to, or none
+    # ("none of these", ``answer`` keeps what the model said). The key makes a decision once per sample and node,
+    # so a resumed run never routes a row twice; a deleted sample takes its decisions with it.
+    db["routes"].create(
+        {
+            "sample_id": int,
+            "node_id": str,  # the node whose dimension was asked
+            "project_id": int,
+            "child_id": str,  # null: none of these
+            "answer": str,  # the value the model answered (kept verbatim for "none of these")
+            "call_id": int,
+            "created_at": str,
+        },
+        pk=("sample_id", "node_id"),
+    )
+    db["routes"].create_index(["project_id", "node_id", "child_id"])
+    db.execute("create trigger samples_delete_routes after delete on samples "
+               "begin delete from routes where sample_id = old.id; end")
+    db.execute("create trigger projects_delete_imports after delete on projects "
+               "begin delete from imports where project_id = old.id; delete from routes where project_id = old.id; end")
+
+
+# --- issue 11 (H6): seed examples
+@migrations()
+def m023_seeds(db):
+    # a few example samples shown in pivot and leaf prompts as style examples: on a node (its subtree's prompts) or,
+    # with node_id null, for the whole task. ``data`` holds one value per project field (JSON); ``source`` says where
+    # it came from (hand, or the file it was imported from). A deleted node or project takes its seeds with it.
+    db["seeds"].create(
+        {"id": int, "project_id": int, "node_id": str, "data": str, "source": str, "created_at": str},
+        pk="id",
+    )
+    db["seeds"].create_index(["project_id", "node_id"])
+    db.execute("create trigger nodes_delete_seeds after delete on nodes "
+               "begin delete from seeds where node_id = old.id; end")
+    db.execute("create trigger projects_delete_seeds after delete on projects "
+               "begin delete from seeds where project_id = old.id; end")

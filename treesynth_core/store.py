@@ -370,7 +370,7 @@ class Store:
         """Samples of a leaf that count towards its quota (all but rejected)."""
         with self.lock:
             return self.db.execute(
-                "select count(*) from samples where node_id = ? and status != 'rejected'", [node_id]
+                "select count(*) from samples where node_id = ? and status not in ('rejected', 'excluded')", [node_id]
             ).fetchone()[0]
 
     def sample_counts(self, project_id: int) -> dict[str, dict[str, int]]:
@@ -794,6 +794,167 @@ class Store:
             "select count(*) as calls, coalesce(sum(prompt_tokens), 0) as prompt_tokens, "
             "coalesce(sum(completion_tokens), 0) as completion_tokens, coalesce(sum(error is not null), 0) as "
             "failed_calls from calls where job_id = ?", [job_id])[0]
+
+    # --- evidence beside every split (issue 8, H2: read by evidence.py)
+    def node_calls(self, node_id: str, limit: int = 30) -> list[dict]:
+        """The LLM calls made for one node, newest first: what for, which try, tokens, time, what failed."""
+        return self.query(
+            "select id, purpose, attempt, prompt_tokens, completion_tokens, duration_s, error, valid, created_at "
+            "from calls where node_id = ? order by id desc limit ?", [node_id, limit])
+
+    def criterion_reply(self, node_id: str) -> str | None:
+        """The newest valid criterion reply logged for a node (its labels per pivot), or None."""
+        rows = self.query("select response from calls where node_id = ? and purpose = 'criterion' and valid = 1 "
+                          "order by id desc limit 1", [node_id])
+        return rows[0]["response"] if rows else None
+
+    # --- bring your own data: imports, routing, balance (issue 11, H5)
+    def find_import(self, project_id: int, fingerprint: str) -> dict | None:
+        """The newest import of this project with this file fingerprint (size, first MiB, mapping), or None."""
+        rows = self.query("select * from imports where project_id = ? and fingerprint = ? order by id desc limit 1",
+                          [project_id, fingerprint])
+        return rows[0] if rows else None
+
+    def create_import(self, row: dict) -> int:
+        with self.atomic():
+            table = self.db["imports"]
+            table.insert({**row, "created_at": now(), "updated_at": now()})
+            return table.last_pk
+
+    def import_row(self, import_id: int) -> dict:
+        rows = self.query("select * from imports where id = ?", [import_id])
+        if not rows:
+            raise NotFoundError(f"import {import_id} does not exist", "list the imports with `import-data --list`")
+        return rows[0]
+
+    def imports(self, project_id: int) -> list[dict]:
+        """The project's imports, newest first."""
+        return self.query("select * from imports where project_id = ? order by id desc", [project_id])
+
+    def update_import(self, import_id: int, **values) -> None:
+        with self.atomic():
+            self.db["imports"].update(import_id, {**values, "updated_at": now()})
+
+    def import_chunk(self, import_id: int, project_id: int, node_id: str, rows: list[dict], progress: dict
+                     ) -> tuple[int, int]:
+        """Commit one chunk of an import in one transaction: its rows (dicts with data, norm_hash, line) as
+        samples (provenance ``imported``, status ``generated``: to review) at ``node_id``, rows whose fingerprint
+        the project already holds (or an earlier row of the chunk) skipped as duplicates, and the import's
+        ``progress`` (its columns: next_line, rows, skipped, problems...; imported and duplicates are added here).
+        A killed import resumes after ``next_line``: a row is never half-imported nor imported twice."""
+        stamp = now()
+        with self.atomic():
+            hashes = [r["norm_hash"] for r in rows]
+            seen: set[str] = set()
+            for start in range(0, len(hashes), 500):
+                chunk = hashes[start:start + 500]
+                seen.update(r[0] for r in self.db.execute(
+                    f"select norm_hash from samples where project_id = ? and norm_hash in ({','.join('?' * len(chunk))})",
+                    [project_id, *chunk]))
+            fresh = []
+            for row in rows:
+                if row["norm_hash"] in seen:
+                    continue
+                seen.add(row["norm_hash"])
+                fresh.append((project_id, node_id, json.dumps(row["data"], ensure_ascii=False), "[]", row["norm_hash"],
+                              "generated", "imported", import_id, row["line"], stamp, stamp))
+            if fresh:
+                self.db.conn.executemany(
+                    "insert into samples (project_id, node_id, data, drawn, norm_hash, status, provenance, import_id, "
+                    "source_line, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", fresh)
+                self.touch(project_id)
+            self.db.execute("update imports set imported = imported + ?, duplicates = duplicates + ?, "
+                            + "".join(f"{k} = ?, " for k in progress) + "updated_at = ? where id = ?",
+                            [len(fresh), len(rows) - len(fresh), *progress.values(), stamp, import_id])
+        return len(fresh), len(rows) - len(fresh)
+
+    def unrouted_samples(self, project_id: int, node_ids: list[str], *, sample_ids: list[int] | None = None,
+                         limit: int | None = None) -> list[dict]:
+        """Samples (id, node_id, data) sitting at one of ``node_ids`` with no routing decision there yet, live
+        ones only (not rejected or excluded), in id order; only these ``sample_ids`` when given."""
+        out: list[dict] = []
+        for start in range(0, len(node_ids), 500):
+            chunk = node_ids[start:start + 500]
+            sql = (f"select s.id, s.node_id, s.data from samples s where s.project_id = ? and s.node_id in "
+                   f"({','.join('?' * len(chunk))}) and s.status not in ('rejected', 'excluded') and not exists "
+                   "(select 1 from routes r where r.sample_id = s.id and r.node_id = s.node_id)")
+            with self.lock:
+                rows = self.db.execute(sql + " order by s.id", [project_id, *chunk]).fetchall()
+            out += [{"id": i, "node_id": n, "data": json.loads(d)} for i, n, d in rows]
+        if sample_ids is not None:
+            wanted = set(sample_ids)
+            out = [r for r in out if r["id"] in wanted]
+        out.sort(key=lambda r: r["id"])
+        return out[:limit] if limit is not None else out
+
+    def record_routes(self, project_id: int, node_id: str, decisions: list[tuple[int, str | None, str]],
+                      call_id: int | None) -> int:
+        """Store a routing call's decisions at ``node_id`` in one transaction: (sample id, child id or None for
+        "none of these", the model's answer). A sample moves to its child only while it is still at ``node_id``
+        and has no decision there (another run may have routed it meanwhile): no row is routed twice. Returns
+        the decisions written."""
+        stamp = now()
+        written = 0
+        with self.atomic():
+            for sample_id, child_id, answer in decisions:
+                cursor = self.db.conn.execute(
+                    "insert or ignore into routes (sample_id, node_id, project_id, child_id, answer, call_id, "
+                    "created_at) select ?, ?, ?, ?, ?, ?, ? where exists (select 1 from samples where id = ? and "
+                    "node_id = ?)", [sample_id, node_id, project_id, child_id, answer, call_id, stamp, sample_id,
+                                     node_id])
+                if cursor.rowcount != 1:
+                    continue
+                written += 1
+                if child_id is not None:
+                    self.db.conn.execute("update samples set node_id = ?, updated_at = ? where id = ? and node_id = ?",
+                                         [child_id, stamp, sample_id, node_id])
+            if written:
+                self.touch(project_id)
+        return written
+
+    def route_counts(self, project_id: int) -> dict[str, dict[str, int]]:
+        """Per node where rows were classified: ``routed`` (sent to a child) and ``none`` (none of these)."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.query("select node_id, child_id is null as none, count(*) as n from routes where project_id = ? "
+                            "group by node_id, child_id is null", [project_id]):
+            out.setdefault(r["node_id"], {"routed": 0, "none": 0})["none" if r["none"] else "routed"] += r["n"]
+        return out
+
+    def none_rows(self, project_id: int, node_id: str | None = None, limit: int = 500) -> list[dict]:
+        """The rows answered "none of these" (at ``node_id``, or anywhere): sample id, node, answer, data."""
+        sql = ("select r.sample_id, r.node_id, r.answer, s.data, s.status from routes r join samples s on "
+               "s.id = r.sample_id where r.project_id = ? and r.child_id is null")
+        params: list = [project_id]
+        if node_id is not None:
+            sql += " and r.node_id = ?"
+            params.append(node_id)
+        rows = self.query(sql + " order by r.sample_id limit ?", params + [limit])
+        for r in rows:
+            r["data"] = json.loads(r["data"])
+        return rows
+
+    def route_total(self, project_id: int) -> int:
+        with self.lock:
+            return self.db.execute("select count(*) from routes where project_id = ?", [project_id]).fetchone()[0]
+
+    def provenance_counts(self, project_id: int) -> dict[str, dict[str, int]]:
+        """node id -> counts of live samples by provenance (``imported``, ``generated``) and of ``excluded`` ones."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.query("select node_id, provenance, status, count(*) as n from samples where project_id = ? "
+                            "and status != 'rejected' group by node_id, provenance, status", [project_id]):
+            key = "excluded" if r["status"] == "excluded" else r["provenance"]
+            counts = out.setdefault(r["node_id"], {"imported": 0, "generated": 0, "excluded": 0})
+            counts[key] = counts.get(key, 0) + r["n"]
+        return out
+
+    def balance_candidates(self, node_id: str) -> list[dict]:
+        """A leaf's samples that balancing may keep or exclude: id, status, provenance and data, in id order
+        (rejected ones are out of play)."""
+        rows = self.query("select id, status, provenance, data from samples where node_id = ? and status != 'rejected' "
+                          "order by id", [node_id])
+        for r in rows:
+            r["data"] = json.loads(r["data"])
+        return rows
 
     # --- evidence beside every split (issue 8, H2: read by evidence.py)
     def node_calls(self, node_id: str, limit: int = 30) -> list[dict]:

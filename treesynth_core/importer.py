@@ -1,0 +1,486 @@
+"""Import a dataset (CSV, JSONL, Parquet) into a project as samples with provenance ``imported`` (issue 11).
+
+The file is read once, as a stream: CSV and JSONL record by record, Parquet a row group batch at a time, so a
+file of any length holds a bounded number of rows in memory. Each record is mapped to the project's fields
+(``mapping``: field -> column; by default the column with the field's name, case folded), validated like a
+generated sample (every field non-empty text, valid Unicode, at most ``max_field_chars``) and fingerprinted the
+same way, so a row already in the project (or earlier in the file) is a duplicate and skipped.
+
+**What "never half-imported" means here.** A row either lands whole or not at all; a bad row is skipped and
+reported with its line number (its first line, for a CSV record spanning several). Valid rows are committed
+in chunks of ``CHUNK`` rows, each chunk in one transaction together with the import's record (the last line
+consumed, the counts and the first bad rows' reasons). A killed import therefore keeps whole chunks only, and
+importing the same file again with the same mapping resumes after the last committed line: no row is lost or
+imported twice. Whole-file problems (not UTF-8, empty, a field no column maps to, an unreadable Parquet file)
+are refused before anything is written.
+
+Cells are stored as text, never evaluated: a cell such as ``=HYPERLINK(...)`` stays that text, and the CSV
+export quotes formula starts (``export.safe_cell``). The rows land at the root (or ``node_id``); ``routing``
+moves them down the tree.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import ConfigError
+from .outcome import Outcome
+from .samples import clean_reply
+from .store import Store
+
+FORMATS = ("csv", "jsonl", "parquet")
+CHUNK = 1000  # rows committed per transaction
+PROBLEMS_KEPT = 100  # bad rows whose reason is kept (all are counted)
+PEEK_BYTES = 1 << 16  # read up front to refuse a file that is not UTF-8 text
+FINGERPRINT_BYTES = 1 << 20
+CSV_FIELD_LIMIT = 64 << 20  # the csv module's own cap (128 KiB) would abort the file on one large cell
+
+
+@dataclass
+class ImportReport:
+    import_id: int | None = None
+    name: str = ""
+    rows: int = 0  # records read in this run
+    imported: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # bad rows
+    problems: list[str] = field(default_factory=list)  # "line N: reason", the first PROBLEMS_KEPT
+    ignored_columns: list[str] = field(default_factory=list)
+    resumed_from: int = 0  # the line a resumed import went on after (0: a fresh import)
+    already_complete: bool = False
+    cancelled: bool = False
+
+    @property
+    def failed_count(self) -> int:
+        return self.skipped
+
+    @property
+    def outcome(self) -> Outcome:
+        """complete: every row read was imported or was a duplicate; partial: some rows were bad (skipped, with
+        their line numbers) and some imported; failed: rows were read and none could be imported."""
+        if self.cancelled:
+            return Outcome.CANCELLED
+        if not self.skipped:
+            return Outcome.COMPLETE
+        return Outcome.PARTIAL if (self.imported or self.duplicates) else Outcome.FAILED
+
+    def summary(self) -> str:
+        if self.already_complete:
+            return f"{self.name} was imported before (import {self.import_id}); nothing to do"
+        text = (f"imported {self.imported} row(s) from {self.name}" + (
+            f" (resumed after line {self.resumed_from})" if self.resumed_from else "") +
+            f"; {self.duplicates} duplicate(s) skipped; {self.skipped} bad row(s) skipped")
+        if self.problems:
+            text += f" (first: {self.problems[0]})"
+        if self.ignored_columns:
+            text += f"; columns not imported: {', '.join(self.ignored_columns[:8])}"
+        return text + ("; cancelled: import the same file again to resume" if self.cancelled else "")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+        return fmt
+    suffix = Path(path).suffix.lower().lstrip(".")
+    found = {"csv": "csv", "tsv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "parquet": "parquet",
+             "pq": "parquet"}.get(suffix)
+    if found is None:
+        raise ConfigError(f"cannot tell the format of {Path(path).name} from its extension",
+                          "name it .csv, .jsonl or .parquet, or pass --format")
+    return found
+
+
+def _check_text(path: Path) -> None:
+    """Refuse, before anything is written, a file that is not UTF-8 text: its first 64 KiB must decode (a
+    UTF-16 file, or Latin-1 with accented letters, fails here with one line). A bad byte further down only
+    costs its own row."""
+    with open(path, "rb") as handle:
+        head = handle.read(PEEK_BYTES)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path.name} is UTF-16 text, not UTF-8", "save it as UTF-8 and import it again")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not merely a character cut at the 64 KiB boundary
+            raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start + 1} cannot be decoded; the file may "
+                              "be Latin-1 or Windows-1252)", "save it as UTF-8 and import it again") from None
+    if b"\x00" in head:
+        raise ConfigError(f"{path.name} holds NUL bytes: it is not a text file",
+                          "export the data as CSV, JSONL or Parquet")
+
+
+Record = tuple[int, dict | None, str | None]  # (line, the record's cells or None, why it could not be read)
+
+
+def _csv_records(path: Path) -> tuple[list[str], Iterator[Record]]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        sample = handle.read(PEEK_BYTES)
+        handle.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|") if sample.strip() else csv.excel
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.reader(handle, dialect)
+        header = next(reader, None)
+    except BaseException:
+        handle.close()
+        raise
+    if not header or not any(h.strip() for h in header):
+        handle.close()
+        raise ConfigError(f"{path.name} is empty (no header line)", "a CSV file needs a header line naming its columns")
+    columns = [h.strip() for h in header]
+
+    def records() -> Iterator[Record]:
+        with handle:
+            start = reader.line_num + 1
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield start, None, f"unreadable CSV ({exc})"
+                    start = reader.line_num + 1
+                    continue
+                line, start = start, reader.line_num + 1
+                if not cells or not any(c.strip() for c in cells):
+                    continue  # a blank line
+                if len(cells) != len(columns):
+                    yield line, None, f"{len(cells)} cell(s), the header has {len(columns)}"
+                    continue
+                yield line, dict(zip(columns, cells)), None
+
+    return columns, records()
+
+
+def _jsonl_records(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """JSONL: one object per line. Its columns are the first object's keys (rows may have more: ignored)."""
+    handle = open(path, encoding="utf-8-sig", errors="surrogateescape")
+    first: tuple[int, dict] | None = None
+    buffered: list[Record] = []
+    try:
+        for number, text in enumerate(handle, 1):
+            if not text.strip():
+                continue
+            record = _json_record(number, text)
+            buffered.append(record)
+            if record[1] is not None:
+                first = (number, record[1])
+                break
+    except BaseException:
+        handle.close()
+        raise
+    if first is None and not buffered:
+        handle.close()
+        raise ConfigError(f"{path.name} is empty (no JSON line)", "a JSONL file holds one JSON object per line")
+    columns = list(first[1]) if first else []
+    start = first[0] if first else 0
+
+    def records() -> Iterator[Record]:
+        with handle:
+            yield from buffered
+            for number, text in enumerate(handle, start + 1):
+                if text.strip():
+                    yield _json_record(number, text)
+
+    return columns, records()
+
+
+def _json_record(number: int, text: str) -> Record:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return number, None, f"not valid JSON ({str(exc)[:80]})"
+    if not isinstance(value, dict):
+        return number, None, f"a JSON {type(value).__name__}, not an object"
+    return number, value, None
+
+
+def _parquet_records(path: Path, wanted: Callable[[list[str]], list[str]]) -> tuple[list[str], Iterator[Record]]:
+    try:
+        import pyarrow.parquet as pq
+
+        source = pq.ParquetFile(path)
+    except ImportError:
+        raise ConfigError("reading Parquet needs pyarrow", "pip install pyarrow") from None
+    except Exception as exc:
+        raise ConfigError(f"{path.name} is not a readable Parquet file ({type(exc).__name__}: {str(exc)[:120]})",
+                          "check the file, or export it as CSV or JSONL") from None
+    columns = list(source.schema_arrow.names)
+    if source.metadata.num_rows == 0:
+        raise ConfigError(f"{path.name} is empty (no rows)", "import a file with rows")
+
+    def records() -> Iterator[Record]:
+        number = 0
+        for batch in source.iter_batches(batch_size=CHUNK, columns=wanted(columns)):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row, None
+
+    return columns, records()
+
+
+# ----------------------------------------------------------------------------- mapping
+
+
+def resolve_mapping(field_names: list[str], columns: list[str], mapping: dict[str, str] | None) -> dict[str, str]:
+    """field -> column. Given pairs are checked against the file's columns; every other field takes the column
+    of its own name (case folded). A field with no column refuses the file with the columns it has."""
+    mapping = dict(mapping or {})
+    unknown = [f for f in mapping if f not in field_names]
+    if unknown:
+        raise ConfigError(f"{unknown[0]!r} is not a field of this project (its fields: {', '.join(field_names)})",
+                          "map each field as FIELD=COLUMN")
+    by_fold = {c.casefold(): c for c in columns}
+    out = {}
+    for name in field_names:
+        column = mapping.get(name)
+        if column is None:
+            column = by_fold.get(name.casefold())
+        elif column not in columns:
+            raise ConfigError(f"the file has no column {column!r} (its columns: {', '.join(columns[:20])})",
+                              f"map {name} to one of those")
+        if column is None:
+            raise ConfigError(f"no column for the field {name!r}: the file's columns are {', '.join(columns[:20]) or 'none'}",
+                              f"map it, e.g. --map {name}=COLUMN (or rename the column)")
+        out[name] = column
+    return out
+
+
+def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
+    """``["question=prompt", "answer=completion"]`` -> {"question": "prompt", "answer": "completion"}."""
+    out = {}
+    for pair in pairs or []:
+        name, eq, column = pair.partition("=")
+        if not eq or not name.strip() or not column.strip():
+            raise ConfigError(f"--map {pair!r} is not FIELD=COLUMN", "e.g. --map question=prompt")
+        out[name.strip()] = column.strip()
+    return out
+
+
+def open_records(path: Path, fmt: str, field_names: list[str], mapping: dict[str, str] | None
+                 ) -> tuple[dict[str, str], list[str], Iterator[Record]]:
+    """The resolved mapping, the columns left out, and the records: everything checked before a row is read."""
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file", "pass the path of a CSV, JSONL or Parquet file")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{path.name} is empty (0 bytes)", "import a file with rows")
+    if fmt == "parquet":
+        resolved: dict[str, str] = {}
+
+        def wanted(columns: list[str]) -> list[str]:
+            resolved.update(resolve_mapping(field_names, columns, mapping))
+            return list(dict.fromkeys(resolved.values()))
+
+        columns, records = _parquet_records(path, wanted)
+        resolved.update(resolve_mapping(field_names, columns, mapping))
+    else:
+        _check_text(path)
+        columns, records = (_csv_records if fmt == "csv" else _jsonl_records)(path)
+        resolved = resolve_mapping(field_names, columns, mapping) if columns else {}
+        if not columns:  # a JSONL file whose lines are all bad: every row is reported below
+            resolved = {name: name for name in field_names}
+    ignored = [c for c in columns if c not in resolved.values()]
+    return resolved, ignored, records
+
+
+def file_fingerprint(path: Path, fmt: str, mapping: dict[str, str]) -> str:
+    """Size, the first MiB and the mapping: the same file imported again the same way is the same import."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BYTES))
+    digest.update(json.dumps([path.stat().st_size, fmt, sorted(mapping.items())]).encode())
+    return digest.hexdigest()[:32]
+
+
+# ----------------------------------------------------------------------------- the import
+
+
+def _cell(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float, str)):
+        return value if isinstance(value, str) else str(value)
+    return json.dumps(value, ensure_ascii=False, default=str)  # a list or object cell: kept as its JSON text
+
+
+def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | None = None,
+                mapping: dict[str, str] | None = None, node_id: str | None = None, name: str | None = None,
+                on_progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> ImportReport:
+    """Import the file's valid rows as samples at ``node_id`` (default: the root). Resumes an earlier import of
+    the same file with the same mapping after its last committed line. ``on_progress(bytes read, file size)``
+    for CSV/JSONL, (rows, rows) for Parquet. Raises ConfigError for a whole-file problem, before any write."""
+    path = Path(path)
+    fmt = detect_format(name or path, fmt)
+    spec = store.project(project_id)
+    names = spec.field_names
+    resolved, ignored, records = open_records(path, fmt, names, mapping)
+    position = _byte_position(path)
+    tree = store.tree(project_id)
+    if node_id is None:
+        node_id = tree.root.id
+    elif node_id not in tree.nodes:
+        raise ConfigError(f"node {node_id!r} is not in this project", "pass a node id from `show`")
+    report = ImportReport(name=name or path.name, ignored_columns=ignored)
+    fingerprint = file_fingerprint(path, fmt, resolved)
+    earlier = store.find_import(project_id, fingerprint)
+    if earlier is not None and earlier["status"] in (Outcome.COMPLETE.value, Outcome.PARTIAL.value,
+                                                     Outcome.FAILED.value):
+        records.close()
+        report.import_id, report.already_complete = earlier["id"], True
+        report.imported, report.duplicates, report.skipped = earlier["imported"], earlier["duplicates"], earlier["skipped"]
+        return report
+    if earlier is not None:
+        import_id, after = earlier["id"], earlier["next_line"]
+        report.resumed_from = after
+        problems = json.loads(earlier["problems"] or "[]")
+        skipped, rows_read = earlier["skipped"], earlier["rows"]
+        store.update_import(import_id, status="running")
+    else:
+        import_id, after, problems, skipped, rows_read = store.create_import(
+            {"project_id": project_id, "name": report.name, "format": fmt, "fingerprint": fingerprint,
+             "mapping": json.dumps(resolved), "node_id": node_id, "status": "running",
+             "ignored_columns": json.dumps(ignored)}), 0, [], 0, 0
+    report.import_id = import_id
+    size = path.stat().st_size
+    max_chars = spec.settings.max_field_chars
+    pending: list[dict] = []
+    last_line = after
+    start_skipped, start_rows = skipped, rows_read
+
+    def commit(final_status: str | None = None) -> None:
+        progress = {"next_line": last_line, "rows": rows_read, "skipped": skipped,
+                    "problems": json.dumps(problems[:PROBLEMS_KEPT])}
+        if final_status:
+            progress["status"] = final_status
+        inserted, dups = store.import_chunk(import_id, project_id, node_id, pending, progress)
+        report.imported += inserted
+        report.duplicates += dups
+        pending.clear()
+
+    def bad(line: int, reason: str) -> None:
+        nonlocal skipped
+        skipped += 1
+        if len(problems) < PROBLEMS_KEPT:
+            problems.append(f"line {line}: {reason}")
+
+    try:
+        for line, record, error in records:
+            if line <= after:
+                continue
+            rows_read += 1
+            last_line = line
+            if error is not None:
+                bad(line, error)
+            else:
+                row = {f: _cell(record.get(column)) for f, column in resolved.items()}
+                missing = [f for f, column in resolved.items() if column not in record]
+                if missing:
+                    bad(line, f"no {resolved[missing[0]]!r} key")
+                else:
+                    kept, why = clean_reply([row], names, max_chars, spec.dedup_fields)
+                    if kept:
+                        pending.append({"data": kept[0][0], "norm_hash": kept[0][1], "line": line})
+                    else:
+                        bad(line, why[0].removeprefix("sample 1 ").removeprefix("sample 1: ")
+                            .replace("invalid Unicode (a lone surrogate) or NUL",
+                                     "bytes that are not UTF-8, or NUL"))
+            if len(pending) >= CHUNK or (rows_read - start_rows) % CHUNK == 0:
+                commit()
+                if on_progress is not None:
+                    on_progress(*((rows_read, rows_read) if fmt == "parquet" else (position(), size)))
+                if should_stop is not None and should_stop():
+                    report.cancelled = True
+                    break
+    finally:
+        report.rows = rows_read - start_rows
+        report.skipped = skipped - start_skipped
+        report.problems = problems
+        if report.cancelled:
+            commit("cancelled")
+        else:
+            commit()
+    if not report.cancelled:
+        store.update_import(import_id, status=report.outcome.value)
+        if on_progress is not None:
+            on_progress(size, size)
+    return report
+
+
+def _byte_position(path: Path) -> Callable[[], int]:
+    """How far the reader is into the file, for progress: the open descriptor's offset, read from /proc on Linux
+    (no second handle, no re-read); 0 where that is not available."""
+    fd_dir = Path("/proc/self/fd")
+
+    def position() -> int:
+        try:
+            for fd in fd_dir.iterdir():
+                if os.path.realpath(fd) == str(path.resolve()):
+                    for line in (Path("/proc/self/fdinfo") / fd.name).read_text().splitlines():
+                        if line.startswith("pos:"):
+                            return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    return position
+
+
+def import_bytes(store: Store, project_id: int, data: bytes, name: str, folder: str | Path, **kwargs) -> ImportReport:
+    """Import an upload (the app's): written to a file in ``folder`` first (the reader streams from disk, so an
+    upload is not parsed in memory), then imported like a file; the file is removed afterwards."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c for c in Path(name).name if c.isalnum() or c in "._-")[:80] or "upload"
+    target = folder / f"upload-{os.getpid()}-{safe}"
+    target.write_bytes(data)
+    try:
+        return import_file(store, project_id, target, name=Path(name).name, **kwargs)
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def peek_columns(data: bytes, name: str, limit: int = 5) -> tuple[list[str], list[dict]]:
+    """The columns and first rows of an upload, for the app's mapping step (reads at most 64 KiB)."""
+    fmt = detect_format(name)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(io.BytesIO(data))
+        first = next(table.iter_batches(batch_size=limit), None)
+        return list(table.schema_arrow.names), first.to_pylist()[:limit] if first is not None else []
+    text = data[:PEEK_BYTES].decode("utf-8-sig", errors="replace")
+    if fmt == "jsonl":
+        rows = []
+        for line in text.splitlines()[:limit + 1]:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                rows.append(value)
+        return (list(rows[0]) if rows else []), rows[:limit]
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    rows = [dict(zip(header, r)) for r, _ in zip(reader, range(limit))]
+    return [h.strip() for h in header], rows
+
+
+__all__ = ["FORMATS", "CHUNK", "ImportReport", "import_file", "import_bytes", "detect_format", "parse_mapping",
+           "resolve_mapping", "peek_columns"]
