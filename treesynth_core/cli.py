@@ -633,6 +633,8 @@ def parser() -> argparse.ArgumentParser:
     batch_cli.register(sub)  # batch export / submit / poll / import / list / cancel
     quality_cli.register(sub)  # quality, baseline (issue 9)
     judge_cli.register(sub)  # judge, judge --until N (issue 9)
+    from . import share_cli  # seed add/list/rm, push (issue 11)
+    share_cli.register(sub)
     return p
 
 

@@ -27,6 +27,7 @@ from .partition import BuildReport, Partitioner, expandable
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .samples import clean_reply, near_copies
 from .scheduler import Leaf, Scheduler
+from .seeds import style_examples
 from .spec import Settings, bounds
 from .store import Store
 from .tree import Node, Tree, path_attributes
@@ -329,7 +330,8 @@ class Filler:
                 raise ValueError("no usable sample: " + "; ".join(problems[:3]))
 
         reply = self.llm.ask(
-            samples_messages(spec, attributes, count, avoid, self.avoid_style), schema=SamplesReply,
+            samples_messages(spec, attributes, count, avoid, self.avoid_style,
+                             examples=style_examples(self.store, self.project_id, leaf.path)), schema=SamplesReply,
             purpose="samples",
             node_id=leaf.id, temperature=self.temperature, max_tokens=s.max_tokens, reasks=s.reasks, check=check,
             json_schema=samples_schema(spec, count), cache=False, model=s.model)

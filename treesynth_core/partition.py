@@ -26,6 +26,7 @@ from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, Criter
                       coverage_messages, criterion_messages, criterion_schema, pivots_messages, samples_schema)
 from .samples import clean_samples
 from .scheduler import Expansion, Scheduler
+from .seeds import style_examples
 from .spec import ProjectSpec
 from .store import Store
 from .tree import (Node, Tree, dedupe_values, dimension_key, dimension_problem, path_attributes,
@@ -176,7 +177,8 @@ class Partitioner:
                 raise ValueError("fewer than 2 usable samples: " + "; ".join(problems[:3]))
 
         pivots_reply = self.llm.ask(
-            pivots_messages(self.spec, attributes, s.pivots), schema=SamplesReply, purpose="pivots",
+            pivots_messages(self.spec, attributes, s.pivots, style_examples(self.store, self.project_id, path)),
+            schema=SamplesReply, purpose="pivots",
             temperature=s.pivot_temperature, check=enough_pivots, json_schema=samples_schema(self.spec, s.pivots),
             **ask)
         pivots, dropped = clean_samples(pivots_reply.value.samples, field_names, cap)

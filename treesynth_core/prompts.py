@@ -83,6 +83,28 @@ def samples_schema(spec: ProjectSpec, count: int) -> dict:
     }
 
 
+EXAMPLE_FIELD_CHARS = 300  # of each field of a style example shown in a prompt; a longer one is cut
+
+
+def examples_block(examples: list[dict] = ()) -> str:
+    """Seed or imported examples as a fenced "style examples" block: one JSON object a line (their own line breaks
+    escaped, so an example's text can never look like a line of the prompt), between start and end markers, with
+    the instruction to take their form and not their content. Empty without examples: the prompt is unchanged."""
+    if not examples:
+        return ""
+    import json
+
+    def shown(example: dict) -> str:
+        cut = {k: (str(v) if len(str(v)) <= EXAMPLE_FIELD_CHARS else str(v)[:EXAMPLE_FIELD_CHARS] + " [cut]")
+               for k, v in example.items()}
+        return json.dumps(cut, ensure_ascii=False)
+
+    lines = "\n".join(f"Example {i}: {shown(e)}" for i, e in enumerate(examples, 1))
+    return ("Style examples (do not copy their content): they show the format, length and tone wanted and nothing "
+            "else. They are not samples of this subspace; do not reuse their topics, names, numbers or wording.\n"
+            f"<<< style examples\n{lines}\n>>> end of style examples\n\n")
+
+
 def format_sample(index: int, sample: dict, limit: int = 400) -> str:
     body = "; ".join(f"{k}: {str(v)[:limit]}" for k, v in sample.items())
     return f"[{index}] {body}"
@@ -91,9 +113,13 @@ def format_sample(index: int, sample: dict, limit: int = 400) -> str:
 # ----------------------------------------------------------------------------- the four steps
 
 
-def pivots_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count: int) -> list[dict]:
+def pivots_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count: int,
+                    examples: list[dict] = ()) -> list[dict]:
+    """The pivots prompt; ``examples`` (seeds, seeds.style_examples) go in a fenced style block after the
+    subspace, which stays the prompt's first paragraph."""
     user = (
         f"{describe_subspace(attributes)}\n\n"
+        f"{examples_block(examples)}"
         f"Write {count} samples that belong to this subspace and differ from each other as much as possible.\n"
         f"Count: {count}\n"
         f"{sample_shape(spec, count)}"
@@ -187,10 +213,11 @@ def topic_of(sample: dict, words: int = TOPIC_WORDS) -> str:
 
 
 def samples_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count: int,
-                     avoid: list[dict] = (), avoid_style: str = "samples") -> list[dict]:
+                     avoid: list[dict] = (), avoid_style: str = "samples", examples: list[dict] = ()) -> list[dict]:
     """The generation prompt. ``avoid`` (the leaf's newest samples) is shown as the samples themselves
     (``avoid_style`` "samples") or as short openings under "topics already covered" ("topics"); a small model
-    copies a list of whole samples into its reply (issue 9), which is why the setting exists."""
+    copies a list of whole samples into its reply (issue 9), which is why the setting exists. ``examples``
+    (seed examples, or a leaf's imported rows when it is topped up) are shown as a fenced style block."""
     avoid_text = ""
     if avoid and avoid_style == "topics":
         avoid_text = ("\nTopics already covered here (do not copy these; write about something else):\n" +
@@ -200,6 +227,7 @@ def samples_messages(spec: ProjectSpec, attributes: list[tuple[str, str]], count
             format_sample(i + 1, s, 160) for i, s in enumerate(avoid)) + "\n"
     user = (
         f"{describe_subspace(attributes)}\n\n"
+        f"{examples_block(examples)}"
         f"Write {count} new samples for the task. Every sample must satisfy all of the attributes above, "
         "be complete and correct, and differ from the others.\n"
         f"{avoid_text}"

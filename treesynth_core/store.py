@@ -968,3 +968,37 @@ class Store:
         rows = self.query("select response from calls where node_id = ? and purpose = 'criterion' and valid = 1 "
                           "order by id desc limit 1", [node_id])
         return rows[0]["response"] if rows else None
+
+    # --- seed examples (issue 11, H6): their rules live in seeds.py
+    def add_seed_rows(self, project_id: int, node_id: str | None, rows: list[dict], source: str) -> list[int]:
+        """Insert seed examples (dicts of field texts) in one transaction; returns their ids."""
+        with self.atomic():
+            return [self.db.execute("insert into seeds (project_id, node_id, data, source, created_at) "
+                                    "values (?, ?, ?, ?, ?)",
+                                    [project_id, node_id, json.dumps(r, ensure_ascii=False), source, now()]).lastrowid
+                    for r in rows]
+
+    def seed_rows(self, project_id: int, node_ids: list[str | None] | None = None) -> list[dict]:
+        """Seeds of a project in id order (all of them, or those on these nodes; None in the list: the
+        task-wide ones), with ``data`` decoded."""
+        sql, params = "select * from seeds where project_id = ?", [project_id]
+        if node_ids is not None:
+            named = [n for n in node_ids if n is not None]
+            clauses = ([f"node_id in ({','.join('?' * len(named))})"] if named else []) + (
+                ["node_id is null"] if None in node_ids else [])
+            if not clauses:
+                return []
+            sql += " and (" + " or ".join(clauses) + ")"
+            params += named
+        return [dict(r, data=json.loads(r["data"])) for r in self.query(sql + " order by id", params)]
+
+    def imported_examples(self, node_id: str, limit: int) -> list[dict]:
+        """The data of a node's first imported samples still in use (not rejected or excluded), oldest first."""
+        return [json.loads(r["data"]) for r in self.query(
+            "select data from samples where node_id = ? and provenance = 'imported' "
+            "and status not in ('rejected', 'excluded') order by id limit ?", [node_id, limit])]
+
+    def delete_seed_rows(self, project_id: int, seed_ids: list[int]) -> int:
+        with self.atomic():
+            return sum(self.db.execute("delete from seeds where project_id = ? and id = ?", [project_id, i]).rowcount
+                       for i in seed_ids)

@@ -1,0 +1,131 @@
+"""The ``seed`` command group and the ``push`` command (issue 11 parts 5 and 6).
+
+    python -m treesynth_core seed add --db my.db --file seeds.jsonl            # task-wide style examples
+    python -m treesynth_core seed add --db my.db --node ID --json '{"question": "...", "answer": "..."}'
+    python -m treesynth_core seed list --db my.db
+    python -m treesynth_core seed rm --db my.db --id 3
+    python -m treesynth_core push --db my.db --repo me/my-dataset --dry-run out/   # the exact upload set
+    python -m treesynth_core push --db my.db --repo me/my-dataset                   # HF_TOKEN from the environment
+
+``cli.parser()`` registers both with ``register``; bad values are one line and exit 2 before anything changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from . import seeds
+from .errors import ConfigError
+
+
+def register(sub) -> None:
+    from . import cli
+
+    def base(c):
+        c.add_argument("--db", required=True, help="the project database file")
+        c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
+
+    examples = "examples:\n" + "\n".join(line.replace("python -m treesynth_core ", "  ")
+                                          for line in __doc__.splitlines() if "treesynth_core seed" in line)
+    group = sub.add_parser("seed", help="seed examples: a few samples shown in prompts as style examples",
+                           description="Hold a few example samples per node or for the whole task; pivot and leaf "
+                                       "prompts show them as style examples (not to be copied).",
+                           epilog=f"{examples}\n\n{cli.EXIT_CODES}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = group.add_subparsers(dest="seed_command", required=True)
+    c = commands.add_parser("add", help="add examples from a JSONL file or one JSON object (all or nothing)",
+                            epilog=cli.EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    base(c)
+    source = c.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=cli.text, help="a JSONL file: one object with the project's fields a line")
+    source.add_argument("--json", type=cli.text, help="one example as a JSON object with the project's fields")
+    c.add_argument("--node", type=cli.text, help="the node whose subtree's prompts show them (default: the whole task)")
+    c.set_defaults(func=cmd_seed_add)
+    c = commands.add_parser("list", help="list the seed examples", epilog=cli.EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    base(c)
+    c.set_defaults(func=cmd_seed_list)
+    c = commands.add_parser("rm", help="remove seed examples by id", epilog=cli.EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    base(c)
+    c.add_argument("--id", type=cli.count(1, 2**62), action="append", required=True,
+                   help="a seed's id (see `seed list`); repeat for several")
+    c.set_defaults(func=cmd_seed_rm)
+
+    c = sub.add_parser("push", help="push the dataset and a generated dataset card to the Hugging Face Hub",
+                       description="Upload the samples as Parquet and JSONL plus a dataset card (task, fields, tree "
+                                   "with counts and a sunburst image, model and settings, review counts, diversity) "
+                                   "to a Hugging Face dataset repository. The token is read from HF_TOKEN only and "
+                                   "never stored, logged or shown. Needs the optional extra: pip install -r "
+                                   "requirements-hub.txt.",
+                       epilog=cli.EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    base(c)
+    c.add_argument("--repo", type=cli.text, required=True, help="the dataset repository id, e.g. me/my-dataset")
+    vis = c.add_mutually_exclusive_group()
+    vis.add_argument("--private", dest="private", action="store_true", default=True,
+                     help="create the repository private (default)")
+    vis.add_argument("--public", dest="private", action="store_false", help="create the repository public")
+    c.add_argument("--status", type=cli.text,
+                   help="sample statuses to include, comma-separated (default: accepted,generated)")
+    c.add_argument("--license", type=cli.text, default=None, help="the card's license (default: other)")
+    c.add_argument("--dry-run", metavar="DIR", type=cli.text,
+                   help="write the exact upload set to this folder instead of uploading (no token needed)")
+    c.set_defaults(func=cmd_push)
+
+
+def cmd_seed_add(args) -> int:
+    from . import cli
+
+    with cli._open(args) as (store, project_id):
+        node = cli._node(store.tree(project_id), args.node, "--node")
+        if args.file is not None:
+            ids = seeds.import_seed_file(store, project_id, args.file, node_id=node)
+        else:
+            try:
+                value = json.loads(args.json)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--json is not JSON: {exc}", "pass one JSON object with the project's fields")
+            if not isinstance(value, dict):
+                raise ConfigError("--json is not a JSON object", "pass one JSON object with the project's fields")
+            ids = seeds.add_seeds(store, project_id, [value], node_id=node)
+    print(f"added {len(ids)} seed example(s) (ids {', '.join(map(str, ids))}) "
+          f"{'on node ' + node if node else 'for the whole task'}")
+    return 0
+
+
+def cmd_seed_list(args) -> int:
+    from . import cli
+
+    with cli._open(args) as (store, project_id):
+        rows = seeds.list_seeds(store, project_id)
+    if not rows:
+        print("no seed examples: `seed add --file seeds.jsonl` adds some")
+    for s in rows:
+        scope = f"node {s.node_id}" if s.node_id else "whole task"
+        print(f"#{s.id} [{scope}, from {s.source}] {json.dumps(s.data, ensure_ascii=False)[:300]}")
+    return 0
+
+
+def cmd_seed_rm(args) -> int:
+    from . import cli
+
+    with cli._open(args) as (store, project_id):
+        n = seeds.delete_seeds(store, project_id, args.id)
+    print(f"removed {n} seed example(s)")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from . import cli, hub
+
+    statuses = [s.strip() for s in args.status.split(",") if s.strip()] if args.status else None
+    with cli._open(args) as (store, project_id):
+        options = hub.PushOptions(repo_id=args.repo, private=args.private, statuses=statuses,
+                                  license=args.license or hub.DEFAULT_LICENSE)
+        if args.dry_run is not None:
+            result = hub.dry_run(store, project_id, options, args.dry_run)
+        else:
+            result = hub.push(store, project_id, options)
+    print(result.text())
+    return result.outcome.exit_code
