@@ -310,9 +310,7 @@ def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
     if r1.button("Replace", type="primary", key="tree_replace",
                  help=f"Deletes the {below} node(s) below and their samples" if below else None):
         with ui.guard():
-            with store.atomic():  # the old split goes only if the new one is stored
-                edits.clear_split(store, node.id)
-                Partitioner(store, pid, LLM(ui.endpoint(), store, pid)).apply(store.node(node.id), proposal)
+            edits.replace_with(store, node.id, proposal)  # kept and renamed values keep their subtree
             st.session_state.pop("tree_proposal", None)
             ui.flash(f"Replaced the criterion with {proposal['dimension']}.")
             st.rerun()

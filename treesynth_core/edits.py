@@ -1,22 +1,65 @@
-"""Human edits of the tree. Each edit marks what it touched as human-made ("edited"), refuses edits that
-would break the partition (duplicate or empty sibling values, a dimension an ancestor uses), and leaves
-locked nodes to the human: automation never overwrites them.
+"""Every change to the tree and to samples: human edits, the LLM's splits, reviews. Each public function is one
+transaction recorded as one history event (``history.py``: who, what, the rows before and after), with the
+project's last change touched; ``undo`` / ``redo`` / ``history`` are re-exported here. Pages, the CLI and the
+core's jobs call this module; none composes transactions of its own.
+
+Edits mark what they touched as human-made ("edited", provenance human), refuse what would break the partition
+(duplicate or empty sibling values, a dimension an ancestor uses), and leave locked nodes to the human:
+automation never overwrites them. Approving keeps the provenance: a node edited by a human stays marked so.
 
 A node's ``note`` is the "needs review" mark the build leaves on a split it could not show exhaustive. A human
 clears it by approving that node, by replacing or clearing its split, or explicitly with ``resolve_note``.
+
+Samples left on a node that gets children ("stranded": a leaf expanded after it got samples) are flagged by
+``stranded`` and excluded from every leaf's quota; ``move_samples`` puts them on a child.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 
 from .errors import TreeEditError
+from .history import Event, Scope, change, event, history, redo, undo  # noqa: F401  (re-exported)
 from .samples import fingerprint
 from .spec import bounds
 from .store import Store
 from .tree import Node, dedupe_values, dimension_key, dimension_problem, normalise, value_problem
 
 SAMPLE_STATUSES = ("generated", "accepted", "rejected")
+REASON_CHARS = 500  # a reject reason or a note is a line or two, not a document
+NOTE_CHARS = 2000
+
+
+@dataclass
+class Split:
+    """A node's split: its dimension and values (one open-ended child holding them all when ``infinite``), with
+    the evidence behind it: the pivot samples, the criterion's label of each pivot, a "needs review" note."""
+    dimension: str
+    values: list[str]
+    infinite: bool = False
+    pivots: list[dict] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # the criterion's value for each pivot, in order (or empty)
+    note: str | None = None
+
+    def __getitem__(self, key: str):  # transitional: pages written for the dict a proposal used to be
+        return getattr(self, key)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Removal:
+    """What a destructive action removes: nodes (the subtree roots included) and the samples on them."""
+    nodes: int
+    samples: int
+
+    def text(self) -> str:
+        return f"{self.nodes} node(s) and {self.samples} sample(s)"
+
+
+# ----------------------------------------------------------------------------- checks
 
 
 def _sibling_clash(store: Store, parent_id: str, value: str, except_id: str | None = None) -> None:
@@ -46,18 +89,38 @@ def _check_dimension(dimension: str) -> str:
     return dimension
 
 
+def _check_new_dimension(store: Store, node: Node, dimension: str, below: list[Node] | None = None) -> None:
+    """Refuse a dimension an ancestor uses, or one a node kept below (``below``, default: the subtree) uses."""
+    tree = store.tree(node.project_id)
+    for used in tree.used_dimensions(node.id):
+        if dimension_key(used) == dimension_key(dimension):
+            raise TreeEditError(f"an ancestor already splits on {used!r}", "each level needs its own dimension")
+    for n in tree.subtree(node.id)[1:] if below is None else below:
+        if n.dimension and dimension_key(n.dimension) == dimension_key(dimension):
+            raise TreeEditError(f"a node below ({tree.path_text(n.id)}) already splits on {n.dimension!r}",
+                                "each level needs its own dimension")
+
+
+def _label(store: Store, node: Node) -> str:
+    return "the root" if node.parent_id is None else repr(node.label)
+
+
+def _below(store: Store, node_id: str) -> list[str]:
+    """The ids of the nodes under ``node_id`` (not itself)."""
+    return [i for i in store.subtree_ids([node_id]) if i != node_id]
+
+
+# ----------------------------------------------------------------------------- the tree
+
+
 def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
     dimension = _check_dimension(dimension)
     node = store.node(node_id)
-    tree = store.tree(node.project_id)
-    for used in tree.used_dimensions(node_id):
-        if dimension_key(used) == dimension_key(dimension):
-            raise TreeEditError(f"an ancestor already splits on {used!r}", "each level needs its own dimension")
-    for below in tree.subtree(node_id)[1:]:
-        if below.dimension and dimension_key(below.dimension) == dimension_key(dimension):
-            raise TreeEditError(f"a node below ({tree.path_text(below.id)}) already splits on {below.dimension!r}",
-                                "each level needs its own dimension")
-    store.update_node(node_id, dimension=dimension, provenance="human", status="edited")
+    _check_new_dimension(store, node, dimension)
+    with change(store, project_id=node.project_id, node_id=node_id, action="rename_dimension",
+                summary=f"renamed the criterion of {_label(store, node)} {node.dimension!r} -> {dimension!r}",
+                scope=Scope(node_ids=[node_id])):
+        store.update_node(node_id, dimension=dimension, provenance="human", status="edited")
 
 
 def add_value(store: Store, node_id: str, value: str) -> str:
@@ -67,7 +130,9 @@ def add_value(store: Store, node_id: str, value: str) -> str:
         raise TreeEditError("this node has no dimension yet", "name its dimension (criterion) first")
     value = _check_value(value)
     _sibling_clash(store, node_id, value)
-    (child_id,) = store.add_children(node, [{"value": value}], provenance="human")
+    with change(store, project_id=node.project_id, node_id=node_id, action="add_value",
+                summary=f"added the value {value!r} under {_label(store, node)}", scope=Scope(parents=[node_id])):
+        (child_id,) = store.add_children(node, [{"value": value}], provenance="human")
     return child_id
 
 
@@ -77,7 +142,9 @@ def rename_value(store: Store, node_id: str, value: str) -> None:
         raise TreeEditError("the root has no value", "rename the task in the project settings instead")
     value = _check_value(value)
     _sibling_clash(store, node.parent_id, value, except_id=node_id)
-    store.update_node(node_id, value=value, provenance="human", status="edited")
+    with change(store, project_id=node.project_id, node_id=node_id, action="rename_value",
+                summary=f"renamed {node.value!r} -> {value!r}", scope=Scope(node_ids=[node_id])):
+        store.update_node(node_id, value=value, provenance="human", status="edited")
 
 
 def set_values(store: Store, node_id: str, values: list[str]) -> None:
@@ -88,7 +155,15 @@ def set_values(store: Store, node_id: str, values: list[str]) -> None:
     clean = dedupe_values([_check_value(v) for v in values if v.strip()])
     if len(clean) < 2:
         raise TreeEditError("an open-ended node needs at least two values", "add values")
-    store.update_node(node_id, values=clean, provenance="human", status="edited")
+    with change(store, project_id=node.project_id, node_id=node_id, action="set_values",
+                summary=f"set the {len(clean)} values of an open-ended node", scope=Scope(node_ids=[node_id])):
+        store.update_node(node_id, values=clean, provenance="human", status="edited")
+
+
+def removal_counts(store: Store, node_ids: list[str]) -> Removal:
+    """What deleting these nodes (and everything below them) removes, for a confirmation before it runs."""
+    ids = store.subtree_ids(list(node_ids))
+    return Removal(len(ids), store.samples_on_count(ids))
 
 
 def delete_subtree(store: Store, node_id: str) -> int:
@@ -96,8 +171,12 @@ def delete_subtree(store: Store, node_id: str) -> int:
     node = store.node(node_id)
     if node.parent_id is None:
         raise TreeEditError("the root cannot be deleted", "delete the project instead")
-    ids = [n.id for n in store.tree(node.project_id).subtree(node_id)]
-    store.delete_nodes(ids)
+    ids = store.subtree_ids([node_id])
+    gone = Removal(len(ids), store.samples_on_count(ids))
+    with change(store, project_id=node.project_id, node_id=node.parent_id, action="delete_subtree",
+                summary=f"deleted {_label(store, node)} ({gone.text()})",
+                scope=Scope(node_ids=ids, sample_nodes=ids)):
+        store.delete_nodes(ids)
     return len(ids)
 
 
@@ -105,9 +184,12 @@ def clear_split(store: Store, node_id: str) -> int:
     """Remove a node's dimension and all its children (to re-propose or hand-set the split). The split is
     gone, so its "needs review" note goes with it."""
     node = store.node(node_id)
-    tree = store.tree(node.project_id)
-    ids = [n.id for kid in tree.kids(node_id) for n in tree.subtree(kid.id)]
-    with store.atomic():
+    ids = _below(store, node_id)
+    gone = Removal(len(ids), store.samples_on_count(ids))
+    with change(store, project_id=node.project_id, node_id=node_id, action="clear_split",
+                summary=f"cleared the split {node.dimension!r} of {_label(store, node)} ({gone.text()} removed)",
+                scope=Scope(node_ids=[node_id, *ids], sample_nodes=ids)) as rec:
+        rec.split_before = _current_split(store, node)
         store.delete_nodes(ids)
         store.update_node(node_id, dimension=None, pivots=[], failure=None, note=None)
     return len(ids)
@@ -115,52 +197,103 @@ def clear_split(store: Store, node_id: str) -> int:
 
 def set_split(store: Store, node_id: str, dimension: str, values: list[str]) -> list[str]:
     """Hand-set a node's split, replacing any existing children (and clearing its "needs review" note)."""
-    _check_dimension(dimension)
+    dimension = _check_dimension(dimension)
     clean = dedupe_values([_check_value(v) for v in values if v.strip()])
     if len(clean) < 2:
         raise TreeEditError("a split needs at least two distinct values", "add values")
     node = store.node(node_id)
-    with store.atomic():
-        clear_split(store, node_id)
-        rename_dimension(store, node_id, dimension)
+    _check_new_dimension(store, node, dimension, below=[])
+    ids = _below(store, node_id)
+    with change(store, project_id=node.project_id, node_id=node_id, action="set_split",
+                summary=f"set the split of {_label(store, node)}: {dimension} = {', '.join(clean)}"
+                        + (f" (replacing {len(ids)} node(s) below)" if ids else ""),
+                scope=Scope(node_ids=[node_id, *ids], parents=[node_id], sample_nodes=ids)) as rec:
+        rec.split_before = _current_split(store, node)
+        rec.split_after = Split(dimension, clean).as_json()
+        store.delete_nodes(ids)
+        store.update_node(node_id, dimension=dimension, pivots=[], failure=None, note=None, provenance="human",
+                          status="edited")
         return store.add_children(node, [{"value": v} for v in clean], provenance="human")
 
 
-def _set_subtree(store: Store, node_id: str, **values) -> list[Node]:
+def _current_split(store: Store, node: Node) -> dict | None:
+    if not node.dimension:
+        return None
+    kids = store.tree(node.project_id).kids(node.id)
+    infinite = [k for k in kids if k.infinite]
+    values = infinite[0].values if infinite else [k.value for k in kids]
+    return Split(node.dimension, values, bool(infinite), node.pivots, [], node.note).as_json()
+
+
+def apply_split(store: Store, node_id: str, split: Split, actor: str = "llm") -> list[str]:
+    """Store a split on a node that has no children yet: its dimension, evidence and children, one event.
+    Samples already on the node stay there, flagged as stranded (see ``stranded``), never moved silently."""
     node = store.node(node_id)
-    nodes = store.tree(node.project_id).subtree(node_id)
-    with store.atomic():
-        for n in nodes:
-            store.update_node(n.id, **values)
-    return nodes
+    if store.has_children(node_id):
+        raise TreeEditError(f"{_label(store, node)} is already split", "replace its split instead")
+    children = [{"infinite": True, "values": split.values}] if split.infinite else [{"value": v} for v in split.values]
+    on_it = len(store.sample_ids_on(node_id))
+    summary = (f"split {_label(store, node)} by {split.dimension}: " +
+               (f"any of {len(split.values)} values" if split.infinite else ", ".join(split.values)))
+    if on_it:
+        summary += f"; {on_it} sample(s) left on it (stranded: move them to a child)"
+    with change(store, project_id=node.project_id, node_id=node_id, action="apply_split", actor=actor,
+                summary=summary, scope=Scope(node_ids=[node_id], parents=[node_id])) as rec:
+        rec.split_after = split.as_json()
+        store.update_node(node_id, dimension=split.dimension, pivots=split.pivots, failure=None, note=split.note,
+                          status="proposed" if node.status == "failed" else node.status)
+        return store.add_children(node, children, provenance=actor)
+
+
+def mark_failed(store: Store, node_id: str, reason: str, actor: str = "llm") -> None:
+    """Record why a node's split failed (status failed): the build goes on with its siblings."""
+    node = store.node(node_id)
+    with change(store, project_id=node.project_id, node_id=node_id, action="split_failed", actor=actor,
+                summary=f"splitting {_label(store, node)} failed: {reason[:200]}", scope=Scope(node_ids=[node_id])):
+        store.update_node(node_id, status="failed", failure=reason)
+
+
+def _set_subtree(store: Store, node_id: str, action: str, summary: str, **values) -> list[str]:
+    node = store.node(node_id)
+    ids = store.subtree_ids([node_id])
+    with change(store, project_id=node.project_id, node_id=node_id, action=action, summary=summary,
+                scope=Scope(node_ids=ids)):
+        for i in ids:
+            store.update_node(i, **values)
+    return ids
 
 
 def prune(store: Store, node_id: str) -> int:
     """Mark a subtree pruned: kept in the file, excluded from building, generation and export."""
-    if store.node(node_id).parent_id is None:
+    node = store.node(node_id)
+    if node.parent_id is None:
         raise TreeEditError("the root cannot be pruned", "prune its children instead")
-    return len(_set_subtree(store, node_id, status="pruned"))
+    return len(_set_subtree(store, node_id, "prune", f"pruned {_label(store, node)} and its subtree",
+                            status="pruned"))
 
 
 def restore(store: Store, node_id: str) -> int:
-    return len(_set_subtree(store, node_id, status="edited"))
+    node = store.node(node_id)
+    return len(_set_subtree(store, node_id, "restore", f"restored {_label(store, node)} and its subtree",
+                            status="edited"))
 
 
 def approve(store: Store, node_id: str, subtree: bool = False) -> int:
     """Mark a node (or its live subtree) approved. Approving a node is reviewing it: its own "needs review"
-    note is cleared. Approving a subtree clears only that node's note: the notes below were not looked at."""
+    note is cleared. Approving a subtree clears only that node's note: the notes below were not looked at.
+    The provenance stays: a node a human edited is still marked "by human" once approved."""
     node = store.node(node_id)
-    if store.tree(node.project_id).is_pruned(node_id):
+    tree = store.tree(node.project_id)
+    if tree.is_pruned(node_id):
         raise TreeEditError("this node is pruned (or under a pruned node)", "restore the subtree first")
-    if subtree:
-        nodes = [n for n in store.tree(node.project_id).subtree(node_id) if n.status not in ("pruned",)]
-        with store.atomic():
-            for n in nodes:
-                if n.status != "approved" or (n.id == node_id and n.note):
-                    store.update_node(n.id, status="approved", **({"note": None} if n.id == node_id else {}))
-        return len(nodes)
-    store.update_node(node_id, status="approved", note=None)
-    return 1
+    nodes = [n for n in tree.subtree(node_id) if n.status != "pruned"] if subtree else [node]
+    with change(store, project_id=node.project_id, node_id=node_id, action="approve",
+                summary=f"approved {_label(store, node)}" + (f" and its subtree ({len(nodes)} nodes)" if subtree else ""),
+                scope=Scope(node_ids=[n.id for n in nodes])):
+        for n in nodes:
+            if n.status != "approved" or (n.id == node_id and n.note):
+                store.update_node(n.id, status="approved", **({"note": None} if n.id == node_id else {}))
+    return len(nodes)
 
 
 def resolve_note(store: Store, node_id: str) -> bool:
@@ -169,34 +302,79 @@ def resolve_note(store: Store, node_id: str) -> bool:
     node = store.node(node_id)
     if not node.note:
         return False
-    store.update_node(node_id, note=None)
+    with change(store, project_id=node.project_id, node_id=node_id, action="resolve_note",
+                summary=f"marked the split of {_label(store, node)} reviewed", scope=Scope(node_ids=[node_id])):
+        store.update_node(node_id, note=None)
     return True
 
 
 def lock(store: Store, node_id: str, locked: bool = True) -> None:
-    store.update_node(node_id, locked=int(locked))
+    node = store.node(node_id)
+    with change(store, project_id=node.project_id, node_id=node_id, action="lock" if locked else "unlock",
+                summary=f"{'locked' if locked else 'unlocked'} {_label(store, node)}", scope=Scope(node_ids=[node_id])):
+        store.update_node(node_id, locked=int(locked))
 
 
 def set_quota(store: Store, node_id: str, quota: int | None) -> None:
+    """A leaf's own quota (None: the project's samples per leaf)."""
     if quota is not None and quota < 0:
         raise TreeEditError("a quota cannot be negative", "use 0 to generate nothing for this leaf")
     highest = bounds("per_leaf")[1]
     if quota is not None and quota > highest:
         raise TreeEditError(f"a quota is at most {highest}", f"use a number from 0 to {highest}")
-    store.update_node(node_id, quota=quota)
+    node = store.node(node_id)
+    with change(store, project_id=node.project_id, node_id=node_id, action="set_quota",
+                summary=f"set the quota of {_label(store, node)} to "
+                        + ("the project's default" if quota is None else str(quota)), scope=Scope(node_ids=[node_id])):
+        store.update_node(node_id, quota=quota)
 
 
-def set_sample_status(store: Store, sample_ids: list[int], status: str) -> int:
+# ----------------------------------------------------------------------------- samples
+
+
+def _sample_rows(store: Store, sample_ids: list[int]) -> dict[int, dict]:
+    return store.snapshot(sample_ids=list(sample_ids))[1]
+
+
+def _one_node(rows: dict[int, dict]) -> str | None:
+    nodes = {r["node_id"] for r in rows.values()}
+    return nodes.pop() if len(nodes) == 1 else None
+
+
+def set_sample_status(store: Store, sample_ids: list[int], status: str, reason: str | None = None,
+                      actor: str = "human") -> int:
+    """Set the review status of these samples; ``reason`` is kept when rejecting (cleared otherwise)."""
     if status not in SAMPLE_STATUSES:
         raise TreeEditError(f"unknown sample status {status!r}", f"use one of {', '.join(SAMPLE_STATUSES)}")
-    store.set_sample_status(sample_ids, status)
-    return len(sample_ids)
+    ids = list(dict.fromkeys(sample_ids))
+    if not ids:
+        return 0
+    reason = (" ".join(reason.split())[:REASON_CHARS] or None) if reason and status == "rejected" else None
+    rows = _sample_rows(store, ids)
+    if not rows:
+        raise TreeEditError("none of these samples exists", "reload the samples")
+    project_id = next(iter(rows.values()))["project_id"]
+    with change(store, project_id=project_id, node_id=_one_node(rows), action="sample_status", actor=actor,
+                summary=f"marked {len(rows)} sample(s) {status}" + (f": {reason}" if reason else ""),
+                scope=Scope(sample_ids=list(rows))):
+        store.update_samples(list(rows), status=status, reason=reason)
+    return len(ids)
 
 
-def edit_sample(store: Store, sample_id: int, data: dict) -> None:
-    project_id = store.sample_project_id(sample_id)
-    if project_id is None:
+def set_sample_note(store: Store, sample_id: int, note: str | None) -> None:
+    """A reviewer's free note on a sample (None or blank clears it)."""
+    rows = _sample_rows(store, [sample_id])
+    if not rows:
         raise TreeEditError(f"sample {sample_id} does not exist", "reload the samples")
+    note = (note or "").strip()[:NOTE_CHARS] or None
+    row = rows[sample_id]
+    with change(store, project_id=row["project_id"], node_id=row["node_id"], action="sample_note",
+                summary=f"{'noted' if note else 'cleared the note of'} sample {sample_id}",
+                scope=Scope(sample_ids=[sample_id])):
+        store.update_samples([sample_id], note=note)
+
+
+def _check_data(store: Store, project_id: int, data: dict) -> str:
     spec = store.project(project_id)
     fields = spec.field_names
     if set(data) != set(fields):
@@ -209,10 +387,108 @@ def edit_sample(store: Store, sample_id: int, data: dict) -> None:
         if len(value) > cap:
             raise TreeEditError(f"field {name!r} has {len(value):,} characters; the project allows {cap:,}",
                                 "shorten it, or raise max_field_chars in the project settings")
-    norm_hash = fingerprint(data, spec.dedup_fields)
-    with store.atomic():
-        twin = store.sample_with_hash(project_id, norm_hash, except_id=sample_id)
+    return fingerprint(data, spec.dedup_fields)
+
+
+def _write_data(store: Store, row: dict, data: dict, action: str, summary: str) -> None:
+    norm_hash = _check_data(store, row["project_id"], data)
+    original = row["original"] if row["original"] is not None else row["data"]
+    text = json.dumps(data, ensure_ascii=False)
+    back = json.loads(original) == data  # edited back to what was generated: no longer edited
+    with change(store, project_id=row["project_id"], node_id=row["node_id"], action=action, summary=summary,
+                scope=Scope(sample_ids=[row["id"]])):
+        twin = store.sample_with_hash(row["project_id"], norm_hash, except_id=row["id"])
         if twin is not None:
             raise TreeEditError(f"the edit makes this sample a duplicate of sample {twin}",
                                 "change it further or reject one of them")
-        store.update_sample_data(sample_id, data, norm_hash)
+        store.update_samples([row["id"]], data=text, norm_hash=norm_hash, original=None if back else original,
+                             edited=int(not back))
+
+
+def edit_sample(store: Store, sample_id: int, data: dict) -> None:
+    """Change a sample's text. The text as generated is kept the first time (``original``) and the sample marked
+    ``edited``; its judge verdicts go (they judged the old text)."""
+    rows = _sample_rows(store, [sample_id])
+    if not rows:
+        raise TreeEditError(f"sample {sample_id} does not exist", "reload the samples")
+    _write_data(store, rows[sample_id], data, "edit_sample", f"edited sample {sample_id}")
+
+
+def revert_sample(store: Store, sample_id: int) -> bool:
+    """Put an edited sample's original text back. Returns False when it was never edited."""
+    rows = _sample_rows(store, [sample_id])
+    if not rows:
+        raise TreeEditError(f"sample {sample_id} does not exist", "reload the samples")
+    row = rows[sample_id]
+    if row["original"] is None:
+        return False
+    _write_data(store, row, json.loads(row["original"]), "revert_sample", f"reverted sample {sample_id} to its original")
+    return True
+
+
+def original_data(store: Store, sample_id: int) -> dict | None:
+    """The text a sample had before its first edit (None when never edited)."""
+    row = _sample_rows(store, [sample_id]).get(sample_id)
+    return json.loads(row["original"]) if row and row["original"] is not None else None
+
+
+def add_samples(store: Store, project_id: int, node_id: str, rows: list[dict], *, cap: int | None,
+                call_id: int | None, record: str | None = None, actor: str = "llm") -> tuple[int, int]:
+    """Store generated samples on a leaf (``Store.add_samples``: duplicates skipped, the cap held). Generation is
+    not a history event (its calls are logged); ``record`` (an action name such as "import") makes it one."""
+    if record is None:
+        return store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)
+    with change(store, project_id=project_id, node_id=node_id, action=record, actor=actor,
+                summary=f"{record}: samples added", scope=Scope(sample_nodes=[node_id])) as rec:
+        inserted, duplicates = store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)
+        rec.summary = f"{record}: {inserted} sample(s) added" + (f", {duplicates} duplicate(s) skipped" if duplicates
+                                                                  else "")
+    return inserted, duplicates
+
+
+def stranded(store: Store, project_id: int) -> dict[str, int]:
+    """Samples sitting on a node that has children (it was a leaf when they were made), by node: they count
+    toward no leaf's quota and are not generated for; move them to a child (``move_samples``)."""
+    return store.stranded_counts(project_id)
+
+
+def move_samples(store: Store, sample_ids: list[int], child_id: str) -> int:
+    """Move samples to a leaf (e.g. stranded samples to the child they belong to). Returns how many moved."""
+    target = store.node(child_id)
+    if store.has_children(child_id):
+        raise TreeEditError(f"{_label(store, target)} has children", "move samples to a leaf")
+    rows = _sample_rows(store, list(sample_ids))
+    if not rows:
+        return 0
+    if any(r["project_id"] != target.project_id for r in rows.values()):
+        raise TreeEditError("these samples belong to another project", "move samples within one project")
+    moving = [i for i, r in rows.items() if r["node_id"] != child_id]
+    if not moving:
+        return 0
+    with change(store, project_id=target.project_id, node_id=child_id, action="move_samples",
+                summary=f"moved {len(moving)} sample(s) to {_label(store, target)}", scope=Scope(sample_ids=moving)):
+        store.update_samples(moving, node_id=child_id)
+    return len(moving)
+
+
+def move_stranded(store: Store, node_id: str, assignments: dict[int, str]) -> int:
+    """Move a node's stranded samples, each to the child named in ``assignments`` (sample id -> child id), in one
+    event (a router's answer, or the curator's picks)."""
+    node = store.node(node_id)
+    kids = {k.id for k in store.tree(node.project_id).kids(node_id)}
+    wrong = {c for c in assignments.values() if c not in kids}
+    if wrong:
+        raise TreeEditError(f"{len(wrong)} target(s) are not children of {_label(store, node)}", "pick its children")
+    on_it = set(store.sample_ids_on(node_id))
+    moves = {s: c for s, c in assignments.items() if s in on_it}
+    with change(store, project_id=node.project_id, node_id=node_id, action="move_samples",
+                summary=f"moved {len(moves)} stranded sample(s) of {_label(store, node)} to its children",
+                scope=Scope(sample_ids=list(moves))):
+        for child in set(moves.values()):
+            store.update_samples([s for s, c in moves.items() if c == child], node_id=child)
+    return len(moves)
+
+
+# the split as a diff and stored proposals (proposals.py builds on the functions above)
+from .proposals import (Proposal, SplitDiff, ValueChange, diff_split, dismiss_proposal, proposal,  # noqa: E402,F401
+                        proposals, replace_split, replace_with, restore_split, save_proposal)

@@ -28,14 +28,15 @@ from .generate import generate, run
 from .judge import judge_until
 from .llm import LLM
 from .outcome import Outcome
-from .partition import build
+from .partition import build, repropose
 from .store import Store, now
 
 log = logging.getLogger(__name__)
 _threads: dict[tuple[str, int], threading.Thread] = {}
 _registry = threading.RLock()  # held from a job's creation until its thread is registered
-KINDS = ("build", "generate", "run", "judge")
-ACTIONS: dict[str, Callable] = {"build": build, "generate": generate, "run": run, "judge": judge_until}
+KINDS = ("build", "generate", "run", "judge", "propose")
+ACTIONS: dict[str, Callable] = {"build": build, "generate": generate, "run": run, "judge": judge_until,
+                               "propose": repropose}  # propose: params {"node_id": ...}, stores a proposal
 APP_SUMMARIES = ("build", "generate", "run")  # kinds whose report has an app summary: summary(for_cli=False)
 PROGRESS_EVERY = 0.25  # seconds between two progress writes (or cancel reads) of a running job
 

@@ -19,6 +19,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import edits
+from .edits import Split
 from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
 from .llm import LLM
 from .outcome import REASON_CHARS, Outcome, failure_reason, judge, short_reason
@@ -160,8 +162,9 @@ class Partitioner:
         self.spec: ProjectSpec = store.project(project_id)
         self.settings = self.spec.settings
 
-    def propose(self, node: Node, tree: Tree | list[Node], *, fresh: bool = False) -> dict:
-        """Ask the LLM for the node's split without storing it: {dimension, values, infinite, pivots, note}.
+    def propose(self, node: Node, tree: Tree | list[Node], *, fresh: bool = False) -> Split:
+        """Ask the LLM for the node's split without storing it (a ``Split``: dimension, values, infinite, pivots,
+        the criterion's label of each pivot when it gave one per pivot, note).
         ``tree`` is the tree or just the node's path (root first). ``note`` (or None) says why the split needs
         review: labels or coverage values had to be dropped, or the coverage step never confirmed the values."""
         s = self.settings
@@ -201,6 +204,7 @@ class Partitioner:
             note = (f"accepted after {s.reasks + 1} tries although: {exc.reason}; "
                     "check that these values do not overlap and cover the space")
         dimension = criterion.dimension.strip()
+        labels = list(criterion.labels) if len(criterion.labels) == len(pivots) else []
         values = dedupe_values(criterion.labels)
 
         notes = [note] if note else []
@@ -229,20 +233,11 @@ class Partitioner:
             if not new or (not reply.open_ended and len(values) <= s.max_values):
                 break
         infinite = len(values) > s.max_values
-        return {"dimension": dimension, "values": values, "infinite": infinite, "pivots": pivots,
-                "note": "; ".join(notes) or None}
+        return Split(dimension, values, infinite, pivots, labels, "; ".join(notes) or None)
 
-    def apply(self, node: Node, proposal: dict, *, provenance: str = "llm") -> list[str]:
-        """Store a split: the node's dimension and its children, in one transaction."""
-        if proposal["infinite"]:
-            children = [{"infinite": True, "values": proposal["values"]}]
-        else:
-            children = [{"value": v} for v in proposal["values"]]
-        with self.store.atomic():
-            self.store.update_node(node.id, dimension=proposal["dimension"], pivots=proposal.get("pivots", []),
-                                   failure=None, note=proposal.get("note"),
-                                   status="proposed" if node.status == "failed" else node.status)
-            return self.store.add_children(node, children, provenance=provenance)
+    def apply(self, node: Node, proposal: Split, *, provenance: str = "llm") -> list[str]:
+        """Store a split: the node's dimension and its children, one transaction and one history event."""
+        return edits.apply_split(self.store, node.id, proposal, actor=provenance)
 
     def expand(self, node_id: str) -> list[str]:
         """Expand one node (no-op for a node that already has children). Returns the new child ids."""
@@ -257,13 +252,12 @@ class Partitioner:
             return Expansion([], node.note)
         if node.parent_id is None and self.spec.root_split:
             split = self.spec.root_split
-            return Expansion(self.apply(node, {"dimension": split.dimension, "values": dedupe_values(split.values),
-                                               "infinite": False}, provenance="human"))
+            return Expansion(self.apply(node, Split(split.dimension, dedupe_values(split.values)), provenance="human"))
         try:
             proposal = self.propose(node, path)
-            return Expansion(self.apply(node, proposal), proposal["note"])
+            return Expansion(self.apply(node, proposal), proposal.note)
         except Exception as exc:  # any failure is this node's: record it on the node, the build goes on
-            self.store.update_node(node_id, status="failed", failure=failure_reason(exc))
+            edits.mark_failed(self.store, node_id, failure_reason(exc))
             raise
 
 
@@ -301,4 +295,56 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
     if scheduler.cancelled:
         report.cancelled = True
         raise Cancelled(f"build cancelled: {report.summary()}", "run build again to continue", report=report)
+    return report
+
+
+# ----------------------------------------------------------------------------- re-propose (a job)
+
+
+@dataclass
+class ProposeReport:
+    """A re-proposal of one node's split, stored as a proposal (``edits.proposals``) for the curator to compare."""
+    node_id: str
+    proposal_id: int | None = None
+    error: str | None = None
+    cancelled: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.cancelled:
+            return Outcome.CANCELLED
+        return Outcome.COMPLETE if self.proposal_id is not None else Outcome.FAILED
+
+    @property
+    def failed_count(self) -> int:
+        return int(self.proposal_id is None and not self.cancelled)
+
+    def summary(self, for_cli: bool = True) -> str:
+        if self.proposal_id is not None:
+            return f"proposal {self.proposal_id} stored for node {self.node_id}: compare it and apply or dismiss it"
+        return f"re-proposing node {self.node_id} failed: {self.error if for_cli else short_reason(self.error or '')}"
+
+
+def repropose(store: Store, project_id: int, llm: LLM, *, node_id: str, job_id: int | None = None,
+              on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+              **_ignored) -> ProposeReport:
+    """Ask the LLM afresh for a node's split (no cache) and store it as a proposal; the tree is not changed.
+    The job kind "propose" runs this, so the page neither blocks nor loses the proposal on a reload."""
+    report = ProposeReport(node_id)
+    if on_progress:
+        on_progress(0, 1)
+    path = store.node_path(node_id)
+    if path[-1].project_id != project_id:
+        raise TreeSynthError(f"node {node_id} is not in project {project_id}", "pick a node of this project")
+    try:
+        split = Partitioner(store, project_id, llm).propose(path[-1], path, fresh=True)
+    except (EndpointError, LLMOutputError) as exc:
+        report.error = failure_reason(exc)
+        return report
+    if should_stop is not None and should_stop():
+        report.cancelled = True
+        raise Cancelled("re-propose cancelled: nothing was stored", "re-propose again", report=report)
+    report.proposal_id = edits.save_proposal(store, node_id, split, job_id=job_id or llm.job_id)
+    if on_progress:
+        on_progress(1, 1)
     return report

@@ -1002,3 +1002,142 @@ class Store:
         with self.atomic():
             return sum(self.db.execute("delete from seeds where project_id = ? and id = ?", [project_id, i]).rowcount
                        for i in seed_ids)
+
+    # --- history, review, proposals (issue 8, H1: called only by edits.py / history.py / proposals.py)
+    def snapshot(self, *, node_ids=(), parents=(), sample_ids=(), sample_nodes=()) -> tuple[dict, dict]:
+        """Full rows (every column, as stored) of the nodes with these ids or these parents, and of the samples
+        with these ids or on these nodes: ``({node_id: row}, {sample_id: row})``."""
+        nodes: dict[str, dict] = {}
+        samples: dict[int, dict] = {}
+        with self.lock:
+            for table, column, keys, out in (("nodes", "id", list(node_ids), nodes),
+                                             ("nodes", "parent_id", list(parents), nodes),
+                                             ("samples", "id", list(sample_ids), samples),
+                                             ("samples", "node_id", list(sample_nodes), samples)):
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start:start + 500]
+                    cursor = self.db.execute(f"select * from {table} where {column} in ({','.join('?' * len(chunk))})",
+                                             chunk)
+                    names = [d[0] for d in cursor.description]
+                    for row in cursor.fetchall():
+                        out[row[0]] = dict(zip(names, row))
+        return nodes, samples
+
+    def put_rows(self, nodes: dict[str, dict | None], samples: dict[int, dict | None]) -> None:
+        """Make these rows exactly so: None deletes the row, a dict writes it whole (updated, or inserted when
+        missing). One transaction; samples deleted before nodes, nodes written before samples."""
+        with self.atomic():
+            for ids, table in (([k for k, v in samples.items() if v is None], "samples"),
+                               ([k for k, v in nodes.items() if v is None], "nodes")):
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    self.db.execute(f"delete from {table} where id in ({','.join('?' * len(chunk))})", chunk)
+            for rows, table in (([v for v in nodes.values() if v is not None], "nodes"),
+                                ([v for v in samples.values() if v is not None], "samples")):
+                for row in rows:
+                    columns = [c for c in row if c != "id"]
+                    cursor = self.db.execute(f"update {table} set {', '.join(f'[{c}] = ?' for c in columns)} "
+                                             "where id = ?", [row[c] for c in columns] + [row["id"]])
+                    if cursor.rowcount == 0:
+                        self.db.execute(f"insert into {table} ({', '.join(f'[{c}]' for c in row)}) values "
+                                        f"({', '.join('?' * len(row))})", list(row.values()))
+
+    def add_event(self, row: dict) -> int:
+        with self.atomic():
+            return self.db.execute(f"insert into events ({', '.join(row)}) values ({', '.join('?' * len(row))})",
+                                   list(row.values())).lastrowid
+
+    def event_rows(self, project_id: int, *, node_id: str | None = None, limit: int = 50,
+                   payloads: bool = True) -> list[dict]:
+        """The project's events (of one node, when given), newest first."""
+        columns = "*" if payloads else ("id, project_id, node_id, actor, action, summary, undone, undoable, created_at, "
+                                        "null as before, null as after")
+        sql = f"select {columns} from events where project_id = ?" + (" and node_id = ?" if node_id else "")
+        return self.query(sql + " order by id desc limit ?", [project_id] + ([node_id] if node_id else []) + [limit])
+
+    def event_row(self, event_id: int) -> dict | None:
+        rows = self.query("select * from events where id = ?", [event_id])
+        return rows[0] if rows else None
+
+    def undo_candidate(self, project_id: int) -> dict | None:
+        """The newest event not undone, when it can be undone (an import is a barrier)."""
+        rows = self.query("select * from events where project_id = ? and undone = 0 order by id desc limit 1",
+                          [project_id])
+        return rows[0] if rows and rows[0]["undoable"] else None
+
+    def redo_candidate(self, project_id: int) -> dict | None:
+        """The oldest undone event (the last one undone)."""
+        rows = self.query("select * from events where project_id = ? and undone = 1 order by id limit 1",
+                          [project_id])
+        return rows[0] if rows else None
+
+    def mark_event(self, event_id: int, undone: bool) -> None:
+        with self.atomic():
+            self.db.execute("update events set undone = ? where id = ?", [int(undone), event_id])
+
+    def drop_undone_events(self, project_id: int) -> int:
+        """A new change clears the redo stack."""
+        with self.atomic():
+            return self.db.execute("delete from events where project_id = ? and undone = 1", [project_id]).rowcount
+
+    def update_samples(self, sample_ids: list[int], **values) -> None:
+        """Set these columns on these samples (and the projects' last change)."""
+        values["updated_at"] = now()
+        columns = list(values)
+        with self.atomic():
+            for start in range(0, len(sample_ids), 500):
+                ids = sample_ids[start:start + 500]
+                marks = ",".join("?" * len(ids))
+                self.db.execute(f"update samples set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
+                                [values[c] for c in columns] + ids)
+                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from samples "
+                                f"where id in ({marks}))", [values["updated_at"], *ids])
+
+    def stranded_counts(self, project_id: int) -> dict[str, int]:
+        """Samples sitting on a node that has children (a leaf expanded after it got samples), by node."""
+        rows = self.query("select s.node_id, count(*) as n from samples s where s.project_id = ? and exists "
+                          "(select 1 from nodes c where c.parent_id = s.node_id) group by s.node_id", [project_id])
+        return {r["node_id"]: r["n"] for r in rows}
+
+    def sample_ids_on(self, node_id: str) -> list[int]:
+        """The ids of the samples sitting on this very node."""
+        return [r["id"] for r in self.query("select id from samples where node_id = ? order by id", [node_id])]
+
+    def subtree_ids(self, node_ids: list[str]) -> list[str]:
+        """These nodes and every node below them (ids, each once)."""
+        out: list[str] = []
+        for start in range(0, len(node_ids), 500):
+            chunk = node_ids[start:start + 500]
+            out += [r["id"] for r in self.query(
+                f"with recursive down(id) as (select id from nodes where id in ({','.join('?' * len(chunk))}) "
+                "union select nodes.id from nodes join down on nodes.parent_id = down.id) select id from down", chunk)]
+        return list(dict.fromkeys(out))
+
+    def samples_on_count(self, node_ids: list[str]) -> int:
+        """How many samples sit on these nodes (every status)."""
+        total = 0
+        for start in range(0, len(node_ids), 500):
+            chunk = node_ids[start:start + 500]
+            with self.lock:
+                total += self.db.execute(f"select count(*) from samples where node_id in ({','.join('?' * len(chunk))})",
+                                         chunk).fetchone()[0]
+        return total
+
+    def add_proposal(self, row: dict) -> int:
+        row = {**row, "created_at": now(), "updated_at": now()}
+        with self.atomic():
+            return self.db.execute(f"insert into proposals ({', '.join(row)}) values ({', '.join('?' * len(row))})",
+                                   list(row.values())).lastrowid
+
+    def proposal_rows(self, node_id: str, states: tuple[str, ...] = ("new",)) -> list[dict]:
+        """A node's stored proposals in these states, newest first."""
+        return self.query(f"select * from proposals where node_id = ? and state in ({','.join('?' * len(states))}) "
+                          "order by id desc", [node_id, *states])
+
+    def proposal_row(self, proposal_id: int) -> dict | None:
+        rows = self.query("select * from proposals where id = ?", [proposal_id])
+        return rows[0] if rows else None
+
+    def set_proposal_state(self, proposal_id: int, state: str) -> None:
+        with self.atomic():
+            self.db.execute("update proposals set state = ?, updated_at = ? where id = ?", [state, now(), proposal_id])
