@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import batch_cli, edits, jobs, judge_cli, quality_cli
+from . import batch_cli, data_cli, edits, jobs, judge_cli, quality_cli
 from .config import endpoint_from_env
 from .edits import SAMPLE_STATUSES
 from .errors import Cancelled, ConfigError, NotFoundError, TreeSynthError
@@ -633,6 +633,7 @@ def parser() -> argparse.ArgumentParser:
     batch_cli.register(sub)  # batch export / submit / poll / import / list / cancel
     quality_cli.register(sub)  # quality, baseline (issue 9)
     judge_cli.register(sub)  # judge, judge --until N (issue 9)
+    data_cli.register(sub)  # import-data, route, balance (issue 11)
     from . import share_cli  # seed add/list/rm, push (issue 11)
     share_cli.register(sub)
     return p

@@ -67,7 +67,7 @@ class ImportReport:
         their line numbers) and some imported; failed: rows were read and none could be imported."""
         if self.cancelled:
             return Outcome.CANCELLED
-        if not self.skipped:
+        if not self.skipped or self.already_complete:
             return Outcome.COMPLETE
         return Outcome.PARTIAL if (self.imported or self.duplicates) else Outcome.FAILED
 
