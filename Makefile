@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Stamps make re-runs instant; pip keeps the compiled llama-cpp-python wheel in its cache.
-$(VENV)/.deps: requirements.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.deps: requirements.txt requirements-dev.txt requirements-hub.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 

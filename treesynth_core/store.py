@@ -998,6 +998,12 @@ class Store:
             "select data from samples where node_id = ? and provenance = 'imported' "
             "and status not in ('rejected', 'excluded') order by id limit ?", [node_id, limit])]
 
+    def call_models(self, project_id: int) -> dict[str, int]:
+        """The models the project's LLM calls named, with their call counts (most used first); for the card."""
+        return {r["model"] or "(endpoint default)": r["n"] for r in self.query(
+            "select model, count(*) as n from calls where project_id = ? group by model order by n desc",
+            [project_id])}
+
     def delete_seed_rows(self, project_id: int, seed_ids: list[int]) -> int:
         with self.atomic():
             return sum(self.db.execute("delete from seeds where project_id = ? and id = ?", [project_id, i]).rowcount
