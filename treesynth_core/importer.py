@@ -343,6 +343,8 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
     if earlier is not None and earlier["status"] in (Outcome.COMPLETE.value, Outcome.PARTIAL.value,
                                                      Outcome.FAILED.value):
         records.close()
+        if not earlier["rows"]:
+            raise ConfigError(f"{report.name} has no rows (only a header)", "import a file with rows")
         report.import_id, report.already_complete = earlier["id"], True
         report.imported, report.duplicates, report.skipped = earlier["imported"], earlier["duplicates"], earlier["skipped"]
         return report
@@ -416,6 +418,9 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
             commit("cancelled")
         else:
             commit()
+    if not rows_read:  # a header and nothing else: nothing was imported, and the file says nothing useful
+        store.update_import(import_id, status=Outcome.FAILED.value)
+        raise ConfigError(f"{report.name} has no rows (only a header)", "import a file with rows")
     if not report.cancelled:
         store.update_import(import_id, status=report.outcome.value)
         if on_progress is not None:
