@@ -7,6 +7,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 import treesynth_ui as ui
+from treesynth_ui_seeds import seeds_panel
 from treesynth_core.config import mask_secret
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.llm import LLM
@@ -210,6 +211,7 @@ with ui.open_store() as store:
         if pid is not None:
             st.divider()
             totals_panel(store, pid)
+            seeds_panel(store, pid)  # seed examples (issue 11)
         st.divider()
         create_panel(store, expanded=not store.projects())
     st.divider()

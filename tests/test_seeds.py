@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from tests.app_support import app_env  # noqa: F401
+
 from treesynth_core import edits, seeds
 from treesynth_core.cli import main
 from treesynth_core.errors import ConfigError, NotFoundError
@@ -232,3 +234,43 @@ def test_cli_seed_add_list_rm(store, project, tmp_path, capsys):
     assert main(["seed", "add", "--db", db, "--json", "[1]"]) == 2
     assert main(["seed", "rm", "--db", db, "--id", "999"]) == 2
     assert len(seeds.list_seeds(store, project)) == 2
+
+
+# ----------------------------------------------------------------------------- the Home page's box
+
+
+def test_home_seed_box_adds_imports_and_removes_examples(app_env):
+    from tests.app_support import errors, texts
+
+    pid = app_env.built()
+    at = app_env.app(None, pid)
+    assert not errors(at)
+    at.text_area(key="home_seed_field_question").input(SEED["question"])
+    at.text_area(key="home_seed_field_answer").input(SEED["answer"])
+    next(b for b in at.button if b.label == "Add the example").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        [seed] = seeds.list_seeds(store, pid)
+        assert seed.data == SEED and seed.node_id is None and seed.source == "hand"
+        leaf = store.tree(pid).leaves()[0]
+
+    at.selectbox(key="home_seeds_scope").set_value(leaf.id).run()
+    bad = (json.dumps(OTHER) + "\n" + json.dumps({"question": "no answer"}) + "\n").encode()
+    at.file_uploader(key="home_seeds_upload").set_value(("bad.jsonl", bad, "application/json"))
+    at.run()
+    at.button(key="home_seeds_import").click().run()
+    assert any("line 2 of bad.jsonl has no 'answer'" in e for e in errors(at))
+    good = (json.dumps(OTHER) + "\n").encode()
+    at.file_uploader(key="home_seeds_upload").set_value(("good.jsonl", good, "application/json"))
+    at.run()
+    at.button(key="home_seeds_import").click().run()
+    assert not errors(at) and "Seed examples (2)" in [e.label for e in at.expander]
+    with app_env.store() as store:
+        held = seeds.list_seeds(store, pid)
+    assert [(s.node_id, s.source) for s in held] == [(None, "hand"), (leaf.id, "good.jsonl")]
+
+    at.multiselect(key="home_seeds_remove").set_value([held[0].id]).run()
+    at.button(key="home_seeds_remove_btn").click().run()
+    with app_env.store() as store:
+        assert [s.id for s in seeds.list_seeds(store, pid)] == [held[1].id]
+    assert "Removed 1 seed example(s)" in texts(at)

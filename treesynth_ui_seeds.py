@@ -1,0 +1,68 @@
+"""The Home page's seed examples box (issue 11 part 5): a few example samples per node or for the whole task,
+written by hand or imported from a JSONL file, shown in pivot and leaf prompts as style examples. Streamlit only
+here; the rules (fields, sizes, all or nothing) live in ``treesynth_core.seeds``."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import treesynth_ui as ui
+from treesynth_core import seeds
+from treesynth_core.errors import TreeSynthError
+
+WHOLE_TASK = ""  # the scope choice for task-wide seeds (a node id otherwise)
+
+
+def seeds_panel(store, pid: int) -> None:
+    spec = store.project(pid)
+    tree = store.tree(pid)
+    held = seeds.list_seeds(store, pid)
+    with st.expander(f"Seed examples ({len(held)})", icon=":material/format_quote:"):
+        st.caption(f"A few example samples that pivot and leaf prompts show as **style examples** (their format, "
+                   f"length and tone; the model is told not to copy their content). A node's prompts show its "
+                   f"own examples first, then its ancestors', then the whole task's; at most "
+                   f"{seeds.MAX_EXAMPLES} per prompt.")
+        paths = {n.id: tree.path_text(n.id) or "(root)" for n in tree.nodes.values()}
+        if held:
+            frame = pd.DataFrame([{"id": s.id, "scope": paths.get(s.node_id, "?") if s.node_id else "whole task",
+                                   **{f: s.data.get(f, "") for f in spec.field_names}, "from": s.source}
+                                  for s in held])
+            st.dataframe(frame, hide_index=True, width="stretch", key="home_seeds_table")
+            c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+            doomed = c1.multiselect("Remove examples", [s.id for s in held], key="home_seeds_remove",
+                                    format_func=lambda i: f"#{i}")
+            if c2.button("Remove", key="home_seeds_remove_btn", disabled=not doomed, width="stretch"):
+                with ui.guard():
+                    n = seeds.delete_seeds(store, pid, doomed)
+                    ui.flash(f"Removed {n} seed example(s).")
+                    st.rerun()
+        scopes = [WHOLE_TASK] + [n.id for n in tree.subtree(tree.root.id)] if tree.root else [WHOLE_TASK]
+
+        def scope_label(node_id: str) -> str:
+            return "Whole task" if node_id == WHOLE_TASK else paths.get(node_id, node_id)
+
+        scope = st.selectbox("For", scopes, format_func=scope_label, key="home_seeds_scope")
+        node_id = scope or None
+        with st.form("home_seeds_add", clear_on_submit=True):
+            st.markdown("**Write an example**")
+            values = {f.name: st.text_area(f"{f.name}" + (f" ({f.description})" if f.description else ""),
+                                           key=f"home_seed_field_{f.name}") for f in spec.fields}
+            if st.form_submit_button("Add the example"):
+                try:
+                    seeds.add_seeds(store, pid, [values], node_id=node_id)
+                except TreeSynthError as exc:
+                    ui.show_error(exc)
+                else:
+                    ui.flash(f"Added a seed example ({scope_label(scope)}).")
+                    st.rerun()
+        upload = st.file_uploader("Or import examples from a JSONL file (one object with the fields a line)",
+                                  type=["jsonl", "json"], key="home_seeds_upload")
+        if st.button("Import the examples", key="home_seeds_import", disabled=upload is None):
+            try:
+                ids = seeds.import_seed_bytes(store, pid, upload.getvalue(), upload.name, node_id=node_id)
+            except TreeSynthError as exc:
+                ui.show_error(exc)
+            else:
+                ui.flash(f"Imported {len(ids)} seed example(s) from {upload.name}.")
+                st.rerun()
