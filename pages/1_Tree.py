@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 import treesynth_ui as ui
+import treesynth_ui_history as history
+import treesynth_ui_tree as tui
 from treesynth_core import edits
-from treesynth_core.llm import LLM
-from treesynth_core.partition import Partitioner
-from treesynth_core.sunburst import build_figure, path_texts, subtree_counts
+from treesynth_core.sunburst import build_figure, folded_parent, view
 from treesynth_core.tree import Node, Tree
 
 ui.page("Tree", "🌳")
-OUTLINE_LINES = 400
+LIVE_EVERY_S = 2  # while a job runs, the chart is redrawn from the store this often
 BUILD_DEPTH_MIN = 1  # a project's max_depth may be 0 ("no tree"), but a build always adds at least one level
 
 
@@ -24,11 +24,16 @@ def chart_click() -> str | None:
     """The node id of a click on a ring since the last run. The chart then gets a fresh key, which clears
     its own selection, so clicking the same ring again later is a new click."""
     version = st.session_state.get("tree_chart_v", 0)
-    points = ((st.session_state.get(f"tree_chart_{version}") or {}).get("selection") or {}).get("points") or []
+    points = chart_points()
     if points and points[0].get("id"):
         st.session_state["tree_chart_v"] = version + 1
         return points[0]["id"]
     return None
+
+
+def chart_points() -> list:
+    version = st.session_state.get("tree_chart_v", 0)
+    return ((st.session_state.get(f"tree_chart_{version}") or {}).get("selection") or {}).get("points") or []
 
 
 def _on_pick() -> None:
@@ -46,6 +51,10 @@ def _on_attention() -> None:
 
 def selected_node(tree: Tree) -> Node:
     click = chart_click()
+    folded = folded_parent(click)
+    if folded in tree.nodes:  # "+N more": select the parent, zoom there and list the folded values
+        st.session_state["tree_more"] = folded
+        click = folded
     if click in tree.nodes:
         node = tree.nodes[click]
         if click == st.session_state.get("tree_level") and node.parent_id:
@@ -103,15 +112,17 @@ def hand_split(store, node: Node, key: str) -> None:
                 st.rerun()
 
 
-def attention(tree: Tree) -> tuple[list[Node], list[Node]]:
+def attention(data: tui.TreeData) -> tuple[list[Node], list[Node]]:
     """The live nodes whose expansion failed, and those carrying a note (a split that needs review)."""
-    live = [n for n in tree.subtree(tree.root.id) if not tree.is_pruned(n.id)]
+    live = [n for n in data.tree.nodes.values() if not data.pruned[n.id]]
+    order = {n.id: i for i, n in enumerate(data.tree.subtree(data.tree.root.id))}
+    live.sort(key=lambda n: order.get(n.id, 0))
     return [n for n in live if n.status == "failed" or n.failure], [n for n in live if n.note]
 
 
-def attention_panel(tree: Tree) -> None:
+def attention_panel(data: tui.TreeData) -> None:
     """How many nodes failed or need review, and a list to jump to each (none shown when all is well)."""
-    failed, review = attention(tree)
+    failed, review = attention(data)
     if not failed and not review:
         return
     failed_ids, review_ids = {n.id for n in failed}, {n.id for n in review}
@@ -120,7 +131,7 @@ def attention_panel(tree: Tree) -> None:
     (st.error if failed else st.warning)(
         " · ".join(counts) + ": pick one below to see why, then fix it (retry, re-propose the criterion, or set "
         "the split by hand).", icon=":material/flag:")
-    paths = path_texts(tree)
+    paths = data.paths
 
     def describe(nid: str) -> str:
         tags = (["failed"] if nid in failed_ids else []) + (["needs review"] if nid in review_ids else [])
@@ -131,33 +142,87 @@ def attention_panel(tree: Tree) -> None:
                  format_func=describe, on_change=_on_attention, placeholder=f"Pick one of {len(ids)}")
 
 
-def chart(tree: Tree, node: Node, counts: dict, usage: dict, per_leaf: int) -> None:
+def chart(store, pid: int, node: Node, level: str, spec, live: bool = False) -> None:
+    """The sunburst from the zoomed node down. While a job runs it is drawn in a fragment that reads the tree
+    again every LIVE_EVERY_S seconds, so a build is seen growing; a click there reruns the whole page."""
+    data = tui.tree_data(store, pid, spec.settings.per_leaf)
+    if live and chart_points():
+        st.rerun()  # a click while live: the whole page selects it
+    tree = data.tree
     c1, c2 = st.columns([2, 1])
-    color_by = c1.segmented_control("Colour by", ["status", "samples"], default="status", key="tree_color",
-                                    required=True)
+    color_by = c1.segmented_control("Colour by", ["status", "samples", "failures"], default="status",
+                                    key="tree_color", required=True)
     rings = c2.slider("Rings shown", 2, 6, 4, key="tree_rings")
     if color_by == "samples":
         st.caption("Pale = no samples yet · dark green = quota filled · grey = pruned")
+    elif color_by == "failures":
+        st.caption("Pale = nothing failed below · darker red = more failed nodes and failed LLM calls below")
     else:
         st.markdown(":gray-badge[proposed] :green-badge[approved] :blue-badge[edited by you] :red-badge[failed] "
                     ":gray-badge[pruned: pale] · ⚠ marks a failure")
-    st.caption("Click a ring to select it and zoom in; click the centre to zoom out. Hover for details.")
-    fig = build_figure(tree, counts, usage, color_by=color_by, level=zoom_level(tree, node), selected=node.id,
-                       maxdepth=rings, per_leaf=per_leaf)
+    st.caption("Click a ring to select it and zoom in; click the centre to zoom out; **+N more** gathers values "
+               "too narrow to draw, click it to list them. Hover for details and evidence."
+               + (" · The chart follows the running job." if live else ""))
+    level = level if level in tree.nodes else tree.root.id
+    fig = build_figure(tree, data.counts, store.usage_by_node(pid), color_by=color_by, level=level,
+                       selected=node.id if node.id in tree.nodes else None, maxdepth=rings,
+                       per_leaf=spec.settings.per_leaf, settings=spec.settings, totals=data.totals)
     st.plotly_chart(fig, on_select="rerun", selection_mode="points",
                     key=f"tree_chart_{st.session_state.get('tree_chart_v', 0)}", config={"displaylogo": False})
+    if live:
+        st.caption(f"{len(tree):,} nodes so far")
 
 
-def node_header(store, tree: Tree, node: Node, counts: dict) -> None:
+@st.fragment(run_every=LIVE_EVERY_S)
+def live_chart(pid: int, node: Node, level: str, spec) -> None:
+    with ui.open_store() as store:
+        chart(store, pid, node, level, spec, live=True)
+
+
+def folded_panel(data: tui.TreeData, level: str, maxdepth: int) -> None:
+    """After a click on "+N more": the folded values of that node, to pick one."""
+    parent = st.session_state.get("tree_more")
+    tree = data.tree
+    if parent not in tree.nodes:
+        return
+
+    folds = view(tree, level, maxdepth, sizes=data.sizes).folds.get(parent)
+    kids = [tree.nodes[k] for k in folds] if folds else []
+    if not kids:
+        st.session_state.pop("tree_more", None)
+        return
+    with st.container(border=True):
+        st.markdown(f"**{len(kids)} values of {ui.md_escape(tree.nodes[parent].dimension or '')}** too narrow to "
+                    "draw one by one (each under 2 degrees of the ring)")
+        ids = [k.id for k in kids]
+        st.selectbox("Pick one to select it", ids, index=None, key="tree_more_pick", on_change=_on_more,
+                     format_func=lambda nid: f"{tree.nodes[nid].label} · {tree.nodes[nid].status} · "
+                                             f"{data.totals[nid]['live']} samples below",
+                     placeholder=f"Pick one of {len(ids)}")
+        if st.button("Close the list", key="tree_more_close"):
+            st.session_state.pop("tree_more", None)
+            st.rerun()
+
+
+def _on_more() -> None:
+    nid = st.session_state.get("tree_more_pick")
+    if nid:
+        tui.go_to(nid)
+    st.session_state["tree_more_pick"] = None
+    st.session_state.pop("tree_more", None)
+
+
+def node_header(store, data: tui.TreeData, node: Node) -> None:
+    tree = data.tree
     st.markdown("**Selected node**")
     st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(tree.labelled_path(node.id)))
             or "(root): the whole task", language=None)
-    live = subtree_counts(tree, counts)[node.id]["live"]  # the whole subtree, as the chart counts it
+    live = data.totals[node.id]["live"]  # the whole subtree, as the chart counts it
     flags = [f"{live} samples below"] if node.parent_id is None else [
         f"status **{node.status}**", f"by {node.provenance}", f"depth {node.depth}", f"{live} samples below"]
     if node.locked:
         flags.append("🔒 locked")
-    if tree.is_pruned(node.id) and node.status != "pruned":
+    if data.pruned[node.id] and node.status != "pruned":
         flags.append("an ancestor is pruned")
     st.caption(" · ".join(flags))
     if node.failure:
@@ -205,7 +270,8 @@ def criterion_editor(store, node: Node) -> None:
                 st.rerun()
 
 
-def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
+def values_editor(store, data: tui.TreeData, node: Node) -> None:
+    tree = data.tree
     kids = tree.kids(node.id)
     if len(kids) == 1 and kids[0].infinite:
         child = kids[0]
@@ -221,9 +287,8 @@ def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
     if not node.dimension:
         return
     st.markdown(f"**Values of {ui.md_escape(node.dimension)}** · rename in place, add a row, or select rows and "
-                "delete them (deleting removes the subtree and its samples)")
-    rows = [{"id": k.id, "value": k.label, "status": k.status,
-             "samples": sum(sum(counts.get(n.id, {}).values()) for n in tree.subtree(k.id))} for k in kids]
+                "delete them (you confirm with the numbers first; Undo brings them back)")
+    rows = [{"id": k.id, "value": k.label, "status": k.status, "samples": data.totals[k.id]["live"]} for k in kids]
     frame = pd.DataFrame(rows, columns=["id", "value", "status", "samples"])
     version = st.session_state.get("tree_values_v", 0)
     with st.form("tree_values_form"):
@@ -235,26 +300,42 @@ def values_editor(store, tree: Tree, node: Node, counts: dict) -> None:
                            "samples": st.column_config.NumberColumn("samples", width="small")})
         if st.form_submit_button("Save value changes"):
             renames, adds, deletes = ui.value_changes({k.id: k.label for k in kids}, edited.to_dict("records"))
-            done = []
-            with ui.guard() as outcome:
-                for nid, value in renames:
-                    edits.rename_value(store, nid, value)
-                    done.append(f"renamed to {value}")
-                for value in adds:
-                    edits.add_value(store, node.id, value)
-                    done.append(f"added {value}")
-                for nid in deletes:
-                    removed = edits.delete_subtree(store, nid)
-                    done.append(f"deleted {tree.nodes[nid].label} ({removed} node(s))")
-            if done:
-                st.session_state["tree_values_v"] = version + 1
-                ui.flash("Values: " + "; ".join(done) + ".", outcome.failed)
+            if deletes:  # nothing runs before the curator has seen what goes
+                tui.ask("values", {"node": node.id, "renames": renames, "adds": adds, "deletes": deletes})
                 st.rerun()
+            apply_values(store, tree, renames, adds, [], node.id)
+    held = tui.pending("values")
+    if held and held["node"] == node.id:
+        gone = edits.removal_counts(store, held["deletes"])
+        names = ", ".join(tree.nodes[n].label for n in held["deletes"] if n in tree.nodes)
+        if tui.confirm("values", f"Deleting **{ui.md_escape(names)}** removes **{gone.text()}** (each value with "
+                       "everything below it)." + (" Your renames and additions are saved with it." if
+                                                  held["renames"] or held["adds"] else "")
+                       + " Undo in the History panel brings them back.", f"Delete {gone.text()}"):
+            apply_values(store, tree, held["renames"], held["adds"], held["deletes"], node.id)
 
 
-def actions(store, tree: Tree, node: Node) -> None:
+def apply_values(store, tree: Tree, renames, adds, deletes, node_id: str) -> None:
+    done = []
+    with ui.guard() as outcome:
+        for nid, value in renames:
+            edits.rename_value(store, nid, value)
+            done.append(f"renamed to {value}")
+        for value in adds:
+            edits.add_value(store, node_id, value)
+            done.append(f"added {value}")
+        for nid in deletes:
+            removed = edits.delete_subtree(store, nid)
+            done.append(f"deleted {tree.nodes[nid].label} ({removed} node(s))")
+    if done:
+        st.session_state["tree_values_v"] = st.session_state.get("tree_values_v", 0) + 1
+        ui.flash("Values: " + "; ".join(done) + ".", outcome.failed)
+        st.rerun()
+
+
+def actions(store, data: tui.TreeData, node: Node) -> None:
     is_root = node.parent_id is None
-    pruned = tree.is_pruned(node.id)
+    pruned = data.pruned[node.id]
     top, bottom = st.columns(2), st.columns(2)
     b = [*top, *bottom]
     with ui.guard():
@@ -280,43 +361,20 @@ def actions(store, tree: Tree, node: Node) -> None:
                 ui.flash(f"Restored {n} node(s).")
                 st.rerun()
         elif b[3].button("Prune subtree", key="tree_prune", disabled=is_root, width="stretch",
-                         help="Exclude this subtree from building, generation and export (it can be restored)"):
-            n = edits.prune(store, node.id)
-            ui.flash(f"Pruned {n} node(s).")
+                         help="Exclude this subtree from building, generation and export (you confirm with the "
+                              "numbers first; it can be restored)"):
+            tui.ask("prune", node.id)
             st.rerun()
-
-
-def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
-    st.markdown("**Re-propose the criterion** · ask the LLM again and compare before replacing")
-    pruned = tree.is_pruned(node.id)
-    if st.button("Re-propose", key="tree_repropose", disabled=busy or node.locked or pruned,
-                 help="Locked nodes are left to you" if node.locked else "Restore it first" if pruned else None):
-        with ui.guard(), st.spinner("Asking the LLM (pivots, criterion, coverage)…"):
-            proposal = Partitioner(store, pid, LLM(ui.endpoint(), store, pid)).propose(node, tree, fresh=True)
-            st.session_state["tree_proposal"] = {"node": node.id, "proposal": proposal}
-    held = st.session_state.get("tree_proposal")
-    if not held or held["node"] != node.id:
-        return
-    proposal = held["proposal"]
-    c1, c2 = st.columns(2)
-    with c1.container(border=True):
-        st.markdown("Current")
-        st.text(f"{node.dimension or '(no criterion)'}\n" + "\n".join(f"  - {k.label}" for k in tree.kids(node.id)))
-    with c2.container(border=True):
-        st.markdown("Proposed" + (" (open-ended)" if proposal["infinite"] else ""))
-        st.text(f"{proposal['dimension']}\n" + "\n".join(f"  - {v}" for v in proposal["values"]))
-    below = len(tree.subtree(node.id)) - 1
-    r1, r2 = st.columns(2)
-    if r1.button("Replace", type="primary", key="tree_replace",
-                 help=f"Deletes the {below} node(s) below and their samples" if below else None):
-        with ui.guard():
-            edits.replace_with(store, node.id, proposal)  # kept and renamed values keep their subtree
-            st.session_state.pop("tree_proposal", None)
-            ui.flash(f"Replaced the criterion with {proposal['dimension']}.")
-            st.rerun()
-    if r2.button("Keep the current one", key="tree_discard"):
-        st.session_state.pop("tree_proposal", None)
-        st.rerun()
+    if tui.pending("prune") == node.id:
+        nodes = len(data.tree.subtree(node.id))
+        live = data.totals[node.id]["live"]
+        if tui.confirm("prune", f"Pruning **{ui.md_escape(node.label)}** excludes **{nodes} node(s) and the "
+                       f"{live} sample(s) on them** from building, generation and export. Nothing is deleted: "
+                       "Restore subtree or Undo brings it back.", f"Prune {nodes} node(s)"):
+            with ui.guard():
+                n = edits.prune(store, node.id)
+                ui.flash(f"Pruned {n} node(s).")
+                st.rerun()
 
 
 def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, per_leaf: int) -> None:
@@ -367,34 +425,6 @@ def whole_tree_panel(pid: int, tree: Tree, busy: bool, max_depth: int) -> None:
                 st.rerun()
 
 
-def outline(tree: Tree, counts: dict) -> None:
-    st.subheader("Outline")
-    root = tree.root
-    st.caption(f"{len(tree)} nodes, {len(tree.leaves())} live leaves, depth {tree.max_depth()} · root criterion: "
-               f"{ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned")
-    for top in tree.kids(root.id):
-        nodes = tree.subtree(top.id)
-        failed = sum(1 for n in nodes if n.failure)
-        flagged = sum(1 for n in nodes if n.note)
-        label = (f"{top.label} · {top.status} · {len(nodes) - 1} below" + (f" · ⚠ {failed} failed" if failed else "")
-                 + (f" · {flagged} need review" if flagged else ""))
-        with st.expander(ui.md_escape(label)):
-            lines = []
-            for n in nodes[:OUTLINE_LINES]:
-                mark = "⚠ " if n.failure else ("! " if n.note else ("✂ " if n.status == "pruned" else ""))
-                split = f"  [{n.dimension}]" if n.dimension else ""
-                samples = sum(counts.get(n.id, {}).values())
-                extra = f"  ({samples} samples)" if samples else ""
-                lines.append(f"{'    ' * (n.depth - 1)}{mark}{n.label} · {n.status}{split}{extra}")
-                if n.failure:
-                    lines.append(f"{'    ' * n.depth}failure: {n.failure[:200]}")
-                if n.note:
-                    lines.append(f"{'    ' * n.depth}needs review: {n.note[:200]}")
-            if len(nodes) > OUTLINE_LINES:
-                lines.append(f"... {len(nodes) - OUTLINE_LINES} more nodes: pick one in the path box to see it")
-            st.text("\n".join(lines))
-
-
 # ----------------------------------------------------------------------------- the page
 
 with ui.open_store() as store:
@@ -402,30 +432,43 @@ with ui.open_store() as store:
     spec = store.project(pid)
     job = ui.job_status(store, pid, ("build", "run"), "tree_job")
     busy = bool(job and job["status"] == "running")
-    tree = store.tree(pid)
+    data = tui.tree_data(store, pid, spec.settings.per_leaf)
+    tree = data.tree
     if not tree.kids(tree.root.id):
         first_build(store, pid, busy)
         st.stop()
-    counts = store.sample_counts(pid)
     node = selected_node(tree)
-    ui.node_picker(tree, "Find a node by its path", "tree_pick", on_change=_on_pick)
+    level = zoom_level(tree, node)
+    tui.finder(data, node.id, _on_pick)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        attention_panel(tree)
-        chart(tree, node, counts, store.usage_by_node(pid), spec.settings.per_leaf)
+        attention_panel(data)
+        nav, crumbs = st.columns([1, 2], vertical_alignment="center")
+        with nav:
+            tui.next_button(data, node)
+        with crumbs:
+            tui.breadcrumb(tree, level)
+        if busy:
+            live_chart(pid, node, level, spec)
+        else:
+            chart(store, pid, node, level, spec)
+        folded_panel(data, level, st.session_state.get("tree_rings", 4))
         whole_tree_panel(pid, tree, busy, spec.settings.max_depth)
     with right:
         with ui.guard():
-            node_header(store, tree, node, counts)
+            node_header(store, data, node)
+            tui.evidence_panel(store, tree, node, spec.settings)
             value_editor(store, node)
             criterion_editor(store, node)
-            values_editor(store, tree, node, counts)
-            actions(store, tree, node)
+            values_editor(store, data, node)
+            tui.quota_control(store, tree, node, spec.settings.per_leaf)
+            actions(store, data, node)
+            history.history_panel(store, pid, tree, node)
             st.divider()
-            repropose(store, pid, tree, node, busy)
+            history.repropose(store, pid, tree, node, busy)
             st.divider()
             expand_panel(pid, tree, node, busy, spec.settings.per_leaf)
             with st.expander("Set this node's split by hand"):
                 hand_split(store, node, "tree_hand")
     st.divider()
-    outline(tree, counts)
+    tui.outline(store, data, spec.settings)

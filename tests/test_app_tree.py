@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.app_support import app_env, errors, texts  # noqa: F401
+from treesynth_core import edits
 
 TREE = "pages/1_Tree.py"
 
@@ -30,6 +31,26 @@ def node_by_value(store, pid, value, parent_value=None):
 def select(at, node_id):
     at.selectbox(key="tree_pick").set_value(node_id)
     return at.run()
+
+
+def prune(at):
+    """Prune the selected node: the button asks, the confirmation runs it."""
+    at.button(key="tree_prune").click().run()
+    assert [w for w in at.warning if w.value.startswith("Pruning")]
+    return at.button(key="tree_confirm_prune_yes").click().run()
+
+
+def repropose(at, app_env, pid):
+    """Re-propose the selected node as a job, wait for it, and show its stored proposal."""
+    at.button(key="tree_repropose").click().run()
+    job = app_env.last_job(pid)
+    assert job["kind"] == "propose" and job["status"] == "complete", job
+    return at.run()
+
+
+def diff_rows(at):
+    editor = next(e for e in at.get("arrow_data_editor") if "tree_diff_" in e.proto.id)
+    return editor
 
 
 def test_first_build_runs_in_the_background_and_shows_the_tree(app_env):
@@ -104,6 +125,12 @@ def test_edit_values_in_the_table(app_env):
                                     "deleted_rows": [2]}
     at.button(key="FormSubmitter:tree_values_form-Save value changes").click().run()
     assert not errors(at)
+    with app_env.store() as store:  # a delete waits for the curator's confirmation: nothing changed yet
+        assert [k.value for k in store.tree(pid).kids(root.id)] == ["topic A", "topic B", "topic C"]
+    asked = [w.value for w in at.warning if w.value.startswith("Deleting")]
+    assert asked and "**topic C**" in asked[0] and "**4 node(s) and 0 sample(s)**" in asked[0]
+    at.button(key="tree_confirm_values_yes").click().run()
+    assert not errors(at)
     with app_env.store() as store:
         tree = store.tree(pid)
         values = [k.value for k in tree.kids(tree.root.id)]
@@ -132,6 +159,11 @@ def test_prune_restore_approve_and_lock(app_env):
         topic_a = node_by_value(store, pid, "topic A")
     at = select(at, topic_a.id)
     at.button(key="tree_prune").click().run()
+    asked = [w.value for w in at.warning if w.value.startswith("Pruning")]
+    assert asked and "**4 node(s) and the 0 sample(s) on them**" in asked[0]
+    with app_env.store() as store:
+        assert {n.status for n in store.tree(pid).subtree(topic_a.id)} == {"proposed"}  # not before the yes
+    at.button(key="tree_confirm_prune_yes").click().run()
     with app_env.store() as store:
         assert {n.status for n in store.tree(pid).subtree(topic_a.id)} == {"pruned"}
         assert len(store.tree(pid).leaves()) == 6
@@ -188,16 +220,22 @@ def test_repropose_shows_both_and_replace_applies(app_env):
     at = select(at, topic_c.id)
     app_env.fake.push('{"dimension": "setting", "labels": ["farm", "shop", "farm", "shop"]}')
     app_env.fake.script[-1].step = "criterion"
-    at.button(key="tree_repropose").click().run()
+    at = repropose(at, app_env, pid)
     assert not errors(at)
-    shown = "\n".join(t.value for t in at.text)
-    assert "difficulty" in shown and "setting" in shown and "farm" in shown
+    assert "**difficulty** → **setting**" in texts(at)
+    with app_env.store() as store:
+        assert store.node(topic_c.id).dimension == "difficulty"  # a proposal changes nothing by itself
+    assert at.button(key="tree_replace").label == "Replace: remove 3 node(s) and 0 sample(s)"
     at.button(key="tree_replace").click().run()
+    asked = [w.value for w in at.warning if w.value.startswith("Replacing")]
+    assert asked and "**3 node(s) and 0 sample(s)**" in asked[0]
+    at.button(key="tree_confirm_replace_yes").click().run()
+    assert not errors(at)
     with app_env.store() as store:
         tree = store.tree(pid)
         assert tree.nodes[topic_c.id].dimension == "setting"
         assert [k.value for k in tree.kids(topic_c.id)][:2] == ["farm", "shop"]
-    assert "tree_proposal" not in at.session_state
+        assert not edits.proposals(store, topic_c.id)  # applied: no longer listed
 
 
 def test_expand_a_subtree_as_a_job(app_env):
@@ -334,7 +372,7 @@ def test_rename_the_selected_nodes_value_and_pruned_nodes_cannot_be_approved(app
     with app_env.store() as store:
         node = store.node(topic_b.id)
         assert (node.value, node.status, node.provenance) == ("two-step problems", "edited", "human")
-    at.button(key="tree_prune").click().run()
+    prune(at)
     assert at.button(key="tree_approve").disabled and at.button(key="tree_repropose").disabled
 
 
@@ -413,8 +451,9 @@ def test_replacing_a_flagged_split_clears_its_mark(app_env):
     assert any(w.value.startswith("Needs review") for w in at.warning)
     app_env.fake.push('{"dimension": "setting", "labels": ["farm", "shop", "farm", "shop"]}')
     app_env.fake.script[-1].step = "criterion"
-    at.button(key="tree_repropose").click().run()
+    at = repropose(at, app_env, pid)
     at.button(key="tree_replace").click().run()
+    at.button(key="tree_confirm_replace_yes").click().run()
     assert not errors(at)
     with app_env.store() as store:
         assert store.node(topic_c.id).note is None and store.node(topic_c.id).dimension == "setting"

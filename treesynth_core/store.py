@@ -1147,3 +1147,17 @@ class Store:
     def set_proposal_state(self, proposal_id: int, state: str) -> None:
         with self.atomic():
             self.db.execute("update proposals set state = ?, updated_at = ? where id = ?", [state, now(), proposal_id])
+
+    # --- the Tree page's change stamp (issue 8, H2)
+    def tree_stamp(self, project_id: int) -> tuple:
+        """A cheap fingerprint of a project's nodes and samples: counts, the newest change and the sum of row
+        ids of each. Any write through the Store (a new, deleted, updated or restored row) changes it, so a
+        page may keep its view of the tree while the stamp is the same."""
+        row = self.query(
+            "select (select count(*) from nodes where project_id = :p) as n, "
+            "(select max(updated_at) from nodes where project_id = :p) as nt, "
+            "(select total(rowid) from nodes where project_id = :p) as nr, "
+            "(select count(*) from samples where project_id = :p) as s, "
+            "(select max(updated_at) from samples where project_id = :p) as st, "
+            "(select total(id) from samples where project_id = :p) as sr", {"p": project_id})[0]
+        return tuple(row.values())

@@ -86,6 +86,9 @@ def _pruned_flags(tree: Tree) -> dict[str, bool]:
     return flags
 
 
+pruned_flags = _pruned_flags  # per node: pruned itself or under a pruned node
+
+
 def path_texts(tree: Tree) -> dict[str, str]:
     """``tree.path_text`` of every node in one top-down pass (the same text, without a walk per node)."""
     out: dict[str, str] = {}
