@@ -41,7 +41,9 @@ def leaves_under(tree, node_id) -> set[str]:
 def test_a_slow_call_stalls_only_its_own_subtree_and_leaves(fake, store):
     """One node's first call hangs: every other leaf is built and filled while it hangs (from timestamps)."""
     project = make_project(store, max_depth=3)
-    llm = LLM(fake.endpoint(max_retries=2, timeout=10), store, project, concurrency=4)  # (the fake server queues 5 connects)
+    # (the fake server queues 5 connects); no hedging: the slow call's twin would hang as long (same body), and
+    # this is about the schedule (test_hedge.py has the stragglers)
+    llm = LLM(fake.endpoint(max_retries=2, timeout=10), store, project, concurrency=4, hedge=False)
     build(store, project, llm, depth=1)
     root = store.tree(project).root
     slow_value = store.tree(project).kids(root.id)[0].value
@@ -158,7 +160,8 @@ def test_units_in_flight_follow_the_window_and_queued_units_hold_no_thread(store
         in_flight = 0
         lock = threading.Lock()
         seen = []  # (requests at the server, the window's size, unit workers alive), at each request
-        llm = LLM(fake.endpoint(max_retries=2, timeout=5), store, project, concurrency=4)
+        # no hedging: a hedge may go beyond the window by a spare slot (test_hedge.py)
+        llm = LLM(fake.endpoint(max_retries=2, timeout=5), store, project, concurrency=4, hedge=False)
 
         def delay(body: dict) -> float:
             nonlocal in_flight

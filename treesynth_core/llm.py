@@ -21,6 +21,11 @@ on the wall clock: the SDK's attempts are fitted into what remains and the calle
 Re-asks are new requests with a deadline each; they only follow a reply, so a silent server costs one deadline
 per ``ask``.
 
+Stragglers (``hedge.py``): when the scheduler asks for it (``hedge_stragglers``), a request that runs far past
+the recent median of its kind gets one identical copy, within a budget of about 5% more requests; the first
+answer wins, the other is abandoned and logged as a row of its own (``finish_reason`` "hedged", not valid, its
+prompt counted), so the cost stays honest. The tree's steps take free window slots before leaf samples do.
+
 Every attempt is written to the store's call log with its reason when it failed; valid replies double as a cache
 keyed by (model, messages, parameters). Nothing is stored that SQLite cannot encode (lone surrogates are replaced
 in the log; a reply whose JSON contains one is invalid, so it is never cached). Error texts are redacted
@@ -29,6 +34,7 @@ in the log; a reply whose JSON contains one is invalid, so it is never cached). 
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -36,7 +42,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import openai
@@ -45,6 +51,7 @@ from pydantic import BaseModel, ValidationError
 
 from .config import REDACTED, Endpoint, redact
 from .errors import EndpointError, LLMCallError, LLMOutputError
+from .hedge import Hedger, RequestThreads
 from .replies import (INVALID_UNICODE, bad_unicode, extract_json, load_json, repair_json_object, storable,
                       validation_message)
 from .window import MAX_WINDOW, Window, backoff, retry_after
@@ -56,6 +63,9 @@ log = logging.getLogger(__name__)
 
 LOCAL_CONCURRENCY = 2  # llama.cpp serves one request at a time; the window never grows past this
 # What to do when a step never gets a usable reply: a tree step can be done by hand, the others only retried.
+TREE_STEPS = frozenset({"pivots", "criterion", "coverage"})  # the critical path: urgent in the window
+HEDGED = "hedged"  # finish_reason of a logged copy that did not count (see hedge.py)
+HEDGE_COLD_CAP = 10.0  # seconds before a copy while nothing has answered yet (at most half the timeout)
 OUTPUT_HINTS = {purpose: "see the call log; edit the node by hand or retry" for purpose in ("pivots", "criterion",
                                                                                           "coverage")}
 
@@ -71,14 +81,36 @@ class Reply:
 
 
 @dataclass
+class Abandoned:
+    """A request sent and then abandoned because its twin (a hedge) answered first, or the deadline passed."""
+
+    which: str  # "the first request" or "its hedge"
+    seconds: float  # how long it ran before it was abandoned
+    usage: tuple[int, int] | None = None  # when it had answered too
+    failed: bool = False  # it ended with an error
+
+    def note(self, answered: bool) -> str:
+        """The call log's note; ``answered``: whether the other copy's answer is the call's."""
+        if self.usage is not None:
+            return f"hedged: {self.which} answered too late to count"
+        if self.failed:
+            return f"hedged: {self.which} failed after {self.seconds:.2f}s"
+        if answered:
+            return f"hedged: {self.which} was abandoned after {self.seconds:.2f}s, the other answered first"
+        return f"hedged: {self.which} ran {self.seconds:.2f}s without an answer"
+
+
+@dataclass
 class Completion:
-    """What one request came back with: the reply's text, finish reason and usage, or the error that ended it."""
+    """What one request came back with: the reply's text, finish reason and usage, or the error that ended it;
+    ``abandoned``: the copies a hedge made that did not count (each is logged and paid for)."""
 
     text: str | None = None
     finish: str | None = None
     usage: tuple[int, int] = (0, 0)
     seconds: float = 0.0
     error: EndpointError | None = None
+    abandoned: list[Abandoned] = field(default_factory=list)
 
 
 class _DeadlineExceeded(Exception):
@@ -131,6 +163,12 @@ class _HttpClient(openai.DefaultHttpxClient):
             pass
 
 
+def _usage(resp) -> tuple[int, int]:
+    """(prompt, completion) tokens of a chat completion; (0, 0) when it says none."""
+    usage = getattr(resp, "usage", None)
+    return (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+
+
 # ----------------------------------------------------------------------------- the client
 
 
@@ -138,7 +176,7 @@ class LLM:
     """Ask for JSON validated by a pydantic model; log every attempt; adaptive, bounded concurrency."""
 
     def __init__(self, endpoint: Endpoint, store=None, project_id: int | None = None,
-                 concurrency: int = 16, job_id: int | None = None):
+                 concurrency: int = 16, job_id: int | None = None, hedge: bool = True):
         self.endpoint = endpoint
         self.store = store
         self.project_id = project_id
@@ -153,8 +191,18 @@ class LLM:
         self._clients = {endpoint.max_retries: self.client}
         self.window = Window(concurrency, max_size=LOCAL_CONCURRENCY if endpoint.is_local else MAX_WINDOW)
         self.json_mode = True
+        self.hedger: Hedger | None = None  # on for the scheduler's work (hedge_stragglers)
+        self.may_hedge = hedge and not endpoint.is_local
+        self._threads = RequestThreads()
+
+    def hedge_stragglers(self) -> None:
+        """From now on, hedge requests that run far past their kind's recent median (remote endpoints only:
+        a local server answers one request at a time)."""
+        if self.hedger is None and self.may_hedge:
+            self.hedger = Hedger(cold=min(HEDGE_COLD_CAP, self.endpoint.timeout / 2))
 
     def close(self) -> None:
+        self._threads.close()
         self.client.close()
 
     def ping(self) -> list[str]:
@@ -197,7 +245,7 @@ class LLM:
             reason, last_value = "", None
             for attempt in range(1, reasks + 2):
                 text = None
-                done = self._complete(model, convo, temperature, max_tokens, json_schema)
+                done = self._complete(model, convo, temperature, max_tokens, json_schema, purpose)
                 if done.error is not None:
                     self._log(base, convo, done, attempt, error=str(done.error))
                     raise done.error
@@ -259,10 +307,18 @@ class LLM:
             return None  # the rules changed since (e.g. an ancestor's dimension): ask again
         return Reply(value, None, cached=True, repaired=repaired)
 
-    def _complete(self, model, convo, temperature, max_tokens, json_schema) -> Completion:
+    def _complete(self, model, convo, temperature, max_tokens, json_schema, purpose: str = "") -> Completion:
         """One request within the endpoint's deadline. It holds a window slot only while it talks to the server:
         a 429 or a ``response_format`` the endpoint refuses gives the slot back before the request is sent
-        again, so no call ever waits for a slot while holding one."""
+        again, so no call ever waits for a slot while holding one. The copies its hedges abandoned come back
+        in ``abandoned`` whatever the outcome."""
+        abandoned: list[Abandoned] = []
+        done = self._complete_one(model, convo, temperature, max_tokens, json_schema, purpose, abandoned)
+        done.abandoned = abandoned
+        return done
+
+    def _complete_one(self, model, convo, temperature, max_tokens, json_schema, purpose: str,
+                      abandoned: list[Abandoned]) -> Completion:
         deadline = self.endpoint.deadline
         spent, throttled = 0.0, 0
         # A fresh seed per call: servers that sample deterministically (llama.cpp) would otherwise answer an
@@ -279,11 +335,11 @@ class LLM:
                 if json_schema is not None and self.endpoint.schema_in_response_format:
                     fmt["schema"] = json_schema
                 kwargs["response_format"] = fmt
-            epoch = self.window.acquire()
+            epoch = self.window.acquire(urgent=purpose in TREE_STEPS)
             started = time.monotonic()
             resp = exc = None
             try:
-                resp = self._send(kwargs, remaining)
+                resp = self._send(kwargs, remaining, purpose, abandoned)
             except Exception as caught:  # classified below, once the slot is free again
                 exc = caught
             finally:
@@ -316,43 +372,90 @@ class LLM:
                 f"({type(exc).__name__}: {self._redact(storable(str(exc)))[:300]})",
                 "see the call log; run again to retry"))
 
-    def _send(self, kwargs: dict, remaining: float):
+    def _send(self, kwargs: dict, remaining: float, purpose: str = "", abandoned: list[Abandoned] | None = None):
         """Send one chat completion and stop waiting for it after ``remaining`` seconds (wall clock).
 
         The SDK's attempts are fitted into what remains (each attempt's timeout cut to it, only the retries
-        that fit); the request runs on a helper thread so that nothing the SDK does (a Retry-After it honours
+        that fit); the request runs on a request thread so that nothing the SDK does (a Retry-After it honours
         on a 503, a server trickling bytes) holds the caller past the deadline. An abandoned request ends on
-        its own timeout shortly after."""
+        its own timeout shortly after. With a hedger, a request still out after ``hedger.after(purpose)`` gets
+        one identical copy (in a window slot free at that moment, within the hedge budget): the first answer
+        wins; an error waits for the other copy. What was abandoned is appended to ``abandoned``."""
         timeout = min(self.endpoint.timeout, remaining)
         retries = max(0, min(self.endpoint.max_retries, math.ceil(remaining / self.endpoint.timeout) - 1))
         client = self._clients.get(retries)
         if client is None:
             client = self._clients[retries] = self.client.with_options(max_retries=retries)
-        box: dict = {}
-        finished = threading.Event()
 
-        def run() -> None:
+        def post(limit: float):
+            # the SDK's low-level post: the same request, retries, errors and parsed ChatCompletion as
+            # ``chat.completions.create``, without re-walking every message through its TypedDict transform
+            # (half of the SDK's CPU per request; our params are plain JSON already)
+            return client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion, options={"timeout": limit})
+
+        hedger, abandoned = self.hedger, [] if abandoned is None else abandoned
+        started = time.monotonic()
+        first = self._threads.submit(post, timeout)
+        if hedger is None:
             try:
-                # the SDK's low-level post: the same request, retries, errors and parsed ChatCompletion as
-                # ``chat.completions.create``, without re-walking every message through its TypedDict transform
-                # (half of the SDK's CPU per request; our params are plain JSON already)
-                box["response"] = client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion,
-                                              options={"timeout": timeout})
-            except BaseException as exc:
-                box["error"] = exc
-            finally:
-                finished.set()
-
-        threading.Thread(target=run, name="llm-request", daemon=True).start()
-        if not finished.wait(remaining):
-            raise _DeadlineExceeded()
-        if "error" in box:
-            raise box["error"]
-        return box["response"]
+                return first.result(timeout=remaining)
+            except concurrent.futures.TimeoutError:
+                raise _DeadlineExceeded() from None
+        hedger.sent()
+        pending, copy, copy_started, copy_epoch, may_hedge, error = {first}, None, 0.0, None, True, None
+        recorded = False
+        try:
+            while True:
+                elapsed = time.monotonic() - started
+                if elapsed >= remaining:
+                    raise _DeadlineExceeded()
+                wait = remaining - elapsed
+                if may_hedge:
+                    due = hedger.after(purpose) - elapsed
+                    if due > 0:
+                        wait = min(wait, due)
+                    elif (epoch := self.window.try_acquire(spare=max(1, self.window.size // 8))) is None:
+                        wait = min(wait, 0.05)  # no free slot now: look again shortly
+                    elif not hedger.take():
+                        self.window.release(epoch)
+                        may_hedge = False
+                    else:
+                        may_hedge, copy_epoch, copy_started = False, epoch, time.monotonic()
+                        copy = self._threads.submit(post, min(self.endpoint.timeout, remaining - elapsed))
+                        pending.add(copy)
+                        log.info("%s: a %s request still running after %.2fs got a hedge",
+                                 self.endpoint.shown_url(), purpose or "", elapsed)
+                done, pending = concurrent.futures.wait(pending, timeout=wait,
+                                                        return_when=concurrent.futures.FIRST_COMPLETED)
+                winner = next((f for f in (first, copy) if f in done and f.exception() is None), None)
+                for f in done:
+                    if f is not winner and f.exception() is not None and (error is None or f is first):
+                        error = f.exception()
+                if winner is not None:
+                    now = time.monotonic()
+                    hedger.observe(purpose, now - (started if winner is first else copy_started))
+                    if copy is not None:
+                        recorded, loser = True, copy if winner is first else first
+                        answered = loser.done() and loser.exception() is None
+                        abandoned.append(Abandoned("its hedge" if winner is first else "the first request",
+                                                   now - (copy_started if winner is first else started),
+                                                   _usage(loser.result()) if answered else None,
+                                                   failed=loser.done() and not answered))
+                        hedger.won += winner is copy
+                    return winner.result()
+                if not pending:
+                    raise error
+        finally:
+            if copy_epoch is not None:  # the copy's slot; the first request's is released by the caller
+                self.window.release(copy_epoch, ok=copy.done() and not copy.exception(),
+                                    rate_limited=copy.done() and isinstance(copy.exception(), openai.RateLimitError))
+                if not recorded:  # no answer won (the deadline, or both failed): the copy was sent all the same
+                    abandoned.append(Abandoned("its hedge", time.monotonic() - copy_started,
+                                               failed=copy.done() and copy.exception() is not None))
 
     def _completion(self, resp, seconds: float) -> Completion:
         try:
-            usage = (resp.usage.prompt_tokens or 0, resp.usage.completion_tokens or 0) if resp.usage else (0, 0)
+            usage = _usage(resp)
             if not resp.choices:
                 return Completion("", "empty", usage, seconds)
             choice = resp.choices[0]
@@ -405,9 +508,17 @@ class LLM:
             return None
         done = done or Completion(text=text)
         messages = [{"role": m["role"], "content": self._scrub(m.get("content")) or ""} for m in convo]
-        return self.store.log_call_messages(  # each distinct message stored once (issue 10)
+        call_id = self.store.log_call_messages(  # each distinct message stored once (issue 10)
             messages, project_id=self.project_id, job_id=self.job_id, **base, response=self._scrub(done.text),
             finish_reason=done.finish, prompt_tokens=done.usage[0], completion_tokens=done.usage[1],
             duration_s=round(done.seconds, 4), attempt=attempt, valid=int(error is None),
             error=self._redact(storable(error)), repaired=int(repaired),
         )
+        for copy in done.abandoned:  # a hedge's twin that did not count: sent, so logged and paid for
+            usage = copy.usage or (done.usage[0], 0)  # the same prompt; its completion unknown when cut off
+            self.store.log_call_messages(
+                messages, project_id=self.project_id, job_id=self.job_id, **base, response=None,
+                finish_reason=HEDGED, prompt_tokens=usage[0], completion_tokens=usage[1],
+                duration_s=round(copy.seconds, 4), attempt=attempt, valid=0, error=None, repaired=0,
+                dropped=copy.note(done.error is None))
+        return call_id

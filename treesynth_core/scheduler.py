@@ -18,6 +18,9 @@ The threading contract:
   keeps that many units in flight plus a quarter more (a unit between two calls, parsing or storing, leaves
   its slot to another), and never more than ``concurrency`` when the caller sets it. Queued units are data,
   not threads: a million queued calls cost a counter per leaf.
+- **Stragglers.** The scheduler turns on the client's hedged requests (``hedge.py``): a request that runs far
+  past the recent median of its kind gets one identical copy, within a budget of about 5% more requests; the
+  first answer counts and both are logged. The tree's steps take free window slots before leaf samples.
 - **Stopping.** Once ``should_stop`` turns true (cancelled) or the abort rule trips (``outcome.AbortRule``,
   one per kind of work: a model that can split but never writes a usable sample still stops early), no
   unit starts; the ones in flight finish and are counted.
@@ -104,8 +107,10 @@ class Scheduler:
     """Build with ``expand_with``, generate with ``fill_with``, or both (``fill_new_leaves``), then ``run``."""
 
     def __init__(self, llm, *, concurrency: int | None = None, should_stop: Callable[[], bool] | None = None,
-                 on_progress: Progress | None = None, max_rounds: int = 3):
+                 on_progress: Progress | None = None, max_rounds: int = 3, hedge: bool = True):
         self.llm = llm
+        if hedge:  # a straggling request gets a twin (llm.py, hedge.py): one hung call no longer stalls a subtree
+            llm.hedge_stragglers()
         self.cap = concurrency
         self.should_stop = should_stop
         self.on_progress = on_progress

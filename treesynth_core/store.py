@@ -453,8 +453,9 @@ class Store:
         """``failed_attempts``: logged tries that failed; ``gave_up``: calls whose last try failed. A try after
         the first (``attempt`` > 1) is the re-ask of exactly one failed try of the same call, so the calls that
         gave up are the failed tries less the re-asks (a batch line is one try)."""
-        row = self.query("select coalesce(sum(error is not null), 0) as failed, coalesce(sum(attempt > 1), 0) as "
-                         "reasks from calls where project_id = ?", [project_id])[0]
+        row = self.query("select coalesce(sum(error is not null), 0) as failed, coalesce(sum(attempt > 1 and "
+                         "coalesce(finish_reason, '') != 'hedged'), 0) as reasks from calls where project_id = ?",
+                         [project_id])[0]  # a hedge's abandoned twin (issue 10) is no re-ask
         return {"failed_attempts": row["failed"], "gave_up": max(0, row["failed"] - row["reasks"])}
 
     # ----------------------------------------------------------------- jobs (their rules live in jobs.py)

@@ -5,6 +5,11 @@ per congestion event (requests sent before the last cut do not cut again), down 
 successful requests since the last change grows it by one, up to ``max_size``. A request holds its slot
 only while it talks to the server: a rate-limited call releases it before it waits out ``Retry-After``
 (:func:`retry_after`), or an exponential backoff with jitter (:func:`backoff`) when the server gives none.
+
+Urgent requests (the tree's steps: each unlocks a subtree, so they are the run's critical path) take a free
+slot before any waiting request that is not urgent (a leaf's samples). A hedge (``hedge.py``) never waits: it takes a
+slot free now, or one of a few spare ones (:meth:`Window.try_acquire`); a request never waits for a slot while
+holding one.
 """
 
 from __future__ import annotations
@@ -29,13 +34,34 @@ class Window:
         self.grows = 0
         self.lowest = self.size
         self._run = 0  # successes since the last change of size
+        self._urgent = 0  # urgent requests waiting for a slot
         self._cond = threading.Condition()
 
-    def acquire(self) -> int:
-        """Wait for a free slot; returns the epoch to hand back to :meth:`release`."""
+    def acquire(self, urgent: bool = False) -> int:
+        """Wait for a free slot; returns the epoch to hand back to :meth:`release`. ``urgent``: before any
+        request that is not."""
         with self._cond:
-            while self.in_flight >= self.size:
-                self._cond.wait()
+            if urgent:
+                self._urgent += 1
+                try:
+                    while self.in_flight >= self.size:
+                        self._cond.wait()
+                finally:
+                    self._urgent -= 1
+                    if not self._urgent:
+                        self._cond.notify_all()
+            else:
+                while self.in_flight >= self.size or self._urgent:
+                    self._cond.wait()
+            self.in_flight += 1
+            return self.epoch
+
+    def try_acquire(self, spare: int = 0) -> int | None:
+        """A slot if one is free now, else None; ``spare``: that many requests beyond the size may be in flight
+        (a hedge: rare, budgeted, and never made to wait behind the window it is there to overtake)."""
+        with self._cond:
+            if self.in_flight >= self.size + spare:
+                return None
             self.in_flight += 1
             return self.epoch
 
