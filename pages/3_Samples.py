@@ -1,4 +1,5 @@
-"""Samples: filter by path attribute, node, status or text; read, edit, accept or reject them; see the gaps;
+"""Samples: filter by path attribute, node, status, reject reason or text; review one sample at a time by keyboard
+(accept, reject with a reason, note, edit with the original kept, next / previous / next unreviewed); see the gaps;
 review near-duplicates (from the last quality report, or found on demand) and reject the later of each pair;
 see the leaf-fit judge's verdict of each sample, judge the shown leaves, filter the misfits and reject them.
 
@@ -7,7 +8,9 @@ Sample text is shown as text only (tables, st.text, text areas): never as Markdo
 
 from __future__ import annotations
 
+import difflib
 import html
+import json
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,14 +18,25 @@ import streamlit as st
 
 import treesynth_ui as ui
 from treesynth_core import edits, judge, quality
+from treesynth_core.errors import TreeSynthError
 from treesynth_core.judge import Verdict
 from treesynth_core.llm import LLM
 from treesynth_core.tree import Tree
 
 ui.page("Samples", "🔍")
-STATUSES = ["generated", "accepted", "rejected"]
-STATUS_WORDS = {"generated": "to review", "accepted": "accepted", "rejected": "rejected"}
-COLOURS = {"generated": "#9fb3c8", "accepted": "#2f9e44", "rejected": "#e03131"}
+# One vocabulary from the database to the export to this screen: the stored words, as they are.
+STATUSES = list(edits.SAMPLE_STATUSES)
+STATUS_HELP = "generated: not reviewed yet · accepted · rejected (with a reason when one was given)"
+COLOURS = {"generated": "#9fb3c8", "accepted": "#2b8a3e", "rejected": "#e03131"}
+REASONS = ["incorrect", "off-topic for its leaf", "duplicate", "low quality", "unsafe", "wrong format"]
+NO_REASON = "(no reason)"
+TABLE_COLUMNS = ["id", "status", "judge", "leaf", "reason", "note", "edited", "misfit because"]  # fields after judge
+CURRENT_KEY = "samples_current"  # the sample shown on the right: None until the curator picks one
+TABLE_SEEN_KEY = "samples_table_seen"  # the table selection seen last run (a changed one is a pick)
+EDITING_KEY = "samples_editing"  # the sample whose editor is open
+LAST_ACTION_KEY = "samples_last_action"
+REVIEW_ERROR_KEY = "samples_review_error"
+BULK_CONFIRM_KEY = "samples_bulk_pending"  # the sample ids "Reject all N shown" waits to confirm
 GOTO_KEY = "samples_goto"  # set by the Quality page: {"project", "under", "near_dups"}
 CONFIRM_KEY = "samples_neardup_pending"  # the sample ids a bulk near-duplicate reject waits to confirm
 PAIRS_SHOWN = 20
@@ -59,24 +73,28 @@ def pairs_of(sample: dict, tree: Tree) -> set[str]:
     return {f"{d} = {v}" for d, v in drawn}
 
 
-def filters(tree: Tree) -> dict:
+def filters(tree: Tree, reasons: list[str]) -> dict:
     c1, c2 = st.columns(2)
     with c1:
         under = ui.node_picker(tree, "Under node (leaf or subtree)", "samples_under")
         attrs = st.multiselect("Path contains every one of", attribute_options(tree), key="samples_attrs",
                                placeholder="dimension = value")
     with c2:
-        statuses = st.multiselect("Status", STATUSES, default=["generated", "accepted"], key="samples_status",
-                                  format_func=STATUS_WORDS.get)
-        text = st.text_input("Text contains", key="samples_text", placeholder="search every field")
+        s1, s2 = st.columns(2)
+        statuses = s1.multiselect("Status", STATUSES, default=["generated", "accepted"], key="samples_status",
+                                  help=STATUS_HELP)
+        why = s2.multiselect("Reject reason", reasons, key="samples_reasons", placeholder="any",
+                             help="Rejected samples with one of these reasons (tick rejected in Status)")
+        text = st.text_input("Text contains", key="samples_text", placeholder="search every field, the note and "
+                             "the reason")
     t1, t2 = st.columns(2)
     near = t1.toggle("Only near-duplicates of another sample", key="samples_neardup",
                      help="Pairs of samples whose embeddings have a cosine at or above the threshold, from the "
                           "last quality report (or found now)")
     misfits = t2.toggle("Only misfits (leaf-fit judge)", key="samples_misfits",
                         help="Samples the judge found missing the task or an attribute of their leaf's path")
-    return {"under": under, "attrs": attrs, "statuses": statuses, "text": text.strip().lower(), "near_dups": near,
-            "misfits": misfits}
+    return {"under": under, "attrs": attrs, "statuses": statuses, "reasons": why, "text": text.strip().lower(),
+            "near_dups": near, "misfits": misfits}
 
 
 def near_pairs(store, pid: int, rows: list[dict]) -> tuple[list[dict], list[tuple[int, int, float]]]:
@@ -126,7 +144,7 @@ def pair_review(store, pairs: list[tuple[int, int, float]], rows: list[dict], fi
         left, right = st.columns(2)
         for col, sid, word in ((left, a, "earlier"), (right, b, "later")):
             r = by_id[sid]
-            col.caption(f"#{sid} · {word} · {STATUS_WORDS.get(r['status'], r['status'])}")
+            col.caption(f"#{sid} · {word} · {r['status']}")
             col.text("\n".join(f"{k}: {r['data'].get(k, '')}" for k in fields))
         st.caption(f"cosine {cosine:.3f}")
     if len(pairs) > PAIRS_SHOWN:
@@ -137,53 +155,206 @@ def filtered(store, pid: int, tree: Tree, f: dict) -> list[dict]:
     scope = [n.id for n in tree.subtree(f["under"] or tree.root.id)]
     rows = store.samples(pid, node_ids=scope, statuses=f["statuses"] or STATUSES)
     wanted = set(f["attrs"])
+    reasons = set(f["reasons"])
     out = []
     for r in rows:
         if wanted and not wanted <= pairs_of(r, tree):
             continue
-        if f["text"] and not any(f["text"] in str(v).lower() for v in r["data"].values()):
+        if reasons and (r.get("reason") or "") not in reasons:
+            continue
+        if f["text"] and not any(f["text"] in str(v).lower()
+                                 for v in [*r["data"].values(), r.get("note") or "", r.get("reason") or ""]):
             continue
         out.append(r)
     return out
-
-
-def table(rows: list[dict], fields: list[str], tree: Tree, verdicts: dict[int, Verdict]) -> dict | None:
-    frame = pd.DataFrame([{"id": r["id"], "status": STATUS_WORDS.get(r["status"], r["status"]),
-                           "judge": verdicts[r["id"]].word, **{k: r["data"].get(k, "") for k in fields},
-                           "leaf": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else "(deleted)",
-                           "misfit because": verdicts[r["id"]].why}
-                          for r in rows], columns=["id", "status", "judge", *fields, "leaf", "misfit because"])
-    event = st.dataframe(frame, hide_index=True, width="stretch", height=360, key="samples_table",
-                         on_select="rerun", selection_mode="single-row",
-                         column_config={"id": st.column_config.NumberColumn("id", width="small")})
-    picked = (event.selection.rows if event and hasattr(event, "selection") else []) or []
-    if picked and picked[0] < len(rows):
-        return rows[picked[0]]
-    return rows[0] if rows else None
 
 
 def bulk(store, rows: list[dict]) -> None:
     ids = [r["id"] for r in rows]
     if not ids:
         return
-    with st.expander(f"Bulk review: act on all {len(ids)} sample(s) shown"):
-        bulk_buttons(store, ids)
+    with st.expander(f"Bulk review: act on all {len(ids)} sample(s) shown",
+                     expanded=bool(st.session_state.get(BULK_CONFIRM_KEY))):
+        c1, c2, c3 = st.columns(3)
+        for col, status, word in [(c1, "accepted", "Accept"), (c3, "generated", "Mark generated")]:
+            if col.button(f"{word} all {len(ids)} shown", key=f"samples_bulk_{status}", width="stretch"):
+                with ui.guard():
+                    n = edits.set_sample_status(store, ids, status)
+                    ui.flash(f"{n} sample(s) now {status}.")
+                    st.rerun()
+        with c2:
+            reason = reason_chosen()
+            bulk_reject(store, ids, prefix="samples_bulk", confirm_key=BULK_CONFIRM_KEY,
+                        button=f"Reject all {len(ids)} shown…", warning="sample(s), every one shown",
+                        after=f"Reject reason: {reason or 'none'}.", done="sample(s) now rejected.", reason=reason)
 
 
-def bulk_buttons(store, ids: list[int]) -> None:
-    c1, c2, c3 = st.columns(3)
-    for col, status, word in [(c1, "accepted", "Accept"), (c2, "rejected", "Reject"),
-                              (c3, "generated", "Mark to review")]:
-        if col.button(f"{word} all {len(ids)} shown", key=f"samples_bulk_{status}", disabled=not ids,
-                      width="stretch"):
-            with ui.guard():
-                n = edits.set_sample_status(store, ids, status)
-                ui.flash(f"{n} sample(s) now {STATUS_WORDS[status]}.")
-                st.rerun()
+# ----------------------------------------------------------------------------- one sample at a time, by keyboard
+# The current sample is the one the curator picked (a table row, or next/previous/next unreviewed): nothing acts
+# before there is one. Every action is a callback, so a key press is one rerun of the review panel (a fragment),
+# which then shows the state after the action.
 
 
-def detail(store, sample: dict, fields: list[str], tree: Tree, verdict: Verdict) -> None:
-    st.markdown(f"**Sample #{sample['id']}** · {STATUS_WORDS.get(sample['status'], sample['status'])}")
+def reason_chosen() -> str | None:
+    """The reject reason the curator set (their own words first); None: no reason."""
+    own = (st.session_state.get("samples_reason_text") or "").strip()
+    picked = st.session_state.get("samples_reason") or NO_REASON
+    return own or (None if picked == NO_REASON else picked)
+
+
+def _step(ids: list[int], statuses: dict[int, str], current: int | None, how: str) -> int | None:
+    """The sample after (or before) ``current`` in the list; "unreviewed": the next one still generated, from
+    ``current`` on, wrapping round (None when every one is reviewed)."""
+    if not ids:
+        return None
+    at = ids.index(current) if current in ids else -1
+    if how == "next":
+        return ids[min(at + 1, len(ids) - 1)]
+    if how == "previous":
+        return ids[max(at - 1, 0)] if at >= 0 else ids[0]
+    order = ids[at + 1:] + ids[:at + 1]
+    return next((i for i in order if statuses.get(i) == "generated"), None)
+
+
+def _act(pid: int, sid: int, status: str, ids: list[int], statuses: dict[int, str]) -> None:
+    """Callback of Accept / Reject / Mark generated: change the sample, then move to the next unreviewed one."""
+    reason = reason_chosen() if status == "rejected" else None
+    try:
+        with ui.open_store() as store:
+            edits.set_sample_status(store, [sid], status, reason=reason)
+    except TreeSynthError as exc:
+        st.session_state[REVIEW_ERROR_KEY] = ui.error_text(exc)
+        return
+    st.session_state[LAST_ACTION_KEY] = f"Sample #{sid} {status}" + (f" ({reason})" if reason else "") + "."
+    after = {**statuses, sid: status}
+    if status != "generated":
+        st.session_state[CURRENT_KEY] = _step(ids, after, sid, "unreviewed") or sid
+    st.session_state.pop(EDITING_KEY, None)
+
+
+def _move(ids: list[int], statuses: dict[int, str], how: str) -> None:
+    target = _step(ids, statuses, st.session_state.get(CURRENT_KEY), how)
+    if target is None:
+        st.session_state[LAST_ACTION_KEY] = "Every sample shown is reviewed."
+    else:
+        st.session_state[CURRENT_KEY] = target
+    st.session_state.pop(EDITING_KEY, None)
+
+
+def _toggle_edit(sid: int) -> None:
+    st.session_state[EDITING_KEY] = None if st.session_state.get(EDITING_KEY) == sid else sid
+
+
+def _save_note(sid: int) -> None:
+    try:
+        with ui.open_store() as store:
+            edits.set_sample_note(store, sid, st.session_state.get(f"samples_note_{sid}") or "")
+        st.session_state[LAST_ACTION_KEY] = f"Note of sample #{sid} saved."
+    except TreeSynthError as exc:
+        st.session_state[REVIEW_ERROR_KEY] = ui.error_text(exc)
+
+
+def picked_from_table(rows: list[dict]) -> None:
+    """A row the curator clicked becomes the current sample; a selection that did not change since the last run
+    (a stale one, after next/previous moved on) is not a pick."""
+    state = st.session_state.get("samples_table")
+    chosen = list(state["selection"]["rows"]) if state and state.get("selection") else []
+    if chosen != st.session_state.get(TABLE_SEEN_KEY, []):
+        st.session_state[TABLE_SEEN_KEY] = chosen
+        if chosen and chosen[0] < len(rows):
+            st.session_state[CURRENT_KEY] = rows[chosen[0]]["id"]
+            st.session_state.pop(EDITING_KEY, None)
+
+
+def table(rows: list[dict], fields: list[str], tree: Tree, verdicts: dict[int, Verdict], current: int | None) -> None:
+    frame = pd.DataFrame([{"▶": "▶" if r["id"] == current else "", "id": r["id"], "status": r["status"],
+                           "judge": verdicts[r["id"]].word, **{k: r["data"].get(k, "") for k in fields},
+                           "leaf": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else "(deleted)",
+                           "reason": r.get("reason") or "", "note": r.get("note") or "",
+                           "edited": bool(r.get("edited")), "misfit because": verdicts[r["id"]].why}
+                          for r in rows], columns=["▶", *TABLE_COLUMNS[:3], *fields, *TABLE_COLUMNS[3:]])
+    st.dataframe(frame, hide_index=True, width="stretch", height=360, key="samples_table", on_select="rerun",
+                 selection_mode="single-row",
+                 column_config={"▶": st.column_config.TextColumn("▶", width=30, help="The sample on the right"),
+                                "id": st.column_config.NumberColumn("id", width="small")})
+
+
+@st.fragment
+def review(pid: int, ids: list[int], node_ids: list[str], statuses: list[str], fields: list[str]) -> None:
+    """The samples shown (``ids``, on ``node_ids``, still in one of ``statuses``), as a table and one sample at a
+    time, read afresh. Reruns alone on a key press or click."""
+    with ui.open_store() as store, ui.guard():
+        tree = store.tree(pid)
+        wanted = set(ids)
+        by_id = {r["id"]: r for r in store.samples(pid, node_ids=node_ids, statuses=statuses) if r["id"] in wanted}
+        rows = [by_id[i] for i in ids if i in by_id]
+        ids = [r["id"] for r in rows]
+        statuses = {r["id"]: r["status"] for r in rows}
+        picked_from_table(rows)
+        current = st.session_state.get(CURRENT_KEY)
+        current = current if current in statuses else None
+        verdicts = judge.sample_verdicts(store, pid, rows, tree=tree)
+        left, right = st.columns([3, 2], gap="large")
+        with left:
+            todo = sum(s == "generated" for s in statuses.values())
+            st.caption(f"{todo:,} of {len(rows):,} shown still generated (not reviewed yet)")
+            table(rows, fields, tree, verdicts, current)
+        with right:
+            error = st.session_state.pop(REVIEW_ERROR_KEY, None)
+            if error:
+                st.error(error, icon=":material/warning:")
+            done = st.session_state.pop(LAST_ACTION_KEY, None)
+            if done:
+                st.caption(ui.md_escape(done))
+            navigation(ids, statuses, current)
+            if current is None:
+                st.info("No sample selected: click a row, or press **N** for the next unreviewed sample "
+                        "(**J** / **K**: next / previous). Nothing is accepted or rejected before you pick one.")
+            else:
+                detail(pid, by_id[current], fields, tree, verdicts[current], ids, statuses)
+
+
+def navigation(ids: list[int], statuses: dict[int, str], current: int | None) -> None:
+    n1, n2, n3 = st.columns(3)
+    n1.button("Previous", key="samples_prev", shortcut="K", on_click=_move, args=(ids, statuses, "previous"),
+              width="stretch", disabled=not ids or current == ids[0])
+    n2.button("Next", key="samples_next", shortcut="J", on_click=_move, args=(ids, statuses, "next"),
+              width="stretch", disabled=not ids or current == ids[-1])
+    n3.button("Next unreviewed", key="samples_next_todo", shortcut="N", on_click=_move,
+              args=(ids, statuses, "unreviewed"), width="stretch", disabled="generated" not in statuses.values())
+
+
+def detail(pid: int, sample: dict, fields: list[str], tree: Tree, verdict: Verdict, ids: list[int],
+           statuses: dict[int, str]) -> None:
+    sid = sample["id"]
+    st.markdown(f"**Sample #{sid}** · {sample['status']} · {ids.index(sid) + 1} of {len(ids)} shown")
+    b1, b2, b3 = st.columns(3)
+    for col, status, word, key in [(b1, "accepted", "Accept", "A"), (b2, "rejected", "Reject", "X"),
+                                   (b3, "generated", "Back to generated", "U")]:
+        col.button(word, key=f"samples_one_{status}", shortcut=key, disabled=sample["status"] == status,
+                   width="stretch", on_click=_act, args=(pid, sid, status, ids, statuses),
+                   type="primary" if status == "accepted" else "secondary",
+                   help={"accepted": "Accept and go to the next unreviewed sample",
+                         "rejected": "Reject with the reason below and go to the next unreviewed sample",
+                         "generated": "Back to generated (not reviewed)"}[status])
+    r1, r2 = st.columns(2)
+    r1.selectbox("Reject reason", [NO_REASON, *REASONS], key="samples_reason",
+                 help="Kept for the next samples until you change it")
+    r2.text_input("or your own reason", key="samples_reason_text", max_chars=200)
+    if sample["status"] == "rejected" and sample.get("reason"):
+        st.caption(f"Rejected because: {ui.md_escape(sample['reason'])}")
+    if st.session_state.get(EDITING_KEY) == sid:
+        edit_form(sample, fields)
+    else:
+        for name in fields:  # every field, as text only
+            st.caption(name)
+            st.text(sample["data"].get(name, ""))
+    st.button("Close the editor" if st.session_state.get(EDITING_KEY) == sid else "Edit", key="samples_edit",
+              shortcut="E", on_click=_toggle_edit, args=(sid,), icon=":material/edit:")
+    if sample.get("edited"):
+        original(sample, fields)
+    st.text_input("Note (saved when you press Enter or leave the box)", value=sample.get("note") or "",
+                  key=f"samples_note_{sid}", on_change=_save_note, args=(sid,), max_chars=1000)
     path = tree.labelled_path(sample["node_id"]) if sample["node_id"] in tree.nodes else []
     st.caption("Leaf path")
     st.code("\n".join(f"{'  ' * i}{d} = {v}" for i, (d, v) in enumerate(path)) or "(root)", language=None)
@@ -196,24 +367,53 @@ def detail(store, sample: dict, fields: list[str], tree: Tree, verdict: Verdict)
     else:  # the judge's reasons are model text: shown as text only
         st.text("fits the task and every attribute of its path" if verdict.fits else
                 "misfit:\n" + "\n".join(f"{d} = {v}: {why}" for d, v, why in verdict.failing))
-    b1, b2, b3 = st.columns(3)
-    for col, status, word in [(b1, "accepted", "Accept"), (b2, "rejected", "Reject"), (b3, "generated", "To review")]:
-        if col.button(word, key=f"samples_one_{status}", disabled=sample["status"] == status, width="stretch"):
-            with ui.guard():
-                edits.set_sample_status(store, [sample["id"]], status)
-                ui.flash(f"Sample #{sample['id']} {STATUS_WORDS[status]}.")
-                st.rerun()
-    with st.form(f"samples_edit_{sample['id']}"):
-        new = {k: st.text_area(k, sample["data"].get(k, ""), key=f"samples_field_{sample['id']}_{k}", height=150)
-               for k in fields}
-        if st.form_submit_button("Save edit"):
-            with ui.guard():
-                edits.edit_sample(store, sample["id"], new)
-                ui.flash(f"Sample #{sample['id']} saved.")
-                st.rerun()
 
 
-def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[int, Verdict]) -> None:
+def edit_form(sample: dict, fields: list[str]) -> None:
+    sid = sample["id"]
+    with st.form(f"samples_edit_{sid}"):
+        for k in fields:
+            st.text_area(k, sample["data"].get(k, ""), key=f"samples_field_{sid}_{k}", height=150)
+        st.form_submit_button("Save edit", type="primary", on_click=_save_edit, args=(sid, fields))
+
+
+def _save_edit(sid: int, fields: list[str]) -> None:
+    try:
+        with ui.open_store() as store:
+            edits.edit_sample(store, sid, {k: st.session_state.get(f"samples_field_{sid}_{k}", "") for k in fields})
+    except TreeSynthError as exc:
+        st.session_state[REVIEW_ERROR_KEY] = ui.error_text(exc)  # the editor stays open with the text typed
+        return
+    st.session_state.pop(EDITING_KEY, None)
+    st.session_state[LAST_ACTION_KEY] = f"Sample #{sid} saved; its original is kept."
+
+
+def _revert(sid: int) -> None:
+    try:
+        with ui.open_store() as store:
+            edits.revert_sample(store, sid)
+    except TreeSynthError as exc:
+        st.session_state[REVIEW_ERROR_KEY] = ui.error_text(exc)
+        return
+    st.session_state[LAST_ACTION_KEY] = f"Sample #{sid} is back to its original text."
+
+
+def original(sample: dict, fields: list[str]) -> None:
+    """What the curator changed, as a diff against the text as generated, and the way back to it."""
+    before = json.loads(sample["original"]) if isinstance(sample.get("original"), str) else sample.get("original")
+    with st.expander("Edited by you: the changes against the original", icon=":material/difference:"):
+        for name in fields:
+            old, new = (before or {}).get(name, ""), sample["data"].get(name, "")
+            if old != new:
+                st.caption(name)
+                st.code("\n".join(difflib.unified_diff(old.splitlines(), new.splitlines(), "original", "edited",
+                                                       lineterm="")), language="diff")
+        st.button("Revert to the original", key="samples_revert", icon=":material/undo:", on_click=_revert,
+                  args=(sample["id"],))
+
+
+def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[int, Verdict],
+                running: dict | None) -> None:
     """The verdicts among the rows, a button that judges the unjudged samples of the leaves they are in (in this
     page, with a spinner: a quick pass), and "until N fit" for those leaves as a background job."""
     leaf_ids = sorted({r["node_id"] for r in rows if r["node_id"] in tree.nodes and not tree.kids(r["node_id"])})
@@ -244,10 +444,10 @@ def judge_panel(store, pid: int, tree: Tree, rows: list[dict], verdicts: dict[in
             llm.close()
         st.session_state[JUDGED_KEY] = (pid, report.outcome.value, report.summary())
         st.rerun()
-    until_panel(store, pid, leaf_ids)
+    until_panel(store, pid, leaf_ids, running)
 
 
-def until_panel(store, pid: int, leaf_ids: list[str]) -> None:
+def until_panel(store, pid: int, leaf_ids: list[str], running_job: dict | None) -> None:
     """Fill the leaves shown until N samples fit: judge, reject misfits, generate what is missing, repeat, under a
     hard call budget, as a background job (it survives a reload; a rerun resumes)."""
     low, high = ui.setting_range("per_leaf")
@@ -260,8 +460,10 @@ def until_panel(store, pid: int, leaf_ids: list[str]) -> None:
                f"{ui.cost_text(plan.prompt_tokens, plan.completion_tokens, s)}. Hard budget: "
                f"{plan.default_budget:,} call(s), re-asks included; a leaf that stops gaining fitting samples is "
                "left short and reported.")
-    job = ui.job_status(store, pid, "judge", key="samples_until")
-    running = bool(job and job["status"] == "running")
+    # a running job is shown once, at the top of the page; otherwise how the last judge job ended
+    running = running_job is not None
+    if not running:
+        ui.job_status(store, pid, "judge", key="samples_until")
     if st.button(f"Judge and refill until {int(until)} fit (background job)", key="samples_until_run",
                  disabled=running, icon=":material/task_alt:"):
         if ui.start_job(pid, "judge", {"per_leaf": int(until), "leaf_ids": leaf_ids}):
@@ -277,19 +479,20 @@ def misfit_review(store, rows: list[dict]) -> None:
 
 
 def bulk_reject(store, ids: list[int], *, prefix: str, confirm_key: str, button: str, warning: str, after: str,
-                done: str) -> None:
+                done: str, reason: str | None = None) -> None:
     """A bulk reject behind a confirmation that lists the ids: the button asks, "Reject them" acts (through
     edits, the owner of sample changes), "Cancel" forgets. Ids no longer shown drop out of a pending request."""
     pending = [i for i in st.session_state.get(confirm_key) or [] if i in set(ids)]
     if pending:
         st.warning(f"Reject {len(pending):,} {warning}: " + ", ".join(f"#{i}" for i in pending[:40])
-                   + (" …" if len(pending) > 40 else "") + f". {after} You can undo this per sample (To review).",
+                   + (" …" if len(pending) > 40 else "") + f". {after} It lands in the project's history: undo it "
+                   "there (Tree page, History) in one step.",
                    icon=":material/warning:")
         yes, no, _ = st.columns([1, 1, 3])
         if yes.button("Reject them", type="primary", key=f"{prefix}_yes"):
             st.session_state.pop(confirm_key, None)
             with ui.guard():
-                count = edits.set_sample_status(store, pending, "rejected")
+                count = edits.set_sample_status(store, pending, "rejected", reason=reason)
                 ui.flash(f"{count} {done}")
                 st.rerun()
         if no.button("Cancel", key=f"{prefix}_no"):
@@ -323,8 +526,8 @@ def coverage(store, pid: int, tree: Tree) -> None:
 
 def bars(labels: list[str], rows: list[dict], height: int) -> go.Figure:
     names = [html.escape(label if len(label) <= 90 else "…" + label[-89:]) for label in labels]
-    fig = go.Figure([go.Bar(name=STATUS_WORDS[s], y=names, x=[r[s] for r in rows], orientation="h",
-                            marker_color=COLOURS[s]) for s in STATUSES])
+    fig = go.Figure([go.Bar(name=s, y=names, x=[r[s] for r in rows], orientation="h",
+                            marker_color=COLOURS.get(s, "#adb5bd")) for s in STATUSES])
     fig.update_layout(barmode="stack", height=height, margin=dict(t=10, b=10, l=10, r=10),
                       yaxis=dict(autorange="reversed", automargin=True), legend=dict(orientation="h"))
     return fig
@@ -335,13 +538,17 @@ with ui.open_store() as store:
     spec = store.project(pid)
     tree = store.tree(pid)
     take_goto(pid, tree)
+    running = ui.running_job(store, pid, key="samples_job")
+    if running:
+        st.caption("The samples below are as they were when the page loaded: they refresh when the job ends.")
     browse, charts = st.tabs(["Browse & review", "Coverage (where the gaps are)"])
     with browse, ui.guard():
-        chosen_filters = filters(tree)
+        known = {r["reason"] for r in store.samples(pid, statuses=["rejected"]) if r.get("reason")}
+        chosen_filters = filters(tree, REASONS + sorted(known - set(REASONS)))
         rows = filtered(store, pid, tree, chosen_filters)
         verdicts = judge.sample_verdicts(store, pid, rows, tree=tree, spec=spec)
         with st.expander("Leaf-fit judge", expanded=chosen_filters["misfits"]):
-            judge_panel(store, pid, tree, rows, verdicts)
+            judge_panel(store, pid, tree, rows, verdicts, running)
         if chosen_filters["misfits"]:
             rows = [r for r in rows if verdicts[r["id"]].fits is False]
         else:
@@ -351,7 +558,8 @@ with ui.open_store() as store:
             rows, pairs = near_pairs(store, pid, rows)
         else:
             st.session_state.pop(CONFIRM_KEY, None)
-        st.caption(f"{len(rows)} sample(s) match · select a row to read, edit, accept or reject it")
+        st.caption(f"{len(rows)} sample(s) match · pick a row (or press N), then review by keyboard: A accept, "
+                   "X reject, U back to generated, J / K next / previous, N next unreviewed, E edit")
         if pairs:
             with st.expander("Near-duplicate pairs side by side", expanded=True):
                 pair_review(store, pairs, rows, spec.field_names)
@@ -359,11 +567,8 @@ with ui.open_store() as store:
             misfit_review(store, rows)
         bulk(store, rows)
         if rows:
-            left, right = st.columns([3, 2], gap="large")
-            with left:
-                chosen = table(rows, spec.field_names, tree, verdicts)
-            with right:
-                detail(store, chosen, spec.field_names, tree, verdicts[chosen["id"]])
+            review(pid, [r["id"] for r in rows], sorted({r["node_id"] for r in rows}),
+                   chosen_filters["statuses"] or STATUSES, spec.field_names)
         elif chosen_filters["near_dups"] and ui.last_quality(pid) is not None:
             st.success("No near-duplicate pair among the samples these filters show.")
         elif chosen_filters["misfits"]:

@@ -28,10 +28,13 @@ def test_table_lists_samples_with_their_leaf(app_env, generated):
     at = app_env.app(SAMPLES, generated)
     assert not errors(at)
     frame = at.dataframe[0].value
-    assert len(frame) == 18 and list(frame.columns) == ["id", "status", "judge", "question", "answer", "leaf",
-                                                    "misfit because"]
+    assert len(frame) == 18 and list(frame.columns) == ["▶", "id", "status", "judge", "question", "answer", "leaf",
+                                                        "reason", "note", "edited", "misfit because"]
     assert frame["leaf"].str.contains("topic=topic A > difficulty=difficulty A").any()
-    assert "18 sample(s) match" in texts(at) and set(frame["status"]) == {"to review"}
+    # one vocabulary: the table, the filter and the export say what the database says
+    assert "18 sample(s) match" in texts(at) and set(frame["status"]) == {"generated"}
+    assert at.multiselect(key="samples_status").value == ["generated", "accepted"]
+    assert at.multiselect(key="samples_status").options == ["generated", "accepted", "rejected"]
 
 
 def test_filters_by_attribute_status_text_and_node(app_env, generated):
@@ -53,30 +56,130 @@ def test_filters_by_attribute_status_text_and_node(app_env, generated):
     assert at.info and "No sample matches" in at.info[0].value
 
 
-def test_accept_reject_and_edit_one(app_env, generated):
+def pick_row(at, row: int):
+    """Click a table row, as the browser reports it."""
+    at.session_state["samples_table"] = {"selection": {"rows": [row], "columns": []}}
+    return at.run()
+
+
+def current_id(at) -> int | None:
+    frame = at.dataframe[0].value
+    marked = list(frame.loc[frame["▶"] == "▶", "id"])
+    assert len(marked) <= 1
+    return marked[0] if marked else None
+
+
+def test_nothing_acts_before_a_sample_is_picked(app_env, generated):
     at = app_env.app(SAMPLES, generated)
-    at.session_state["samples_table"] = {"selection": {"rows": [1], "columns": []}}
-    at.run()
-    sample_id = shown_ids(at)[1]
-    assert any(f"Sample #{sample_id}" in m.value for m in at.markdown)
+    assert current_id(at) is None and "No sample selected" in texts(at)
+    for key in ("samples_one_accepted", "samples_one_rejected", "samples_edit"):
+        assert not [b for b in at.button if b.key == key], key  # no action on a sample nobody picked
+    assert not any(m.value.startswith("**Sample #") for m in at.markdown)
+
+
+def test_the_review_buttons_have_keyboard_shortcuts(app_env, generated):
+    at = pick_row(app_env.app(SAMPLES, generated), 0)
+    keys = {b.key: b.proto.shortcut for b in at.button if b.proto.shortcut}
+    assert keys == {"samples_one_accepted": "a", "samples_one_rejected": "x", "samples_next": "j",
+                    "samples_prev": "k", "samples_next_todo": "n", "samples_edit": "e", "samples_one_generated": "u"}
+    assert at.button(key="samples_one_generated").disabled  # it is generated already; U once it is reviewed
+
+
+def test_accept_and_reject_move_to_the_next_unreviewed_sample(app_env, generated):
+    at = app_env.app(SAMPLES, generated)
+    at.multiselect(key="samples_status").set_value(["generated", "accepted", "rejected"]).run()
+    at = pick_row(at, 1)
+    ids = shown_ids(at)
+    assert current_id(at) == ids[1] and any(f"Sample #{ids[1]}" in m.value for m in at.markdown)
     at.button(key="samples_one_accepted").click().run()
+    assert status_of(app_env, generated)[ids[1]] == "accepted" and current_id(at) == ids[2]
+    at.selectbox(key="samples_reason").set_value("duplicate").run()
+    at.button(key="samples_one_rejected").click().run()
+    assert current_id(at) == ids[3]
+    at.text_input(key="samples_reason_text").input("answer does not follow").run()
+    at.button(key="samples_one_rejected").click().run()  # own words win over the list
+    with app_env.store() as store:
+        rows = {r["id"]: r for r in store.samples(generated)}
+    assert (rows[ids[2]]["status"], rows[ids[2]]["reason"]) == ("rejected", "duplicate")
+    assert (rows[ids[3]]["status"], rows[ids[3]]["reason"]) == ("rejected", "answer does not follow")
+    assert current_id(at) == ids[4]
+    # the stale table selection (row 1) does not pull the review back to it
+    at.button(key="samples_next").click().run()
+    assert current_id(at) == ids[5]
+    at.button(key="samples_prev").click().run()
+    at.button(key="samples_prev").click().run()
+    assert current_id(at) == ids[3]
+    at.button(key="samples_one_generated").click().run()  # back to generated: stays on it
+    assert status_of(app_env, generated)[ids[3]] == "generated" and current_id(at) == ids[3]
+    assert status_of(app_env, generated)[ids[0]] == "generated"  # nothing else changed
+    at.multiselect(key="samples_status").set_value(["generated", "accepted"]).run()
+    assert ids[2] not in shown_ids(at)  # a rejected sample leaves a list that shows no rejected ones
+
+
+def test_next_unreviewed_wraps_round_and_says_when_all_are_reviewed(app_env, generated):
+    with app_env.store() as store:
+        ids = [r["id"] for r in store.samples(generated)]
+        edits.set_sample_status(store, ids[:-1], "accepted")
+    at = app_env.app(SAMPLES, generated)
+    at.button(key="samples_next_todo").click().run()
+    assert current_id(at) == ids[-1]
+    at.button(key="samples_one_accepted").click().run()
+    assert current_id(at) == ids[-1] and at.button(key="samples_next_todo").disabled
+    assert "0 of 18 shown still generated" in texts(at)
+
+
+def test_the_reject_reason_filter_and_the_note(app_env, generated):
+    with app_env.store() as store:
+        ids = [r["id"] for r in store.samples(generated)]
+        edits.set_sample_status(store, ids[:2], "rejected", reason="off-topic for its leaf")
+        edits.set_sample_status(store, ids[2:3], "rejected", reason="incorrect")
+    at = app_env.app(SAMPLES, generated)
+    at.multiselect(key="samples_status").set_value(["rejected"]).run()
+    at.multiselect(key="samples_reasons").set_value(["off-topic for its leaf"]).run()
+    assert shown_ids(at) == ids[:2] and list(at.dataframe[0].value["reason"]) == ["off-topic for its leaf"] * 2
+    at = pick_row(at, 0)
+    assert "Rejected because: off-topic for its leaf" in texts(at)
+    at.text_input(key=f"samples_note_{ids[0]}").input("ask the author").run()
+    with app_env.store() as store:
+        assert next(r for r in store.samples(generated) if r["id"] == ids[0])["note"] == "ask the author"
+    at.multiselect(key="samples_reasons").set_value([]).run()
+    at.text_input(key="samples_text").input("ASK THE").run()  # the text search reads notes too
+    assert shown_ids(at) == ids[:1] and list(at.dataframe[0].value["note"]) == ["ask the author"]
+
+
+def test_edit_keeps_the_original_shows_the_diff_and_reverts(app_env, generated):
+    at = pick_row(app_env.app(SAMPLES, generated), 1)
+    sample_id = shown_ids(at)[1]
+    with app_env.store() as store:
+        before = next(r for r in store.samples(generated) if r["id"] == sample_id)["data"]
+    assert any(t.value == before["answer"] for t in at.text)  # every field is shown, as text
+    assert not at.text_area  # the editor opens on E
+    at.button(key="samples_edit").click().run()
     at.text_area(key=f"samples_field_{sample_id}_answer").input("42, because 6 x 7 = 42")
     at.button(key=f"FormSubmitter:samples_edit_{sample_id}-Save edit").click().run()
     assert not errors(at)
     with app_env.store() as store:
         row = next(r for r in store.samples(generated) if r["id"] == sample_id)
-    assert row["status"] == "accepted" and row["data"]["answer"] == "42, because 6 x 7 = 42"
+    assert row["data"]["answer"] == "42, because 6 x 7 = 42" and row["edited"]
+    assert list(at.dataframe[0].value["edited"])[1]
+    diff = next(c.value for c in at.code if "+42, because 6 x 7 = 42" in c.value)
+    assert f"-{before['answer'].splitlines()[0]}" in diff
+    at.button(key="samples_revert").click().run()
+    with app_env.store() as store:
+        row = next(r for r in store.samples(generated) if r["id"] == sample_id)
+    assert row["data"] == before and not row["edited"]
 
 
 def test_an_empty_field_is_refused(app_env, generated):
-    at = app_env.app(SAMPLES, generated)
+    at = pick_row(app_env.app(SAMPLES, generated), 0)
     sample_id = shown_ids(at)[0]
+    at.button(key="samples_edit").click().run()
     at.text_area(key=f"samples_field_{sample_id}_question").input("  ")
     at.button(key=f"FormSubmitter:samples_edit_{sample_id}-Save edit").click().run()
     assert any("needs text" in e for e in errors(at))
 
 
-def test_bulk_accept_the_current_filter(app_env, generated):
+def test_bulk_accept_the_current_filter_and_reject_all_after_a_confirmation(app_env, generated):
     at = app_env.app(SAMPLES, generated)
     at.multiselect(key="samples_attrs").select("topic = topic C").run()
     at.button(key="samples_bulk_accepted").click().run()
@@ -85,11 +188,22 @@ def test_bulk_accept_the_current_filter(app_env, generated):
         tree = store.tree(generated)
     assert len(accepted) == 6 and {tree.path_text(r["node_id"]).split(" > ")[0] for r in accepted} == {"topic=topic C"}
     at.multiselect(key="samples_attrs").set_value([]).run()
-    at.button(key="samples_bulk_rejected").click().run()
-    with app_env.store() as store:
-        statuses = [r["status"] for r in store.samples(generated)]
-    assert statuses.count("rejected") == 18  # bulk acts on everything the filter shows
+    before = status_of(app_env, generated)
+    assert at.button(key="samples_bulk_reject").label == "Reject all 18 shown…"
+    at.button(key="samples_bulk_reject").click().run()
+    assert status_of(app_env, generated) == before  # nothing happens before the confirmation
+    warning = at.warning[0].value
+    assert warning.startswith("Reject 18 sample(s), every one shown:") and "history" in warning
+    at.button(key="samples_bulk_no").click().run()
+    assert status_of(app_env, generated) == before
+    at.button(key="samples_bulk_reject").click().run()
+    at.button(key="samples_bulk_yes").click().run()
+    assert set(status_of(app_env, generated).values()) == {"rejected"}  # bulk acts on everything the filter shows
     assert any("18 sample(s) now rejected" in s.value for s in at.success)
+    from treesynth_core import history
+    with app_env.store() as store:
+        history.undo(store, generated)  # one step puts every status back
+    assert status_of(app_env, generated) == before
 
 
 def test_sample_text_is_never_rendered_as_markdown_or_html(app_env, generated):
@@ -97,9 +211,11 @@ def test_sample_text_is_never_rendered_as_markdown_or_html(app_env, generated):
         sid = store.samples(generated)[0]["id"]
         store.db["samples"].update(sid, {"data": json.dumps({"question": "**bold** <script>x()</script>",
                                                              "answer": "[link](http://example.invalid)"})})
-    at = app_env.app(SAMPLES, generated)
+    at = pick_row(app_env.app(SAMPLES, generated), 0)
     markdown = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "**bold**" not in markdown and "<script>" not in markdown and "[link]" not in markdown
+    assert any(t.value == "**bold** <script>x()</script>" for t in at.text)
+    at.button(key="samples_edit").click().run()
     assert at.text_area(key=f"samples_field_{sid}_question").value == "**bold** <script>x()</script>"
     assert not at.get("html")
 
