@@ -246,3 +246,101 @@ def test_overlap_hover_counts_every_cross_pair_not_the_kept_ones(store):
     sun = build_figure(tree, color_by="overlap", quality=report).data[0]
     hover = dict(zip(sun.ids, sun.hovertext))
     assert "cross-sibling near-duplicate pairs with it: 1,234" in hover[algebra.id]
+
+
+# ---------------------------------------------------------------------------- level of detail (issue 8)
+from treesynth_core.sunburst import (  # noqa: E402
+    FOLD_COLOUR, MIN_DEGREES, fold_id, folded_parent, leaf_sizes, view)
+from treesynth_core.tree import Node, Tree  # noqa: E402
+
+
+def wide_tree(branching: list[int], skew: bool = False) -> Tree:
+    """A tree built in memory: ``branching[d]`` children per node at depth d; with ``skew`` the first child of
+    the root holds almost every leaf (its siblings end up narrow)."""
+    nodes = [Node(id="r", project_id=1, parent_id=None, depth=0, dimension="d0")]
+    level = ["r"]
+    for depth, b in enumerate(branching):
+        nxt = []
+        for parent in level:
+            for i in range(b):
+                nid = f"{parent}.{i}"
+                nodes.append(Node(id=nid, project_id=1, parent_id=parent, depth=depth + 1, value=f"v{i}",
+                                  position=i, dimension=f"d{depth + 1}" if depth + 1 < len(branching) else None))
+                if not skew or depth > 0 or i == 0:
+                    nxt.append(nid)
+        level = nxt
+    return Tree(nodes)
+
+
+def test_a_20000_node_tree_draws_a_bounded_readable_figure():
+    tree = wide_tree([27, 27, 27])
+    assert len(tree) == 1 + 27 + 27 ** 2 + 27 ** 3
+    fig = build_figure(tree, maxdepth=6)
+    trace = fig.data[0]
+    assert len(trace.ids) < 1200 and len(fig.to_json()) < 1_000_000
+    by_id = dict(zip(trace.ids, trace.values))
+    # every drawn sector is at least MIN_DEGREES wide (the haze of hairline sectors is gone)
+    whole = by_id["r"]
+    assert all(360 * v / whole >= MIN_DEGREES for v in trace.values)
+    # the second ring's 729 nodes are each under 1 degree: folded, one "+27 more" sector per first-ring node
+    folds = [i for i in trace.ids if folded_parent(i)]
+    assert len(folds) == 27 and len(trace.ids) == 1 + 27 + 27
+    labels = dict(zip(trace.ids, trace.labels))
+    assert all(labels[f] == "+27 more" for f in folds)
+    # values add up: a parent's value equals its drawn children plus its fold (branchvalues total)
+    parents = dict(zip(trace.ids, trace.parents))
+    for pid in set(parents.values()) - {""}:
+        assert sum(v for i, v in by_id.items() if parents[i] == pid) == by_id[pid]
+
+
+def test_narrow_siblings_fold_and_a_zoom_shows_them():
+    tree = wide_tree([30, 40], skew=True)  # r.0 holds 40 leaves; r.1 .. r.29 one leaf each
+    sizes = leaf_sizes(tree)
+    assert sizes["r"] == 40 + 29 and sizes["r.0"] == 40
+    shown = view(tree, "r", maxdepth=3, sizes=sizes)
+    drawn = {n.id for n in shown.nodes}
+    # each narrow sibling is 360/69 = 5.2 degrees: wide enough; under r.0 40 leaves of 5.2 degrees each are drawn
+    assert "r.1" in drawn and "r.0.39" in drawn
+    shown = view(tree, "r", maxdepth=3, min_degrees=6.0, sizes=sizes)
+    assert shown.folds == {"r": [f"r.{i}" for i in range(1, 30)], "r.0": [f"r.0.{i}" for i in range(40)]}
+    trace = build_figure(tree, level="r", maxdepth=3, min_degrees=6.0).data[0]
+    colour = dict(zip(trace.ids, trace.marker.colors))
+    assert colour[fold_id("r")] == FOLD_COLOUR and "+29 more" in trace.labels
+    hover = dict(zip(trace.ids, trace.hovertext))[fold_id("r")]
+    assert "+29 more values of d0" in hover and "click to list them" in hover
+    zoomed = view(tree, "r.0", maxdepth=3, min_degrees=6.0)  # zoomed in, its 40 leaves are 9 degrees each
+    assert not zoomed.folds and len(zoomed.nodes) == 41
+    assert folded_parent("r") is None and folded_parent(fold_id("r.0")) == "r.0"
+
+
+def test_failures_mode_colours_by_failed_nodes_and_calls(store):
+    from treesynth_core.sunburst import FAILURE_NONE, failure_counts
+
+    pid, tree = small_tree(store)
+    algebra, geometry = tree.kids(tree.root.id)
+    leaf = tree.kids(algebra.id)[0]
+    store.update_node(leaf.id, status="failed", failure="criterion: no usable reply")
+    tree = store.tree(pid)
+    usage = {geometry.id: {"calls": 5, "failed": 3}}
+    counts = failure_counts(tree, usage)
+    assert counts[leaf.id] == 1 and counts[algebra.id] == 1 and counts[geometry.id] == 3 and counts[tree.root.id] == 4
+    trace = build_figure(tree, usage=usage, color_by="failures").data[0]
+    colour = dict(zip(trace.ids, trace.marker.colors))
+    assert colour[tree.kids(geometry.id)[0].id] == FAILURE_NONE
+    assert colour[geometry.id] != FAILURE_NONE and colour[geometry.id] != colour[algebra.id]
+    assert all(contrast(c, t) >= 4.5 for c, t in zip(trace.marker.colors, trace.insidetextfont.color))
+
+
+def test_hover_carries_the_evidence_in_short(store):
+    from treesynth_core.spec import Settings
+
+    pid, tree = small_tree(store)
+    store.update_node(tree.root.id, pivots=[{"question": "How many apples are left?", "answer": "3"}],
+                      note="accepted after 3 tries although: 1 pivot unlabelled")
+    tree = store.tree(pid)
+    usage = {tree.root.id: {"calls": 3, "failed": 0, "prompt_tokens": 1000, "completion_tokens": 500}}
+    settings = Settings(price_input_per_m=1.0, price_output_per_m=2.0)
+    hover = dict(zip(*[build_figure(tree, usage=usage, settings=settings).data[0][k] for k in ("ids", "hovertext")]))
+    text = hover[tree.root.id]
+    assert "1,500 tokens · $0.0020" in text and "pivots: 1 · e.g. How many apples are left?" in text
+    assert "needs review:</b> accepted after 3 tries" in text
