@@ -439,3 +439,28 @@ def test_until_n_fit_runs_as_a_background_job_from_the_samples_page(app_env, mar
     assert set(per_leaf.values()) == {3} and len(per_leaf) == 9 and misfits <= rejected
     at.run()
     assert any("complete" in s.value for s in at.success)
+
+
+# ------------------------------------------------------------------------ jobs you can watch (issue 8)
+def test_the_samples_list_shows_a_running_job_with_its_progress(app_env, generated):
+    import time
+
+    from treesynth_core import jobs
+
+    app_env.fake.latency = 0.3
+    job_id = jobs.start_job(app_env.db, generated, "generate", {"per_leaf": 4, "samples_per_call": 1,
+                                                                  "concurrency": 1}, app_env.fake.endpoint())
+    try:
+        time.sleep(0.6)
+        at = app_env.app(SAMPLES, generated)
+        assert not errors(at)
+        bar = at.get("progress")
+        assert bar and f"Generating samples (job #{job_id})" in bar[0].proto.text
+        shown = texts(at)
+        assert "running for " in shown and "tokens in" in shown and "they refresh when the job ends" in shown
+        assert at.button(key=f"samples_job_cancel_{job_id}")
+        assert at.button(key="samples_until_run").disabled  # one job at a time
+    finally:
+        with app_env.store() as store:
+            jobs.request_cancel(store, job_id)
+        app_env.wait(job_id)
