@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -76,11 +77,17 @@ _LABEL_TAIL = re.compile(r"[\s;,.]*\b(?:reply|answer|response|output|solution|qu
                          re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=64)
+def _label_tail(field_names: tuple[str, ...]) -> re.Pattern:
+    names = "|".join(re.escape(n) for n in field_names if n) or "(?!)"
+    return re.compile(_LABEL_TAIL.pattern.format(names=names), re.IGNORECASE)
+
+
 def strip_label_tail(text: str, field_names: list[str] = ()) -> tuple[str, bool]:
     """``text`` without a trailing field label such as "; reply:", and whether one was there."""
-    names = "|".join(re.escape(n) for n in field_names if n) or "(?!)"
-    pattern = re.compile(_LABEL_TAIL.pattern.format(names=names), re.IGNORECASE)
-    stripped = pattern.sub("", text)
+    if not text.rstrip().endswith(":"):  # every label ends in a colon: most texts need no regex at all
+        return text, False
+    stripped = _label_tail(tuple(field_names)).sub("", text)
     return stripped, stripped != text
 
 
@@ -98,15 +105,50 @@ def copy_text(sample: dict, dedup_fields: list[str]) -> str:
 
 def near_copies(new: list[dict], existing: list[dict], dedup_fields: list[str]) -> dict[int, str]:
     """The new samples (by index) that copy an existing sample or an earlier new one, with how ("exact"; "prefix":
-    a truncated copy or a sample cut short; "suffix": a copy behind a prefix of other words). Uses
-    ``diversity.lexical_copies`` (at least 4 shared words and 90% of the shorter text) on ``copy_text``;
-    O(n log n) in the samples compared, so pass a leaf's newest few dozen, not the whole leaf."""
-    from .diversity import lexical_copies  # numpy: imported when a call is checked, not with the package
+    a truncated copy or a sample cut short; "suffix": a copy behind a prefix of other words). The pairs are
+    ``diversity.lexical_copies``'s (at least 4 shared words and 90% of the shorter text, neighbours in sorted
+    order) on ``copy_text``, but only those with a new sample: per call, the new samples are tokenised and
+    compared, the existing ones' tokens come from a cache (a leaf's newest samples are the same from one call
+    to the next). O(new x log) per call; pass a leaf's newest few dozen samples, not the whole leaf."""
+    from .diversity import COPY_KEY_TOKENS, COPY_MIN_SHARE, COPY_MIN_TOKENS, COPY_WINDOW  # numpy: imported late
 
     texts = [copy_text(s, dedup_fields) for s in existing] + [copy_text(s, dedup_fields) for s in new]
     base = len(existing)
+    tokens = [_copy_tokens(t) for t in texts]
+    pairs: dict[tuple[int, int], str] = {}
+    for how, keys in (("prefix", [t[:COPY_KEY_TOKENS] for t in tokens]),
+                      ("suffix", [t[::-1][:COPY_KEY_TOKENS] for t in tokens])):
+        order = sorted((i for i in range(len(keys)) if len(keys[i]) >= COPY_MIN_TOKENS), key=keys.__getitem__)
+        for pos, j in enumerate(order):
+            if j < base:
+                continue
+            # sorted keys: the words a text shares with its neighbours only shrink moving away from it, so each
+            # side stops at the first neighbour that shares too few (as lexical_copies' forward scan does)
+            for side in (order[pos - 1 :: -1][:COPY_WINDOW] if pos else [], order[pos + 1 : pos + 1 + COPY_WINDOW]):
+                for i in side:
+                    shared = _shared(keys[i], keys[j])
+                    if shared < COPY_MIN_TOKENS:
+                        break
+                    if shared >= COPY_MIN_SHARE * min(len(keys[i]), len(keys[j])):
+                        pairs.setdefault((min(i, j), max(i, j)), how)
     found: dict[int, str] = {}
-    for i, j, how in lexical_copies(texts):
+    for (i, j), how in sorted(pairs.items()):
         if j >= base:  # the later of a pair is the copy: a new sample, against an existing or earlier new one
             found.setdefault(j - base, "exact" if normalise(texts[i]) == normalise(texts[j]) else how)
     return found
+
+
+@functools.lru_cache(maxsize=8192)
+def _copy_tokens(text: str) -> tuple[str, ...]:
+    from .diversity import tokenise
+
+    return tokenise([text]).copy[0]
+
+
+def _shared(a: tuple, b: tuple) -> int:
+    """Leading items two sequences share."""
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
