@@ -34,7 +34,7 @@ def ping(ep) -> dict:
 
 def endpoint_panel() -> None:
     ep = ui.endpoint()
-    st.subheader("LLM endpoint")
+    st.header("LLM endpoint")
     state = ping(ep)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
     c1.markdown(f"**Base URL**  \n{ui.md_escape(ep.shown_url())}")
@@ -74,7 +74,7 @@ def project_table(store) -> list[dict]:
 
 
 def projects_panel(store) -> None:
-    st.subheader("Projects")
+    st.header("Projects")
     rows = project_table(store)
     if not rows:
         st.info("No project yet. Create one below: describe the task and the fields of one sample.")
@@ -122,7 +122,7 @@ def totals_panel(store, pid: int) -> None:
         for status, n in per_node.items():
             by_status[status] = by_status.get(status, 0) + n
     use = store.usage(pid)
-    st.subheader(f"Open project: {ui.md_escape(spec.name)}")
+    st.header(f"Open project: {ui.md_escape(spec.name)}")
     st.caption(f"Task: {ui.md_escape(spec.task)}")
     m = st.columns(7)
     m[0].metric("Nodes", len(tree))

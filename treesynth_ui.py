@@ -164,7 +164,7 @@ def open_project(project_id: int | None) -> None:
 
 def sidebar(store: Store) -> None:
     with st.sidebar:
-        st.markdown("### TreeSynth Studio")
+        st.markdown("**TreeSynth Studio**")  # not a heading: the page title is the first heading (h1)
         pid = current_project(store)
         link_params = {"project": str(pid)} if pid is not None else None
         for path, label, icon in PAGES:

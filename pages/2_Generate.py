@@ -214,7 +214,7 @@ with ui.open_store() as store:
     busy = bool(job and job["status"] == "running")
     duplicates_per_call(store, pid, job)
     with ui.guard():
-        st.subheader("What to generate")
+        st.header("What to generate")
         params = choose(tree, spec.settings)
         plan = plan_generation(store, pid, per_leaf=params["per_leaf"], under=params["under"],
                                approved_only=params["approved_only"], samples_per_call=params["samples_per_call"])
@@ -235,7 +235,7 @@ with ui.open_store() as store:
         if st.button(label, type="primary", key="gen_start", disabled=busy or plan.missing == 0):
             if ui.start_job(pid, "generate", params):
                 st.rerun()
-        st.subheader("Per leaf")
+        st.header("Per leaf")
         leaf_table(plan, store.sample_counts(pid))
         failures(store, pid, tree)
         batch_panel(store, pid, params)

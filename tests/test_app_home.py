@@ -208,7 +208,7 @@ def test_a_project_name_is_shown_literally_on_every_page(app_env):
         assert not [r for r in rendered if "**bold**" in r or "[x](" in r], page  # never live Markdown
         assert HOSTILE_NAME in [t.value for t in at.sidebar.text], page  # the sidebar shows it as plain text
     at = app_env.app(project_id=pid)
-    assert "Open project: \\*\\*bold\\*\\* \\[x\\](javascript:alert(1))" in [s.value for s in at.subheader]
+    assert "Open project: \\*\\*bold\\*\\* \\[x\\](javascript:alert(1))" in [s.value for s in at.header]
 
 
 def test_credentials_in_the_base_url_are_never_shown(app_env, monkeypatch):
