@@ -35,10 +35,12 @@ PAGES = [
     ("pages/2_Generate.py", "Generate samples", ":material/bolt:"),
     ("pages/3_Samples.py", "Review samples", ":material/fact_check:"),
     ("pages/4_Export.py", "Export & import", ":material/download:"),
+    ("pages/6_Data.py", "Bring your own data", ":material/upload_file:"),
 ]
 JOB_WORDS = {"build": "Building the tree", "generate": "Generating samples",
              "run": "Building and generating (each leaf as soon as it exists)",
-             "judge": "Judging and refilling until enough samples fit"}
+             "judge": "Judging and refilling until enough samples fit",
+             "route": "Routing rows down the tree", "balance": "Balancing: generating what under-full leaves miss"}
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -341,7 +343,8 @@ def job_outcome(job: dict) -> str:
 # what a job's ``failed`` column counts, and what its done/total progress counts
 _FAILED_UNIT = {"build": "node(s)", "generate": "call(s)", "run": "node(s) and call(s)"}
 _DONE_UNIT = {"build": "nodes processed", "generate": "samples made", "run": "nodes and samples done"}
-_PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples", "judge": "fitting samples"}
+_PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples", "judge": "fitting samples",
+                  "route": "rows", "balance": "samples"}
 _WHAT_TO_DO = {
     ("build", "partial"): "click **Retry the failed nodes**: finished nodes are kept and only what failed is "
                           "asked again. Or fix a failed node by hand: it is listed next to the chart.",
@@ -396,7 +399,8 @@ def job_actions(project_id: int, job: dict, key: str) -> None:
     outcome, kind = job_outcome(job), job["kind"]
     if outcome in ("partial", "failed"):
         label = {"build": "Retry the failed nodes", "run": "Run again",
-                 "judge": "Judge and refill again"}.get(kind, "Generate the missing samples")
+                 "judge": "Judge and refill again", "route": "Route the rows left",
+                 "balance": "Balance again"}.get(kind, "Generate the missing samples")
         params, button_key = retry_params(job), f"{key}_retry"
         help_text = {
             "build": "Builds again with the same depth: finished nodes are kept, failed and unfinished ones are "

@@ -102,6 +102,7 @@ def test_importing_the_same_file_again_does_nothing(store, project, tmp_path):
 
 @pytest.mark.parametrize("content, words", [
     ("question,answer\ncafé,crème\n".encode("latin-1"), "not UTF-8"),
+    ("question,answer\ncafé,x\n".encode("latin-1"), "not UTF-8"),  # the bad byte near the end of a short file
     ("question,answer\nq,a\n".encode("utf-16"), "UTF-16"),
     (b"", "empty (0 bytes)"),
     (b"question,answer\n", "no rows"),

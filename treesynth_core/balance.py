@@ -323,3 +323,39 @@ def balance_job(store: Store, project_id: int, llm, *, on_progress=None, should_
 
 
 __all__ = ["METHODS", "LeafBalance", "BalancePlan", "BalanceReport", "plan_balance", "balance", "leaf_targets"]
+
+
+# ----------------------------------------------------------------------------- the imbalance, as figures
+
+
+IMBALANCE_SPAN = (0.0, 2.0)  # a leaf's count over its target: 0 empty (blue), 1 at target, 2 or more (red)
+
+
+def imbalance_paint(store: Store, project_id: int, targets: dict[str, int], *, imported_only: bool = True):
+    """A sunburst paint (``sunburst.Paint``, colour mode "imbalance") of each targeted leaf's count against its
+    target, and of each inner node's summed count against its leaves' summed targets: 0 empty, 1 at target, 2 or
+    more twice the target. ``imported_only``: count imported rows (the dataset as it came); else every live
+    sample (after balancing). The hover names the counts and the rows answered "none of these" at a split."""
+    from .sunburst import Paint
+
+    tree = store.tree(project_id)
+    by_node = store.provenance_counts(project_id)
+    nones = {node_id: c["none"] for node_id, c in store.route_counts(project_id).items() if c["none"]}
+    have: dict[str, int] = {}
+    want: dict[str, int] = {}
+    for leaf_id, t in targets.items():
+        c = by_node.get(leaf_id, {})
+        n = c.get("imported", 0) + (0 if imported_only else c.get("generated", 0))
+        for node in tree.path(leaf_id):
+            have[node.id] = have.get(node.id, 0) + n
+            want[node.id] = want.get(node.id, 0) + t
+    values, notes = {}, {}
+    word = "imported rows" if imported_only else "samples"
+    for node_id, t in want.items():
+        values[node_id] = (have[node_id] / t) if t else (0.0 if not have[node_id] else IMBALANCE_SPAN[1])
+        lines = [f"{word}: {have[node_id]:,} against a target of {t:,}"
+                 + ("" if not t else f" ({have[node_id] / t:.0%})")]
+        if nones.get(node_id):
+            lines.append(f'{nones[node_id]:,} row(s) answered "none of these" at this split')
+        notes[node_id] = lines
+    return Paint(values, notes, f"{word}<br>/ target", IMBALANCE_SPAN, ("empty", "2x target"))

@@ -112,7 +112,7 @@ def _check_text(path: Path) -> None:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not merely a character cut at the 64 KiB boundary
+        if len(head) < PEEK_BYTES or exc.start < len(head) - 4:  # not merely a character cut at the boundary
             raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start + 1} cannot be decoded; the file may "
                               "be Latin-1 or Windows-1252)", "save it as UTF-8 and import it again") from None
     if b"\x00" in head:

@@ -30,8 +30,8 @@ STATUS_COLOURS = {
 SAMPLE_SCALE = "YlGn"
 PRUNED_COLOUR = STATUS_COLOURS["pruned"]
 LABEL_CHARS = 32
-COLOR_MODES = ("status", "samples", "failures", "diversity", "overlap")
-QUALITY_MODES = ("diversity", "overlap")
+COLOR_MODES = ("status", "samples", "failures", "diversity", "overlap", "imbalance")
+QUALITY_MODES = ("diversity", "overlap", "imbalance")  # imbalance: a Paint made by balance.imbalance_paint
 # Good (diverse, separated) is blue, bad (redundant, overlapping) is red: readable by red-green colour-blind
 # eyes. Each label gets black or white text, whichever contrasts more (text_colour).
 QUALITY_SCALE = [[0.0, "#4575b4"], [0.25, "#91bfdb"], [0.5, "#ffffbf"], [0.75, "#fc8d59"], [1.0, "#d73027"]]
@@ -292,6 +292,8 @@ def _pair_count(split) -> int:
 def quality_paint(report, tree: Tree, color_by: str) -> Paint:
     if report is None:
         return Paint({}, {}, "")
+    if isinstance(report, Paint):  # figures the caller computed (issue 11: imported rows against a target)
+        return report
     return diversity_paint(report) if color_by == "diversity" else overlap_paint(report, tree)
 
 

@@ -1,0 +1,188 @@
+"""Bring your own data (issue 11): upload a dataset, map its columns, route its rows down the tree (a background
+job), see the imbalance against a target on the sunburst and in a table (with the rows answered "none of these"
+per split), then balance and export.
+
+Row text is shown as text only (tables), never as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import treesynth_ui as ui
+from treesynth_core import importer
+from treesynth_core.balance import METHODS, balance, imbalance_paint, leaf_targets, plan_balance
+from treesynth_core.routing import ROWS_PER_CALL, ROWS_RANGE, plan_routing
+from treesynth_core.sunburst import build_figure
+
+ui.page("Bring your own data", "📥")
+IMPORTED_KEY = "data_last_import"  # (project id, the last import's report) shown after the rerun
+NONE_SHOWN = 200
+PROBLEMS_SHOWN = 20
+
+
+def import_section(store, pid: int) -> None:
+    st.header("1. Import a dataset")
+    spec = store.project(pid)
+    upload = st.file_uploader("A CSV, JSONL or Parquet file", type=["csv", "tsv", "jsonl", "ndjson", "parquet"],
+                              key="data_upload",
+                              help="Each row becomes a sample (provenance 'imported') at the root of the tree; "
+                                   "bad rows are skipped and listed with their line numbers")
+    if upload is not None:
+        data = upload.getvalue()
+        with ui.guard() as guarded:
+            columns, preview = importer.peek_columns(data, upload.name)
+        if guarded.failed:
+            return
+        st.caption(f"{upload.name}: {len(data):,} bytes; columns: {', '.join(columns) or 'none found'}")
+        if preview:
+            st.dataframe(pd.DataFrame(preview).astype(str), hide_index=True, width="stretch", height=180,
+                         key="data_preview")
+        mapping = {}
+        cols = st.columns(max(1, len(spec.fields)))
+        folded = {c.casefold(): c for c in columns}
+        for col, f in zip(cols, spec.fields):
+            default = folded.get(f.name.casefold())
+            options = columns
+            mapping[f.name] = col.selectbox(f"Field {f.name} comes from", options,
+                                            index=options.index(default) if default in options else None,
+                                            key=f"data_map_{pid}_{f.name}", placeholder="choose a column")
+        missing = [name for name, column in mapping.items() if not column]
+        if st.button("Import", type="primary", key="data_import", disabled=bool(missing) or not columns,
+                     help="Map every field to a column first" if missing else "Validates and imports every row"):
+            with ui.guard():
+                folder = ui.REPO / "data" / "uploads"
+                with st.spinner("Importing…"):
+                    report = importer.import_bytes(store, pid, data, upload.name, folder, mapping=mapping)
+                st.session_state[IMPORTED_KEY] = (pid, report)
+    last = st.session_state.get(IMPORTED_KEY)
+    if last and last[0] == pid:
+        report = last[1]
+        outcome = report.outcome.value
+        (st.success if outcome == "complete" else st.warning if outcome == "partial" else st.error)(
+            ui.md_escape(report.summary()))
+        if report.problems:
+            st.dataframe(pd.DataFrame({"skipped row": report.problems[:PROBLEMS_SHOWN]}), hide_index=True,
+                         width="stretch", key="data_problems")
+    done = store.imports(pid)
+    if done:
+        st.caption("Imports so far: " + "; ".join(
+            f"{r['name']}: {r['imported']:,} imported, {r['duplicates']:,} duplicates, {r['skipped']:,} bad ({r['status']})"
+            for r in done[:5]))
+
+
+def route_section(store, pid: int) -> None:
+    st.header("2. Route the rows down the tree")
+    tree = store.tree(pid)
+    if tree.root is None or not tree.kids(tree.root.id):
+        st.info("The tree has no split yet: build it on the Tree page first, then route the rows.")
+        st.page_link("pages/1_Tree.py", label="Go to the Tree page", icon=":material/account_tree:")
+        return
+    running = ui.job_status(store, pid, "route", key="data_route")
+    if running and running.get("status") == "running":
+        return
+    k = st.number_input("Rows per call", ROWS_RANGE[0], ROWS_RANGE[1], ROWS_PER_CALL, key="data_rows_per_call")
+    plan = plan_routing(store, pid, rows_per_call=int(k))
+    if not plan.rows:
+        st.caption("No row is waiting at a split: every row is at a leaf or was answered \"none of these\".")
+        return
+    s = store.project(pid).settings
+    st.write(f"{plan.rows:,} row(s) wait at a split: about {plan.calls:,} call(s) over {plan.levels} level(s), "
+             f"{ui.cost_text(plan.prompt_tokens, plan.completion_tokens, s)}.")
+    if st.button(f"Route {plan.rows:,} row(s)", type="primary", key="data_route_start", icon=":material/alt_route:"):
+        if ui.start_job(pid, "route", {"rows_per_call": int(k)}):
+            st.rerun()
+
+
+def targets_input(store, pid: int) -> dict[str, int]:
+    s = store.project(pid).settings
+    target = ui.number_setting(st, "Target per leaf", "per_leaf", s.per_leaf, key=f"data_target_{pid}",
+                               low=0, help="Every leaf is balanced to this many samples")
+    return leaf_targets(store.tree(pid), int(target), None)
+
+
+def imbalance_section(store, pid: int, targets: dict[str, int]) -> None:
+    st.header("3. See the imbalance")
+    tree = store.tree(pid)
+    counts = store.provenance_counts(pid)
+    paths = {leaf: tree.path_text(leaf) for leaf in targets}
+    which = st.radio("Colour by", ["imported rows", "all samples (after balancing)"], horizontal=True,
+                     key="data_colour")
+    paint = imbalance_paint(store, pid, targets, imported_only=which == "imported rows")
+    figure = build_figure(tree, store.sample_counts(pid), color_by="imbalance", quality=paint, height=520)
+    st.plotly_chart(figure, key="data_sunburst", width="stretch")
+    st.caption("Blue: under target, pale yellow: at target, red: over (twice the target or more). "
+               "Hover a sector for its counts.")
+    rows = []
+    for leaf, t in targets.items():
+        c = counts.get(leaf, {})
+        live = c.get("imported", 0) + c.get("generated", 0)
+        state = "over" if live > t else "under" if live < t else "at target"
+        rows.append({"leaf": paths[leaf], "imported": c.get("imported", 0), "generated": c.get("generated", 0),
+                     "excluded": c.get("excluded", 0), "target": t, "difference": live - t, "state": state})
+    frame = pd.DataFrame(rows, columns=["leaf", "imported", "generated", "excluded", "target", "difference", "state"])
+    frame = frame.sort_values("difference", key=abs, ascending=False)
+    st.markdown(f"**Leaves over and under target** ({(frame['state'] == 'over').sum()} over, "
+                f"{(frame['state'] == 'under').sum()} under)")
+    st.dataframe(frame, hide_index=True, width="stretch", key="data_leaves", height=min(420, 38 + 35 * len(frame)))
+    nones = {nid: c["none"] for nid, c in store.route_counts(pid).items() if c["none"] and nid in tree.nodes}
+    if nones:
+        st.markdown('**Rows answered "none of these"** (evidence that a split misses values)')
+        splits = sorted(nones, key=lambda nid: -nones[nid])
+        labels = {nid: f"{tree.path_text(nid)} · splits on {tree.nodes[nid].dimension}: {nones[nid]:,} row(s)"
+                  for nid in splits}
+        for nid in splits[:10]:
+            if st.button(labels[nid], key=f"data_none_{nid}", icon=":material/help:"):
+                st.session_state["data_none_open"] = nid
+        shown = st.session_state.get("data_none_open")
+        if shown in nones:
+            rows = store.none_rows(pid, shown, limit=NONE_SHOWN)
+            table = pd.DataFrame([{**{k: str(v) for k, v in r["data"].items()}, "answer": r["answer"],
+                                   "sample id": r["sample_id"]} for r in rows])
+            st.caption(f"The rows at {tree.path_text(shown)} (first {NONE_SHOWN}); add a value on the Tree page "
+                       "and route again, or leave them out")
+            st.dataframe(table, hide_index=True, width="stretch", key="data_none_rows")
+
+
+def balance_section(store, pid: int, targets: dict[str, int]) -> None:
+    st.header("4. Balance")
+    running = ui.job_status(store, pid, "balance", key="data_balance")
+    if running and running.get("status") == "running":
+        return
+    c1, c2, c3 = st.columns(3)
+    method = c1.selectbox("Over-full leaves keep", METHODS, key="data_method",
+                          format_func={"random": "a seeded random draw", "diversity": "the most different ones"}.get)
+    seed = c2.number_input("Seed", 0, 2**31, 0, key="data_seed", disabled=method != "random")
+    top_up = c3.checkbox("Top up under-full leaves", True, key="data_top_up",
+                         help="Generate what they miss; their imported rows are offered as style examples")
+    plan = plan_balance(store, pid, targets=targets, method=method, seed=int(seed))
+    st.write(ui.md_escape(plan.text()))
+    todo = plan.drop or plan.restore or (plan.add and top_up)
+    if not todo:
+        st.success("Every leaf is at its target.")
+    elif st.button("Balance", type="primary", key="data_balance_start", icon=":material/balance:"):
+        if top_up and plan.add:
+            if ui.start_job(pid, "balance", {"targets": targets, "method": method, "seed": int(seed)}):
+                st.rerun()
+        else:
+            with ui.guard():
+                report = balance(store, pid, None, targets=targets, method=method, seed=int(seed), top_up=False)
+                ui.flash(report.summary())
+                st.rerun()
+    st.page_link("pages/4_Export.py", label="Export the balanced dataset", icon=":material/download:")
+    st.caption("Excluded samples stay in the file (status 'excluded'); export 'accepted and not yet reviewed' "
+               "to leave them out.")
+
+
+with ui.open_store() as store:
+    pid = ui.frame(store, "Bring your own data")
+    import_section(store, pid)
+    route_section(store, pid)
+    tree = store.tree(pid)
+    if tree.root is not None and tree.kids(tree.root.id):
+        with ui.guard() as guarded:
+            targets = targets_input(store, pid)
+        if not guarded.failed:
+            imbalance_section(store, pid, targets)
+            balance_section(store, pid, targets)

@@ -1,0 +1,93 @@
+"""The Data page (issue 11) with AppTest: upload and map a file, route it as a background job, see the imbalance
+(sunburst, table, "none of these" rows), balance, and the export link."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.app_support import app_env, errors, texts  # noqa: F401
+
+from treesynth_core.fakellm import ROUTE_NONE_MARKER
+
+PAGE = "pages/6_Data.py"
+
+
+def table(at, column: str):
+    """The first table showing ``column`` (AppTest does not expose a dataframe's key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def lopsided_csv() -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["prompt", "reply", "source"])
+    n = 0
+    for a, b, count in [("A", "A", 30), ("B", "B", 6), ("C", "A", 2)]:
+        for _ in range(count):
+            n += 1
+            writer.writerow([f"row {n}: topic {a} at difficulty {b}", f"answer {n}", "web"])
+    writer.writerow([f"row {ROUTE_NONE_MARKER} about poetry", "x", "web"])
+    writer.writerow(["", "a row without a prompt", "web"])
+    return out.getvalue().encode()
+
+
+def test_upload_map_route_see_imbalance_and_balance(app_env):
+    pid = app_env.built()
+    at = app_env.app(PAGE, pid)
+    assert not errors(at)
+    at.file_uploader(key="data_upload").upload("tickets.csv", lopsided_csv(), "text/csv").run()
+    assert "columns: prompt, reply, source" in texts(at)
+    assert at.button(key="data_import").disabled  # fields not mapped yet (no column has their names)
+    at.selectbox(key=f"data_map_{pid}_question").set_value("prompt")
+    at.selectbox(key=f"data_map_{pid}_answer").set_value("reply").run()
+    at.button(key="data_import").click().run()
+    shown = texts(at)
+    assert "imported 39 row(s) from tickets.csv" in shown and "1 bad row(s) skipped" in shown
+    assert "line 41: has no text for field 'question'" in table(at, "skipped row").iloc[0, 0]
+    assert "39 row(s) wait at a split" in texts(at)
+    at.button(key="data_route_start").click().run()
+    job = app_env.last_job(pid)
+    assert job["kind"] == "route" and job["status"] == "complete", job
+    at = app_env.app(PAGE, pid)
+    assert not errors(at)
+    assert "38 reached a leaf" in texts(at)
+    at.number_input(key=f"data_target_{pid}").set_value(5).run()
+    leaves = table(at, "difference")
+    assert sorted(leaves["imported"], reverse=True)[:3] == [30, 6, 2]
+    assert (leaves["state"] == "over").sum() == 2 and (leaves["state"] == "under").sum() == 7
+    assert at.get("plotly_chart")  # the sunburst, coloured by imported rows against the target
+    none_button = next(b for b in at.button if b.key and b.key.startswith("data_none_"))
+    assert "1 row(s)" in none_button.label
+    none_button.click().run()
+    rows = table(at, "answer")
+    assert ROUTE_NONE_MARKER in rows.iloc[0]["question"] and rows.iloc[0]["answer"] == "none of these"
+    assert "exclude 26 sample(s)" in texts(at)
+    at.button(key="data_balance_start").click().run()
+    job = app_env.last_job(pid)
+    assert job["kind"] == "balance" and job["status"] == "complete", job
+    with app_env.store() as store:
+        live = {leaf.id: store.live_count(leaf.id) for leaf in store.tree(pid).leaves()}
+    assert set(live.values()) == {5}
+    at = app_env.app(PAGE, pid)
+    at.number_input(key=f"data_target_{pid}").set_value(5).run()
+    assert "Every leaf is at its target" in texts(at) and "(0 over, 0 under)" in texts(at)
+    assert "Export the balanced dataset" in [link.label for link in at.main.get("page_link")]
+
+
+def test_without_a_tree_the_page_points_to_the_tree_page(app_env):
+    pid = app_env.project()
+    at = app_env.app(PAGE, pid)
+    assert not errors(at)
+    assert "build it on the Tree page first" in texts(at)
+
+
+def test_a_bad_upload_is_one_clear_error(app_env):
+    pid = app_env.built()
+    at = app_env.app(PAGE, pid)
+    at.file_uploader(key="data_upload").upload("latin.csv", "question,answer\ncafé,x\n".encode("latin-1"),
+                                               "text/csv").run()
+    at.button(key="data_import").click().run()
+    assert any("not UTF-8 text" in e for e in errors(at))
+    with app_env.store() as store:
+        assert store.sample_total(pid) == 0
