@@ -139,3 +139,16 @@ def test_bad_targets_are_refused(store, fake, routed, capsys):
     assert store.query("select count(*) as n from samples where status = 'excluded'")[0]["n"] == 0
     assert main(["balance", "--db", store.path, "--target", "10", "--no-top-up", "--yes"]) == 0
     assert "excluded 940" in capsys.readouterr().out  # 1,000 rows in 6 leaves, 10 kept in each
+
+
+def test_balancing_is_one_history_event_that_undo_takes_back(store, fake, routed):
+    from treesynth_core import edits
+
+    project, _ = routed
+    before = live_by_leaf(store, project)
+    balance(store, project, None, target=50, top_up=False)
+    events = edits.history(store, project, limit=5)
+    assert events[0].action == "balance" and "excluded" in events[0].summary
+    assert [e.action for e in events[1:3]] == ["route", "import"]  # each run of those is one event too
+    assert edits.undo(store, project).action == "balance"
+    assert live_by_leaf(store, project) == before

@@ -14,7 +14,8 @@ its live samples, imported and generated alike (rejected and excluded ones do no
   leaf's imported rows as style examples (``seeds.style_examples``: the leaf's seeds first, then its imported
   rows, in a block marked "do not copy their content").
 
-All status changes of a run are one transaction. The plan (``plan_balance``) says what will be excluded,
+All status changes of a run are one transaction and one history event (``history.change``: undo brings the
+excluded samples back). The plan (``plan_balance``) says what will be excluded,
 restored and generated, and what the generation costs, before anything changes.
 """
 
@@ -27,6 +28,7 @@ from typing import Callable
 
 from .errors import Cancelled, ConfigError
 from .generate import generate, plan_generation
+from .history import Scope, change
 from .outcome import Outcome
 from .spec import bounds
 from .store import Store
@@ -282,11 +284,14 @@ def balance(store: Store, project_id: int, llm=None, *, target: int | None = Non
         if leaf.restore:
             excluded = [r for r in rows if r["status"] == "excluded"]
             to_restore += [r["id"] for r in _order_for_restore(excluded, seed, leaf.node_id)[:leaf.restore]]
-    with store.atomic():  # one change of the project: every exclusion and restoration, or none
-        if to_exclude:
-            store.set_sample_status(to_exclude, "excluded")
-        if to_restore:
-            store.set_sample_status(to_restore, "generated")
+    if to_exclude or to_restore:  # one change of the project, one history event (undoable): all of it, or none
+        summary = f"balance: excluded {len(to_exclude)} sample(s), restored {len(to_restore)}"
+        with change(store, project_id=project_id, action="balance", summary=summary,
+                    scope=Scope(sample_ids=to_exclude + to_restore)):
+            if to_exclude:
+                store.set_sample_status(to_exclude, "excluded")
+            if to_restore:
+                store.set_sample_status(to_restore, "generated")
     report.excluded, report.restored = len(to_exclude), len(to_restore)
     short = {leaf.node_id: leaf.add for leaf in plan.leaves if leaf.add}
     report.wanted = sum(short.values()) if top_up else 0

@@ -14,6 +14,9 @@ importing the same file again with the same mapping resumes after the last commi
 imported twice. Whole-file problems (not UTF-8, empty, a field no column maps to, an unreadable Parquet file)
 are refused before anything is written.
 
+**History.** An import run is one event in the project's history (``history.barrier``): it says what was imported,
+and undo stops there (100k rows are not copied into an event); rows are taken back by rejecting them.
+
 Cells are stored as text, never evaluated: a cell such as ``=HYPERLINK(...)`` stays that text, and the CSV
 export quotes formula starts (``export.safe_cell``). The rows land at the root (or ``node_id``); ``routing``
 moves them down the tree.
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ConfigError
+from .history import barrier
 from .outcome import Outcome
 from .samples import clean_reply
 from .store import Store
@@ -423,6 +427,8 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
         raise ConfigError(f"{report.name} has no rows (only a header)", "import a file with rows")
     if not report.cancelled:
         store.update_import(import_id, status=report.outcome.value)
+    if report.imported:  # one event in the project's history; its rows are not kept, so undo stops here
+        barrier(store, project_id, "import", report.summary())
         if on_progress is not None:
             on_progress(size, size)
     return report

@@ -36,6 +36,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import Cancelled, ConfigError, LLMOutputError
+from .history import barrier
 from .llm import LLM
 from .outcome import AbortRule, Outcome, failure_reason
 from .prompts import describe_subspace, format_sample, system_prompt
@@ -425,6 +426,8 @@ def route_samples(store: Store, llm: LLM, project_id: int, sample_ids: list[int]
             progress()
     if stopping():
         report.unrouted += sum(len(b) for b in buffers.values()) + sum(len(u.rows) for u in ready)
+    if report.decisions:  # one event in the project's history: rows moved by a run, like generated rows, are the
+        barrier(store, project_id, "route", report.summary())  # job's output (logged per call); undo stops here
     if report.cancelled:
         raise Cancelled(f"routing cancelled: {report.summary()}", "route again to continue", report=report)
     return report
