@@ -214,7 +214,8 @@ def test_export_every_format(flow):
     assert sorted(r["sample_id"] for r in rows) == sorted(samples)
     assert all(r["question"] == samples[r["sample_id"]]["data"]["question"] and len(r["path"]) == 2 for r in rows)
     table = list(csv.DictReader(io.StringIO(outs["csv"].read_text(encoding="utf-8-sig"), newline="")))
-    assert len(table) == 27 and list(table[0]) == ["question", "answer", "path", "leaf_id", "status", "sample_id"]
+    assert len(table) == 27 and list(table[0]) == ["question", "answer", "path", "leaf_id", "status", "sample_id",
+                                                   "provenance", "edited", "reason", "note"]
     assert all(re.fullmatch(r"topic=topic [ABC] > difficulty=difficulty [ABC]", r["path"]) for r in table)
     chat = [json.loads(line) for line in outs["chat"].read_text().splitlines()]
     assert len(chat) == 27

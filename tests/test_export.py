@@ -18,7 +18,7 @@ from treesynth_core.partition import build
 from treesynth_core.samples import fingerprint
 from treesynth_core.spec import ProjectSpec, parse_fields
 
-COLUMNS = ["question", "answer", "path", "leaf_id", "status", "sample_id"]
+COLUMNS = ["question", "answer", "path", "leaf_id", "status", "sample_id", "provenance", "edited", "reason", "note"]
 
 
 def hand_tree(store, project_id) -> dict[str, str]:
@@ -373,9 +373,11 @@ def reference_export(store, project_id, fmt, statuses=None, under=None, system=N
         row = {name: sample["data"].get(name, "") for name in spec.field_names}
         row["path"] = [{"dimension": d, "value": v} for d, v in sample["drawn"]] or [
             {"dimension": d, "value": v} for d, v in tree.labelled_path(node_id)]
-        row.update(leaf_id=node_id, status=sample["status"], sample_id=sample["id"])
+        row.update(leaf_id=node_id, status=sample["status"], sample_id=sample["id"],
+                   provenance=sample["provenance"] or "generated", edited=bool(sample["edited"]),
+                   reason=sample["reason"], note=sample["note"])
         rows.append(row)
-    columns = spec.field_names + ["path", "leaf_id", "status", "sample_id"]
+    columns = spec.field_names + ["path", "leaf_id", "status", "sample_id", "provenance", "edited", "reason", "note"]
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
     if fmt == "csv":
@@ -383,12 +385,15 @@ def reference_export(store, project_id, fmt, statuses=None, under=None, system=N
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            flat = dict(r, path=" > ".join(f"{p['dimension']}={p['value']}" for p in r["path"]))
+            flat = dict(r, path=" > ".join(f"{p['dimension']}={p['value']}" for p in r["path"]),
+                        edited="true" if r["edited"] else "false")
             writer.writerow({k: export.safe_cell(flat[k]) for k in columns})
         return out.getvalue().encode("utf-8-sig")
     if fmt == "parquet":
         frame = pd.DataFrame(rows, columns=columns)
         frame["path"] = frame["path"].map(lambda p: json.dumps(p, ensure_ascii=False))
+        for name in ("reason", "note"):  # text columns that may hold no value at all
+            frame[name] = pd.Series(frame[name].tolist(), dtype="str")
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return buffer.getvalue()
@@ -606,18 +611,22 @@ def test_assembled_lines_equal_json_dumps_and_csv_writer_on_awkward_text():
         drawn = i % 3 == 0
         row = {"q": texts[i], "a": texts[i + 1],
                "path": [{"dimension": texts[i], "value": texts[-i]}] if drawn else paths["leaf"],
-               "leaf_id": "leaf", "status": "generated", "sample_id": i}
+               "leaf_id": "leaf", "status": "generated", "sample_id": i,
+               "provenance": ("generated", "imported")[i % 2], "edited": i % 4 == 1,
+               "reason": texts[-i - 1] if i % 5 else None, "note": texts[i] if i % 3 else None}
         assert jsonl_line(row) == json.dumps(row, ensure_ascii=False) + "\n"
         buffer = io.StringIO()
-        flat = dict(row, path=export.path_text(row["path"]))
+        flat = dict(row, path=export.path_text(row["path"]), edited="true" if row["edited"] else "false")
         csv.writer(buffer).writerow([export.safe_cell(flat[k]) for k in ["q", "a", "path", "leaf_id", "status",
-                                                                        "sample_id"]])
+                                                                        "sample_id", "provenance", "edited",
+                                                                        "reason", "note"]])
         assert csv_row(row) == buffer.getvalue()
         messages = [{"role": "system", "content": 'sys "prompt"\n'}, {"role": "user", "content": texts[i]},
                     {"role": "assistant", "content": texts[i + 1]}]
         assert chat_line(row) == json.dumps({"messages": messages}, ensure_ascii=False) + "\n"
     for value in (None, 3, 2.5, True, ["x", 1], {"k": "v"}, float("nan")):  # a field that is not text
-        row = {"q": value, "a": "x", "path": paths["leaf"], "leaf_id": "leaf", "status": "accepted", "sample_id": 1}
+        row = {"q": value, "a": "x", "path": paths["leaf"], "leaf_id": "leaf", "status": "accepted", "sample_id": 1,
+               "provenance": "generated", "edited": False, "reason": None, "note": None}
         assert jsonl_line(row) == json.dumps(row, ensure_ascii=False) + "\n"
 
 
@@ -732,3 +741,25 @@ def test_sharegpt_and_alpaca_lines_equal_json_dumps_for_awkward_text():
             if system:
                 expected["system"] = system
             assert alpaca(row) == json.dumps(expected, ensure_ascii=False) + "\n"
+
+
+def test_every_format_carries_provenance_and_the_review_columns(store, project):
+    """provenance (issue 11: generated or imported), edited, the reject reason and the note (issue 8) per row."""
+    leaves = hand_tree(store, project)
+    a, b, c = add(store, project, leaves["algebra"], ("q1", "a1"), ("q2", "a2"), ("q3", "a3"))
+    edits.set_sample_status(store, [a], "rejected", reason="off topic")
+    edits.set_sample_note(store, b, "check the units")
+    edits.edit_sample(store, b, {"question": "q2 fixed", "answer": "a2"})
+    store.db.execute("update samples set provenance = 'imported' where id = ?", [c])
+    expected = {a: ("generated", False, "off topic", None), b: ("generated", True, None, "check the units"),
+                c: ("imported", False, None, None)}
+
+    rows = {r["sample_id"]: r for r in jsonl(export_bytes(store, project, "jsonl"))}
+    assert {i: (r["provenance"], r["edited"], r["reason"], r["note"]) for i, r in rows.items()} == expected
+    frame = pd.read_parquet(io.BytesIO(export_bytes(store, project, "parquet")))
+    got = {int(r.sample_id): (r.provenance, bool(r.edited), None if pd.isna(r.reason) else r.reason,
+                              None if pd.isna(r.note) else r.note) for r in frame.itertuples()}
+    assert got == expected and frame["edited"].dtype == bool
+    table = list(csv.DictReader(io.StringIO(export_bytes(store, project, "csv").decode("utf-8-sig"), newline="")))
+    assert {int(r["sample_id"]): (r["provenance"], r["edited"] == "true", r["reason"] or None, r["note"] or None)
+            for r in table} == expected

@@ -29,7 +29,8 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "chat": "jso
               "alpaca": "jsonl"}
 PAIR_FORMATS = ("chat", "sharegpt", "alpaca")  # a prompt and an answer per line: they need input and output fields
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-TAIL = ["path", "leaf_id", "status", "sample_id"]  # the columns after the project's fields
+# the columns after the project's fields: where the sample sits, its review state and where it came from
+TAIL = ["path", "leaf_id", "status", "sample_id", "provenance", "edited", "reason", "note"]
 ROW_GROUP = 10_000  # Parquet rows per row group
 LINES_PER_WRITE = 1_000  # text lines encoded and written at a time (about 1 MB)
 SMALL_EXPORT_ROWS = 20_000  # the app counts and exports a project this small as the page opens (well under 1 s)
@@ -97,6 +98,10 @@ def _rows(store: Store, project_id: int, names: list[str], paths: dict[str, list
         row["leaf_id"] = node_id
         row["status"] = sample["status"]
         row["sample_id"] = sample["id"]
+        row["provenance"] = sample["provenance"]  # generated or imported (issue 11)
+        row["edited"] = sample["edited"]  # the text was changed by a reviewer (issue 8)
+        row["reason"] = sample["reason"]  # a reviewer's reject reason, or None
+        row["note"] = sample["note"]  # a reviewer's note, or None
         yield row
 
 
@@ -191,7 +196,9 @@ def jsonl_line_maker(names: list[str], paths: dict[str, list[dict]]) -> Callable
     def line(row: dict) -> str:
         parts = [key + json_value(row[n]) for key, n in zip(keys, names)]
         parts += ['"path": ' + path_json(row), '"leaf_id": ' + text(row["leaf_id"]),
-                  '"status": ' + text(row["status"]), '"sample_id": ' + json_value(row["sample_id"])]
+                  '"status": ' + text(row["status"]), '"sample_id": ' + json_value(row["sample_id"]),
+                  '"provenance": ' + text(row["provenance"]), '"edited": ' + ("true" if row["edited"] else "false"),
+                  '"reason": ' + json_value(row["reason"]), '"note": ' + json_value(row["note"])]
         return "{" + ", ".join(parts) + "}\n"
 
     return line
@@ -264,8 +271,10 @@ def csv_line_maker(names: list[str], paths: dict[str, list[dict]]) -> Callable[[
     path_cell = _PathTexts(paths, lambda p: safe_cell(path_text(p)))
 
     def line(row: dict) -> str:
-        return csv_line([safe_cell(row[n]) for n in names] + [path_cell(row), safe_cell(row["leaf_id"]),
-                                                               safe_cell(row["status"]), safe_cell(row["sample_id"])])
+        return csv_line([safe_cell(row[n]) for n in names] + [
+            path_cell(row), safe_cell(row["leaf_id"]), safe_cell(row["status"]), safe_cell(row["sample_id"]),
+            safe_cell(row["provenance"]), "true" if row["edited"] else "false", safe_cell(row["reason"]),
+            safe_cell(row["note"])])
 
     return line
 
@@ -289,13 +298,15 @@ def _write_lines(rows: Iterator[dict], handle: BinaryIO, line: Callable[[dict], 
 
 
 def parquet_schema(spec: ProjectSpec):
-    """Text columns for the fields, path (JSON text), leaf_id and status; int64 sample_id. The pandas
+    """Text columns for the fields, path (JSON text), leaf_id, status, provenance, reason and note; int64
+    sample_id; bool edited. The pandas
     metadata is the one ``DataFrame.to_parquet(index=False)`` writes, so pandas reads the same frame back."""
     import pandas as pd
     import pyarrow as pa
 
     names = spec.field_names + TAIL
-    frame = pd.DataFrame({n: ["x"] for n in names[:-1]} | {"sample_id": [1]})  # dtypes as pandas infers them
+    kinds = {"sample_id": [1], "edited": [True]}  # the rest are text
+    frame = pd.DataFrame({n: kinds.get(n, ["x"]) for n in names})  # dtypes as pandas infers them
     return pa.Schema.from_pandas(frame, preserve_index=False)
 
 
@@ -322,6 +333,8 @@ def _write_parquet(rows: Iterator[dict], handle: BinaryIO, spec: ProjectSpec, pa
             columns["leaf_id"].append(row["leaf_id"])
             columns["status"].append(row["status"])
             columns["sample_id"].append(row["sample_id"])
+            for name in ("provenance", "edited", "reason", "note"):
+                columns[name].append(row[name])
             count += 1
             if count % ROW_GROUP == 0:
                 flush()

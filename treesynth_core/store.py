@@ -488,14 +488,15 @@ class Store:
     # --- streaming reads for export (issue 10)
     def iter_samples(self, project_id: int, *, statuses: list[str] | None = None,
                      nodes: Container[str] | None = None, chunk: int = 5000) -> Iterator[dict]:
-        """The project's samples (id, node_id, data, drawn, status) in id order, read ``chunk`` rows at a time
-        by keyset (``id > last``), so memory stays bounded at any size. The lock is held per chunk only:
+        """The project's samples (id, node_id, data, drawn, status, provenance, edited, reason, note) in id order,
+        read ``chunk`` rows at a time by keyset (``id > last``), so memory stays bounded at any size. The lock is held per chunk only:
         rows added while the generator runs may or may not appear, none appears twice or is skipped.
         ``nodes``: only samples of these nodes (checked before a row is decoded).
 
         ``+project_id`` keeps SQLite on the rowid range (the only index starting with project_id is
         (project_id, norm_hash), which would sort the whole project for every chunk)."""
-        sql = "select id, node_id, data, drawn, status from samples where +project_id = ? and id > ?"
+        sql = ("select id, node_id, data, drawn, status, provenance, edited, reason, note from samples "
+               "where +project_id = ? and id > ?")
         if statuses:
             sql += f" and status in ({','.join('?' * len(statuses))})"
         sql += " order by id limit ?"
@@ -503,11 +504,13 @@ class Store:
         while True:
             with self.lock:
                 rows = self.db.execute(sql, [project_id, last, *(statuses or []), chunk]).fetchall()
-            for sample_id, node_id, data, drawn, status in rows:
+            for sample_id, node_id, data, drawn, status, provenance, edited, reason, note in rows:
                 if nodes is not None and node_id not in nodes:
                     continue
                 yield {"id": sample_id, "node_id": node_id, "data": json.loads(data),
-                       "drawn": json.loads(drawn) if drawn and drawn != "[]" else [], "status": status}
+                       "drawn": json.loads(drawn) if drawn and drawn != "[]" else [], "status": status,
+                       "provenance": provenance or "generated", "edited": bool(edited), "reason": reason,
+                       "note": note}
             if len(rows) < chunk:
                 return
             last = rows[-1][0]
