@@ -23,10 +23,10 @@ def test_plan_before_starting_with_unknown_price(app_env):
     at = app_env.app(GEN, pid)
     assert not errors(at)
     assert metric(at, "Leaves") == "9" and metric(at, "Samples missing") == "27"
-    assert metric(at, "LLM calls") == "9"  # 3 per leaf, 5 per call
+    assert metric(at, "LLM calls") == "9"  # 3 per leaf, 10 per call
     assert "unknown: set prices on Home" in texts(at)
-    at.number_input(key="gen_per_leaf").set_value(10).run()
-    assert metric(at, "Samples missing") == "90" and metric(at, "LLM calls") == "18"
+    at.number_input(key="gen_per_leaf").set_value(15).run()
+    assert metric(at, "Samples missing") == "135" and metric(at, "LLM calls") == "18"  # 15 per leaf: 2 calls each
 
 
 def test_plan_with_prices_and_scope(app_env):
@@ -51,8 +51,8 @@ def test_generate_runs_as_a_job_and_fills_the_leaves(app_env):
     assert not errors(at)
     job = app_env.last_job(pid)
     assert job["kind"] == "generate" and job["status"] == "complete"
-    assert job["params"] == {"per_leaf": 3, "under": None, "approved_only": False, "samples_per_call": 5,
-                             "temperature": 0.7, "concurrency": 16}
+    assert job["params"] == {"per_leaf": 3, "under": None, "approved_only": False, "samples_per_call": 10,
+                             "temperature": 0.7, "concurrency": 64}
     with app_env.store() as store:
         assert len(store.samples(pid)) == 27
     at.run()

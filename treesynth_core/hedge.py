@@ -114,11 +114,19 @@ class RequestThreads:
     def _serve(self) -> None:
         while (task := self._tasks.get()) is not None:
             future, fn, args = task
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:  # handed to whoever waits on the future
-                    future.set_exception(exc)
-            with self._lock:
+            if not future.set_running_or_notify_cancel():  # cancelled while queued
+                with self._lock:
+                    self._idle += 1
+                continue
+            result = error = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to whoever waits on the future
+                error = exc
+            with self._lock:  # idle before the waiter wakes: its next request reuses this thread
                 self._idle += 1
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
 

@@ -59,7 +59,8 @@ class Settings(BaseModel):
     max_values: int = Field(8, ge=2, le=200, description="values cap N before a node becomes 'infinite' (paper: 50)")
     max_depth: int = Field(3, ge=0, le=8, description="depth of the tree (paper: 4); 0: no tree on purpose, "
                                                       "samples are generated from the whole task")
-    samples_per_call: int = Field(5, ge=1, le=20, description="samples asked for in one generation call (paper: 10)")
+    samples_per_call: int = Field(10, ge=1, le=20, description="samples asked for in one generation call (paper: "
+                                                                "10; README: why 10)")
     per_leaf: int = Field(10, ge=1, le=10_000, description="default quota of samples per leaf")
     pivot_temperature: float = Field(1.0, ge=0, le=2)
     criterion_temperature: float = Field(1.0, ge=0, le=2)
@@ -68,7 +69,8 @@ class Settings(BaseModel):
     max_tokens: int = Field(1024, ge=64, le=32_000)
     reasks: int = Field(2, ge=0, le=5, description="extra asks after invalid output (bounded)")
     coverage_rounds: int = Field(2, ge=0, le=5, description="asks to complete a dimension's values (bounded)")
-    concurrency: int = Field(16, ge=1, le=64)
+    concurrency: int = Field(64, ge=1, le=64, description="requests in flight at most (the adaptive window "
+                                                       "halves on a 429); README: why 64")
     price_input_per_m: float | None = Field(None, ge=0, le=10_000,
                                             description="USD per million prompt tokens; None = unknown")
     price_output_per_m: float | None = Field(None, ge=0, le=10_000, description="USD per million completion tokens")
