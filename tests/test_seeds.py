@@ -274,3 +274,19 @@ def test_home_seed_box_adds_imports_and_removes_examples(app_env):
     with app_env.store() as store:
         assert [s.id for s in seeds.list_seeds(store, pid)] == [held[1].id]
     assert "Removed 1 seed example(s)" in texts(at)
+
+
+def test_batch_request_lines_carry_the_seeds(store, tmp_path):
+    from treesynth_core import batch
+
+    pid = store.create_project(ProjectSpec(
+        name="math", task="GSM8K-style grade-school math word problems", fields=parse_fields("question, answer"),
+        settings=Settings(max_depth=1, per_leaf=1, samples_per_call=1)))
+    root = store.tree(pid).root
+    leaf_a, leaf_b = edits.set_split(store, root.id, "topic", ["fractions", "percentages"])
+    seeds.add_seeds(store, pid, [OTHER], node_id=leaf_a)
+    batch.export_requests(store, pid, tmp_path / "req.jsonl", model="m")
+    lines = [json.loads(line) for line in (tmp_path / "req.jsonl").read_text().splitlines()]
+    users = {line["custom_id"].split(":")[1]: user_of(line["body"]["messages"]) for line in lines}
+    assert OTHER["question"] in users[leaf_a] and "<<< style examples" in users[leaf_a]
+    assert "style examples" not in users[leaf_b]

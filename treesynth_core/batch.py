@@ -44,6 +44,7 @@ from .outcome import Outcome, short_reason
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .replies import bad_unicode, load_json, storable, validation_message
 from .samples import clean_samples, fingerprint
+from .seeds import style_examples
 from .spec import Settings
 from .store import Store
 from .tree import Tree
@@ -149,13 +150,14 @@ def export_requests(store: Store, project_id: int, out: str | Path, *, per_leaf:
     def lines():
         rng = random.Random()
         units: dict[str, int] = {}
-        avoid: tuple[str, list[dict]] = ("", [])
+        avoid: tuple[str, list[dict], list[dict]] = ("", [], [])  # a leaf's avoid list and style examples
         for leaf_id, count in call_units(missing, plan.samples_per_call):
             unit = units[leaf_id] = units.get(leaf_id, -1) + 1
             if avoid[0] != leaf_id:
-                avoid = (leaf_id, store.recent_samples(leaf_id, AVOID))
+                avoid = (leaf_id, store.recent_samples(leaf_id, AVOID), style_examples(store, project_id,
+                                                                                       tree.path(leaf_id)))
             attributes = tree.attributes(leaf_id, rng)  # an infinite node's draw is frozen into this line
-            messages = samples_messages(spec, attributes, count, avoid[1])
+            messages = samples_messages(spec, attributes, count, avoid[1], examples=avoid[2])
             body = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": s.max_tokens,
                     "seed": rng.randrange(2**31)}
             if response_format == "json_schema":
