@@ -6,7 +6,7 @@ pages/1_Tree.py; every change goes through ``treesynth_core.edits``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
@@ -39,6 +39,13 @@ class TreeData:
     pruned: dict[str, bool]
     sizes: dict[str, int]
     per_leaf: int
+    memo: dict = field(default_factory=dict)  # other figures derived from this read (valid while it is)
+
+    def remember(self, key, compute):
+        """``compute()``, once per read of the tree."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
 
 def tree_data(store, project_id: int, per_leaf: int) -> TreeData:
@@ -130,12 +137,15 @@ def breadcrumb(tree: Tree, level: str) -> None:
 
 
 def next_button(data: TreeData, node: Node) -> None:
-    todo = unreviewed(data.tree, data.pruned)
+    todo = data.remember("unreviewed", lambda: unreviewed(data.tree, data.pruned))
     if st.button(f"Next unreviewed node ({len(todo)})" if todo else "Every node is reviewed",
                  key="tree_next_unreviewed", disabled=not todo, icon=":material/skip_next:",
                  help="Proposed by the LLM and not yet approved or edited, or marked failed or needs review; "
                       "in outline order after the selected node"):
-        target = next_unreviewed(data.tree, data.pruned, node.id)
+        order = data.remember("order", lambda: {n.id: i for i, n in enumerate(data.tree.subtree(
+            data.tree.root.id))})
+        here = order.get(node.id, -1)
+        target = next((nid for nid in todo if order[nid] > here), todo[0] if todo else None)
         if target:
             go_to(target)
             st.rerun()
@@ -201,14 +211,6 @@ def quota_control(store, tree: Tree, node: Node, per_leaf: int) -> None:
 # ----------------------------------------------------------------------------- confirmations
 
 
-def removal(tree: Tree, counts: dict, node_ids: list[str]) -> tuple[int, int]:
-    """How many nodes and samples (every status) deleting these subtrees removes."""
-    seen: set[str] = set()
-    for nid in node_ids:
-        seen.update(n.id for n in tree.subtree(nid))
-    return len(seen), sum(sum(counts.get(nid, {}).values()) for nid in seen)
-
-
 def ask(key: str, payload) -> None:
     """Hold an action until the curator confirms it (see ``pending``)."""
     st.session_state[f"tree_confirm_{key}"] = payload
@@ -235,43 +237,55 @@ def confirm(key: str, message: str, label: str) -> bool:
 
 
 def outline(store, data: TreeData, settings) -> None:
-    tree, counts = data.tree, data.counts
+    tree = data.tree
     st.subheader("Outline")
     root = tree.root
-    st.caption(f"{len(tree):,} nodes, {len(tree.leaves()):,} live leaves, depth {tree.max_depth()} · root criterion: "
-               f"{ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned · each split lists "
-               "the pivot samples it was chosen from")
-    tops = tree.kids(root.id)
+    leaves = data.remember("live_leaves", lambda: sum(
+        1 for n in tree.nodes.values() if not data.pruned[n.id] and not tree.kids(n.id, include_pruned=False)))
+    st.caption(f"{len(tree):,} nodes, {leaves:,} live leaves, depth {data.remember('depth', tree.max_depth)} · "
+               f"root criterion: {ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned · "
+               "each split lists the pivot samples it was chosen from")
     if root.pivots:
         with st.expander("(root) · evidence of the first split"):
             st.text("\n".join(evidence(store, tree, root.id, settings, call_rows=0).lines(notes=False)))
+    for label, text in data.remember("outline", lambda: outline_sections(data)):
+        with st.expander(ui.md_escape(label)):
+            st.text(text)
+
+
+def outline_sections(data: TreeData) -> list[tuple[str, str]]:
+    """(title, text) per top-level value: its nodes as indented lines with marks, notes and pivots, at most
+    OUTLINE_BUDGET lines over all of them."""
+    tree, counts = data.tree, data.counts
+    tops = tree.kids(tree.root.id)
     cap = max(OUTLINE_MIN, OUTLINE_BUDGET // max(len(tops), 1))
+    out = []
     for top in tops:
         nodes = tree.subtree(top.id)
         failed = sum(1 for n in nodes if n.failure)
         flagged = sum(1 for n in nodes if n.note)
         label = (f"{top.label} · {top.status} · {len(nodes) - 1} below" + (f" · ⚠ {failed} failed" if failed else "")
                  + (f" · {flagged} need review" if flagged else ""))
-        with st.expander(ui.md_escape(label)):
-            lines: list[str] = []
-            for n in nodes:
-                if len(lines) >= cap:
-                    break
-                mark = "⚠ " if n.failure else ("! " if n.note else ("✂ " if n.status == "pruned" else ""))
-                split = f"  [{n.dimension}]" if n.dimension else ""
-                samples = sum(counts.get(n.id, {}).values())
-                extra = f"  ({samples} samples)" if samples else ""
-                pad = "    " * n.depth
-                lines.append(f"{'    ' * (n.depth - 1)}{mark}{n.label} · {n.status}{split}{extra}")
-                if n.failure:
-                    lines.append(f"{pad}failure: {n.failure[:200]}")
-                if n.note:
-                    lines.append(f"{pad}needs review: {n.note[:200]}")
-                for i, p in enumerate(n.pivots, 1):
-                    lines.append(f"{pad}pivot {i}: {_pivot_line(p)}")
+        lines: list[str] = []
+        for n in nodes:
             if len(lines) >= cap:
-                lines.append(f"... more below: select a node under {top.label} to see it")
-            st.text("\n".join(lines))
+                break
+            mark = "⚠ " if n.failure else ("! " if n.note else ("✂ " if n.status == "pruned" else ""))
+            split = f"  [{n.dimension}]" if n.dimension else ""
+            samples = sum(counts.get(n.id, {}).values())
+            extra = f"  ({samples} samples)" if samples else ""
+            pad = "    " * n.depth
+            lines.append(f"{'    ' * (n.depth - 1)}{mark}{n.label} · {n.status}{split}{extra}")
+            if n.failure:
+                lines.append(f"{pad}failure: {n.failure[:200]}")
+            if n.note:
+                lines.append(f"{pad}needs review: {n.note[:200]}")
+            for i, p in enumerate(n.pivots, 1):
+                lines.append(f"{pad}pivot {i}: {_pivot_line(p)}")
+        if len(lines) >= cap:
+            lines.append(f"... more below: select a node under {top.label} to see it")
+        out.append((label, "\n".join(lines)))
+    return out
 
 
 def _pivot_line(pivot) -> str:

@@ -114,15 +114,17 @@ def hand_split(store, node: Node, key: str) -> None:
 
 def attention(data: tui.TreeData) -> tuple[list[Node], list[Node]]:
     """The live nodes whose expansion failed, and those carrying a note (a split that needs review)."""
-    live = [n for n in data.tree.nodes.values() if not data.pruned[n.id]]
-    order = {n.id: i for i, n in enumerate(data.tree.subtree(data.tree.root.id))}
+    live = [n for n in data.tree.nodes.values() if not data.pruned[n.id] and (n.failure or n.note
+                                                                              or n.status == "failed")]
+    order = data.remember("order", lambda: {n.id: i for i, n in enumerate(
+        data.tree.subtree(data.tree.root.id))})
     live.sort(key=lambda n: order.get(n.id, 0))
     return [n for n in live if n.status == "failed" or n.failure], [n for n in live if n.note]
 
 
 def attention_panel(data: tui.TreeData) -> None:
     """How many nodes failed or need review, and a list to jump to each (none shown when all is well)."""
-    failed, review = attention(data)
+    failed, review = data.remember("attention", lambda: attention(data))
     if not failed and not review:
         return
     failed_ids, review_ids = {n.id for n in failed}, {n.id for n in review}
@@ -166,7 +168,8 @@ def chart(store, pid: int, node: Node, level: str, spec, live: bool = False) -> 
     level = level if level in tree.nodes else tree.root.id
     fig = build_figure(tree, data.counts, store.usage_by_node(pid), color_by=color_by, level=level,
                        selected=node.id if node.id in tree.nodes else None, maxdepth=rings,
-                       per_leaf=spec.settings.per_leaf, settings=spec.settings, totals=data.totals)
+                       per_leaf=spec.settings.per_leaf, settings=spec.settings, totals=data.totals,
+                       paths=data.paths, pruned=data.pruned, sizes=data.sizes)
     st.plotly_chart(fig, on_select="rerun", selection_mode="points",
                     key=f"tree_chart_{st.session_state.get('tree_chart_v', 0)}", config={"displaylogo": False})
     if live:
@@ -377,10 +380,11 @@ def actions(store, data: tui.TreeData, node: Node) -> None:
                 st.rerun()
 
 
-def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, per_leaf: int) -> None:
+def expand_panel(pid: int, data: tui.TreeData, node: Node, busy: bool, per_leaf: int) -> None:
+    tree = data.tree
     st.markdown("**Expand with the LLM** (in the background)")
     room = max(1, int(ui.setting_range("max_depth")[1]) - node.depth)
-    below = max(n.depth for n in tree.subtree(node.id)) - node.depth  # how far its subtree reaches now
+    below = data.remember(("reach", node.id), lambda: max(n.depth for n in tree.subtree(node.id))) - node.depth
     if st.session_state.get("tree_levels_node") != node.id or not 1 <= st.session_state.get("tree_levels", 0) <= room:
         st.session_state["tree_levels"] = min(below + 1, room)  # each node starts one level deeper than it reaches
         st.session_state["tree_levels_node"] = node.id
@@ -393,7 +397,7 @@ def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, per_leaf: int) ->
                    + (f"adds {int(levels) - below} level(s) where it is deepest." if levels > below else
                       "only splits nodes that are still unsplit above that depth."))
     c1, c2 = st.columns(2)
-    blocked = busy or node.locked or tree.is_pruned(node.id)
+    blocked = busy or node.locked or data.pruned[node.id]
     if c1.button("Expand this node", key="tree_expand_node", disabled=blocked or bool(tree.kids(node.id)),
                  width="stretch", help="Already split" if tree.kids(node.id) else None):
         if ui.start_job(pid, "build", {"depth": node.depth + 1, "under": node.id}):
@@ -411,11 +415,12 @@ def expand_panel(pid: int, tree: Tree, node: Node, busy: bool, per_leaf: int) ->
             st.rerun()
 
 
-def whole_tree_panel(pid: int, tree: Tree, busy: bool, max_depth: int) -> None:
+def whole_tree_panel(pid: int, data: tui.TreeData, busy: bool, max_depth: int) -> None:
     with st.container(border=True):
         st.markdown("**Whole tree** · review level by level: approve what is right, then expand only that")
         c1, c2, c3 = st.columns([1, 2, 2], vertical_alignment="bottom")
-        depth = ui.number_setting(c1, "Down to depth", "max_depth", max(max_depth, tree.max_depth()),
+        depth = ui.number_setting(c1, "Down to depth", "max_depth", max(max_depth, data.remember(
+                                      "depth", data.tree.max_depth)),
                                   key="tree_all_depth", low=BUILD_DEPTH_MIN)
         if c2.button("Expand every approved leaf", key="tree_expand_approved", disabled=busy, width="stretch"):
             if ui.start_job(pid, "build", {"depth": int(depth), "approved_only": True}):
@@ -453,7 +458,7 @@ with ui.open_store() as store:
         else:
             chart(store, pid, node, level, spec)
         folded_panel(data, level, st.session_state.get("tree_rings", 4))
-        whole_tree_panel(pid, tree, busy, spec.settings.max_depth)
+        whole_tree_panel(pid, data, busy, spec.settings.max_depth)
     with right:
         with ui.guard():
             node_header(store, data, node)
@@ -467,7 +472,7 @@ with ui.open_store() as store:
             st.divider()
             history.repropose(store, pid, tree, node, busy)
             st.divider()
-            expand_panel(pid, tree, node, busy, spec.settings.per_leaf)
+            expand_panel(pid, data, node, busy, spec.settings.per_leaf)
             with st.expander("Set this node's split by hand"):
                 hand_split(store, node, "tree_hand")
     st.divider()

@@ -1154,14 +1154,15 @@ class Store:
 
     # --- the Tree page's change stamp (issue 8, H2)
     def tree_stamp(self, project_id: int) -> tuple:
-        """A cheap fingerprint of a project's nodes and samples: counts, the newest change and the sum of row
-        ids of each. Any write through the Store (a new, deleted, updated or restored row) changes it, so a
-        page may keep its view of the tree while the stamp is the same."""
+        """A cheap fingerprint of a project's nodes and samples: the project's last change (every sample write
+        of the Store touches it), and the count, newest change and row-id sum of its nodes, the count and id
+        sum of its samples (rows deleted or restored with their nodes). A page may keep its view of the tree
+        while the stamp is the same. Reads indexes and the small node rows only, never the sample rows."""
         row = self.query(
-            "select (select count(*) from nodes where project_id = :p) as n, "
+            "select (select updated_at from projects where id = :p) as pt, "
+            "(select count(*) from nodes where project_id = :p) as n, "
             "(select max(updated_at) from nodes where project_id = :p) as nt, "
             "(select total(rowid) from nodes where project_id = :p) as nr, "
             "(select count(*) from samples where project_id = :p) as s, "
-            "(select max(updated_at) from samples where project_id = :p) as st, "
             "(select total(id) from samples where project_id = :p) as sr", {"p": project_id})[0]
         return tuple(row.values())

@@ -347,14 +347,20 @@ def _colour_bar(paint: Paint) -> dict:
 
 
 def failure_counts(tree: Tree, usage: dict[str, dict] | None = None) -> dict[str, int]:
-    """Per node, over its whole subtree: failed nodes (a failed expansion) plus failed LLM call attempts."""
+    """Per node with any, over its whole subtree: failed nodes (a failed expansion) plus failed LLM call
+    attempts (a node missing from the result has none). Each failure walks up its path, so the cost follows
+    the failures, not the size of the tree."""
     usage = usage or {}
-    totals = {nid: 0 for nid in tree.nodes}
-    for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
-        totals[node.id] += int(bool(node.failure or node.status == "failed"))
-        totals[node.id] += int((usage.get(node.id) or {}).get("failed", 0) or 0)
-        if node.parent_id in totals:
-            totals[node.parent_id] += totals[node.id]
+    totals: dict[str, int] = {}
+    own = {nid: int((use or {}).get("failed", 0) or 0) for nid, use in usage.items() if nid in tree.nodes}
+    for node in tree.nodes.values():
+        if node.failure or node.status == "failed":
+            own[node.id] = own.get(node.id, 0) + 1
+    for nid, n in own.items():
+        node = tree.nodes.get(nid)
+        while node is not None and n:
+            totals[node.id] = totals.get(node.id, 0) + n
+            node = tree.nodes.get(node.parent_id) if node.parent_id else None
     return totals
 
 
@@ -372,7 +378,7 @@ def _fold_hover(tree: Tree, parent: Node, folded: list[str], totals: dict, failu
     target = sum(totals[k]["target"] for k in folded)
     lines = [f"<b>+{len(folded)} more values of {_esc(_short(parent.dimension or '', 60))}</b>",
              f"{names}{more}", f"too narrow to draw one by one · samples: {live} of {target} wanted"]
-    failed = sum(failures[k] for k in folded)
+    failed = sum(failures.get(k, 0) for k in folded)
     if failed:
         lines.append(f"failures in them: {failed}")
     lines.append("click to list them")
@@ -383,7 +389,8 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
                  usage: dict[str, dict] | None = None, *, color_by: str = "status", level: str | None = None,
                  selected: str | None = None, maxdepth: int = 4, per_leaf: int = 10,
                  height: int = 620, quality=None, settings=None, totals: dict | None = None,
-                 min_degrees: float = MIN_DEGREES) -> go.Figure:
+                 min_degrees: float = MIN_DEGREES, paths: dict | None = None, pruned: dict | None = None,
+                 sizes: dict | None = None) -> go.Figure:
     """A sunburst of ``tree`` from ``level`` (default the root) down ``maxdepth`` rings, the centre included,
     with a bounded number of sectors (``view``: siblings narrower than ``min_degrees`` fold into one "+N more"
     sector whose id is ``fold_id(parent)``). Sector size counts leaves. ``color_by`` is "status" (the default),
@@ -392,8 +399,9 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
     sibling centroid cosine); the last two read ``quality``, a :class:`treesynth_core.quality.QualityReport`
     (without one every sector is neutral grey), and add a colour bar with a fixed span (``DIVERSITY_SPAN``,
     ``OVERLAP_SPAN``). Labels are black or white by contrast with their sector; ``selected`` gets a dark
-    outline. ``settings`` (the project's) prices the hover's tokens; ``totals`` is ``subtree_counts`` when the
-    caller has it already."""
+    outline. ``settings`` (the project's) prices the hover's tokens; ``totals`` (``subtree_counts``), ``paths``
+    (``path_texts``), ``pruned`` (``pruned_flags``) and ``sizes`` (``leaf_sizes``) may be passed when the caller
+    has them already (each is a pass over the whole tree)."""
     if color_by not in COLOR_MODES:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES)}, not {color_by!r}")
     counts = counts or {}
@@ -402,9 +410,9 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
     lo, hi = paint.span if paint else (0.0, 1.0)
     totals = totals if totals is not None else subtree_counts(tree, counts, per_leaf)
     failures = failure_counts(tree, usage)
-    shown = view(tree, level, maxdepth, min_degrees)
-    pruned = _pruned_flags(tree)
-    paths = path_texts(tree)
+    shown = view(tree, level, maxdepth, min_degrees, sizes)
+    pruned = pruned if pruned is not None else _pruned_flags(tree)
+    paths = paths if paths is not None else path_texts(tree)
     palette = sample_colorscale(SAMPLE_SCALE, [0.05 + 0.9 * i / 20 for i in range(21)])
 
     def share_colour(live: int, target: int) -> str:
@@ -420,7 +428,7 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
             label = "⚠ " + label
         labels.append(_esc(label))
         hover = _hover(tree, node, paths[node.id], totals[node.id], usage.get(node.id, {}), pruned[node.id],
-                       settings, failures[node.id])
+                       settings, failures.get(node.id, 0))
         if paint is not None:
             extra = paint.notes.get(node.id) or (
                 ["no quality report yet: compute one on the Quality page"] if quality is None
@@ -435,7 +443,7 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
         elif color_by == "samples":
             colours.append(share_colour(totals[node.id]["live"], totals[node.id]["target"]))
         elif color_by == "failures":
-            colours.append(failure_colour(failures[node.id]))
+            colours.append(failure_colour(failures.get(node.id, 0)))
         elif node.parent_id is None:
             colours.append(STATUS_COLOURS["root"])
         else:
@@ -453,7 +461,7 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
             colours.append(share_colour(sum(totals[k]["live"] for k in folded),
                                         sum(totals[k]["target"] for k in folded)))
         elif color_by == "failures":
-            colours.append(failure_colour(sum(failures[k] for k in folded)))
+            colours.append(failure_colour(sum(failures.get(k, 0) for k in folded)))
         else:
             colours.append(FOLD_COLOUR)
         holds_selected = selected in folded
