@@ -366,6 +366,7 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
     report.import_id = import_id
     size = path.stat().st_size
     max_chars = spec.settings.max_field_chars
+    dedup = spec.dedup_fields
     pending: list[dict] = []
     last_line = after
     start_skipped, start_rows = skipped, rows_read
@@ -400,7 +401,7 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
                 if missing:
                     bad(line, f"no {resolved[missing[0]]!r} key")
                 else:
-                    kept, why = clean_reply([row], names, max_chars, spec.dedup_fields)
+                    kept, why = clean_reply([row], names, max_chars, dedup)
                     if kept:
                         pending.append({"data": kept[0][0], "norm_hash": kept[0][1], "line": line})
                     else:
