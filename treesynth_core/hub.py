@@ -184,7 +184,8 @@ def card_text(store: Store, project_id: int, options: PushOptions, facts: CardFa
         side = "prompt" if f.name in inputs and outputs else ("answer" if f.name in outputs else "text")
         out.append(f"| `{f.name}` | {side} | {_cell(f.description or '')} |")
     out += ["", "Each row also carries `path` (the leaf's attributes, a list of `{dimension, value}`), `leaf_id`, "
-            "`status` and `sample_id`.", "",
+            "`status`, `sample_id`, `provenance` (generated or imported), `edited` (changed by a reviewer), and the "
+            "reviewer's `reason` and `note`.", "",
             "## Files", "",
             f"- `data/train.parquet` and `data/train.jsonl`: {facts.rows:,} samples with status "
             f"{' or '.join(options.chosen_statuses)} (pruned subtrees left out)", ""]
@@ -258,7 +259,7 @@ def _tree_section(tree: Tree, facts: CardFacts) -> list[str]:
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac"]
 MAX_RINGS = 5
-MIN_LABEL_DEGREES = 12
+CHAR_PX = 6.2  # the width of one character of the labels (11 px sans-serif), to decide whether a label fits
 
 
 def sunburst_svg(tree: Tree, per_leaf: dict[str, int], size: int = 640) -> str:
@@ -279,8 +280,10 @@ def sunburst_svg(tree: Tree, per_leaf: dict[str, int], size: int = 640) -> str:
         return w
 
     fill(root.id)
+    live = [n for n in tree.nodes.values() if not tree.is_pruned(n.id)]
+    rings = max(1, min(MAX_RINGS, max((n.depth for n in live), default=1)))
     c = size / 2
-    ring = (size / 2 - 4) / (MAX_RINGS + 1)
+    ring = (size / 2 - 4) / (rings + 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" height="{size}" '
              'font-family="sans-serif" font-size="11">',
              f'<circle cx="{c}" cy="{c}" r="{ring:.1f}" fill="#eeeeee"><title>{escape(tree.root.label)}: '
@@ -311,12 +314,12 @@ def sunburst_svg(tree: Tree, per_leaf: dict[str, int], size: int = 640) -> str:
                          f'L{x2:.1f},{y2:.1f} A{r0:.1f},{r0:.1f} 0 {large} 0 {x3:.1f},{y3:.1f} Z" fill="{hue}" '
                          f'fill-opacity="{opacity:.2f}" stroke="#ffffff" stroke-width="1">'
                          f'<title>{escape(tree.path_text(kid.id))}: {samples:,} samples</title></path>')
-            if math.degrees(sweep) >= MIN_LABEL_DEGREES:
+            label = kid.label if len(kid.label) <= 14 else kid.label[:13] + "…"
+            if sweep * (r0 + r1) / 2 >= CHAR_PX * len(label) + 4:  # the label fits along the arc's middle
                 tx, ty = point((r0 + r1) / 2, a + sweep / 2)
-                label = kid.label if len(kid.label) <= 14 else kid.label[:13] + "…"
                 parts.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="middle" dominant-baseline="middle">'
                              f'{escape(label)}</text>')
-            if depth < MAX_RINGS:
+            if depth < rings:
                 draw(kid.id, a, sweep, depth + 1, hue)
             a += sweep
 
