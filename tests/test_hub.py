@@ -289,3 +289,14 @@ def test_hub_error_scrubs_anything_token_shaped():
 
     text = hub.hub_error(Boom(f"bad header Authorization: Bearer {TOKEN} and hf_abcdefghijklmnop"), TOKEN, None)
     assert TOKEN not in text and "hf_abcdefghijklmnop" not in text and "Boom" in text
+
+
+def test_nothing_to_push_is_refused_before_any_file_or_request(store, fake_hub, tmp_path, capsys):
+    pid = store.create_project(ProjectSpec(name="empty", task="an empty project here", fields=parse_fields("q, a")))
+    assert main(["push", "--db", store.path, "--project", str(pid), "--repo", "me/empty"]) == 2
+    assert "nothing to push" in capsys.readouterr().err
+    assert main(["push", "--db", store.path, "--project", str(pid), "--repo", "me/empty",
+                 "--dry-run", str(tmp_path / "d")]) == 2
+    assert not (tmp_path / "d").exists() and fake_hub.created == [] and fake_hub.auth_seen == []
+    assert main(["push", "--db", store.path, "--project", str(pid), "--repo", "me/empty", "--status", "nope"]) == 2
+    assert "unknown sample status 'nope'" in capsys.readouterr().err

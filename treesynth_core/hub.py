@@ -334,10 +334,13 @@ def sunburst_svg(tree: Tree, per_leaf: dict[str, int], size: int = 640) -> str:
 def write_upload_set(store: Store, project_id: int, options: PushOptions, folder: str | Path) -> tuple[int, list[str]]:
     """Write the card, the data files and the image into ``folder`` (each atomically); returns (rows, files)."""
     folder = Path(folder)
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
     facts = gather(store, project_id, options)
     statuses = options.chosen_statuses
+    if not facts.rows:
+        raise ConfigError(f"nothing to push: no sample with status {' or '.join(statuses)} outside pruned subtrees",
+                          "generate or accept samples first, or choose other statuses (--status)")
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
     rows = export_file(store, project_id, "parquet", folder / "data/train.parquet", statuses=statuses)
     export_file(store, project_id, "jsonl", folder / "data/train.jsonl", statuses=statuses)
     with atomic_file(folder / "images/sunburst.svg", "sunburst image") as handle:
