@@ -130,25 +130,19 @@ def breadcrumb(tree: Tree, level: str) -> None:
     for i, (col, node) in enumerate(zip(cols, shown)):
         label = "(root)" if node.parent_id is None else node.label
         last = i == len(shown) - 1
-        if col.button(("› " if i else "") + ui.md_escape(label[:24]), key=f"tree_crumb_{node.id}", disabled=last,
-                      width="stretch", help=None if last else f"Zoom out to {label}"):
-            go_to(node.id)
-            st.rerun()
+        col.button(("› " if i else "") + ui.md_escape(label[:24]), key=f"tree_crumb_{node.id}", disabled=last,
+                   width="stretch", help=None if last else f"Zoom out to {label}", on_click=go_to, args=(node.id,))
 
 
 def next_button(data: TreeData, node: Node) -> None:
     todo = data.remember("unreviewed", lambda: unreviewed(data.tree, data.pruned))
-    if st.button(f"Next unreviewed node ({len(todo)})" if todo else "Every node is reviewed",
-                 key="tree_next_unreviewed", disabled=not todo, icon=":material/skip_next:",
-                 help="Proposed by the LLM and not yet approved or edited, or marked failed or needs review; "
-                      "in outline order after the selected node"):
-        order = data.remember("order", lambda: {n.id: i for i, n in enumerate(data.tree.subtree(
-            data.tree.root.id))})
-        here = order.get(node.id, -1)
-        target = next((nid for nid in todo if order[nid] > here), todo[0] if todo else None)
-        if target:
-            go_to(target)
-            st.rerun()
+    order = data.remember("order", lambda: {n.id: i for i, n in enumerate(data.tree.subtree(data.tree.root.id))})
+    here = order.get(node.id, -1)
+    target = next((nid for nid in todo if order[nid] > here), todo[0] if todo else None)
+    st.button(f"Next unreviewed node ({len(todo)})" if todo else "Every node is reviewed",
+              key="tree_next_unreviewed", disabled=not todo, icon=":material/skip_next:", on_click=go_to,
+              args=(target,), help="Proposed by the LLM and not yet approved or edited, or marked failed or needs "
+                                   "review; in outline order after the selected node")
 
 
 # ----------------------------------------------------------------------------- evidence

@@ -6,6 +6,7 @@ import json
 
 from tests.app_support import app_env, errors, texts  # noqa: F401
 from treesynth_core import edits
+from treesynth_core.sunburst import fold_id
 
 TREE = "pages/1_Tree.py"
 
@@ -49,8 +50,8 @@ def repropose(at, app_env, pid):
 
 
 def diff_rows(at):
-    editor = next(e for e in at.get("arrow_data_editor") if "tree_diff_" in e.proto.id)
-    return editor
+    """The Replace diff table as shown (a data editor with a change column)."""
+    return next(e.value for e in at.data_editor if "change" in e.value.columns)
 
 
 def test_first_build_runs_in_the_background_and_shows_the_tree(app_env):
@@ -458,3 +459,249 @@ def test_replacing_a_flagged_split_clears_its_mark(app_env):
     with app_env.store() as store:
         assert store.node(topic_c.id).note is None and store.node(topic_c.id).dimension == "setting"
     assert not [w for w in at.warning if w.value.startswith("Needs review")]
+
+
+# ---------------------------------------------------------------------------- issue 8: curation with a safety net
+
+
+def add_samples(store, pid, node_id, n, tag="s"):
+    from treesynth_core.samples import fingerprint
+
+    rows = [{"data": {"question": f"{tag} {node_id} q{i}", "answer": "a"}, "drawn": [],
+             "norm_hash": fingerprint({"question": f"{tag} {node_id} q{i}", "answer": "a"}, ["question"])}
+            for i in range(n)]
+    edits.add_samples(store, pid, node_id, rows, cap=None, call_id=None)
+
+
+def test_next_unreviewed_node_walks_the_outline_and_skips_reviewed_ones(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_a = node_by_value(store, pid, "topic A")
+        edits.approve(store, topic_a.id)
+        first_leaf = node_by_value(store, pid, "difficulty A", "topic A")
+    at = app_env.app(TREE, pid)
+    assert at.button(key="tree_next_unreviewed").label == "Next unreviewed node (11)"
+    at.button(key="tree_next_unreviewed").click().run()
+    assert at.session_state["tree_node"] == first_leaf.id  # topic A is approved: its first child comes next
+    at.button(key="tree_approve").click().run()
+    assert at.button(key="tree_next_unreviewed").label == "Next unreviewed node (10)"
+    at.button(key="tree_next_unreviewed").click().run()
+    with app_env.store() as store:
+        assert at.session_state["tree_node"] == node_by_value(store, pid, "difficulty B", "topic A").id
+        edits.approve(store, store.tree(pid).root.id, subtree=True)
+    at.run()
+    assert at.button(key="tree_next_unreviewed").disabled
+    assert at.button(key="tree_next_unreviewed").label == "Every node is reviewed"
+
+
+def test_per_leaf_quota_is_set_and_reset_from_the_tree_page(app_env):
+    pid = app_env.built()  # per_leaf 3
+    with app_env.store() as store:
+        leaf = node_by_value(store, pid, "difficulty B", "topic C")
+        topic = node_by_value(store, pid, "topic C")
+    at = select(app_env.app(TREE, pid), topic.id)
+    assert not [n for n in at.number_input if n.key == f"tree_quota_{topic.id}"]  # inner nodes have no quota
+    at = select(at, leaf.id)
+    assert "Quota: 3 (the project's)" in texts(at)
+    at.number_input(key=f"tree_quota_{leaf.id}").set_value(7)
+    at.button(key="FormSubmitter:tree_quota_form-Set quota").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        assert store.node(leaf.id).quota == 7
+    assert "Quota: 7 (this leaf's own)" in texts(at)
+    fig = figure(at)
+    assert "samples: 0 of 7 wanted" in fig["hovertext"][fig["ids"].index(leaf.id)]
+    at.button(key="FormSubmitter:tree_quota_form-Use default (3)").click().run()
+    with app_env.store() as store:
+        assert store.node(leaf.id).quota is None
+    assert "Quota: 3 (the project's)" in texts(at)
+
+
+def test_the_evidence_of_a_split_is_beside_it(app_env):
+    pid = app_env.built()
+    at = app_env.app(TREE, pid)
+    with app_env.store() as store:
+        root = store.tree(pid).root
+        use = store.usage(pid, root.id)
+    title = next(e.label for e in at.expander if e.label.startswith("Evidence"))
+    assert title == f"Evidence: 4 pivot(s) · {use['calls']} LLM call(s)"
+    pivots = next(d.value for d in at.dataframe if "question" in d.value.columns)
+    assert len(pivots) == 4 and set(pivots["value"]) <= {"topic A", "topic B", "topic C"}
+    assert list(pivots.columns) == ["value", "question", "answer"]
+    calls = next(d.value for d in at.dataframe if "step" in d.value.columns)
+    assert {"pivots", "criterion"} <= set(calls["step"])
+    assert "cost unknown (no prices set)" in texts(at)
+    fig = figure(at)
+    assert "pivots: 4 · e.g." in fig["hovertext"][fig["ids"].index(root.id)]
+    assert any("pivot 1: " in t.value for t in at.text)  # the outline lists them too
+
+
+def test_undo_after_delete_restores_the_subtree_and_its_samples_then_redo(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+        for leaf in store.tree(pid).kids(topic_b.id):
+            add_samples(store, pid, leaf.id, 2)
+        before = {n.id for n in store.tree(pid).subtree(topic_b.id)}
+        samples_before = sorted(s["id"] for s in store.samples(pid))
+        root = store.tree(pid).root
+    at = app_env.app(TREE, pid)
+    editor_key = next(k for k in at.session_state if str(k).startswith(f"tree_values_{root.id}"))
+    at.session_state[editor_key] = {"edited_rows": {}, "added_rows": [], "deleted_rows": [1]}
+    at.button(key="FormSubmitter:tree_values_form-Save value changes").click().run()
+    asked = next(w.value for w in at.warning if w.value.startswith("Deleting"))
+    assert "**4 node(s) and 6 sample(s)**" in asked
+    at.button(key="tree_confirm_values_yes").click().run()
+    with app_env.store() as store:
+        assert not before & set(store.tree(pid).nodes) and len(store.samples(pid)) == 0
+    at.button(key="tree_undo").click().run()
+    assert not errors(at) and any(s.value.startswith("Undone: ") for s in at.success)
+    with app_env.store() as store:
+        assert before <= set(store.tree(pid).nodes)
+        assert sorted(s["id"] for s in store.samples(pid)) == samples_before
+    assert "6 samples below" in texts(at)  # the page's view followed the undo
+    at.button(key="tree_redo").click().run()
+    with app_env.store() as store:
+        assert not before & set(store.tree(pid).nodes)
+    history = next(d.value for d in at.dataframe if "what" in d.value.columns)
+    assert history["what"].str.contains("topic B").any()
+
+
+def test_re_propose_with_an_identical_proposal_keeps_every_descendant(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_a = node_by_value(store, pid, "topic A")
+        leaves = store.tree(pid).kids(topic_a.id)
+        for leaf in leaves:
+            add_samples(store, pid, leaf.id, 3)
+        store.update_node(leaves[0].id, dimension="setting")
+        store.add_children(store.node(leaves[0].id), [{"value": "farm"}, {"value": "shop"}], provenance="human")
+        below = {n.id for n in store.tree(pid).subtree(topic_a.id)}
+    at = select(app_env.app(TREE, pid), topic_a.id)
+    app_env.fake.push('{"dimension": "difficulty", "labels": ["difficulty A", "difficulty B", "difficulty C", '
+                      '"difficulty A"]}')
+    app_env.fake.script[-1].step = "criterion"
+    at = repropose(at, app_env, pid)
+    assert any("identical to the current split" in s.value for s in at.success)
+    rows = diff_rows(at)
+    assert list(rows["change"]) == ["= kept"] * 3 and list(rows["nodes below"]) == [3, 1, 1]
+    assert list(rows["samples below"]) == [3, 3, 3]
+    assert at.button(key="tree_replace").label == "Replace (nothing is removed)"
+    at.button(key="tree_replace").click().run()
+    assert not errors(at) and not [w for w in at.warning if w.value.startswith("Replacing")]
+    with app_env.store() as store:
+        assert {n.id for n in store.tree(pid).subtree(topic_a.id)} == below
+        assert len(store.samples(pid)) == 9
+
+
+def test_replace_as_a_diff_with_a_choice_per_value(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+        kids = {k.value: k.id for k in store.tree(pid).kids(topic_b.id)}
+        add_samples(store, pid, kids["difficulty C"], 2)
+    at = select(app_env.app(TREE, pid), topic_b.id)
+    app_env.fake.push('{"dimension": "difficulty", "labels": ["difficulty A", "difficulty Bee", "hardest", '
+                      '"hardest"]}')
+    app_env.fake.script[-1].step = "criterion"
+    at = repropose(at, app_env, pid)
+    rows = diff_rows(at)
+    assert rows["pivots"].str.startswith("2: ").any()  # two pivots were labelled "hardest"
+    shown = texts(at)
+    assert "1 kept" in shown and "1 renamed" in shown and "1 added" in shown and "1 removed" in shown
+    assert at.button(key="tree_replace").label == "Replace: remove 1 node(s) and 2 sample(s)"
+    # untick the removal of difficulty C: it stays with its samples
+    key = next(k for k in at.session_state if str(k).startswith("tree_diff_"))
+    frame_rows = rows.to_dict("records")
+    removed_row = next(i for i, r in enumerate(frame_rows) if r["change"] == "- removed")
+    at.session_state[key] = {"edited_rows": {removed_row: {"apply": False}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert at.button(key="tree_replace").label == "Replace (nothing is removed)"
+    at.button(key="tree_replace").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        values = {k.value: k.id for k in store.tree(pid).kids(topic_b.id)}
+        assert values["difficulty C"] == kids["difficulty C"] and values["difficulty Bee"] == kids["difficulty B"]
+        assert "hardest" in values and len(store.samples(pid)) == 2
+
+
+def test_restore_an_earlier_split_from_the_history(app_env):
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_c = node_by_value(store, pid, "topic C")
+    at = select(app_env.app(TREE, pid), topic_c.id)
+    at.text_input(key="tree_hand_dim").input("setting")
+    at.text_area(key="tree_hand_values").input("farm\nshop")
+    at.button(key="FormSubmitter:tree_hand_form-Set split").click().run()
+    with app_env.store() as store:
+        assert store.node(topic_c.id).dimension == "setting"
+    picker = at.selectbox(key="tree_restore_pick")
+    assert "difficulty" in picker.format_func(picker.value)
+    assert "removes 2 node(s) and 0 sample(s)" in texts(at)
+    at.button(key="tree_restore_split").click().run()
+    assert any(w.value.startswith("Restoring that split removes") for w in at.warning)
+    at.button(key="tree_confirm_restore_yes").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        assert tree.nodes[topic_c.id].dimension == "difficulty"
+        assert [k.value for k in tree.kids(topic_c.id)] == ["difficulty A", "difficulty B", "difficulty C"]
+
+
+def test_a_click_on_more_zooms_there_and_lists_what_still_does_not_fit(app_env, monkeypatch):
+    import treesynth_core.sunburst as sunburst
+
+    pid = app_env.built()
+    with app_env.store() as store:
+        topic_b = node_by_value(store, pid, "topic B")
+        edits.set_split(store, topic_b.id, "setting", [f"place {i}" for i in range(30)])
+        place = node_by_value(store, pid, "place 7")
+    monkeypatch.setattr(sunburst, "MIN_DEGREES", 50.0)  # 30 places of 10-12 degrees each fold, even zoomed in
+    at = app_env.app(TREE, pid)
+    fig = figure(at)
+    assert fold_id(topic_b.id) in fig["ids"] and "+30 more" in fig["labels"] and place.id not in fig["ids"]
+    at.session_state[chart_key(at)] = {"selection": {"points": [{"id": fold_id(topic_b.id)}]}}
+    at.run()
+    assert at.session_state["tree_node"] == topic_b.id and figure(at)["level"] == topic_b.id
+    picker = at.selectbox(key="tree_more_pick")
+    assert len(picker.options) == 30
+    picker.set_value(place.id).run()
+    assert at.session_state["tree_node"] == place.id
+    assert not [s for s in at.selectbox if s.key == "tree_more_pick"]  # the list closes once one is picked
+
+
+def test_a_big_tree_is_searched_not_listed(app_env, monkeypatch):
+    import treesynth_ui_tree
+
+    pid = app_env.built()
+    monkeypatch.setattr(treesynth_ui_tree, "PICK_ALL_UP_TO", 5)
+    at = app_env.app(TREE, pid)
+    assert len(at.selectbox(key="tree_pick").options) == 1 + 3  # the root and its children, no more
+    at.text_input(key="tree_find").input("topic b difficulty c").run()
+    with app_env.store() as store:
+        leaf = node_by_value(store, pid, "difficulty C", "topic B")
+    picker = at.selectbox(key="tree_pick")
+    assert any("topic=topic B > difficulty=difficulty C" == o for o in picker.options)
+    picker.set_value(leaf.id).run()
+    assert at.session_state["tree_node"] == leaf.id
+
+
+def test_the_chart_follows_a_running_build(app_env):
+    import time
+
+    pid = app_env.project(concurrency=1)
+    app_env.fake.latency = 0.3
+    at = app_env.app(TREE, pid)
+    at.button(key="tree_first_go").click().run()
+    deadline = time.time() + 15
+    while time.time() < deadline:  # wait until the first level is in, the build still running
+        with app_env.store() as store:
+            if store.tree(pid).kids(store.tree(pid).root.id):
+                break
+        time.sleep(0.1)
+    at.run()
+    assert "The chart follows the running job." in texts(at)
+    first = len(figure(at)["ids"])
+    app_env.last_job(pid)
+    at.run()
+    assert "The chart follows the running job." not in texts(at) and len(figure(at)["ids"]) >= first

@@ -186,9 +186,11 @@ def leaf_sizes(tree: Tree) -> dict[str, int]:
     return sizes
 
 
-def view(tree: Tree, level: str | None = None, maxdepth: int = 4, min_degrees: float = MIN_DEGREES,
+def view(tree: Tree, level: str | None = None, maxdepth: int = 4, min_degrees: float | None = None,
          sizes: dict[str, int] | None = None) -> View:
-    """The sectors to draw from ``level`` (default the root) down ``maxdepth`` rings, the centre included."""
+    """The sectors to draw from ``level`` (default the root) down ``maxdepth`` rings, the centre included;
+    ``min_degrees`` defaults to MIN_DEGREES."""
+    min_degrees = MIN_DEGREES if min_degrees is None else min_degrees
     sizes = sizes if sizes is not None else leaf_sizes(tree)
     root = level if level in tree.nodes else tree.root.id
     whole = max(sizes[root], 1)
@@ -389,7 +391,7 @@ def build_figure(tree: Tree, counts: dict[str, dict[str, int]] | None = None,
                  usage: dict[str, dict] | None = None, *, color_by: str = "status", level: str | None = None,
                  selected: str | None = None, maxdepth: int = 4, per_leaf: int = 10,
                  height: int = 620, quality=None, settings=None, totals: dict | None = None,
-                 min_degrees: float = MIN_DEGREES, paths: dict | None = None, pruned: dict | None = None,
+                 min_degrees: float | None = None, paths: dict | None = None, pruned: dict | None = None,
                  sizes: dict | None = None) -> go.Figure:
     """A sunburst of ``tree`` from ``level`` (default the root) down ``maxdepth`` rings, the centre included,
     with a bounded number of sectors (``view``: siblings narrower than ``min_degrees`` fold into one "+N more"
