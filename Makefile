@@ -1,6 +1,6 @@
 # Two commands do all the setup on a fresh machine:
-#   make run    installs what the app needs and opens TreeSynth Studio (the bundled offline model when no
-#               OPENAI_BASE_URL / OPENAI_API_KEY is set)
+#   make run    installs what the app needs and serves TreeSynth Studio on http://127.0.0.1:8501 (TREESYNTH_PORT
+#               picks another port; the bundled offline model when no OPENAI_BASE_URL / OPENAI_API_KEY is set)
 #   make test   installs everything (Python packages, the local model, Debian's chromium) and runs every test
 PYTHON ?= python3
 VENV ?= .venv
@@ -58,5 +58,6 @@ test: $(VENV)/.deps $(VENV)/.deps-local chromium
 bench: $(VENV)/.deps
 	$(BIN)/python bench/bench_build.py
 
+# A fake OpenAI-compatible model on 127.0.0.1:8765 for a demo without a key (README: "Try it in three lines").
 fake: $(VENV)/.deps
 	$(BIN)/python -m treesynth_core.fakellm --port 8765 --latency 0.2

@@ -128,7 +128,7 @@ def totals_panel(store, pid: int) -> None:
     m[0].metric("Nodes", len(tree))
     m[1].metric("Leaves", len(tree.leaves()))
     m[2].metric("Samples", sum(by_status.values()))
-    m[3].metric("To review", by_status.get("generated", 0))
+    m[3].metric("Generated", by_status.get("generated", 0), help="Generated and not reviewed yet")
     m[4].metric("Accepted", by_status.get("accepted", 0))
     m[5].metric("Rejected", by_status.get("rejected", 0))
     m[6].metric("LLM calls", use["calls"], help=f"{use['failed_calls']} failed")

@@ -294,7 +294,7 @@ def review(pid: int, ids: list[int], node_ids: list[str], statuses: list[str], f
         current = st.session_state.get(CURRENT_KEY)
         current = current if current in statuses else None
         verdicts = judge.sample_verdicts(store, pid, rows, tree=tree)
-        left, right = st.columns([3, 2], gap="large")
+        left, right = st.columns([1, 1], gap="large")
         with left:
             todo = sum(s == "generated" for s in statuses.values())
             st.caption(f"{todo:,} of {len(rows):,} shown still generated (not reviewed yet)")
@@ -315,7 +315,7 @@ def review(pid: int, ids: list[int], node_ids: list[str], statuses: list[str], f
 
 
 def navigation(ids: list[int], statuses: dict[int, str], current: int | None) -> None:
-    n1, n2, n3 = st.columns(3)
+    n1, n2, n3 = st.columns([2, 2, 3])
     n1.button("Previous", key="samples_prev", shortcut="K", on_click=_move, args=(ids, statuses, "previous"),
               width="stretch", disabled=not ids or current == ids[0])
     n2.button("Next", key="samples_next", shortcut="J", on_click=_move, args=(ids, statuses, "next"),
@@ -330,7 +330,7 @@ def detail(pid: int, sample: dict, fields: list[str], tree: Tree, verdict: Verdi
     st.markdown(f"**Sample #{sid}** · {sample['status']} · {ids.index(sid) + 1} of {len(ids)} shown")
     b1, b2, b3 = st.columns(3)
     for col, status, word, key in [(b1, "accepted", "Accept", "A"), (b2, "rejected", "Reject", "X"),
-                                   (b3, "generated", "Back to generated", "U")]:
+                                   (b3, "generated", "Undo review", "U")]:
         col.button(word, key=f"samples_one_{status}", shortcut=key, disabled=sample["status"] == status,
                    width="stretch", on_click=_act, args=(pid, sid, status, ids, statuses),
                    type="primary" if status == "accepted" else "secondary",
