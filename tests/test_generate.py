@@ -327,3 +327,14 @@ def test_summary_for_the_app_is_short_and_the_cli_keeps_the_fuller_text():
     both = RunReport(build_report, report).summary(for_cli=False)
     assert both.startswith("expanded 1 node(s), 1 failed; 4 new sample(s), 2 call(s) failed")
     assert "`" not in both and "call log" not in both
+
+
+def test_max_tokens_grows_with_the_samples_asked_and_the_leafs_sample_size(fake, store, project, llm, built):
+    """Ten samples of 150 tokens do not fit in the default 1,024: the first call of a leaf asks room for them
+    (1.5 x 10 x 150 + 64); once the leaf has short samples, the setting is enough again."""
+    leaf = built.leaves()[0].id
+    for quota in (10, 20):  # one call each: the second one's leaf has samples
+        generate(store, project, llm, per_leaf=quota, samples_per_call=10, leaf_ids=[leaf])
+    sizes = [body["max_tokens"] for body in fake.requests if step_of(body) == "samples"]
+    assert sizes[0] == 1.5 * 10 * 150 + 64 and sizes[-1] == 1024  # the fake's samples are about 25 tokens
+    assert len(sizes) == 2 and live(store, project)[leaf] == 20

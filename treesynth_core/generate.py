@@ -303,6 +303,18 @@ def duplicate_rate(rows: list[dict]) -> DuplicateRate:
     return out
 
 
+def reply_tokens(max_tokens: int, count: int, recent: list[dict]) -> int:
+    """``max_tokens`` for a call asking ``count`` samples: the setting, raised to 1.5 x what ``count`` samples
+    like the leaf's recent ones take (``DEFAULT_TOKENS_PER_SAMPLE`` each before the leaf has any), so a
+    reply of ten long samples is not cut off and re-asked whole. A cap, not a charge: a reply costs the
+    tokens it has."""
+    if recent:
+        per_sample = sum(len(" ".join(map(str, data.values()))) for data in recent) / len(recent) / CHARS_PER_TOKEN + 15
+    else:
+        per_sample = DEFAULT_TOKENS_PER_SAMPLE
+    return max(max_tokens, min(16_000, int(1.5 * count * per_sample) + 64))
+
+
 class Filler:
     """One generation call for a leaf: ask for ``count`` samples that satisfy the leaf's path, clean the reply
     once, store what is new up to the leaf's quota, and note on the call what was dropped and why. Returns
@@ -333,7 +345,8 @@ class Filler:
             samples_messages(spec, attributes, count, avoid, self.avoid_style,
                              examples=style_examples(self.store, self.project_id, leaf.path)), schema=SamplesReply,
             purpose="samples",
-            node_id=leaf.id, temperature=self.temperature, max_tokens=s.max_tokens, reasks=s.reasks, check=check,
+            node_id=leaf.id, temperature=self.temperature, max_tokens=reply_tokens(s.max_tokens, count, recent),
+            reasks=s.reasks, check=check,
             json_schema=samples_schema(spec, count), cache=False, model=s.model)
         if cleaned.get("value") is not reply.value:
             check(reply.value)
