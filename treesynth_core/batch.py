@@ -37,6 +37,7 @@ from typing import Iterable
 from pydantic import ValidationError
 
 from .config import endpoint_from_env
+from . import edits
 from .errors import ConfigError, TreeSynthError
 from .files import atomic_file, check_target
 from .generate import call_units, generation_targets, no_leaves_reason, plan_generation
@@ -446,8 +447,8 @@ class _ImportContext:
             report.note(f"{custom_id}: {result.reason}")
             self.store.close_batch_request(custom_id, state=result.kind, call_id=call_id, note=result.reason)
             return
-        inserted, duplicates = self.store.add_samples(self.project_id, leaf_id, rows,
-                                                      cap=self.quota(leaf_id, params["per_leaf"]), call_id=call_id)
+        inserted, duplicates = edits.add_samples(self.store, self.project_id, leaf_id, rows,
+                                                 cap=self.quota(leaf_id, params["per_leaf"]), call_id=call_id)
         over = len(rows) - inserted - duplicates
         notes = problems + ([f"{duplicates} duplicate(s)"] if duplicates else []) + (
             [f"{over} beyond the leaf's quota"] if over else [])

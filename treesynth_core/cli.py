@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import batch_cli, data_cli, edits, jobs, judge_cli, quality_cli
+from . import batch_cli, data_cli, edits, history_cli, jobs, judge_cli, quality_cli
 from .config import endpoint_from_env
 from .edits import SAMPLE_STATUSES
 from .errors import Cancelled, ConfigError, NotFoundError, TreeSynthError
@@ -484,6 +484,14 @@ def cmd_edit(args) -> int:
         if args.project is not None and node.project_id != args.project:
             raise NotFoundError(f"--node {args.node!r} belongs to project {node.project_id}, not {args.project}",
                                 "pass the right --project, or leave it out")
+        if "quota" in args:  # --quota N|none (history_cli.quota_option)
+            edits.set_quota(store, args.node, args.quota)
+            print(f"quota: {'the project default' if args.quota is None else args.quota}")
+            if args.action is None:
+                return 0
+        elif args.action is None:
+            raise ConfigError("say what to do: an action (approve, prune, restore, lock, unlock) or --quota",
+                              "see `edit --help`")
         actions = {"approve": lambda: edits.approve(store, args.node, subtree=True),
                    "prune": lambda: edits.prune(store, args.node),
                    "restore": lambda: edits.restore(store, args.node),
@@ -625,11 +633,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=count(*CALLS_LIMIT), default=50,
                    help=f"the newest this many calls; {CALLS_LIMIT[0]} to {CALLS_LIMIT[1]:,} (default: 50)")
 
-    c = command("edit", cmd_edit, "approve / prune / restore / lock / unlock a node's subtree")
-    c.add_argument("action", choices=["approve", "prune", "restore", "lock", "unlock"],
+    c = command("edit", cmd_edit, "approve / prune / restore / lock / unlock a node's subtree, or set its --quota")
+    c.add_argument("action", nargs="?", choices=["approve", "prune", "restore", "lock", "unlock"],
                    help="approve: the node and its subtree; prune / restore: exclude the subtree from building, "
                         "generation and export, or bring it back; lock / unlock: keep the LLM from changing it")
     c.add_argument("--node", required=True, type=text, help="the node's id (see `show`)")
+    history_cli.quota_option(c)  # --quota N|none (issue 8)
+    history_cli.register(sub)  # history, undo, redo (issue 8)
     batch_cli.register(sub)  # batch export / submit / poll / import / list / cancel
     quality_cli.register(sub)  # quality, baseline (issue 9)
     judge_cli.register(sub)  # judge, judge --until N (issue 9)

@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .errors import TreeEditError
-from .history import Event, Scope, change, event, history, redo, undo  # noqa: F401  (re-exported)
+from .history import Event, Scope, barrier, change, event, history, redo, undo  # noqa: F401 (re-exported)
 from .samples import fingerprint
 from .spec import bounds
 from .store import Store
@@ -487,6 +487,35 @@ def move_stranded(store: Store, node_id: str, assignments: dict[int, str]) -> in
         for child in set(moves.values()):
             store.update_samples([s for s, c in moves.items() if c == child], node_id=child)
     return len(moves)
+
+
+def import_tree_nodes(store: Store, project_id: int, root: dict, free) -> None:
+    """Give a new project the tree of a tree file (``treefile.import_tree``, in its transaction): the root's split
+    and every node below, with their ids when ``free(id)`` grants them. Recorded as an import, which undo does not
+    cross (there is nothing before it to go back to)."""
+    root_node = store.tree(project_id).root
+    root_id = free(root.get("id")) or root_node.id
+    if root_id != root_node.id:
+        store.rename_node_id(root_node.id, root_id)
+    store.update_node(root_id, dimension=root.get("dimension"), status=root.get("status", "proposed"),
+                      locked=int(bool(root.get("locked"))))
+    count = 1
+
+    def add(parent, children):
+        nonlocal count
+        for child in children:
+            payload = {"value": child.get("value"), "infinite": child.get("infinite", False),
+                       "values": child.get("values", []), "status": child.get("status", "proposed"),
+                       "id": free(child.get("id"))}
+            (new_id,) = store.add_children(parent, [payload], provenance=child.get("provenance", "human"))
+            store.update_node(new_id, dimension=child.get("dimension"), locked=int(bool(child.get("locked"))),
+                              quota=child.get("quota"))
+            count += 1
+            if child.get("children"):
+                add(store.node(new_id), child["children"])
+
+    add(store.node(root_id), root.get("children", []))
+    barrier(store, project_id, "import_tree", f"imported a tree of {count} node(s)")
 
 
 # the split as a diff and stored proposals (proposals.py builds on the functions above)

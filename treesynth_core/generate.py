@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from . import edits
 from .errors import Cancelled, ConfigError, TreeSynthError
 from .llm import LLM
 from .outcome import Outcome, short_reason
@@ -354,8 +355,8 @@ class Filler:
         copies = near_copies([sample for sample, _ in kept], recent, spec.dedup_fields)
         rows = [{"data": sample, "drawn": attributes, "norm_hash": norm_hash}
                 for i, (sample, norm_hash) in enumerate(kept) if i not in copies]
-        inserted, exact = self.store.add_samples(self.project_id, leaf.id, rows, cap=leaf.quota,
-                                                 call_id=reply.call_id)
+        inserted, exact = edits.add_samples(self.store, self.project_id, leaf.id, rows, cap=leaf.quota,
+                                            call_id=reply.call_id)
         duplicates = exact + len(copies)
         over = len(rows) - inserted - exact
         near = sum(how != "exact" for how in copies.values())

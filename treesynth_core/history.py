@@ -120,6 +120,15 @@ def change(store: Store, *, project_id: int, action: str, summary: str, scope: S
         store.touch(project_id)
 
 
+def barrier(store: Store, project_id: int, action: str, summary: str, actor: str = "human") -> int:
+    """Record a change that cannot be undone (a tree import): undo stops there. Its rows are not kept."""
+    with store.atomic():
+        store.drop_undone_events(project_id)
+        return store.add_event({"project_id": project_id, "node_id": None, "actor": actor, "action": action,
+                                "summary": summary, "before": None, "after": None, "undone": 0, "undoable": 0,
+                                "created_at": _now()})
+
+
 def _now() -> str:
     from .store import now
     return now()

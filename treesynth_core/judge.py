@@ -436,7 +436,7 @@ class _Run:
         with self.store.atomic():  # the verdicts and the rejections they lead to: one commit
             judged = self.store.save_verdicts(reply.call_id, verdicts)
             if doomed:
-                edits.set_sample_status(self.store, doomed, "rejected")
+                edits.set_sample_status(self.store, doomed, "rejected", reason="the judge: does not fit", actor="llm")
         return judged, len(misfits), len(doomed)
 
     def stopping(self) -> bool:

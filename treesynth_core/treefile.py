@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from . import edits
 from .errors import ConfigError, TreeImportError
 from .files import atomic_write
 from .spec import ProjectSpec, bounds
@@ -208,23 +209,5 @@ def import_tree(store: Store, data: bytes | str, *, name: str | None = None) -> 
             return None
 
         project_id = store.create_project(spec)
-        root_node = store.tree(project_id).root
-        root_id = free(root.get("id")) or root_node.id
-        if root_id != root_node.id:
-            store.rename_node_id(root_node.id, root_id)
-        store.update_node(root_id, dimension=root.get("dimension"), status=root.get("status", "proposed"),
-                          locked=int(bool(root.get("locked"))))
-
-        def add(parent, children):
-            for child in children:
-                payload = {"value": child.get("value"), "infinite": child.get("infinite", False),
-                           "values": child.get("values", []), "status": child.get("status", "proposed"),
-                           "id": free(child.get("id"))}
-                (new_id,) = store.add_children(parent, [payload], provenance=child.get("provenance", "human"))
-                store.update_node(new_id, dimension=child.get("dimension"), locked=int(bool(child.get("locked"))),
-                                  quota=child.get("quota"))
-                if child.get("children"):
-                    add(store.node(new_id), child["children"])
-
-        add(store.node(root_id), root.get("children", []))
+        edits.import_tree_nodes(store, project_id, root, free)
     return project_id
