@@ -30,6 +30,8 @@ TABLE_SEEN_KEY = "samples_table_seen"  # the table selection seen last run (a ch
 EDITING_KEY = "samples_editing"  # the sample whose editor is open
 LAST_ACTION_KEY = "samples_last_action"
 REVIEW_ERROR_KEY = "samples_review_error"
+WINDOW_KEY = "samples_table_start"  # the first row the table shows
+TABLE_ROWS = 300  # the table shows this many rows around the current sample (10,000 rows is 1 s a key press)
 
 
 def reason_chosen() -> str | None:
@@ -91,6 +93,19 @@ def _save_note(sid: int) -> None:
         st.session_state[REVIEW_ERROR_KEY] = ui.error_text(exc)
 
 
+def window(ids: list[int], current: int | None) -> int:
+    """The first row the table shows: it stays put while the current sample is among its rows and moves to show
+    it (a few rows above it) when it is not."""
+    start = st.session_state.get(WINDOW_KEY, 0)
+    if current in ids:
+        at = ids.index(current)
+        if not start <= at < start + TABLE_ROWS:
+            start = max(0, at - TABLE_ROWS // 5)
+    start = max(0, min(start, len(ids) - TABLE_ROWS))
+    st.session_state[WINDOW_KEY] = start
+    return start
+
+
 def picked_from_table(rows: list[dict]) -> None:
     """A row the curator clicked becomes the current sample; a selection that did not change since the last run
     (a stale one, after next/previous moved on) is not a pick."""
@@ -127,15 +142,20 @@ def review(pid: int, ids: list[int], node_ids: list[str], statuses: list[str], f
         rows = [by_id[i] for i in ids if i in by_id]
         ids = [r["id"] for r in rows]
         statuses = {r["id"]: r["status"] for r in rows}
-        picked_from_table(rows)
+        start = window(ids, st.session_state.get(CURRENT_KEY))
+        shown = rows[start:start + TABLE_ROWS]
+        picked_from_table(shown)  # the rows the curator saw when they clicked
         current = st.session_state.get(CURRENT_KEY)
         current = current if current in statuses else None
-        verdicts = judge.sample_verdicts(store, pid, rows, tree=tree)
+        judged = shown + ([by_id[current]] if current is not None and current not in {r["id"] for r in shown} else [])
+        verdicts = judge.sample_verdicts(store, pid, judged, tree=tree)
         left, right = st.columns([1, 1], gap="large")
         with left:
             todo = sum(s == "generated" for s in statuses.values())
-            st.caption(f"{todo:,} of {len(rows):,} shown still generated (not reviewed yet)")
-            table(rows, fields, tree, verdicts, current)
+            st.caption(f"{todo:,} of {len(rows):,} shown still generated (not reviewed yet)"
+                       + (f" · table rows {start + 1:,}-{start + len(shown):,}: it follows the sample you review"
+                          if len(shown) < len(rows) else ""))
+            table(shown, fields, tree, verdicts, current)
         with right:
             error = st.session_state.pop(REVIEW_ERROR_KEY, None)
             if error:

@@ -464,3 +464,23 @@ def test_the_samples_list_shows_a_running_job_with_its_progress(app_env, generat
         with app_env.store() as store:
             jobs.request_cancel(store, job_id)
         app_env.wait(job_id)
+
+
+def test_a_long_list_shows_a_table_window_that_follows_the_review(app_env, generated, monkeypatch):
+    import treesynth_ui_review
+
+    monkeypatch.setattr(treesynth_ui_review, "TABLE_ROWS", 5)
+    at = app_env.app(SAMPLES, generated)
+    with app_env.store() as store:
+        ids = [r["id"] for r in store.samples(generated)]
+    assert shown_ids(at) == ids[:5] and "table rows 1-5: it follows the sample you review" in texts(at)
+    at = pick_row(at, 3)  # a click in the window picks that row's sample
+    assert current_id(at) == ids[3]
+    for _ in range(2):
+        at.button(key="samples_one_accepted").click().run()
+    assert current_id(at) == ids[5] and shown_ids(at) == ids[4:9]  # moved to show it, with a row above it
+    at.button(key="samples_prev").click().run()
+    assert current_id(at) == ids[4] and shown_ids(at) == ids[4:9]  # still in view: the window stays
+    at = pick_row(at, 4)  # a row of the moved window
+    assert current_id(at) == ids[8]
+    assert "16 of 18 shown still generated" in texts(at)
