@@ -103,7 +103,6 @@ def targets_input(store, pid: int) -> dict[str, int]:
 
 
 def imbalance_section(store, pid: int, targets: dict[str, int]) -> None:
-    st.header("3. See the imbalance")
     tree = store.tree(pid)
     counts = store.provenance_counts(pid)
     paths = {leaf: tree.path_text(leaf) for leaf in targets}
@@ -181,6 +180,7 @@ with ui.open_store() as store:
     route_section(store, pid)
     tree = store.tree(pid)
     if tree.root is not None and tree.kids(tree.root.id):
+        st.header("3. See the imbalance")
         with ui.guard() as guarded:
             targets = targets_input(store, pid)
         if not guarded.failed:
