@@ -24,3 +24,10 @@ __all__ = [
     "LLMCallError", "LLMOutputError", "NotFoundError", "TreeEditError", "TreeImportError", "Cancelled", "Outcome",
     "atomic_write",
 ]
+
+# bring your own data (issue 11): import a dataset, route its rows down the tree, balance the leaves
+from .balance import balance, plan_balance  # noqa: E402
+from .importer import import_file  # noqa: E402
+from .routing import plan_routing, route_samples  # noqa: E402
+
+__all__ += ["import_file", "route_samples", "plan_routing", "balance", "plan_balance"]
