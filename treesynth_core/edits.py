@@ -24,7 +24,8 @@ from .history import Event, Scope, barrier, change, event, history, redo, undo  
 from .samples import fingerprint
 from .spec import bounds
 from .store import Store
-from .tree import Node, dedupe_values, dimension_key, dimension_problem, normalise, value_problem
+from .tree import (Node, dedupe_values, dimension_key, dimension_problem, normalise, path_labels, path_pruned,
+                   path_used_dimensions, value_problem)
 
 SAMPLE_STATUSES = ("generated", "accepted", "rejected")
 REASON_CHARS = 500  # a reject reason or a note is a line or two, not a document
@@ -63,7 +64,7 @@ class Removal:
 
 
 def _sibling_clash(store: Store, parent_id: str, value: str, except_id: str | None = None) -> None:
-    for sibling in store.tree(store.node(parent_id).project_id).kids(parent_id):
+    for sibling in store.children(parent_id):
         if sibling.id != except_id and not sibling.infinite and normalise(sibling.value or "") == normalise(value):
             raise TreeEditError(f"a sibling already has the value {sibling.value!r}",
                                 "choose a different value or rename the other one")
@@ -90,14 +91,17 @@ def _check_dimension(dimension: str) -> str:
 
 
 def _check_new_dimension(store: Store, node: Node, dimension: str, below: list[Node] | None = None) -> None:
-    """Refuse a dimension an ancestor uses, or one a node kept below (``below``, default: the subtree) uses."""
-    tree = store.tree(node.project_id)
-    for used in tree.used_dimensions(node.id):
+    """Refuse a dimension an ancestor uses, or one a node kept below (``below``, default: the subtree) uses.
+    Reads the node's path and subtree only, never the whole tree."""
+    for used in path_used_dimensions(store.node_path(node.id)):
         if dimension_key(used) == dimension_key(dimension):
             raise TreeEditError(f"an ancestor already splits on {used!r}", "each level needs its own dimension")
-    for n in tree.subtree(node.id)[1:] if below is None else below:
+    if below is None:
+        below = store.nodes_by_id(_below(store, node.id))
+    for n in below:
         if n.dimension and dimension_key(n.dimension) == dimension_key(dimension):
-            raise TreeEditError(f"a node below ({tree.path_text(n.id)}) already splits on {n.dimension!r}",
+            where = " > ".join(f"{d}={v}" for d, v in path_labels(store.node_path(n.id))) or "(root)"
+            raise TreeEditError(f"a node below ({where}) already splits on {n.dimension!r}",
                                 "each level needs its own dimension")
 
 
@@ -219,7 +223,7 @@ def set_split(store: Store, node_id: str, dimension: str, values: list[str]) -> 
 def _current_split(store: Store, node: Node) -> dict | None:
     if not node.dimension:
         return None
-    kids = store.tree(node.project_id).kids(node.id)
+    kids = store.children(node.id)
     infinite = [k for k in kids if k.infinite]
     values = infinite[0].values if infinite else [k.value for k in kids]
     return Split(node.dimension, values, bool(infinite), node.pivots, [], node.note).as_json()
@@ -283,10 +287,9 @@ def approve(store: Store, node_id: str, subtree: bool = False) -> int:
     note is cleared. Approving a subtree clears only that node's note: the notes below were not looked at.
     The provenance stays: a node a human edited is still marked "by human" once approved."""
     node = store.node(node_id)
-    tree = store.tree(node.project_id)
-    if tree.is_pruned(node_id):
+    if path_pruned(store.node_path(node_id)):
         raise TreeEditError("this node is pruned (or under a pruned node)", "restore the subtree first")
-    nodes = [n for n in tree.subtree(node_id) if n.status != "pruned"] if subtree else [node]
+    nodes = [n for n in store.nodes_by_id(store.subtree_ids([node_id])) if n.status != "pruned"] if subtree else [node]
     with change(store, project_id=node.project_id, node_id=node_id, action="approve",
                 summary=f"approved {_label(store, node)}" + (f" and its subtree ({len(nodes)} nodes)" if subtree else ""),
                 scope=Scope(node_ids=[n.id for n in nodes])):
@@ -475,7 +478,7 @@ def move_stranded(store: Store, node_id: str, assignments: dict[int, str]) -> in
     """Move a node's stranded samples, each to the child named in ``assignments`` (sample id -> child id), in one
     event (a router's answer, or the curator's picks)."""
     node = store.node(node_id)
-    kids = {k.id for k in store.tree(node.project_id).kids(node_id)}
+    kids = {k.id for k in store.children(node_id)}
     wrong = {c for c in assignments.values() if c not in kids}
     if wrong:
         raise TreeEditError(f"{len(wrong)} target(s) are not children of {_label(store, node)}", "pick its children")

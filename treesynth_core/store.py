@@ -1113,6 +1113,15 @@ class Store:
         """The ids of the samples sitting on this very node."""
         return [r["id"] for r in self.query("select id from samples where node_id = ? order by id", [node_id])]
 
+    def children(self, node_id: str) -> list[Node]:
+        """A node's children in their order (the parent_id index: never the whole tree)."""
+        return [node_from_row(r) for r in self.query("select * from nodes where parent_id = ? order by position, id",
+                                                      [node_id])]
+
+    def nodes_by_id(self, node_ids: list[str]) -> list[Node]:
+        """These nodes (those that exist), in no particular order."""
+        return [node_from_row(r) for r in self.snapshot(node_ids=node_ids)[0].values()]
+
     def subtree_ids(self, node_ids: list[str]) -> list[str]:
         """These nodes and every node below them (ids, each once)."""
         out: list[str] = []
@@ -1151,6 +1160,7 @@ class Store:
     def set_proposal_state(self, proposal_id: int, state: str) -> None:
         with self.atomic():
             self.db.execute("update proposals set state = ?, updated_at = ? where id = ?", [state, now(), proposal_id])
+
 
     # --- the Tree page's change stamp (issue 8, H2)
     def tree_stamp(self, project_id: int) -> tuple:
