@@ -58,8 +58,8 @@ def test_import_route_balance_export_a_lopsided_1000_rows(store, fake, routed, t
     for row in rows:
         per_leaf[row["leaf_id"]] = per_leaf.get(row["leaf_id"], 0) + 1
     assert set(per_leaf.values()) == {100}
-    if "provenance" in rows[0]:  # the export's provenance column (export.py, issue 11 part 6)
-        assert sum(r["provenance"] == "imported" for r in rows) == 450
+    assert sum(r["provenance"] == "imported" for r in rows) == 450  # provenance per row
+    assert sum(r["provenance"] == "generated" for r in rows) == 450
     print(f"\nbefore: {sorted(before.values(), reverse=True)}; after: {sorted(per_leaf.values())}")
 
 
