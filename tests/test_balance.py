@@ -152,3 +152,17 @@ def test_balancing_is_one_history_event_that_undo_takes_back(store, fake, routed
     assert [e.action for e in events[1:3]] == ["route", "import"]  # each run of those is one event too
     assert edits.undo(store, project).action == "balance"
     assert live_by_leaf(store, project) == before
+
+
+def test_a_leaf_with_its_own_quota_is_balanced_to_it(store, fake, routed):
+    from treesynth_core import edits
+
+    project, llm = routed
+    small = leaf_of(store, project, "C", "B")
+    edits.set_quota(store, small, 40)
+    with pytest.raises(ConfigError, match="its own quota 40"):
+        plan_balance(store, project, targets={small: 30})
+    report = balance(store, project, llm, target=60)
+    assert report.outcome is Outcome.COMPLETE
+    live = live_by_leaf(store, project)
+    assert live.pop(small) == 40 and set(live.values()) == {60}

@@ -155,8 +155,9 @@ def _check(name: str, value, low: int, high: int) -> int:
 
 def leaf_targets(tree: Tree, target: int | None, targets: dict[str, int] | None, under: str | None = None
                  ) -> dict[str, int]:
-    """leaf id -> its target: ``targets`` where given, else ``target``. A leaf with neither is left alone; a
-    target naming a node that is not a leaf here is refused."""
+    """leaf id -> its target: ``targets`` where given, else the leaf's own quota when it has one, else ``target``.
+    A leaf with none of these is left alone. A target naming a node that is not a leaf here, or differing from
+    the leaf's own quota (generation would fill it to the quota), is refused."""
     high = int(bounds("per_leaf")[1])
     if target is not None:
         _check("target", target, 0, high)
@@ -168,8 +169,14 @@ def leaf_targets(tree: Tree, target: int | None, targets: dict[str, int] | None,
                               "give targets for leaf ids from `show`")
     out = {}
     for leaf in leaves:
+        own = tree.nodes[leaf].quota  # a leaf with its own quota keeps it, as generation does
         if targets and leaf in targets:
+            if own is not None and own != targets[leaf]:
+                raise ConfigError(f"leaf {tree.path_text(leaf)} has its own quota {own}, not {targets[leaf]}",
+                                  f"give it the target {own}, or change its quota first (edit --quota)")
             out[leaf] = targets[leaf]
+        elif own is not None and (target is not None or targets):
+            out[leaf] = own
         elif target is not None:
             out[leaf] = target
     if not out:
