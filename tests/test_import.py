@@ -213,3 +213,17 @@ def test_cli_import_data_exit_codes(store, project, tmp_path, capsys):
     assert "no column for the field 'question'" in capsys.readouterr().err
     assert main(["import-data", "--db", db, "--file", str(bad), "--map", "question=q", "--map", "answer=a"]) == 0
     assert main(["import-data", "--db", db, "--file", str(good), "--map", "nonsense"]) == 2
+
+
+def test_a_tree_built_after_an_import_sees_its_rows_as_style_examples(store, project, tmp_path, fake):
+    """The rows land at the root, so the root's pivot prompt shows the first of them (seeds.style_examples):
+    the tree is built from the task and a sample of the dataset."""
+    from treesynth_core.llm import LLM
+    from treesynth_core.partition import build
+
+    path = write_csv(tmp_path / "d.csv", ["question", "answer"],
+                     [[f"How do I reset router model X{i}?", f"Hold the button {i} s."] for i in range(5)])
+    import_file(store, project, path)
+    build(store, project, LLM(fake.endpoint(), store, project), depth=1)
+    pivots = next(r for r in fake.requests if "Step: pivots" in r["messages"][0]["content"])
+    assert "How do I reset router model X0?" in pivots["messages"][1]["content"]
