@@ -420,3 +420,73 @@ def test_cli_history_undo_redo_and_edit_quota(store, project, grown, capsys):
     add(store, project, child, "made since")
     assert cli.main(["undo", "--db", db]) == 2
     assert "changed since" in capsys.readouterr().err
+
+
+def test_diff_lists_the_pivots_behind_each_value(store, project, grown):
+    ids, _ = grown
+    pivots = [{"question": "solve x"}, {"question": "a circle"}, {"question": "2x = 4"}]
+    diff = edits.diff_split(store, ids["root"], "topic", ["algebra", "circles"], pivots=pivots,
+                            labels=["Algebra", "circles", "algebra"])
+    by_new = {c.new: c.pivots for c in diff.changes if c.new}
+    assert by_new == {"algebra": [pivots[0], pivots[2]], "circles": [pivots[1]]}
+
+
+def test_a_propose_job_that_fails_stores_nothing_and_says_so(fake, store, project):
+    root = store.tree(project).root
+    import dataclasses
+
+    endpoint = dataclasses.replace(fake.endpoint(max_retries=0, timeout=2), base_url="http://127.0.0.1:9/v1")  # refused
+    job_id = jobs.start_job(store.path, project, "propose", {"node_id": root.id}, endpoint)
+    jobs.wait(store.path, job_id, timeout=60)
+    job = jobs.get_job(store, job_id)
+    assert job["status"] == "failed" and "re-proposing" in job["message"]
+    assert edits.proposals(store, root.id) == []
+
+
+def test_stranded_samples_can_be_routed_by_the_llm(fake, store, project, llm):
+    from treesynth_core.routing import route
+
+    build(store, project, llm, depth=1)
+    generate(store, project, llm, per_leaf=3)
+    leaf = store.tree(project).leaves()[0]
+    total = len(store.samples(project))
+    edits.apply_split(store, leaf.id, Split("level", ["basic", "advanced"]), actor="human")
+    assert edits.stranded(store, project) == {leaf.id: 3}
+    params = edits.stranded_route_params(store, leaf.id)
+    report = route(store, project, llm, **params)
+    assert report.outcome.value in ("complete", "partial")
+    left = edits.stranded(store, project).get(leaf.id, 0)
+    assert left < 3  # routed to the children (the rest are recorded "none of these", not lost)
+    assert len(store.samples(project)) == total  # nothing dropped
+
+
+def test_concurrent_writers_from_two_connections_lose_no_edit_and_undo_in_order(store, project, grown):
+    import threading
+
+    ids, samples = grown
+    other = Store(store.path)
+    leaves = [ids["easy"], ids["hard"], ids["geometry"], ids["statistics"]]
+    errors = []
+
+    def work(s, offset):
+        try:
+            for i in range(10):
+                edits.set_quota(s, leaves[(i + offset) % 4], i + offset)
+                edits.set_sample_note(s, samples[leaves[i % 4]][offset % 3], f"note {offset} {i}")
+        except Exception as exc:  # pragma: no cover - the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s, k)) for s, k in ((store, 0), (other, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    before = len(events(store, project))
+    assert len([e for e in events(store, project) if e.action in ("set_quota", "sample_note")]) == 40
+    for _ in range(40):
+        edits.undo(other if _ % 2 else store, project)
+    assert len(events(store, project)) == before
+    assert all(store.node(leaf).quota is None for leaf in leaves)
+    assert all(s["note"] is None for s in store.samples(project))
+    other.close()

@@ -474,6 +474,17 @@ def move_samples(store: Store, sample_ids: list[int], child_id: str) -> int:
     return len(moving)
 
 
+def stranded_route_params(store: Store, node_id: str) -> dict:
+    """The parameters of a "route" job (routing.py) that asks the LLM which child each stranded sample of this
+    node belongs to, batched: ``jobs.start_job(db, project_id, "route", edits.stranded_route_params(...), ...)``."""
+    return {"start_node_id": node_id, "sample_ids": store.sample_ids_on(node_id)}
+
+
+def project_removal(store: Store, project_id: int) -> Removal:
+    """What deleting a whole project removes (for its confirmation)."""
+    return Removal(len(store.subtree_ids([store.tree(project_id).root.id])), store.sample_total(project_id))
+
+
 def move_stranded(store: Store, node_id: str, assignments: dict[int, str]) -> int:
     """Move a node's stranded samples, each to the child named in ``assignments`` (sample id -> child id), in one
     event (a router's answer, or the curator's picks)."""
@@ -522,5 +533,5 @@ def import_tree_nodes(store: Store, project_id: int, root: dict, free) -> None:
 
 
 # the split as a diff and stored proposals (proposals.py builds on the functions above)
-from .proposals import (Proposal, SplitDiff, ValueChange, diff_split, dismiss_proposal, proposal,  # noqa: E402,F401
-                        proposals, replace_split, replace_with, restore_split, save_proposal)
+from .proposals import (Proposal, SplitDiff, ValueChange, diff_split, dismiss_proposal, pivots_by_value,  # noqa
+                        proposal, proposals, replace_split, replace_with, restore_split, save_proposal)

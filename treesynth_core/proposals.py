@@ -42,6 +42,7 @@ class ValueChange:
     nodes_below: int = 0  # nodes in the child's subtree, the child included
     samples_below: int = 0  # samples on those nodes
     values: list[str] = field(default_factory=list)  # an open-ended child's proposed value list
+    pivots: list[dict] = field(default_factory=list)  # the proposal's pivot samples labelled with this value
     apply: bool = True  # the curator's choice: take this change (see the module docstring)
 
 
@@ -101,8 +102,19 @@ def _counts(store: Store, child_id: str) -> tuple[int, int]:
     return len(ids), store.samples_on_count(ids)
 
 
-def diff_split(store: Store, node_id: str, dimension: str, values: list[str], infinite: bool = False) -> SplitDiff:
-    """The proposed split against the node's current children, one change per value (rule: module docstring)."""
+def pivots_by_value(pivots: list[dict], labels: list[str]) -> dict[str, list[dict]]:
+    """The pivot samples the criterion gave each value (by normalised value): the evidence behind each value."""
+    out: dict[str, list[dict]] = {}
+    if len(labels) == len(pivots):
+        for pivot, label in zip(pivots, labels):
+            out.setdefault(normalise(label), []).append(pivot)
+    return out
+
+
+def diff_split(store: Store, node_id: str, dimension: str, values: list[str], infinite: bool = False,
+               pivots: list[dict] | None = None, labels: list[str] | None = None) -> SplitDiff:
+    """The proposed split against the node's current children, one change per value (rule: module docstring).
+    With the proposal's ``pivots`` and ``labels``, each change lists the pivots labelled with its new value."""
     node = store.node(node_id)
     kids = store.tree(node.project_id).kids(node_id)
     values = dedupe_values([" ".join(v.split()) for v in values if v and v.strip()])
@@ -148,6 +160,9 @@ def diff_split(store: Store, node_id: str, dimension: str, values: list[str], in
             changes.append(ValueChange("added", None, v))
     changes += [gone(k) for i, k in enumerate(rest_old) if i not in used_old]
     changes += [gone(k) for k in open_kids]
+    evidence = pivots_by_value(pivots or [], labels or [])
+    for c in changes:
+        c.pivots = evidence.get(normalise(c.new or ""), []) if c.new else []
     return SplitDiff(node_id, node.dimension, dimension, changes)
 
 
@@ -228,7 +243,7 @@ def replace_with(store: Store, node_id: str, split, actor: str = "human", propos
                  action: str = "replace_split") -> list[str]:
     """Replace a node's split by ``split`` taking every change of the diff: kept and renamed children keep their
     subtree and samples, only the values the split lacks are removed."""
-    diff = diff_split(store, node_id, split.dimension, split.values, split.infinite)
+    diff = diff_split(store, node_id, split.dimension, split.values, split.infinite, split.pivots, split.labels)
     return replace_split(store, node_id, split.dimension, diff.changes, pivots=split.pivots, note=split.note,
                          actor=actor, proposal_id=proposal_id, action=action)
 
