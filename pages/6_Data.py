@@ -142,6 +142,11 @@ def imbalance_section(store, pid: int, targets: dict[str, int]) -> None:
             st.caption(f"The rows at {tree.path_text(shown)} (first {NONE_SHOWN}); add a value on the Tree page "
                        "and route again, or leave them out")
             st.dataframe(table, hide_index=True, width="stretch", key="data_none_rows")
+            if st.button("Ask again for these rows", key="data_none_retry", icon=":material/replay:",
+                         help="After you added a value to this split on the Tree page: the rows are routed again "
+                              "from here"):
+                if ui.start_job(pid, "route", {"start_node_id": shown, "retry_none": True}):
+                    st.rerun()
 
 
 def balance_section(store, pid: int, targets: dict[str, int]) -> None:

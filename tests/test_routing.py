@@ -206,3 +206,20 @@ def test_kill_9_during_routing_then_resume_routes_every_row_exactly_once(tmp_pat
             counts = at_leaves(store, project)
             expected = {leaf_of(store, project, a, b): c for a, b, c in spec}
             assert {k: v for k, v in counts.items() if v} == expected  # none lost, none twice
+
+
+def test_rows_answered_none_can_be_asked_again(store, fake, tmp_path, capsys, monkeypatch):
+    for name, value in {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "sk-x", "TREESYNTH_MODEL": "fake-model"
+                        }.items():
+        monkeypatch.setenv(name, value)
+    project, llm = built(store, fake, reasks=0)
+    import_rows(store, project, tmp_path, rows_for([("B", "A", 4)]))
+    fake.route_invalid = True
+    assert route_samples(store, llm, project).none == 4
+    fake.route_invalid = False
+    assert route_samples(store, llm, project).rows == 0  # a decision stands until asked again
+    assert plan_routing(store, project, retry_none=True).rows == 4
+    assert main(["route", "--db", store.path, "--retry-none", "--yes"]) == 0
+    assert "4 reached a leaf" in capsys.readouterr().out
+    assert at_leaves(store, project)[leaf_of(store, project, "B", "A")] == 4
+    assert store.none_rows(project) == []

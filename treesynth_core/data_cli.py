@@ -47,6 +47,8 @@ def register(sub) -> None:
     c.set_defaults(func=cmd_route)
     _llm_options(c, cli)
     c.add_argument("--under", type=cli.text, help="only rows at this node or below it")
+    c.add_argument("--retry-none", action="store_true",
+                   help="ask again for the rows answered 'none of these' (e.g. after adding a value to their split)")
     c.add_argument("--rows-per-call", type=cli.count(*ROWS_RANGE), default=ROWS_PER_CALL,
                    help=f"rows classified in one call; {ROWS_RANGE[0]} to {ROWS_RANGE[1]} (default {ROWS_PER_CALL})")
 
@@ -121,7 +123,8 @@ def cmd_route(args) -> int:
 
     with cli._open(args) as (store, project_id):
         under = cli._node(store.tree(project_id), args.under, "--under")
-        plan = plan_routing(store, project_id, start_node_id=under, rows_per_call=args.rows_per_call)
+        plan = plan_routing(store, project_id, start_node_id=under, rows_per_call=args.rows_per_call,
+                            retry_none=args.retry_none)
         print(route_plan_text(plan))
         if not plan.rows:
             print("nothing to route: every row is at a leaf or has a decision at its node")
@@ -131,7 +134,8 @@ def cmd_route(args) -> int:
                 print("nothing done: run again with --yes to route", file=sys.stderr)
             return 0
         with cli._endpoint(args) as endpoint:
-            params = {"start_node_id": under, "rows_per_call": args.rows_per_call, "concurrency": args.concurrency}
+            params = {"start_node_id": under, "rows_per_call": args.rows_per_call, "concurrency": args.concurrency,
+                      "retry_none": args.retry_none}
             job, outcome = cli._run(args, store, project_id, "route", params, endpoint)
     return cli._report(job, outcome, "route", job["message"])
 

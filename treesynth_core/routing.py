@@ -224,7 +224,7 @@ def _scope(tree: Tree, start: str | None) -> list[str]:
 
 
 def plan_routing(store: Store, project_id: int, *, sample_ids: list[int] | None = None, start_node_id: str | None = None,
-                 rows_per_call: int = ROWS_PER_CALL) -> RoutePlan:
+                 rows_per_call: int = ROWS_PER_CALL, retry_none: bool = False) -> RoutePlan:
     """What routing the rows waiting at a split costs: one call per ``rows_per_call`` rows per level, plus one
     per node reached for its last, partial batch (an upper bound); tokens from the rows' own length."""
     _check_rows(rows_per_call)
@@ -233,6 +233,12 @@ def plan_routing(store: Store, project_id: int, *, sample_ids: list[int] | None 
     splits = _splits(tree)
     scope = [n for n in _scope(tree, start_node_id) if n in splits]
     pending = store.unrouted_samples(project_id, scope, sample_ids=sample_ids)
+    if retry_none:
+        known = {r["id"] for r in pending}
+        pending += [{"id": r["sample_id"], "node_id": r["node_id"], "data": r["data"]}
+                    for r in store.none_rows(project_id, limit=10**9) if r["node_id"] in scope
+                    and r["sample_id"] not in known and r["status"] not in ("rejected", "excluded")
+                    and (sample_ids is None or r["sample_id"] in sample_ids)]
     calls = prompt = completion = levels = 0
     by_depth: dict[int, int] = {}
     for row in pending:
@@ -330,14 +336,17 @@ class _Router:
 def route_samples(store: Store, llm: LLM, project_id: int, sample_ids: list[int] | None = None,
                   start_node_id: str | None = None, on_progress: Callable[[int, int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, *, rows_per_call: int = ROWS_PER_CALL,
-                  concurrency: int | None = None) -> RouteReport:
+                  concurrency: int | None = None, retry_none: bool = False) -> RouteReport:
     """Route the live samples waiting at a split under ``start_node_id`` (default: the root) down to leaves:
-    all of them, or these ``sample_ids``. Progress counts rows that reached a leaf or a "none of these". Raises
-    Cancelled (with the report) when ``should_stop`` turns true; what was routed is kept."""
+    all of them, or these ``sample_ids``. ``retry_none``: ask again for the rows answered "none of these" in
+    scope (after a value was added to their split). Progress counts rows that reached a leaf or a "none of
+    these". Raises Cancelled (with the report) when ``should_stop`` turns true; what was routed is kept."""
     _check_rows(rows_per_call)
     tree = store.tree(project_id)
     splits = _splits(tree)
     scope = [n for n in _scope(tree, start_node_id) if n in splits]
+    if retry_none:
+        store.clear_none_routes(project_id, scope)
     pending = store.unrouted_samples(project_id, scope, sample_ids=sample_ids)
     report = RouteReport(rows=len(pending))
     if not pending:
@@ -434,11 +443,11 @@ def route_samples(store: Store, llm: LLM, project_id: int, sample_ids: list[int]
 
 
 def route(store: Store, project_id: int, llm: LLM, *, on_progress=None, should_stop=None, sample_ids=None,
-          start_node_id: str | None = None, rows_per_call: int = ROWS_PER_CALL, concurrency: int | None = None
-          ) -> RouteReport:
+          start_node_id: str | None = None, rows_per_call: int = ROWS_PER_CALL, concurrency: int | None = None,
+          retry_none: bool = False) -> RouteReport:
     """``route_samples`` with the job runner's argument order (jobs.ACTIONS["route"])."""
     return route_samples(store, llm, project_id, sample_ids, start_node_id, on_progress, should_stop,
-                         rows_per_call=rows_per_call, concurrency=concurrency)
+                         rows_per_call=rows_per_call, concurrency=concurrency, retry_none=retry_none)
 
 
 __all__ = ["ROWS_PER_CALL", "NONE", "RouteReply", "RoutePlan", "RouteReport", "route_messages", "plan_routing",

@@ -937,6 +937,17 @@ class Store:
             r["data"] = json.loads(r["data"])
         return rows
 
+    def clear_none_routes(self, project_id: int, node_ids: list[str]) -> int:
+        """Forget the "none of these" decisions at these nodes (their split changed: ask again). Returns how many."""
+        removed = 0
+        with self.atomic():
+            for start in range(0, len(node_ids), 500):
+                chunk = node_ids[start:start + 500]
+                removed += self.db.execute(
+                    f"delete from routes where project_id = ? and child_id is null and node_id in "
+                    f"({','.join('?' * len(chunk))})", [project_id, *chunk]).rowcount
+        return removed
+
     def route_total(self, project_id: int) -> int:
         with self.lock:
             return self.db.execute("select count(*) from routes where project_id = ?", [project_id]).fetchone()[0]
