@@ -147,22 +147,43 @@ def safe_cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def csv_line(cells: list[str]) -> str:
+def csv_line(cells: list[str], verbatim: int = 0) -> str:
     """One CSV record as ``csv.writer`` (the excel dialect, QUOTE_MINIMAL) writes it: a cell holding a comma,
-    a quote, CR or LF is quoted, its quotes doubled; records end in CRLF."""
+    a quote, CR or LF is quoted, its quotes doubled; records end in CRLF. The last ``verbatim`` cells are
+    already encoded (several cells joined by commas) and go in as they are."""
     out = []
-    for text in cells:
+    for text in (cells[:-verbatim] if verbatim else cells):
         if '"' in text:
             text = '"' + text.replace('"', '""') + '"'
         elif "," in text or "\n" in text or "\r" in text:
             text = '"' + text + '"'
         out.append(text)
+    if verbatim:
+        out += cells[-verbatim:]
     return ",".join(out) + "\r\n"
 
 
 def path_text(path: list[dict]) -> str:
     """The path as CSV shows it: ``dim=value > dim=value``."""
     return " > ".join(f"{p['dimension']}={p['value']}" for p in path)
+
+
+class _ReviewTail:
+    """The encoded provenance, edited, reason and note of a row; rows without a reason or note (nearly all) share
+    one encoding per (provenance, edited)."""
+
+    def __init__(self, render: Callable[[str, bool, str | None, str | None], str]):
+        self.render, self.cache = render, {}
+
+    def __call__(self, row: dict) -> str:
+        provenance, edited, reason, note = row["provenance"], row["edited"], row["reason"], row["note"]
+        if reason is not None or note is not None:
+            return self.render(provenance, edited, reason, note)
+        key = (provenance, edited)
+        text = self.cache.get(key)
+        if text is None:
+            text = self.cache[key] = self.render(provenance, edited, None, None)
+        return text
 
 
 class _PathTexts:
@@ -193,12 +214,14 @@ def jsonl_line_maker(names: list[str], paths: dict[str, list[dict]]) -> Callable
             out = texts[value] = json_value(value)
         return out
 
+    review = _ReviewTail(lambda provenance, edited, reason, note: (
+        '"provenance": ' + text(provenance) + ', "edited": ' + ("true" if edited else "false") +
+        ', "reason": ' + json_value(reason) + ', "note": ' + json_value(note)))
+
     def line(row: dict) -> str:
         parts = [key + json_value(row[n]) for key, n in zip(keys, names)]
         parts += ['"path": ' + path_json(row), '"leaf_id": ' + text(row["leaf_id"]),
-                  '"status": ' + text(row["status"]), '"sample_id": ' + json_value(row["sample_id"]),
-                  '"provenance": ' + text(row["provenance"]), '"edited": ' + ("true" if row["edited"] else "false"),
-                  '"reason": ' + json_value(row["reason"]), '"note": ' + json_value(row["note"])]
+                  '"status": ' + text(row["status"]), '"sample_id": ' + json_value(row["sample_id"]), review(row)]
         return "{" + ", ".join(parts) + "}\n"
 
     return line
@@ -270,11 +293,13 @@ def csv_line_maker(names: list[str], paths: dict[str, list[dict]]) -> Callable[[
     """A row as a CSV record, every cell through ``safe_cell`` (no formula injection)."""
     path_cell = _PathTexts(paths, lambda p: safe_cell(path_text(p)))
 
+    review = _ReviewTail(lambda provenance, edited, reason, note: csv_line(
+        [safe_cell(provenance), "true" if edited else "false", safe_cell(reason), safe_cell(note)])[:-2])
+
     def line(row: dict) -> str:
         return csv_line([safe_cell(row[n]) for n in names] + [
             path_cell(row), safe_cell(row["leaf_id"]), safe_cell(row["status"]), safe_cell(row["sample_id"]),
-            safe_cell(row["provenance"]), "true" if row["edited"] else "false", safe_cell(row["reason"]),
-            safe_cell(row["note"])])
+            review(row)], verbatim=1)
 
     return line
 
