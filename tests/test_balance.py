@@ -166,3 +166,12 @@ def test_a_leaf_with_its_own_quota_is_balanced_to_it(store, fake, routed):
     assert report.outcome is Outcome.COMPLETE
     live = live_by_leaf(store, project)
     assert live.pop(small) == 40 and set(live.values()) == {60}
+
+
+def test_exclusion_never_overwrites_a_status_changed_meanwhile(store, fake, routed):
+    project, _ = routed
+    big = leaf_of(store, project, "A", "A")
+    ids = [s["id"] for s in store.samples(project, node_ids=[big])][:4]
+    store.set_sample_status(ids[:1], "accepted")  # a curator accepts one while a balance is deciding
+    assert store.change_status_from(ids, "generated", "excluded") == 3
+    assert [s["status"] for s in store.samples(project, node_ids=[big])][:4] == ["accepted"] + ["excluded"] * 3

@@ -295,11 +295,9 @@ def balance(store: Store, project_id: int, llm=None, *, target: int | None = Non
         summary = f"balance: excluded {len(to_exclude)} sample(s), restored {len(to_restore)}"
         with change(store, project_id=project_id, action="balance", summary=summary,
                     scope=Scope(sample_ids=to_exclude + to_restore)):
-            if to_exclude:
-                store.set_sample_status(to_exclude, "excluded")
-            if to_restore:
-                store.set_sample_status(to_restore, "generated")
-    report.excluded, report.restored = len(to_exclude), len(to_restore)
+            excluded = store.change_status_from(to_exclude, "generated", "excluded") if to_exclude else 0
+            restored = store.change_status_from(to_restore, "excluded", "generated") if to_restore else 0
+        report.excluded, report.restored = excluded, restored
     short = {leaf.node_id: leaf.add for leaf in plan.leaves if leaf.add}
     report.wanted = sum(short.values()) if top_up else 0
     if top_up and short:

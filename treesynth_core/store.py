@@ -937,6 +937,21 @@ class Store:
             r["data"] = json.loads(r["data"])
         return rows
 
+    def change_status_from(self, sample_ids: list[int], old: str, new: str) -> int:
+        """Set ``new`` on those of these samples whose status is still ``old`` (a curator's change made meanwhile,
+        e.g. an accept during a balance, is never overwritten). Returns how many changed."""
+        changed, stamp = 0, now()
+        with self.atomic():
+            for start in range(0, len(sample_ids), 500):
+                chunk = sample_ids[start:start + 500]
+                changed += self.db.execute(
+                    f"update samples set status = ?, updated_at = ? where status = ? and id in "
+                    f"({','.join('?' * len(chunk))})", [new, stamp, old, *chunk]).rowcount
+            if changed:
+                self.db.execute("update projects set updated_at = ? where id = (select project_id from samples "
+                                "where id = ?)", [stamp, sample_ids[0]])
+        return changed
+
     def clear_none_routes(self, project_id: int, node_ids: list[str]) -> int:
         """Forget the "none of these" decisions at these nodes (their split changed: ask again). Returns how many."""
         removed = 0
