@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 
 from .tree import normalise
@@ -126,10 +127,12 @@ def near_copies(new: list[dict], existing: list[dict], dedup_fields: list[str]) 
             # side stops at the first neighbour that shares too few (as lexical_copies' forward scan does)
             for side in (order[pos - 1 :: -1][:COPY_WINDOW] if pos else [], order[pos + 1 : pos + 1 + COPY_WINDOW]):
                 for i in side:
-                    shared = _shared(keys[i], keys[j])
-                    if shared < COPY_MIN_TOKENS:
+                    a, b = keys[i], keys[j]
+                    if a[:COPY_MIN_TOKENS] != b[:COPY_MIN_TOKENS]:  # fewer shared words than a copy has
                         break
-                    if shared >= COPY_MIN_SHARE * min(len(keys[i]), len(keys[j])):
+                    # shares at least min_share of the shorter text's words: compared as slices, in C
+                    need = math.ceil(COPY_MIN_SHARE * min(len(a), len(b)))
+                    if a[:need] == b[:need]:
                         pairs.setdefault((min(i, j), max(i, j)), how)
     found: dict[int, str] = {}
     for (i, j), how in sorted(pairs.items()):
@@ -144,11 +147,3 @@ def _copy_tokens(text: str) -> tuple[str, ...]:
 
     return tokenise([text]).copy[0]
 
-
-def _shared(a: tuple, b: tuple) -> int:
-    """Leading items two sequences share."""
-    n = min(len(a), len(b))
-    for k in range(n):
-        if a[k] != b[k]:
-            return k
-    return n
