@@ -12,6 +12,7 @@ from treesynth_core import seeds
 from treesynth_core.errors import TreeSynthError
 
 WHOLE_TASK = ""  # the scope choice for task-wide seeds (a node id otherwise)
+MAX_SCOPES = 3000  # nodes offered in the scope box (a bigger tree lists its first ones, in tree order)
 
 
 def seeds_panel(store, pid: int) -> None:
@@ -23,7 +24,9 @@ def seeds_panel(store, pid: int) -> None:
                    f"length and tone; the model is told not to copy their content). A node's prompts show its "
                    f"own examples first, then its ancestors', then the whole task's; at most "
                    f"{seeds.MAX_EXAMPLES} per prompt.")
-        paths = {n.id: tree.path_text(n.id) or "(root)" for n in tree.nodes.values()}
+        paths = {n.id: tree.path_text(n.id) or "(root)" for n in tree.subtree(tree.root.id)[:MAX_SCOPES]} \
+            if tree.root else {}
+        paths.update({s.node_id: tree.path_text(s.node_id) for s in held if s.node_id in tree.nodes})
         if held:
             frame = pd.DataFrame([{"id": s.id, "scope": paths.get(s.node_id, "?") if s.node_id else "whole task",
                                    **{f: s.data.get(f, "") for f in spec.field_names}, "from": s.source}
@@ -37,7 +40,11 @@ def seeds_panel(store, pid: int) -> None:
                     n = seeds.delete_seeds(store, pid, doomed)
                     ui.flash(f"Removed {n} seed example(s).")
                     st.rerun()
-        scopes = [WHOLE_TASK] + [n.id for n in tree.subtree(tree.root.id)] if tree.root else [WHOLE_TASK]
+        nodes = [n.id for n in tree.subtree(tree.root.id)] if tree.root else []
+        scopes = [WHOLE_TASK] + nodes[:MAX_SCOPES]
+        if len(nodes) > MAX_SCOPES:
+            st.caption(f"The first {MAX_SCOPES:,} of {len(nodes):,} nodes are offered here; "
+                       "`python -m treesynth_core seed add --node ID` reaches any node.")
 
         def scope_label(node_id: str) -> str:
             return "Whole task" if node_id == WHOLE_TASK else paths.get(node_id, node_id)
