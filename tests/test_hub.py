@@ -241,7 +241,7 @@ def test_a_refused_token_is_one_line_exit_2_and_never_shown(store, made, fake_hu
     assert main(["push", "--db", store.path, "--repo", "me/math"]) == 2
     out, err = capsys.readouterr()
     line = (out + err).strip()
-    assert len(line.splitlines()) == 1 and "refused HF_TOKEN (401)" in line
+    assert len(line.splitlines()) == 1 and "refused HF_TOKEN (401)" in line and not out
     assert "hf_WrongToken" not in line and fake_hub.files == {}
 
 
@@ -254,7 +254,7 @@ def test_without_network_push_fails_with_one_clear_line(store, made, monkeypatch
     assert main(["push", "--db", store.path, "--repo", "me/math"]) == 2
     out, err = capsys.readouterr()
     line = (out + err).strip()
-    assert len(line.splitlines()) == 1 and "cannot reach the Hub" in line and TOKEN not in line
+    assert len(line.splitlines()) == 1 and "cannot reach the Hub" in line and TOKEN not in line and not out
 
 
 def test_push_refuses_without_a_token_a_bad_repo_id_or_the_extra(store, made, monkeypatch, capsys, tmp_path):

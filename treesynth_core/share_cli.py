@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from . import seeds
 from .errors import ConfigError
+from .outcome import Outcome
 
 
 def register(sub) -> None:
@@ -127,5 +129,5 @@ def cmd_push(args) -> int:
             result = hub.dry_run(store, project_id, options, args.dry_run)
         else:
             result = hub.push(store, project_id, options)
-    print(result.text())
+    print(result.text(), file=sys.stdout if result.outcome is Outcome.COMPLETE else sys.stderr)
     return result.outcome.exit_code
