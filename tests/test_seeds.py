@@ -290,3 +290,17 @@ def test_batch_request_lines_carry_the_seeds(store, tmp_path):
     users = {line["custom_id"].split(":")[1]: user_of(line["body"]["messages"]) for line in lines}
     assert OTHER["question"] in users[leaf_a] and "<<< style examples" in users[leaf_a]
     assert "style examples" not in users[leaf_b]
+
+
+def test_the_cost_plan_counts_the_style_examples(store):
+    from treesynth_core.generate import plan_generation
+
+    pid = store.create_project(ProjectSpec(
+        name="math", task="GSM8K-style grade-school math word problems", fields=parse_fields("question, answer"),
+        settings=Settings(max_depth=1, per_leaf=1, samples_per_call=1)))
+    root = store.tree(pid).root
+    edits.set_split(store, root.id, "topic", ["fractions", "percentages"])
+    before = plan_generation(store, pid).prompt_tokens
+    seeds.add_seeds(store, pid, [{"question": "x" * 280, "answer": "y" * 280}])
+    after = plan_generation(store, pid).prompt_tokens
+    assert after - before > 560 // 4  # the example's characters, at about 4 a token

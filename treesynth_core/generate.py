@@ -240,7 +240,8 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
         have = sum(n for status, n in counts.get(leaf.id, {}).items() if status != "rejected")
         quota = per_leaf if leaf.quota is None else leaf.quota  # 0 is a real quota: generate nothing
         leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have, out.get(leaf.id, 0)))
-    sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc)
+    sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc, examples=(
+        style_examples(store, project_id, tree.path(leaves[0].node_id)) if leaves else []))  # seeds cost tokens
     prompt_tokens = sum(len(m["content"]) for m in sample_prompt) // CHARS_PER_TOKEN + 20
     existing = store.sample_data(project_id, statuses=["generated", "accepted"], limit=200)
     source = None if existing else store.baseline_source(project_id)
