@@ -81,9 +81,7 @@ def main() -> None:
             store.update_node(node.id, value=value, provenance="human", status="edited")
 
         def bare_prune(node):
-            with store.atomic():
-                for i in store.subtree_ids([node.id]):
-                    store.update_node(i, status="pruned")
+            store.update_nodes(store.subtree_ids([node.id]), status="pruned")
 
         def bare_status(ids):
             store.set_sample_status(ids, "accepted")
@@ -115,6 +113,17 @@ def main() -> None:
         start = time.perf_counter()
         edits.undo(store, pid)
         print(f"undo of the last delete: {(time.perf_counter() - start) * 1000:.1f} ms")
+        root = store.tree(pid).root.id
+        for name, fn in (("approve the whole tree", lambda: edits.approve(store, root, subtree=True)),
+                         ("set the root's split (deletes everything below)",
+                          lambda: edits.set_split(store, root, "subject", ["arithmetic", "probability"]))):
+            nodes, samples_left = len(store.tree(pid)), store.sample_total(pid)
+            took = timed(fn)
+            newest = edits.history(store, pid, limit=1)[0]
+            size = len(json.dumps(newest.before)) + len(json.dumps(newest.after))
+            undo = timed(lambda: edits.undo(store, pid))
+            print(f"{name} ({nodes} nodes, {samples_left} samples): {took:.0f} ms with its event "
+                  f"({size / 2**20:.1f} MiB), undo {undo:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -1139,6 +1139,19 @@ class Store:
         """The ids of the samples sitting on this very node."""
         return [r["id"] for r in self.query("select id from samples where node_id = ? order by id", [node_id])]
 
+    def update_nodes(self, node_ids: list[str], **values) -> None:
+        """Set these columns on many nodes at once (one statement per 500), and the project's last change."""
+        values["updated_at"] = now()
+        columns = list(values)
+        with self.atomic():
+            for start in range(0, len(node_ids), 500):
+                ids = node_ids[start:start + 500]
+                marks = ",".join("?" * len(ids))
+                self.db.execute(f"update nodes set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
+                                [values[c] for c in columns] + ids)
+                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from nodes "
+                                f"where id in ({marks}))", [values["updated_at"], *ids])
+
     def children(self, node_id: str) -> list[Node]:
         """A node's children in their order (the parent_id index: never the whole tree)."""
         return [node_from_row(r) for r in self.query("select * from nodes where parent_id = ? order by position, id",
