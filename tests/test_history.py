@@ -70,14 +70,33 @@ WRITES = {
     "sample_note": lambda s, n, x: edits.set_sample_note(s, x[n["easy"]][0], "check the arithmetic"),
     "edit_sample": lambda s, n, x: edits.edit_sample(s, x[n["easy"]][0], {"question": "new q", "answer": "new a"}),
     "move_samples": lambda s, n, x: edits.move_samples(s, x[n["easy"]], n["hard"]),
+    "move_stranded": lambda s, n, x: edits.move_stranded(s, n["algebra"], {x[n["easy"]][0]: n["hard"]}),
+    "revert_sample": lambda s, n, x: edits.revert_sample(s, x[n["easy"]][0]),
+    "resolve_note": lambda s, n, x: edits.resolve_note(s, n["algebra"]),
+    "set_values": lambda s, n, x: edits.set_values(s, s.children(n["geometry"])[0].id, ["a", "b", "c"]),
+    "restore_split": lambda s, n, x: edits.restore_split(s, n["root"], n["first_split"]),
+    "import_samples": lambda s, n, x: edits.add_samples(s, s.node(n["root"]).project_id, n["statistics"], [
+        {"data": {"question": "imported", "answer": "a"}, "norm_hash": "imported"}], cap=None, call_id=None,
+        record="import"),
+}
+SETUP = {  # what a write needs first (its own events are not counted)
+    "restore": lambda s, n, x: edits.prune(s, n["algebra"]),
+    "move_stranded": lambda s, n, x: s.update_samples([x[n["easy"]][0]], node_id=n["algebra"]),
+    "revert_sample": lambda s, n, x: edits.edit_sample(s, x[n["easy"]][0], {"question": "v2", "answer": "a2"}),
+    "resolve_note": lambda s, n, x: s.update_node(n["algebra"], note="coverage incomplete"),
+    "set_values": lambda s, n, x: edits.apply_split(s, n["geometry"], Split("shape", ["a", "b", "x", "y"] * 1,
+                                                                            infinite=True)),
+    "restore_split": lambda s, n, x: (n.update(first_split=events(s, s.node(n["root"]).project_id)[-1].id),
+                                      edits.replace_with(s, n["root"], Split("topic", ["algebra", "calculus"]))),
 }
 
 
 @pytest.mark.parametrize("name", list(WRITES))
 def test_each_write_records_one_event_and_undo_redo_are_exact(store, project, grown, name):
     ids, samples = grown
-    if name == "restore":
-        edits.prune(store, ids["algebra"])
+    ids = dict(ids)
+    if name in SETUP:
+        SETUP[name](store, ids, samples)
     before, count = state(store, project), len(events(store, project))
 
     WRITES[name](store, ids, samples)
@@ -88,7 +107,7 @@ def test_each_write_records_one_event_and_undo_redo_are_exact(store, project, gr
     assert len(history) == count + 1
     newest = history[0]
     assert newest.summary and newest.actor in ("human", "llm") and not newest.undone
-    assert newest.actor == ("llm" if name in ("apply_split", "mark_failed") else "human")
+    assert newest.actor == ("llm" if name in ("apply_split", "mark_failed", "import_samples") else "human")
 
     undone = edits.undo(store, project)
     assert undone.id == newest.id and undone.undone
