@@ -28,7 +28,9 @@ def import_section(store, pid: int) -> None:
     upload = st.file_uploader("A CSV, JSONL or Parquet file", type=["csv", "tsv", "jsonl", "ndjson", "parquet"],
                               key="data_upload",
                               help="Each row becomes a sample (provenance 'imported') at the root of the tree; "
-                                   "bad rows are skipped and listed with their line numbers")
+                                   "bad rows are skipped and listed with their line numbers. Uploads are capped "
+                                   "by the app's upload limit: import bigger files with `import-data` on the "
+                                   "command line (it streams any size)")
     if upload is not None:
         data = upload.getvalue()
         with ui.guard() as guarded:
