@@ -179,7 +179,7 @@ def test_sidebar_links_name_each_page(app_env):
     labels = [link.label for link in at.sidebar.get("page_link")]
     assert labels[0].startswith("Home") and "app" not in [label.lower() for label in labels]
     pages = sorted(p.name for p in (Path(__file__).resolve().parent.parent / "pages").glob("*.py"))
-    assert len(labels) == 1 + len(pages) == 6, (labels, pages)  # Home and every file in pages/
+    assert len(labels) == 1 + len(pages) == 7, (labels, pages)  # Home and every file in pages/
 
 
 def test_projects_table_lists_projects(app_env):
