@@ -179,7 +179,8 @@ def test_re_propose_is_fresh_and_not_stored_until_applied(fake, store, project, 
     fake.push(Scripted(content=json.dumps(criterion("setting", ["home", "home", "school", "school"])),
                        step="criterion"))
     proposal = partitioner.propose(root, store.tree(project), fresh=True)
-    assert proposal["dimension"] == "setting" and store.node(root.id).dimension == "topic"
+    assert proposal.dimension == "setting" and store.node(root.id).dimension == "topic"
+    assert proposal.labels == ["home", "home", "school", "school"]  # the criterion's value of each pivot
     edits.clear_split(store, root.id)
     partitioner.apply(store.node(root.id), proposal)
     assert [k.value for k in store.tree(project).kids(root.id)] == ["home", "school"]

@@ -41,9 +41,6 @@ class Split:
     labels: list[str] = field(default_factory=list)  # the criterion's value for each pivot, in order (or empty)
     note: str | None = None
 
-    def __getitem__(self, key: str):  # transitional: pages written for the dict a proposal used to be
-        return getattr(self, key)
-
     def as_json(self) -> dict:
         return asdict(self)
 
