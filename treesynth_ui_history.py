@@ -30,8 +30,8 @@ def last_propose_job(store, pid: int, node_id: str) -> dict | None:
 
 
 def repropose(store, pid: int, tree: Tree, node: Node, busy: bool) -> None:
-    st.markdown("**Re-propose the criterion** · the LLM proposes again in the background; compare value by value "
-                "before anything changes")
+    st.markdown(f"**Re-propose the criterion of {ui.md_escape(node.label)}** · the LLM proposes again in the "
+                "background; compare value by value before anything changes")
     pruned = tree.is_pruned(node.id)
     if st.button("Re-propose", key="tree_repropose", disabled=busy or node.locked or pruned,
                  help="Locked nodes are left to you" if node.locked else "Restore it first" if pruned else
@@ -155,8 +155,8 @@ def undo_redo(store, pid: int, where=st) -> None:
 
 
 def history_panel(store, pid: int, tree: Tree, node: Node) -> None:
-    with st.expander("History · undo, redo, earlier splits", expanded=False):
-        undo_redo(store, pid)
+    with st.expander("History · every change, earlier splits", expanded=False):
+        st.caption("Undo and Redo (above the chart) take back or apply again the project's last change.")
         scope = st.segmented_control("Show", ["This node", "Whole project"], default="This node",
                                      key="tree_history_scope", required=True)
         events = edits.history(store, pid, node_id=node.id if scope == "This node" else None, limit=HISTORY_ROWS,

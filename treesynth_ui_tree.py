@@ -139,10 +139,11 @@ def next_button(data: TreeData, node: Node) -> None:
     order = data.remember("order", lambda: {n.id: i for i, n in enumerate(data.tree.subtree(data.tree.root.id))})
     here = order.get(node.id, -1)
     target = next((nid for nid in todo if order[nid] > here), todo[0] if todo else None)
-    st.button(f"Next unreviewed node ({len(todo)})" if todo else "Every node is reviewed",
+    st.button(f"Next unreviewed ({len(todo)})" if todo else "Every node is reviewed",
               key="tree_next_unreviewed", disabled=not todo, icon=":material/skip_next:", on_click=go_to,
-              args=(target,), help="Proposed by the LLM and not yet approved or edited, or marked failed or needs "
-                                   "review; in outline order after the selected node")
+              args=(target,), width="stretch",
+              help="Select the next node still to review: proposed by the LLM and not yet approved or edited, or "
+                   "marked failed or needs review; in outline order after the selected node")
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -184,11 +185,11 @@ def quota_control(store, tree: Tree, node: Node, per_leaf: int) -> None:
         return
     own = node.quota
     with st.form("tree_quota_form", border=False):
-        c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
         low, high = ui.setting_range("per_leaf")
-        value = c1.number_input("Samples wanted for this leaf", int(low or 0), int(high), own if own is not None
+        value = st.number_input("Samples wanted for this leaf", int(low or 0), int(high), own if own is not None
                                 else per_leaf, key=f"tree_quota_{node.id}",
                                 help=f"This leaf's quota; the project's default is {per_leaf} per leaf")
+        c2, c3 = st.columns(2)
         if c2.form_submit_button("Set quota", width="stretch"):
             with ui.guard():
                 edits.set_quota(store, node.id, int(value))

@@ -249,7 +249,7 @@ def value_editor(store, node: Node) -> None:
     if node.parent_id is None or node.infinite:
         return
     with st.form("tree_value_form", border=False):
-        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
         value = c1.text_input("Value of this node", node.value or "", key=f"tree_value_{node.id}")
         if c2.form_submit_button("Rename value", width="stretch") and value.strip() != (node.value or ""):
             with ui.guard():
@@ -448,11 +448,11 @@ with ui.open_store() as store:
     left, right = st.columns([3, 2], gap="large")
     with left:
         attention_panel(data)
-        nav, crumbs = st.columns([1, 2], vertical_alignment="center")
+        nav, undo = st.columns([1, 1], vertical_alignment="center")
         with nav:
             tui.next_button(data, node)
-        with crumbs:
-            tui.breadcrumb(tree, level)
+        history.undo_redo(store, pid, undo)
+        tui.breadcrumb(tree, level)
         if busy:
             live_chart(pid, node, level, spec)
         else:
@@ -470,10 +470,11 @@ with ui.open_store() as store:
             actions(store, data, node)
             history.history_panel(store, pid, tree, node)
             st.divider()
-            history.repropose(store, pid, tree, node, busy)
-            st.divider()
             expand_panel(pid, data, node, busy, spec.settings.per_leaf)
             with st.expander("Set this node's split by hand"):
                 hand_split(store, node, "tree_hand")
+    st.divider()
+    with ui.guard():
+        history.repropose(store, pid, tree, node, busy)  # full width: the diff table has seven columns
     st.divider()
     tui.outline(store, data, spec.settings)

@@ -480,11 +480,11 @@ def test_next_unreviewed_node_walks_the_outline_and_skips_reviewed_ones(app_env)
         edits.approve(store, topic_a.id)
         first_leaf = node_by_value(store, pid, "difficulty A", "topic A")
     at = app_env.app(TREE, pid)
-    assert at.button(key="tree_next_unreviewed").label == "Next unreviewed node (11)"
+    assert at.button(key="tree_next_unreviewed").label == "Next unreviewed (11)"
     at.button(key="tree_next_unreviewed").click().run()
     assert at.session_state["tree_node"] == first_leaf.id  # topic A is approved: its first child comes next
     at.button(key="tree_approve").click().run()
-    assert at.button(key="tree_next_unreviewed").label == "Next unreviewed node (10)"
+    assert at.button(key="tree_next_unreviewed").label == "Next unreviewed (10)"
     at.button(key="tree_next_unreviewed").click().run()
     with app_env.store() as store:
         assert at.session_state["tree_node"] == node_by_value(store, pid, "difficulty B", "topic A").id
