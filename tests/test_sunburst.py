@@ -324,6 +324,7 @@ def test_failures_mode_colours_by_failed_nodes_and_calls(store):
     usage = {geometry.id: {"calls": 5, "failed": 3}}
     counts = failure_counts(tree, usage)
     assert counts[leaf.id] == 1 and counts[algebra.id] == 1 and counts[geometry.id] == 3 and counts[tree.root.id] == 4
+    assert tree.kids(geometry.id)[0].id not in counts  # nothing failed there
     trace = build_figure(tree, usage=usage, color_by="failures").data[0]
     colour = dict(zip(trace.ids, trace.marker.colors))
     assert colour[tree.kids(geometry.id)[0].id] == FAILURE_NONE
