@@ -28,7 +28,7 @@ def register(sub) -> None:
         c.add_argument("--db", required=True, help="the project database file")
         c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
 
-    examples = "examples:\n" + "\n".join(line.replace("python -m treesynth_core ", "  ")
+    examples = "examples:\n" + "\n".join("  " + line.strip().removeprefix("python -m treesynth_core ")
                                           for line in __doc__.splitlines() if "treesynth_core seed" in line)
     group = sub.add_parser("seed", help="seed examples: a few samples shown in prompts as style examples",
                            description="Hold a few example samples per node or for the whole task; pivot and leaf "
