@@ -27,11 +27,14 @@ NO_REASON = "(no reason)"
 TABLE_COLUMNS = ["id", "status", "judge", "leaf", "reason", "note", "edited", "misfit because"]  # fields after judge
 CURRENT_KEY = "samples_current"  # the sample shown on the right: None until the curator picks one
 TABLE_SEEN_KEY = "samples_table_seen"  # the table selection seen last run (a changed one is a pick)
+TABLE_KEY = "samples_table_key"  # the table widget's key: a new one after a key press, so no stale row stays ticked
+FOLLOW_KEY = "samples_table_follow"  # set by a key press: the table moves to show the new current sample
 EDITING_KEY = "samples_editing"  # the sample whose editor is open
 LAST_ACTION_KEY = "samples_last_action"
 REVIEW_ERROR_KEY = "samples_review_error"
 WINDOW_KEY = "samples_table_start"  # the first row the table shows
 TABLE_ROWS = 300  # the table shows this many rows around the current sample (10,000 rows is 1 s a key press)
+VISIBLE_ROWS = 9  # rows the table shows without scrolling: a window never starts closer than this to the end
 
 
 def reason_chosen() -> str | None:
@@ -67,7 +70,7 @@ def _act(pid: int, sid: int, status: str, ids: list[int], statuses: dict[int, st
     st.session_state[LAST_ACTION_KEY] = f"Sample #{sid} {status}" + (f" ({reason})" if reason else "") + "."
     after = {**statuses, sid: status}
     if status != "generated":
-        st.session_state[CURRENT_KEY] = _step(ids, after, sid, "unreviewed") or sid
+        _follow(_step(ids, after, sid, "unreviewed") or sid)
     st.session_state.pop(EDITING_KEY, None)
 
 
@@ -76,8 +79,18 @@ def _move(ids: list[int], statuses: dict[int, str], how: str) -> None:
     if target is None:
         st.session_state[LAST_ACTION_KEY] = "Every sample shown is reviewed."
     else:
-        st.session_state[CURRENT_KEY] = target
+        _follow(target)
     st.session_state.pop(EDITING_KEY, None)
+
+
+def _follow(sample_id: int) -> None:
+    """Make ``sample_id`` current after a key press or button: the table moves to show it on its second row, and
+    is drawn as a new widget so the row ticked by an earlier click is not shown as if it were this one."""
+    st.session_state[CURRENT_KEY] = sample_id
+    st.session_state[FOLLOW_KEY] = True
+    st.session_state[TABLE_KEY + "_n"] = n = st.session_state.get(TABLE_KEY + "_n", 0) + 1
+    st.session_state[TABLE_KEY] = f"samples_table_{n}"
+    st.session_state[TABLE_SEEN_KEY] = []
 
 
 def _toggle_edit(sid: int) -> None:
@@ -94,22 +107,30 @@ def _save_note(sid: int) -> None:
 
 
 def window(ids: list[int], current: int | None) -> int:
-    """The first row the table shows: it stays put while the current sample is among its rows and moves to show
-    it (a few rows above it) when it is not."""
+    """The first row the table shows. After a key press it moves so that the current sample is on its second row;
+    after a click it stays put (no jump under the mouse); "Table from the first row" keeps it at the top until the
+    current sample changes."""
     start = st.session_state.get(WINDOW_KEY, 0)
+    follow = st.session_state.pop(FOLLOW_KEY, False)  # after a key press: the sample on row 2
+    moved = st.session_state.get(WINDOW_KEY + "_for") != current  # a window the curator chose stays while not
+    st.session_state[WINDOW_KEY + "_for"] = current
     if current in ids:
         at = ids.index(current)
-        if not start <= at < start + TABLE_ROWS:
-            start = max(0, at - TABLE_ROWS // 5)
-    start = max(0, min(start, len(ids) - TABLE_ROWS))
+        if follow or (moved and not start <= at < start + TABLE_ROWS):
+            start = max(0, at - 1)
+    start = max(0, min(start, len(ids) - VISIBLE_ROWS))
     st.session_state[WINDOW_KEY] = start
     return start
+
+
+def _from_the_top() -> None:
+    st.session_state[WINDOW_KEY] = 0
 
 
 def picked_from_table(rows: list[dict]) -> None:
     """A row the curator clicked becomes the current sample; a selection that did not change since the last run
     (a stale one, after next/previous moved on) is not a pick."""
-    state = st.session_state.get("samples_table")
+    state = st.session_state.get(st.session_state.get(TABLE_KEY, "samples_table"))
     chosen = list(state["selection"]["rows"]) if state and state.get("selection") else []
     if chosen != st.session_state.get(TABLE_SEEN_KEY, []):
         st.session_state[TABLE_SEEN_KEY] = chosen
@@ -125,7 +146,8 @@ def table(rows: list[dict], fields: list[str], tree: Tree, verdicts: dict[int, V
                            "reason": r.get("reason") or "", "note": r.get("note") or "",
                            "edited": bool(r.get("edited")), "misfit because": verdicts[r["id"]].why}
                           for r in rows], columns=["▶", *TABLE_COLUMNS[:3], *fields, *TABLE_COLUMNS[3:]])
-    st.dataframe(frame, hide_index=True, width="stretch", height=360, key="samples_table", on_select="rerun",
+    st.dataframe(frame, hide_index=True, width="stretch", height=360, key=st.session_state.get(TABLE_KEY, "samples_table"),
+                 on_select="rerun",
                  selection_mode="single-row",
                  column_config={"▶": st.column_config.TextColumn("▶", width=30, help="The sample on the right"),
                                 "id": st.column_config.NumberColumn("id", width="small")})
@@ -156,6 +178,9 @@ def review(pid: int, ids: list[int], node_ids: list[str], statuses: list[str], f
                        + (f" · table rows {start + 1:,}-{start + len(shown):,}: it follows the sample you review"
                           if len(shown) < len(rows) else ""))
             table(shown, fields, tree, verdicts, current)
+            if start:
+                st.button("Table from the first row", key="samples_table_top", type="tertiary",
+                          icon=":material/vertical_align_top:", on_click=_from_the_top)
         with right:
             error = st.session_state.pop(REVIEW_ERROR_KEY, None)
             if error:

@@ -57,8 +57,9 @@ def test_filters_by_attribute_status_text_and_node(app_env, generated):
 
 
 def pick_row(at, row: int):
-    """Click a table row, as the browser reports it."""
-    at.session_state["samples_table"] = {"selection": {"rows": [row], "columns": []}}
+    """Click a table row, as the browser reports it (the table is a new widget after each key press)."""
+    key = at.session_state["samples_table_key"] if "samples_table_key" in at.session_state else "samples_table"
+    at.session_state[key] = {"selection": {"rows": [row], "columns": []}}
     return at.run()
 
 
@@ -478,9 +479,26 @@ def test_a_long_list_shows_a_table_window_that_follows_the_review(app_env, gener
     assert current_id(at) == ids[3]
     for _ in range(2):
         at.button(key="samples_one_accepted").click().run()
-    assert current_id(at) == ids[5] and shown_ids(at) == ids[4:9]  # moved to show it, with a row above it
+    assert current_id(at) == ids[5] and shown_ids(at) == ids[4:9]  # after a key press: on the second row
     at.button(key="samples_prev").click().run()
-    assert current_id(at) == ids[4] and shown_ids(at) == ids[4:9]  # still in view: the window stays
-    at = pick_row(at, 4)  # a row of the moved window
-    assert current_id(at) == ids[8]
+    assert current_id(at) == ids[4] and shown_ids(at) == ids[3:8]
+    at = pick_row(at, 4)  # a click picks a row of the moved window, and the window stays put
+    assert current_id(at) == ids[7] and shown_ids(at) == ids[3:8]
+    at.run()
+    assert current_id(at) == ids[7]  # the click is not taken again
     assert "16 of 18 shown still generated" in texts(at)
+    at.button(key="samples_table_top").click().run()
+    assert shown_ids(at) == ids[:5] and current_id(at) is None  # the current sample is below: still current
+    assert any(m.value.startswith(f"**Sample #{ids[7]}**") for m in at.markdown)
+
+
+def test_the_table_follows_key_presses_in_a_short_list_too(app_env, generated):
+    at = app_env.app(SAMPLES, generated)
+    ids = shown_ids(at)
+    for _ in range(6):
+        at.button(key="samples_next").click().run()
+    assert current_id(at) == ids[5] and shown_ids(at)[:2] == ids[4:6]  # on the second row, in view
+    assert shown_ids(at) == ids[4:]
+    for _ in range(12):
+        at.button(key="samples_next").click().run()
+    assert current_id(at) == ids[-1] and shown_ids(at) == ids[-9:]  # a full table's height at the end
