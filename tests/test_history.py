@@ -509,3 +509,23 @@ def test_concurrent_writers_from_two_connections_lose_no_edit_and_undo_in_order(
     assert all(store.node(leaf).quota is None for leaf in leaves)
     assert all(s["note"] is None for s in store.samples(project))
     other.close()
+
+
+def test_replace_between_fixed_and_open_ended_splits(store, project, grown):
+    ids, _ = grown
+    before = state(store, project)
+    open_split = Split("topic", ["algebra", "geometry", "calculus", "logic"], infinite=True)
+    diff = edits.diff_split(store, ids["root"], open_split.dimension, open_split.values, True)
+    assert sorted(c.kind for c in diff.changes) == ["added", "removed", "removed", "removed"]
+    diff.changes[1].apply = False  # keep one fixed value beside the open-ended child: refused, nothing changed
+    with pytest.raises(TreeEditError, match="open-ended split has one child"):
+        edits.replace_split(store, ids["root"], "topic", diff.changes)
+    assert state(store, project) == before
+    edits.replace_with(store, ids["root"], open_split)
+    (child,) = store.children(ids["root"])
+    assert child.infinite and child.values == open_split.values
+    again = edits.diff_split(store, ids["root"], "topic", ["algebra", "probability"], True)
+    assert [c.kind for c in again.changes] == ["kept"]  # the open-ended child stays, its values change
+    edits.replace_split(store, ids["root"], "topic", again.changes)
+    assert store.children(ids["root"])[0].id == child.id and store.children(ids["root"])[0].values == [
+        "algebra", "probability"]

@@ -188,23 +188,34 @@ def replace_split(store: Store, node_id: str, dimension: str, decisions: list[Va
     removed = {c.child_id for c in decisions if c.kind == "removed" and c.apply}
     staying = [k for k in kids.values() if k.id not in removed]
     _check_new_dimension(store, node, dimension, below=[n for k in staying for n in tree.subtree(k.id)])
-    final: list[str] = []
-    infinite_values: list[str] = []
+    final: list[str] = []  # the finite values the node keeps or gets
+    infinite_values: list[str] = []  # an open-ended child's new value list
+    open_children = 0  # open-ended children after the replace
     for c in decisions:
-        if c.kind == "added" and c.apply or c.kind == "kept" and c.values:
-            if c.values:
-                infinite_values = dedupe_values([_check_value(v) for v in c.values])
-                continue
+        kid = kids.get(c.child_id)
+        if c.values and (c.kind == "kept" or (c.kind == "added" and c.apply)):
+            infinite_values = dedupe_values([_check_value(v) for v in c.values])
+            open_children += 1
+        elif c.kind == "added" and c.apply:
             final.append(_check_value(c.new))
         elif c.kind == "renamed":
-            final.append(_check_value(c.new) if c.apply else kids[c.child_id].value)
+            final.append(_check_value(c.new) if c.apply else kid.value)
         elif c.kind == "kept" or (c.kind == "removed" and not c.apply):
-            final.append(kids[c.child_id].label if kids[c.child_id].infinite else kids[c.child_id].value)
+            if kid.infinite:
+                open_children += 1
+            else:
+                final.append(kid.value)
     listed = {c.child_id for c in decisions}
-    final += [k.value for k in staying if k.id not in listed and not k.infinite]
+    for k in staying:
+        if k.id not in listed:
+            open_children += k.infinite
+            final += [] if k.infinite else [k.value]
     if len({normalise(v) for v in final}) != len(final):
         raise TreeEditError("two children would have the same value", "rename or remove one of them")
-    if len(final) + (1 if infinite_values else 0) < 2 and not (infinite_values and len(infinite_values) >= 2):
+    if open_children and (final or open_children > 1):
+        raise TreeEditError("an open-ended split has one child holding all its values, and no other child",
+                            "remove the other values, or keep a split with a fixed list")
+    if (not open_children and len(final) < 2) or (infinite_values and len(infinite_values) < 2):
         raise TreeEditError("a split needs at least two distinct values", "keep or add more values")
     gone_ids = store.subtree_ids(sorted(removed))
     below = [i for i in store.subtree_ids([node_id]) if i != node_id]
