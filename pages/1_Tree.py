@@ -106,10 +106,24 @@ def hand_split(store, node: Node, key: str) -> None:
                                   placeholder="e.g. topic")
         values = st.text_area("Values, one per line", key=f"{key}_values", placeholder="algebra\ngeometry")
         if st.form_submit_button("Set split"):
-            with ui.guard():
-                ids = edits.set_split(store, node.id, dimension, values.splitlines())
-                ui.flash(f"Split set: {len(ids)} values of {dimension.strip()}.")
+            if store.has_children(node.id):  # the current children go: say how much first
+                tui.ask(key, {"node": node.id, "dimension": dimension, "values": values.splitlines()})
                 st.rerun()
+            set_split(store, node.id, dimension, values.splitlines())
+    held = tui.pending(key)
+    if held and held["node"] == node.id:
+        gone = edits.removal_counts(store, [k.id for k in store.tree(node.project_id).kids(node.id)])
+        if tui.confirm(key, f"Setting this split replaces the current values of {ui.md_escape(node.dimension or '')}"
+                       f" and removes **{gone.text()}** (every value below this node, with its samples). Undo "
+                       "brings them back.", f"Remove {gone.text()} and set the split"):
+            set_split(store, node.id, held["dimension"], held["values"])
+
+
+def set_split(store, node_id: str, dimension: str, values: list[str]) -> None:
+    with ui.guard():
+        ids = edits.set_split(store, node_id, dimension, values)
+        ui.flash(f"Split set: {len(ids)} values of {dimension.strip()}.")
+        st.rerun()
 
 
 def attention(data: tui.TreeData) -> tuple[list[Node], list[Node]]:

@@ -192,6 +192,11 @@ def test_rename_criterion_and_hand_set_the_root_split(app_env):
     at.text_input(key="tree_hand_dim").input("grade")
     at.text_area(key="tree_hand_values").input("grade 1\ngrade 2\ngrade 3\ngrade 4")
     at.button(key="FormSubmitter:tree_hand_form-Set split").click().run()
+    asked = [w.value for w in at.warning if w.value.startswith("Setting this split")]
+    assert asked and "**12 node(s) and 0 sample(s)**" in asked[0]
+    with app_env.store() as store:
+        assert len(store.tree(pid)) == 13  # not before the yes
+    at.button(key="tree_confirm_tree_hand_yes").click().run()
     with app_env.store() as store:
         tree = store.tree(pid)
         assert tree.root.dimension == "grade" and [k.value for k in tree.kids(root.id)] == [
@@ -633,6 +638,7 @@ def test_restore_an_earlier_split_from_the_history(app_env):
     at.text_input(key="tree_hand_dim").input("setting")
     at.text_area(key="tree_hand_values").input("farm\nshop")
     at.button(key="FormSubmitter:tree_hand_form-Set split").click().run()
+    at.button(key="tree_confirm_tree_hand_yes").click().run()
     with app_env.store() as store:
         assert store.node(topic_c.id).dimension == "setting"
     picker = at.selectbox(key="tree_restore_pick")

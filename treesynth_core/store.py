@@ -1204,11 +1204,14 @@ class Store:
     # --- the Tree page's change stamp (issue 8, H2)
     def tree_stamp(self, project_id: int) -> tuple:
         """A cheap fingerprint of a project's nodes and samples: the project's last change (every sample write
-        of the Store touches it), and the count, newest change and row-id sum of its nodes, the count and id
+        of the Store touches it), its newest history event and how many are undone (a change in the same
+        millisecond as the last one), the count, newest change and row-id sum of its nodes, the count and id
         sum of its samples (rows deleted or restored with their nodes). A page may keep its view of the tree
         while the stamp is the same. Reads indexes and the small node rows only, never the sample rows."""
         row = self.query(
             "select (select updated_at from projects where id = :p) as pt, "
+            "(select max(id) from events where project_id = :p) as e, "
+            "(select total(undone) from events where project_id = :p) as eu, "
             "(select count(*) from nodes where project_id = :p) as n, "
             "(select max(updated_at) from nodes where project_id = :p) as nt, "
             "(select total(rowid) from nodes where project_id = :p) as nr, "
