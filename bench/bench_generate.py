@@ -3,7 +3,8 @@
 64 leaves (8 x 8, set by hand: no build), 10 samples per call, the fake server in its own process with a fixed
 latency per call (bench/fake_process.py). The ideal rate is slots / latency calls per second: every slot always
 busy and the client costing nothing. Printed per case: calls/s, samples/s, fraction of the ideal, and the
-client's CPU per call (what limits it when the fraction falls). 50 vs 500 per leaf shows whether the cost of a
+client's CPU per call (what limits it when the fraction falls) and the fake server's (it shares the machine: the
+ideal rate needs slots / latency x (client + server CPU per call) cores). 50 vs 500 per leaf shows whether the cost of a
 call grows with the leaf (it should not: the avoid list, the duplicate check and the quota check are bounded).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.fake_process import fake_server  # noqa: E402
+from bench.fake_process import cpu_seconds, fake_server_process  # noqa: E402
 from treesynth_core import edits  # noqa: E402
 from treesynth_core.config import Endpoint  # noqa: E402
 from treesynth_core.generate import generate  # noqa: E402
@@ -28,7 +29,8 @@ from treesynth_core.spec import ProjectSpec, Settings, parse_fields  # noqa: E40
 from treesynth_core.store import Store  # noqa: E402
 
 
-def one(url: str, folder: Path, slots: int, latency: float, per_leaf: int, per_call: int, tag: str) -> dict:
+def one(url: str, folder: Path, slots: int, latency: float, per_leaf: int, per_call: int, tag: str,
+        server: int | None = None) -> dict:
     store = Store(folder / f"gen-{tag}.db")
     spec = ProjectSpec(name=tag, task="GSM8K-style grade-school math word problems",
                        fields=parse_fields("question,answer"),
@@ -38,14 +40,17 @@ def one(url: str, folder: Path, slots: int, latency: float, per_leaf: int, per_c
         edits.set_split(store, topic, "level", [f"level {i}" for i in range(8)])
     llm = LLM(Endpoint(base_url=url, api_key="bench", model="fake-model", timeout=60, max_retries=2), store, pid,
               concurrency=slots)
+    served = cpu_seconds(server) if server else 0.0
     started, cpu = time.perf_counter(), time.process_time()
     report = generate(store, pid, llm, concurrency=slots)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    served = cpu_seconds(server) - served if server else 0.0
     calls = store.usage(pid)["calls"]
     llm.close()
     store.close()
     assert report.inserted == 64 * per_leaf and not report.failed_calls, report.summary()
     return {"wall": wall, "calls": calls, "samples": report.inserted, "cpu_ms": 1000 * cpu / calls,
+            "server_ms": 1000 * served / calls,
             "fraction": calls / wall / (slots / latency)}
 
 
@@ -57,15 +62,17 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; latency {args.latency}s, "
           f"{args.per_call} samples per call, 64 leaves")
-    with fake_server(args.latency) as url, tempfile.TemporaryDirectory() as tmp:
+    with fake_server_process(args.latency) as (url, server), tempfile.TemporaryDirectory() as tmp:
         for slots in (16, 64):
             for per_leaf in (50, 500):
-                runs = [one(url, Path(tmp), slots, args.latency, per_leaf, args.per_call, f"{slots}-{per_leaf}-{r}")
+                runs = [one(url, Path(tmp), slots, args.latency, per_leaf, args.per_call, f"{slots}-{per_leaf}-{r}",
+                            server)
                         for r in range(args.repeats if per_leaf == 50 else 1)]
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                 print(f"{slots:>3} slots, {per_leaf:>3} per leaf: {med['calls'] / med['wall']:6.0f} calls/s, "
                       f"{med['samples'] / med['wall']:6.0f} samples/s, {med['fraction']:.2f} of the ideal "
-                      f"({slots / args.latency:.0f} calls/s), client CPU {med['cpu_ms']:.2f} ms/call "
+                      f"({slots / args.latency:.0f} calls/s), client CPU {med['cpu_ms']:.2f} ms/call, "
+                      f"the fake server's {med['server_ms']:.2f} ms/call "
                       f"(median of {len(runs)}; load {os.getloadavg()[0]:.2f})")
 
 

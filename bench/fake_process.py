@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from treesynth_core.fakellm import step_of
 
@@ -70,6 +72,20 @@ def production_like(fake) -> None:
 def fake_server(latency: float = 0.0, values: int = 3, extra: int = 0, hang_rate: float = 0.0, hang: float = 0.0,
                 seed: int = 0):
     """Yields the base URL of a fake server running in its own process."""
+    with fake_server_process(latency, values, extra, hang_rate, hang, seed) as (url, _):
+        yield url
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def fake_server_process(latency: float = 0.0, values: int = 3, extra: int = 0, hang_rate: float = 0.0,
+                        hang: float = 0.0, seed: int = 0):
+    """Yields (base URL, pid) of a fake server running in its own process (``cpu_seconds(pid)``: its CPU)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -78,7 +94,7 @@ def fake_server(latency: float = 0.0, values: int = 3, extra: int = 0, hang_rate
                              str(hang_rate), str(hang), str(seed)], stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline().strip() == b"ready"
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}/v1", proc.pid
     finally:
         proc.kill()
         proc.wait()
