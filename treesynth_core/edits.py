@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .errors import TreeEditError
-from .history import Event, Scope, barrier, change, event, history, redo, undo  # noqa: F401 (re-exported)
+from .history import (Event, Scope, barrier, change, event, history, one_transaction, redo,  # noqa: F401
+                      undo)
 from .spec import bounds
 from .store import Store
 from .tree import (Node, dedupe_values, dimension_key, dimension_problem, normalise, path_labels, path_pruned,
@@ -112,6 +113,7 @@ def _below(store: Store, node_id: str) -> list[str]:
 # ----------------------------------------------------------------------------- the tree
 
 
+@one_transaction
 def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
     dimension = _check_dimension(dimension)
     node = store.node(node_id)
@@ -122,6 +124,7 @@ def rename_dimension(store: Store, node_id: str, dimension: str) -> None:
         store.update_node(node_id, dimension=dimension, provenance="human", status="edited")
 
 
+@one_transaction
 def add_value(store: Store, node_id: str, value: str) -> str:
     """Add a child with this value under a node that has a dimension."""
     node = store.node(node_id)
@@ -135,6 +138,7 @@ def add_value(store: Store, node_id: str, value: str) -> str:
     return child_id
 
 
+@one_transaction
 def rename_value(store: Store, node_id: str, value: str) -> None:
     node = store.node(node_id)
     if node.parent_id is None:
@@ -146,6 +150,7 @@ def rename_value(store: Store, node_id: str, value: str) -> None:
         store.update_node(node_id, value=value, provenance="human", status="edited")
 
 
+@one_transaction
 def set_values(store: Store, node_id: str, values: list[str]) -> None:
     """Replace an infinite node's value list (deduplicated, each value checked)."""
     node = store.node(node_id)
@@ -165,6 +170,7 @@ def removal_counts(store: Store, node_ids: list[str]) -> Removal:
     return Removal(len(ids), store.samples_on_count(ids))
 
 
+@one_transaction
 def delete_subtree(store: Store, node_id: str) -> int:
     """Delete a node, its descendants and their samples. Returns the number of nodes removed."""
     node = store.node(node_id)
@@ -179,6 +185,7 @@ def delete_subtree(store: Store, node_id: str) -> int:
     return len(ids)
 
 
+@one_transaction
 def clear_split(store: Store, node_id: str) -> int:
     """Remove a node's dimension and all its children (to re-propose or hand-set the split). The split is
     gone, so its "needs review" note goes with it."""
@@ -194,6 +201,7 @@ def clear_split(store: Store, node_id: str) -> int:
     return len(ids)
 
 
+@one_transaction
 def set_split(store: Store, node_id: str, dimension: str, values: list[str]) -> list[str]:
     """Hand-set a node's split, replacing any existing children (and clearing its "needs review" note)."""
     dimension = _check_dimension(dimension)
@@ -224,6 +232,7 @@ def _current_split(store: Store, node: Node) -> dict | None:
     return Split(node.dimension, values, bool(infinite), node.pivots, [], node.note).as_json()
 
 
+@one_transaction
 def apply_split(store: Store, node_id: str, split: Split, actor: str = "llm") -> list[str]:
     """Store a split on a node that has no children yet: its dimension, evidence and children, one event.
     Samples already on the node stay there, flagged as stranded (see ``stranded``), never moved silently."""
@@ -244,6 +253,7 @@ def apply_split(store: Store, node_id: str, split: Split, actor: str = "llm") ->
         return store.add_children(node, children, provenance=actor)
 
 
+@one_transaction
 def mark_failed(store: Store, node_id: str, reason: str, actor: str = "llm") -> None:
     """Record why a node's split failed (status failed): the build goes on with its siblings."""
     node = store.node(node_id)
@@ -261,6 +271,7 @@ def _set_subtree(store: Store, node_id: str, action: str, summary: str, **values
     return ids
 
 
+@one_transaction
 def prune(store: Store, node_id: str) -> int:
     """Mark a subtree pruned: kept in the file, excluded from building, generation and export."""
     node = store.node(node_id)
@@ -270,12 +281,14 @@ def prune(store: Store, node_id: str) -> int:
                             status="pruned"))
 
 
+@one_transaction
 def restore(store: Store, node_id: str) -> int:
     node = store.node(node_id)
     return len(_set_subtree(store, node_id, "restore", f"restored {_label(store, node)} and its subtree",
                             status="edited"))
 
 
+@one_transaction
 def approve(store: Store, node_id: str, subtree: bool = False) -> int:
     """Mark a node (or its live subtree) approved. Approving a node is reviewing it: its own "needs review"
     note is cleared. Approving a subtree clears only that node's note: the notes below were not looked at.
@@ -293,6 +306,7 @@ def approve(store: Store, node_id: str, subtree: bool = False) -> int:
     return len(nodes)
 
 
+@one_transaction
 def resolve_note(store: Store, node_id: str) -> bool:
     """"Mark reviewed": clear a node's "needs review" note, leaving its split and status as they are.
     Returns whether there was a note."""
@@ -305,6 +319,7 @@ def resolve_note(store: Store, node_id: str) -> bool:
     return True
 
 
+@one_transaction
 def lock(store: Store, node_id: str, locked: bool = True) -> None:
     node = store.node(node_id)
     with change(store, project_id=node.project_id, node_id=node_id, action="lock" if locked else "unlock",
@@ -312,6 +327,7 @@ def lock(store: Store, node_id: str, locked: bool = True) -> None:
         store.update_node(node_id, locked=int(locked))
 
 
+@one_transaction
 def set_quota(store: Store, node_id: str, quota: int | None) -> None:
     """A leaf's own quota (None: the project's samples per leaf)."""
     if quota is not None and quota < 0:

@@ -14,6 +14,7 @@ call ``edits``.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from contextlib import contextmanager
@@ -77,6 +78,16 @@ class Recording:
         self.scope.sample_ids += list(sample_ids)
         self.scope.sample_nodes += list(sample_nodes)
         self.scope.parents += list(parents)
+
+
+def one_transaction(fn):
+    """Run an edit whole in one write transaction (BEGIN IMMEDIATE): what it reads to check and to pick the rows
+    it changes cannot change under it before its write and its event commit, even from another process."""
+    @functools.wraps(fn)
+    def run(store: Store, *args, **kwargs):
+        with store.atomic():
+            return fn(store, *args, **kwargs)
+    return run
 
 
 def _active(store: Store) -> bool:

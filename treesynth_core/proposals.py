@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 
 from .errors import TreeEditError
-from .history import Scope, change, event
+from .history import Scope, change, event, one_transaction
 from .store import Store
 from .tree import Node, _singular, dedupe_values, normalise
 
@@ -166,6 +166,7 @@ def diff_split(store: Store, node_id: str, dimension: str, values: list[str], in
     return SplitDiff(node_id, node.dimension, dimension, changes)
 
 
+@one_transaction
 def replace_split(store: Store, node_id: str, dimension: str, decisions: list[ValueChange], *,
                   pivots: list[dict] | None = None, note: str | None = None, actor: str = "human",
                   proposal_id: int | None = None, action: str = "replace_split") -> list[str]:
@@ -250,6 +251,7 @@ def replace_split(store: Store, node_id: str, dimension: str, decisions: list[Va
     return [k.id for k in store.tree(node.project_id).kids(node_id)]
 
 
+@one_transaction
 def replace_with(store: Store, node_id: str, split, actor: str = "human", proposal_id: int | None = None,
                  action: str = "replace_split") -> list[str]:
     """Replace a node's split by ``split`` taking every change of the diff: kept and renamed children keep their
@@ -259,6 +261,7 @@ def replace_with(store: Store, node_id: str, split, actor: str = "human", propos
                          actor=actor, proposal_id=proposal_id, action=action)
 
 
+@one_transaction
 def restore_split(store: Store, node_id: str, event_id: int) -> list[str]:
     """Give a node back the split it had right after event ``event_id`` (one of its split events), as a diff:
     children whose value comes back keep their subtree and samples."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from .errors import TreeEditError
-from .history import Scope, change
+from .history import Scope, change, one_transaction
 from .samples import fingerprint
 from .store import Store
 from .tree import Node
@@ -35,6 +35,7 @@ def _one_node(rows: dict[int, dict]) -> str | None:
     return nodes.pop() if len(nodes) == 1 else None
 
 
+@one_transaction
 def set_sample_status(store: Store, sample_ids: list[int], status: str, reason: str | None = None,
                       actor: str = "human") -> int:
     """Set the review status of these samples; ``reason`` is kept when rejecting (cleared otherwise)."""
@@ -55,6 +56,7 @@ def set_sample_status(store: Store, sample_ids: list[int], status: str, reason: 
     return len(ids)
 
 
+@one_transaction
 def set_sample_note(store: Store, sample_id: int, note: str | None) -> None:
     """A reviewer's free note on a sample (None or blank clears it)."""
     rows = _sample_rows(store, [sample_id])
@@ -99,6 +101,7 @@ def _write_data(store: Store, row: dict, data: dict, action: str, summary: str) 
                              edited=int(not back))
 
 
+@one_transaction
 def edit_sample(store: Store, sample_id: int, data: dict) -> None:
     """Change a sample's text. The text as generated is kept the first time (``original``) and the sample marked
     ``edited``; its judge verdicts go (they judged the old text)."""
@@ -108,6 +111,7 @@ def edit_sample(store: Store, sample_id: int, data: dict) -> None:
     _write_data(store, rows[sample_id], data, "edit_sample", f"edited sample {sample_id}")
 
 
+@one_transaction
 def revert_sample(store: Store, sample_id: int) -> bool:
     """Put an edited sample's original text back. Returns False when it was never edited."""
     rows = _sample_rows(store, [sample_id])
@@ -146,6 +150,7 @@ def stranded(store: Store, project_id: int) -> dict[str, int]:
     return store.stranded_counts(project_id)
 
 
+@one_transaction
 def move_samples(store: Store, sample_ids: list[int], child_id: str) -> int:
     """Move samples to a leaf (e.g. stranded samples to the child they belong to). Returns how many moved."""
     target = store.node(child_id)
@@ -171,6 +176,7 @@ def stranded_route_params(store: Store, node_id: str) -> dict:
     return {"start_node_id": node_id, "sample_ids": store.sample_ids_on(node_id)}
 
 
+@one_transaction
 def move_stranded(store: Store, node_id: str, assignments: dict[int, str]) -> int:
     """Move a node's stranded samples, each to the child named in ``assignments`` (sample id -> child id), in one
     event (a router's answer, or the curator's picks)."""
