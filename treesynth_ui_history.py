@@ -118,7 +118,7 @@ def compare(store, tree: Tree, node: Node, proposal) -> None:
         gone = diff.removal()
         if tui.confirm("replace", f"Replacing the split of {ui.md_escape(node.label)} removes **{gone.nodes} "
                        f"node(s) and {gone.samples} sample(s)** (the removed values and everything below them). "
-                       "Undo in the History panel brings them back.", f"Remove {gone.text()} and replace"):
+                       "Undo (above the chart) brings them back.", f"Remove {gone.nodes} node(s), replace"):
             _replace(store, node, proposal, decisions)
             st.rerun()
 
@@ -201,7 +201,7 @@ def restore_panel(store, tree: Tree, node: Node) -> None:
     held = tui.pending("restore")
     if held and held["node"] == node.id and held["event"] == pick:
         if tui.confirm("restore", f"Restoring that split removes **{gone.text()}**. Undo brings them back.",
-                       f"Remove {gone.text()} and restore"):
+                       f"Remove {gone.nodes} node(s), restore"):
             with ui.guard():
                 edits.restore_split(store, node.id, pick)
                 ui.flash(f"Restored the split of event #{pick}.")

@@ -218,7 +218,7 @@ def pending(key: str):
 def confirm(key: str, message: str, label: str) -> bool:
     """A held action's warning with its numbers and two buttons; True once the curator confirms."""
     st.warning(message, icon=":material/delete:")
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns([3, 2])
     if c1.button(label, key=f"tree_confirm_{key}_yes", type="primary", width="stretch"):
         st.session_state.pop(f"tree_confirm_{key}", None)
         return True

@@ -115,7 +115,7 @@ def hand_split(store, node: Node, key: str) -> None:
         gone = edits.removal_counts(store, [k.id for k in store.tree(node.project_id).kids(node.id)])
         if tui.confirm(key, f"Setting this split replaces the current values of {ui.md_escape(node.dimension or '')}"
                        f" and removes **{gone.text()}** (every value below this node, with its samples). Undo "
-                       "brings them back.", f"Remove {gone.text()} and set the split"):
+                       "brings them back.", f"Remove {gone.nodes} node(s), set it"):
             set_split(store, node.id, held["dimension"], held["values"])
 
 
@@ -328,7 +328,7 @@ def values_editor(store, data: tui.TreeData, node: Node) -> None:
         if tui.confirm("values", f"Deleting **{ui.md_escape(names)}** removes **{gone.text()}** (each value with "
                        "everything below it)." + (" Your renames and additions are saved with it." if
                                                   held["renames"] or held["adds"] else "")
-                       + " Undo in the History panel brings them back.", f"Delete {gone.text()}"):
+                       + " Undo (above the chart) brings them back.", f"Delete {gone.nodes} node(s)"):
             apply_values(store, tree, held["renames"], held["adds"], held["deletes"], node.id)
 
 
