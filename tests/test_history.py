@@ -24,8 +24,8 @@ def state(store: Store, project_id: int) -> tuple[list[dict], list[dict]]:
 
 
 def add(store, project_id, leaf_id, *questions) -> list[int]:
-    rows = [{"data": {"question": q, "answer": f"answer to {q}"}, "norm_hash": fingerprint({"question": q}, ["question"])}
-            for q in questions]
+    rows = [{"data": {"question": q, "answer": f"answer to {q}"},
+             "norm_hash": fingerprint({"question": q}, ["question"])} for q in questions]
     before = {s["id"] for s in store.samples(project_id)}
     store.add_samples(project_id, leaf_id, rows, cap=None, call_id=None)
     return [s["id"] for s in store.samples(project_id) if s["id"] not in before]
@@ -529,3 +529,13 @@ def test_replace_between_fixed_and_open_ended_splits(store, project, grown):
     edits.replace_split(store, ids["root"], "topic", again.changes)
     assert store.children(ids["root"])[0].id == child.id and store.children(ids["root"])[0].values == [
         "algebra", "probability"]
+
+
+def test_a_build_that_splits_a_leaf_with_samples_says_so(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    generate(store, project, llm, per_leaf=2)
+    leaf = store.tree(project).leaves()[0]
+    report = build(store, project, llm, depth=2, under=leaf.id)
+    assert report.stranded == {leaf.id: 2}
+    assert "2 sample(s) left on 1 node(s) it split (stranded" in report.summary()
+    assert "2 sample(s) left on 1 node(s)" in report.summary(for_cli=False)

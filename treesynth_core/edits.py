@@ -298,7 +298,8 @@ def approve(store: Store, node_id: str, subtree: bool = False) -> int:
         raise TreeEditError("this node is pruned (or under a pruned node)", "restore the subtree first")
     nodes = [n for n in store.nodes_by_id(store.subtree_ids([node_id])) if n.status != "pruned"] if subtree else [node]
     with change(store, project_id=node.project_id, node_id=node_id, action="approve",
-                summary=f"approved {_label(store, node)}" + (f" and its subtree ({len(nodes)} nodes)" if subtree else ""),
+                summary=f"approved {_label(store, node)}" + (
+                    f" and its subtree ({len(nodes)} nodes)" if subtree else ""),
                 scope=Scope(node_ids=[n.id for n in nodes])):
         store.update_nodes([n.id for n in nodes if n.status != "approved" and n.id != node_id], status="approved")
         if node.status != "approved" or node.note:

@@ -43,6 +43,7 @@ class BuildReport:
     failed: dict[str, str] = field(default_factory=dict)  # node id -> why it failed (also on the node)
     flagged: dict[str, str] = field(default_factory=dict)  # expanded node id -> its note (split may miss values)
     skipped_locked: list[str] = field(default_factory=list)
+    stranded: dict[str, int] = field(default_factory=dict)  # expanded node id -> samples left on it (edits.stranded)
     endpoint_failed: list[str] = field(default_factory=list)  # failed nodes whose cause was the endpoint
     root_id: str | None = None
     aborted: bool = False  # stopped by the abort rule
@@ -70,6 +71,9 @@ class BuildReport:
         text = f"expanded {len(self.expanded)} node(s), {len(self.failed)} failed"
         if self.flagged:
             text += f", {len(self.flagged)} split(s) flagged for review"
+        if self.stranded:
+            text += (f", {sum(self.stranded.values())} sample(s) left on {len(self.stranded)} node(s) it split "
+                     "(stranded: move them to a child or route them)")
         first = next(iter(self.failed.values()), "")
         if not for_cli:
             if self.aborted:
@@ -292,6 +296,8 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
     for node_id in frontier:
         scheduler.add_expansion(node_id, tree.nodes[node_id].depth)
     scheduler.run()
+    expanded = set(report.expanded)
+    report.stranded = {n: c for n, c in store.stranded_counts(project_id).items() if n in expanded}
     if scheduler.cancelled:
         report.cancelled = True
         raise Cancelled(f"build cancelled: {report.summary()}", "run build again to continue", report=report)

@@ -142,7 +142,8 @@ def diff_split(store: Store, node_id: str, dimension: str, values: list[str], in
             matched[v] = kid
     rest_new = [v for v in values if v not in matched]
     rest_old = [k for k in finite if k.id not in {m.id for m in matched.values()}]
-    pairs = sorted(((similarity(k.value or "", v), i, j) for i, k in enumerate(rest_old) for j, v in enumerate(rest_new)),
+    pairs = sorted(((similarity(k.value or "", v), i, j)
+                    for i, k in enumerate(rest_old) for j, v in enumerate(rest_new)),
                    key=lambda t: (-t[0], t[1], t[2]))
     renamed: dict[str, Node] = {}
     used_old: set[int] = set()

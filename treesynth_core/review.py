@@ -120,7 +120,8 @@ def revert_sample(store: Store, sample_id: int) -> bool:
     row = rows[sample_id]
     if row["original"] is None:
         return False
-    _write_data(store, row, json.loads(row["original"]), "revert_sample", f"reverted sample {sample_id} to its original")
+    _write_data(store, row, json.loads(row["original"]), "revert_sample",
+                f"reverted sample {sample_id} to its original")
     return True
 
 
