@@ -91,6 +91,7 @@ class Result:
     unit: Expand | Fill
     error: BaseException | None = None
     expansion: Expansion | None = None
+    paths: dict[str, list[Node]] = field(default_factory=dict)  # new leaves' paths, read by the worker
     filled: tuple[int, int, int] = (0, 0, 0)  # inserted, duplicates, invalid
 
 
@@ -225,6 +226,9 @@ class Scheduler:
         try:
             if isinstance(unit, Expand):
                 result.expansion = self._expand(unit.node_id)
+                if self._quota is not None and unit.depth + 1 >= self._depth:  # its children are leaves to fill:
+                    # their paths are read here, not on the caller's thread, which the last wave waits for
+                    result.paths = {child: self._path(child) for child in result.expansion.children}
             else:
                 result.filled = self._fill(unit.leaf, unit.count)
         except BaseException as exc:  # one unit's failure, whatever it is, is its own: the caller counts it
@@ -257,7 +261,8 @@ class Scheduler:
             if unit.depth + 1 < self._depth:
                 self.add_expansion(child_id, unit.depth + 1)
             elif self._quota is not None:
-                self.add_leaf(child_id, self._path(child_id), self._quota(), 0)
+                path = result.paths.get(child_id) or self._path(child_id)
+                self.add_leaf(child_id, path, self._quota(), 0)
 
     def _filled(self, leaf: Leaf, result: Result) -> None:
         report, rule = self._generation, self.rules["fill"]
