@@ -227,3 +227,35 @@ def test_a_tree_built_after_an_import_sees_its_rows_as_style_examples(store, pro
     build(store, project, LLM(fake.endpoint(), store, project), depth=1)
     pivots = next(r for r in fake.requests if "Step: pivots" in r["messages"][0]["content"])
     assert "How do I reset router model X0?" in pivots["messages"][1]["content"]
+
+
+def test_kill_9_during_an_import_then_resume_imports_every_row_once(tmp_path):
+    from treesynth_core.store import Store
+
+    from .test_cli import cli, cli_env, command, kill_when
+
+    db = tmp_path / "k.db"
+    with Store(db) as store:
+        make_project(store)
+    rows = 60_000
+    path = write_csv(tmp_path / "big.csv", ["question", "answer"],
+                     [[f"question {i} about returns", f"answer {i}"] for i in range(rows)])
+    env = cli_env()
+
+    def some_chunks_in() -> bool:
+        with Store(db) as s:
+            found = s.query("select next_line from imports")
+        return bool(found) and CHUNK * 3 < found[0]["next_line"] < rows
+
+    kill_when(command("import-data", "--db", db, "--file", path), env, tmp_path, some_chunks_in,
+              "the import never committed a chunk", 120)
+    with Store(db) as store:
+        record = store.imports(1)[0]
+        assert record["status"] == "running" and record["imported"] == record["next_line"] - 1
+    result = cli("import-data", "--db", db, "--file", path, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"(resumed after line {record['next_line']})" in result.stdout
+    with Store(db) as store:
+        lines = [r["source_line"] for r in store.query("select source_line from samples order by source_line")]
+        assert lines == list(range(2, rows + 2))  # none lost, none twice
+        assert store.imports(1)[0]["status"] == "complete"
