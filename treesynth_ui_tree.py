@@ -106,7 +106,8 @@ def finder(data: TreeData, current: str, on_change) -> None:
     else:
         c1, c2 = st.columns([1, 2])
         words = c1.text_input("Search the paths", key="tree_find", placeholder="e.g. geometry hard",
-                              help=f"{len(tree):,} nodes: type words of a path, then pick it on the right").lower().split()
+                              help=f"{len(tree):,} nodes: type words of a path, then pick it on the right")
+        words = words.lower().split()
         near = [n.id for n in tree.path(current)] + [k.id for k in tree.kids(current)[:50]]
         found = [nid for nid, text in paths.items() if words and all(w in text.lower() for w in words)]
         ids = list(dict.fromkeys(near + found[:PICK_MATCHES]))
@@ -237,9 +238,10 @@ def outline(store, data: TreeData, settings) -> None:
     root = tree.root
     leaves = data.remember("live_leaves", lambda: sum(
         1 for n in tree.nodes.values() if not data.pruned[n.id] and not tree.kids(n.id, include_pruned=False)))
-    st.caption(f"{len(tree):,} nodes, {leaves:,} live leaves, depth {data.remember('depth', tree.max_depth)} · "
-               f"root criterion: {ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned · "
-               "each split lists the pivot samples it was chosen from")
+    depth = data.remember("depth", tree.max_depth)
+    st.caption(f"{len(tree):,} nodes, {leaves:,} live leaves, depth {depth} · root criterion: "
+               f"{ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned · each split lists "
+               "the pivot samples it was chosen from")
     if root.pivots:
         with st.expander("(root) · evidence of the first split"):
             st.text("\n".join(evidence(store, tree, root.id, settings, call_rows=0).lines(notes=False)))
@@ -259,8 +261,8 @@ def outline_sections(data: TreeData) -> list[tuple[str, str]]:
         nodes = tree.subtree(top.id)
         failed = sum(1 for n in nodes if n.failure)
         flagged = sum(1 for n in nodes if n.note)
-        label = (f"{top.label} · {top.status} · {len(nodes) - 1} below" + (f" · ⚠ {failed} failed" if failed else "")
-                 + (f" · {flagged} need review" if flagged else ""))
+        label = (f"{top.label} · {top.status} · {len(nodes) - 1} below"
+                 + (f" · ⚠ {failed} failed" if failed else "") + (f" · {flagged} need review" if flagged else ""))
         lines: list[str] = []
         for n in nodes:
             if len(lines) >= cap:
