@@ -58,8 +58,9 @@ def _step(ids: list[int], statuses: dict[int, str], current: int | None, how: st
     return next((i for i in order if statuses.get(i) == "generated"), None)
 
 
-def _act(pid: int, sid: int, status: str, ids: list[int], statuses: dict[int, str]) -> None:
-    """Callback of Accept / Reject / Mark generated: change the sample, then move to the next unreviewed one."""
+def _act(sid: int, status: str, ids: list[int], statuses: dict[int, str]) -> None:
+    """Callback of Accept / Reject / Undo review: change the sample; after accept or reject, move on to the next
+    unreviewed one."""
     reason = reason_chosen() if status == "rejected" else None
     try:
         with ui.open_store() as store:
@@ -193,7 +194,7 @@ def review(pid: int, ids: list[int], node_ids: list[str], statuses: list[str], f
                 st.info("No sample selected: click a row, or press **N** for the next unreviewed sample "
                         "(**J** / **K**: next / previous). Nothing is accepted or rejected before you pick one.")
             else:
-                detail(pid, by_id[current], fields, tree, verdicts[current], ids, statuses)
+                detail(by_id[current], fields, tree, verdicts[current], ids, statuses)
 
 
 def navigation(ids: list[int], statuses: dict[int, str], current: int | None) -> None:
@@ -206,7 +207,7 @@ def navigation(ids: list[int], statuses: dict[int, str], current: int | None) ->
               args=(ids, statuses, "unreviewed"), width="stretch", disabled="generated" not in statuses.values())
 
 
-def detail(pid: int, sample: dict, fields: list[str], tree: Tree, verdict: Verdict, ids: list[int],
+def detail(sample: dict, fields: list[str], tree: Tree, verdict: Verdict, ids: list[int],
            statuses: dict[int, str]) -> None:
     sid = sample["id"]
     st.markdown(f"**Sample #{sid}** · {sample['status']} · {ids.index(sid) + 1} of {len(ids)} shown")
@@ -214,7 +215,7 @@ def detail(pid: int, sample: dict, fields: list[str], tree: Tree, verdict: Verdi
     for col, status, word, key in [(b1, "accepted", "Accept", "A"), (b2, "rejected", "Reject", "X"),
                                    (b3, "generated", "Undo review", "U")]:
         col.button(word, key=f"samples_one_{status}", shortcut=key, disabled=sample["status"] == status,
-                   width="stretch", on_click=_act, args=(pid, sid, status, ids, statuses),
+                   width="stretch", on_click=_act, args=(sid, status, ids, statuses),
                    type="primary" if status == "accepted" else "secondary",
                    help={"accepted": "Accept and go to the next unreviewed sample",
                          "rejected": "Reject with the reason below and go to the next unreviewed sample",
