@@ -240,8 +240,8 @@ def outline(store, data: TreeData, settings) -> None:
         1 for n in tree.nodes.values() if not data.pruned[n.id] and not tree.kids(n.id, include_pruned=False)))
     depth = data.remember("depth", tree.max_depth)
     st.caption(f"{len(tree):,} nodes, {leaves:,} live leaves, depth {depth} · root criterion: "
-               f"{ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned · each split lists "
-               "the pivot samples it was chosen from")
+               f"{ui.md_escape(root.dimension or '(none)')} · ⚠ failed, ! needs review, ✂ pruned · "
+               "each split lists the pivot samples it was chosen from")
     if root.pivots:
         with st.expander("(root) · evidence of the first split"):
             st.text("\n".join(evidence(store, tree, root.id, settings, call_rows=0).lines(notes=False)))
