@@ -539,3 +539,36 @@ def test_a_build_that_splits_a_leaf_with_samples_says_so(fake, store, project, l
     assert report.stranded == {leaf.id: 2}
     assert "2 sample(s) left on 1 node(s) it split (stranded" in report.summary()
     assert "2 sample(s) left on 1 node(s)" in report.summary(for_cli=False)
+
+
+def test_a_build_killed_mid_run_keeps_tree_and_history_in_step(tmp_path):
+    """kill -9 during a build: every stored split has its event (same transaction), the rerun resumes, and undoing
+    every event gives back the empty root."""
+    from tests.test_cli import cli, cli_env, command, kill_when, make_db, ok, read_only
+    from treesynth_core.fakellm import FakeLLM
+
+    db = make_db(tmp_path / "kill.db")
+
+    def splits() -> int:
+        with read_only(db) as conn:
+            return conn.execute("select count(*) from nodes where dimension is not null").fetchone()[0]
+
+    def logged() -> int:
+        with read_only(db) as conn:
+            return conn.execute("select count(*) from events where action = 'apply_split'").fetchone()[0]
+
+    args = ("build", "--db", db, "--depth", "3", "--concurrency", "2")
+    with FakeLLM(latency=0.15) as slow:
+        env = cli_env(slow.base_url)
+        kill_when(command(*args), env, tmp_path, lambda: splits() >= 2, "no split appeared", timeout=60)
+        assert splits() == logged() >= 2
+        slow.latency = 0.0
+        ok(cli(*args, env=env, cwd=tmp_path, timeout=120))
+    assert splits() == logged() > 2
+    with Store(db) as store:
+        project = store.only_project_id()
+        root_only = [r for r in state(store, project)[0] if r["parent_id"] is None]
+        while edits.undo(store, project) is not None:
+            pass
+        nodes, samples = state(store, project)
+        assert [n["id"] for n in nodes] == [root_only[0]["id"]] and nodes[0]["dimension"] is None and not samples
