@@ -1,6 +1,8 @@
 """The real-browser review: a curator reviews 100 samples by keyboard alone in headless Chromium, and the pages
 pass two accessibility checks measured in the browser (heading order; text contrast of captions and of the primary
-button, WCAG AA 4.5:1). It also takes the README's screenshots of the Tree and Samples pages (docs/screenshots/).
+button, WCAG AA 4.5:1). It also takes the README's screenshots of the Tree and Samples pages: into
+test-artifacts/browser/, or over docs/screenshots/ with TREESYNTH_SCREENSHOTS=docs (the port in the sidebar changes
+every run, so the committed ones are only retaken on purpose).
 
 The project (a 5 x 5 tree, four samples per leaf: 100 samples) is made before the app starts, through the
 core and the fake OpenAI-compatible server. Run it alone with ``pytest tests/test_browser_review.py -m browser``.
@@ -8,6 +10,7 @@ core and the fake OpenAI-compatible server. Run it alone with ``pytest tests/tes
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
@@ -115,10 +118,12 @@ def wait_for(page, predicate, what: str, timeout: float = WAIT_MS / 1000) -> Non
 
 
 def keep_shot(page, name: str, height: int) -> Path:
-    """A screenshot of the top ``height`` pixels for the README (small: not the full page), kept under
-    docs/screenshots/; the focus is dropped first so no focus ring shows."""
-    DOCS.mkdir(parents=True, exist_ok=True)
-    path = DOCS / f"{name}.png"
+    """A screenshot of the top ``height`` pixels for the README (small: not the full page), in
+    test-artifacts/browser/, and in docs/screenshots/ (the README's) when TREESYNTH_SCREENSHOTS=docs; the focus is
+    dropped first so no focus ring shows."""
+    folder = DOCS if os.environ.get("TREESYNTH_SCREENSHOTS") == "docs" else ARTIFACTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     size = page.viewport_size
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
     page.set_viewport_size({"width": size["width"], "height": height})
