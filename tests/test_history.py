@@ -572,3 +572,14 @@ def test_a_build_killed_mid_run_keeps_tree_and_history_in_step(tmp_path):
             pass
         nodes, samples = state(store, project)
         assert [n["id"] for n in nodes] == [root_only[0]["id"]] and nodes[0]["dimension"] is None and not samples
+
+
+def test_samples_for_a_leaf_deleted_meanwhile_are_refused_not_orphaned(store, project, grown):
+    from treesynth_core.errors import NotFoundError
+
+    ids, _ = grown
+    edits.delete_subtree(store, ids["geometry"])
+    row = {"data": {"question": "late", "answer": "a"}, "norm_hash": "late"}
+    with pytest.raises(NotFoundError, match="deleted while its samples were being made"):
+        edits.add_samples(store, project, ids["geometry"], [row], cap=None, call_id=None)
+    assert not [s for s in store.samples(project) if s["node_id"] == ids["geometry"]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import TreeEditError
+from .errors import NotFoundError, TreeEditError
 from .history import Scope, change, one_transaction
 from .samples import fingerprint
 from .store import Store
@@ -134,9 +134,14 @@ def original_data(store: Store, sample_id: int) -> dict | None:
 def add_samples(store: Store, project_id: int, node_id: str, rows: list[dict], *, cap: int | None,
                 call_id: int | None, record: str | None = None, actor: str = "llm") -> tuple[int, int]:
     """Store generated samples on a leaf (``Store.add_samples``: duplicates skipped, the cap held). Generation is
-    not a history event (its calls are logged); ``record`` (an action name such as "import") makes it one."""
+    not a history event (its calls are logged); ``record`` (an action name such as "import") makes it one. A leaf
+    deleted meanwhile (by an edit or an undo while a job fills it) gets nothing: NotFoundError, never orphan rows."""
     if record is None:
-        return store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)
+        with store.atomic():
+            if rows and not store.snapshot(node_ids=[node_id])[0]:
+                raise NotFoundError(f"leaf {node_id} was deleted while its samples were being made",
+                                    "nothing was stored for it; generate again to fill the current leaves")
+            return store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)
     with change(store, project_id=project_id, node_id=node_id, action=record, actor=actor,
                 summary=f"{record}: samples added", scope=Scope(sample_nodes=[node_id])) as rec:
         inserted, duplicates = store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)
