@@ -40,7 +40,8 @@ PAGES = [
 JOB_WORDS = {"build": "Building the tree", "generate": "Generating samples",
              "run": "Building and generating (each leaf as soon as it exists)",
              "judge": "Judging and refilling until enough samples fit",
-             "route": "Routing rows down the tree", "balance": "Balancing: generating what under-full leaves miss"}
+             "route": "Routing rows down the tree", "balance": "Balancing: generating what under-full leaves miss",
+             "import": "Importing the uploaded file"}
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -344,7 +345,7 @@ def job_outcome(job: dict) -> str:
 _FAILED_UNIT = {"build": "node(s)", "generate": "call(s)", "run": "node(s) and call(s)"}
 _DONE_UNIT = {"build": "nodes processed", "generate": "samples made", "run": "nodes and samples done"}
 _PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples", "judge": "fitting samples",
-                  "route": "rows", "balance": "samples"}
+                  "route": "rows", "balance": "samples", "import": "bytes read"}
 _WHAT_TO_DO = {
     ("build", "partial"): "click **Retry the failed nodes**: finished nodes are kept and only what failed is "
                           "asked again. Or fix a failed node by hand: it is listed next to the chart.",
@@ -397,6 +398,8 @@ def retry_params(job: dict) -> dict:
 def job_actions(project_id: int, job: dict, key: str) -> None:
     """The button that finishes what a partial, failed, cancelled or interrupted job left undone."""
     outcome, kind = job_outcome(job), job["kind"]
+    if kind == "import" and outcome in ("partial", "failed"):
+        return  # bad rows or a refused file: importing the same file again changes nothing
     if outcome in ("partial", "failed"):
         label = {"build": "Retry the failed nodes", "run": "Run again",
                  "judge": "Judge and refill again", "route": "Route the rows left",

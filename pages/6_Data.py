@@ -7,6 +7,8 @@ Row text is shown as text only (tables), never as Markdown or HTML.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -17,12 +19,12 @@ from treesynth_core.routing import ROWS_PER_CALL, ROWS_RANGE, plan_routing
 from treesynth_core.sunburst import build_figure
 
 ui.page("Bring your own data", "📥")
-IMPORTED_KEY = "data_last_import"  # (project id, the last import's report) shown after the rerun
+UPLOADS = ui.REPO / "data" / "uploads"  # an upload waits here for its import job (removed when it ends)
 NONE_SHOWN = 200
 PROBLEMS_SHOWN = 20
 
 
-def import_section(store, pid: int) -> None:
+def import_section(store, pid: int, busy: bool) -> None:
     st.header("1. Import a dataset")
     spec = store.project(pid)
     upload = st.file_uploader("A CSV, JSONL or Parquet file", type=["csv", "tsv", "jsonl", "ndjson", "parquet"],
@@ -51,39 +53,39 @@ def import_section(store, pid: int) -> None:
                                             index=options.index(default) if default in options else None,
                                             key=f"data_map_{pid}_{f.name}", placeholder="choose a column")
         missing = [name for name, column in mapping.items() if not column]
-        if st.button("Import", type="primary", key="data_import", disabled=bool(missing) or not columns,
-                     help="Map every field to a column first" if missing else "Validates and imports every row"):
+        if st.button("Import", type="primary", key="data_import", disabled=bool(missing) or not columns or busy,
+                     help="Map every field to a column first" if missing else "Validates and imports every row, "
+                                                                              "in the background"):
             with ui.guard():
-                folder = ui.REPO / "data" / "uploads"
-                with st.spinner("Importing…"):
-                    report = importer.import_bytes(store, pid, data, upload.name, folder, mapping=mapping)
-                st.session_state[IMPORTED_KEY] = (pid, report)
-    last = st.session_state.get(IMPORTED_KEY)
-    if last and last[0] == pid:
-        report = last[1]
-        outcome = report.outcome.value
-        (st.success if outcome == "complete" else st.warning if outcome == "partial" else st.error)(
-            ui.md_escape(report.summary()))
-        if report.problems:
-            st.dataframe(pd.DataFrame({"skipped row": report.problems[:PROBLEMS_SHOWN]}), hide_index=True,
-                         width="stretch", key="data_problems")
+                saved = importer.save_upload(data, upload.name, UPLOADS)
+                if ui.start_job(pid, "import", {"path": str(saved), "name": upload.name, "mapping": mapping,
+                                                "remove": True}):
+                    st.rerun()
+                saved.unlink(missing_ok=True)
+    if not busy:
+        ui.job_status(store, pid, "import", key="data_import_job")
     done = store.imports(pid)
+    problems = json.loads(done[0]["problems"] or "[]") if done else []
+    if problems:
+        st.dataframe(pd.DataFrame({"skipped row": problems[:PROBLEMS_SHOWN]}), hide_index=True, width="stretch",
+                     key="data_problems")
     if done:
         st.caption("Imports so far: " + "; ".join(
             f"{r['name']}: {r['imported']:,} imported, {r['duplicates']:,} duplicates, {r['skipped']:,} bad ({r['status']})"
             for r in done[:5]))
 
 
-def route_section(store, pid: int) -> None:
+def route_section(store, pid: int, busy: bool) -> None:
     st.header("2. Route the rows down the tree")
     tree = store.tree(pid)
     if tree.root is None or not tree.kids(tree.root.id):
         st.info("The tree has no split yet: build it on the Tree page first, then route the rows.")
         st.page_link("pages/1_Tree.py", label="Go to the Tree page", icon=":material/account_tree:")
         return
-    running = ui.job_status(store, pid, "route", key="data_route")
-    if running and running.get("status") == "running":
+    if busy:
+        st.caption("A job is running (see the top of the page): routing can start when it has finished.")
         return
+    ui.job_status(store, pid, "route", key="data_route")
     k = st.number_input("Rows per call", ROWS_RANGE[0], ROWS_RANGE[1], ROWS_PER_CALL, key="data_rows_per_call")
     plan = plan_routing(store, pid, rows_per_call=int(k))
     if not plan.rows:
@@ -151,11 +153,12 @@ def imbalance_section(store, pid: int, targets: dict[str, int]) -> None:
                     st.rerun()
 
 
-def balance_section(store, pid: int, targets: dict[str, int]) -> None:
+def balance_section(store, pid: int, targets: dict[str, int], busy: bool) -> None:
     st.header("4. Balance")
-    running = ui.job_status(store, pid, "balance", key="data_balance")
-    if running and running.get("status") == "running":
+    if busy:
+        st.caption("A job is running (see the top of the page): balancing can start when it has finished.")
         return
+    ui.job_status(store, pid, "balance", key="data_balance")
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("Over-full leaves keep", METHODS, key="data_method",
                           format_func={"random": "a seeded random draw", "diversity": "the most different ones"}.get)
@@ -183,8 +186,9 @@ def balance_section(store, pid: int, targets: dict[str, int]) -> None:
 
 with ui.open_store() as store:
     pid = ui.frame(store, "Bring your own data")
-    import_section(store, pid)
-    route_section(store, pid)
+    busy = ui.running_job(store, pid, "data_job") is not None  # one job at a time per project, shown here once
+    import_section(store, pid, busy)
+    route_section(store, pid, busy)
     tree = store.tree(pid)
     if tree.root is not None and tree.kids(tree.root.id):
         st.header("3. See the imbalance")
@@ -192,4 +196,4 @@ with ui.open_store() as store:
             targets = targets_input(store, pid)
         if not guarded.failed:
             imbalance_section(store, pid, targets)
-            balance_section(store, pid, targets)
+            balance_section(store, pid, targets, busy)

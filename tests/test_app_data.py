@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from tests.app_support import app_env, errors, texts  # noqa: F401
+from tests.app_support import REPO, app_env, errors, texts  # noqa: F401
 
 from treesynth_core.fakellm import ROUTE_NONE_MARKER
 
@@ -42,6 +42,10 @@ def test_upload_map_route_see_imbalance_and_balance(app_env):
     at.selectbox(key=f"data_map_{pid}_question").set_value("prompt")
     at.selectbox(key=f"data_map_{pid}_answer").set_value("reply").run()
     at.button(key="data_import").click().run()
+    job = app_env.last_job(pid)
+    assert job["kind"] == "import" and job["status"] == "partial", job  # a bad row was skipped
+    assert not list((REPO / "data" / "uploads").glob("*-tickets.csv"))  # the upload is removed when done
+    at = app_env.app(PAGE, pid)
     shown = texts(at)
     assert "imported 39 row(s) from tickets.csv" in shown and "1 bad row(s) skipped" in shown
     assert "line 41: has no text for field 'question'" in table(at, "skipped row").iloc[0, 0]
@@ -88,6 +92,10 @@ def test_a_bad_upload_is_one_clear_error(app_env):
     at.file_uploader(key="data_upload").upload("latin.csv", "question,answer\ncafé,x\n".encode("latin-1"),
                                                "text/csv").run()
     at.button(key="data_import").click().run()
+    job = app_env.last_job(pid)
+    assert job["status"] == "failed" and "not UTF-8 text" in job["message"]
+    at = app_env.app(PAGE, pid)
     assert any("not UTF-8 text" in e for e in errors(at))
+    assert "data_import_job_retry" not in [b.key for b in at.button]  # the same file would fail the same way
     with app_env.store() as store:
         assert store.sample_total(pid) == 0

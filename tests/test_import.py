@@ -259,3 +259,23 @@ def test_kill_9_during_an_import_then_resume_imports_every_row_once(tmp_path):
         lines = [r["source_line"] for r in store.query("select source_line from samples order by source_line")]
         assert lines == list(range(2, rows + 2))  # none lost, none twice
         assert store.imports(1)[0]["status"] == "complete"
+
+
+def test_import_job_keeps_a_cancelled_upload_for_its_resume_and_removes_it_at_the_end(store, project, tmp_path):
+    from treesynth_core.errors import Cancelled
+    from treesynth_core.importer import import_job, save_upload
+
+    rows = [[f"question {i}", f"answer {i}"] for i in range(CHUNK * 2 + 5)]
+    data = write_csv(tmp_path / "d.csv", ["question", "answer"], rows).read_bytes()
+    saved = save_upload(data, "../../d.csv", tmp_path / "uploads")
+    assert saved.parent == tmp_path / "uploads" and saved.name.endswith("-d.csv")
+    with pytest.raises(Cancelled):
+        import_job(store, project, path=str(saved), name="d.csv", remove=True, should_stop=lambda: True)
+    assert saved.exists()  # kept: the job can be resumed
+    report = import_job(store, project, path=str(saved), name="d.csv", remove=True)
+    assert report.resumed_from == CHUNK + 1 and report.outcome is Outcome.COMPLETE
+    assert not saved.exists() and len(imported(store, project)) == len(rows)
+    bad = save_upload(b"", "empty.csv", tmp_path / "uploads")
+    with pytest.raises(ConfigError):
+        import_job(store, project, path=str(bad), remove=True)
+    assert not bad.exists()

@@ -468,6 +468,42 @@ def import_bytes(store: Store, project_id: int, data: bytes, name: str, folder: 
         target.unlink(missing_ok=True)
 
 
+def import_job(store: Store, project_id: int, llm=None, *, on_progress=None, should_stop=None, path: str,
+               name: str | None = None, fmt: str | None = None, mapping: dict[str, str] | None = None,
+               node_id: str | None = None, remove: bool = False) -> ImportReport:
+    """``import_file`` as a background job (jobs.ACTIONS["import"]; the app's uploads). ``remove``: delete the
+    file once the import has ended (complete, partial or refused); a cancelled or killed one keeps it, so the job
+    can be resumed."""
+    try:
+        report = import_file(store, project_id, path, fmt=fmt, mapping=mapping, node_id=node_id, name=name,
+                             on_progress=on_progress, should_stop=should_stop)
+    except ConfigError:
+        if remove:
+            Path(path).unlink(missing_ok=True)
+        raise
+    if remove and not report.cancelled:
+        Path(path).unlink(missing_ok=True)
+    if report.cancelled:
+        from .errors import Cancelled
+
+        raise Cancelled(f"import cancelled: {report.summary()}", "resume the job to go on", report=report)
+    return report
+
+
+def save_upload(data: bytes, name: str, folder: str | Path) -> Path:
+    """Write an upload to a new file in ``folder`` (atomically) for an import job; returns its path."""
+    import uuid
+
+    from .files import atomic_write
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c for c in Path(name).name if c.isalnum() or c in "._-")[:80] or "upload"
+    target = folder / f"{uuid.uuid4().hex[:12]}-{safe}"
+    atomic_write(target, data, "upload")
+    return target
+
+
 def peek_columns(data: bytes, name: str, limit: int = 5) -> tuple[list[str], list[dict]]:
     """The columns and first rows of an upload, for the app's mapping step (reads at most 64 KiB)."""
     fmt = detect_format(name)

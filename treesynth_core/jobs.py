@@ -26,6 +26,7 @@ from .balance import balance_job
 from .config import Endpoint
 from .errors import Cancelled, NotFoundError, TreeEditError, TreeSynthError
 from .generate import generate, run
+from .importer import import_job
 from .judge import judge_until
 from .llm import LLM
 from .outcome import Outcome
@@ -39,8 +40,8 @@ _registry = threading.RLock()  # held from a job's creation until its thread is 
 KINDS = ("build", "generate", "run", "judge", "propose")
 ACTIONS: dict[str, Callable] = {"build": build, "generate": generate, "run": run, "judge": judge_until,
                                "propose": repropose}  # propose: params {"node_id": ...}, stores a proposal
-KINDS += ("route", "balance")  # issue 11: route imported rows down the tree; balance leaves to a target
-ACTIONS.update(route=route, balance=balance_job)
+KINDS += ("route", "balance", "import")  # issue 11: route rows down the tree; balance leaves; import an upload
+ACTIONS.update({"route": route, "balance": balance_job, "import": import_job})
 APP_SUMMARIES = ("build", "generate", "run")  # kinds whose report has an app summary: summary(for_cli=False)
 APP_SUMMARIES += ("route", "balance")
 PROGRESS_EVERY = 0.25  # seconds between two progress writes (or cancel reads) of a running job
