@@ -583,3 +583,22 @@ def test_samples_for_a_leaf_deleted_meanwhile_are_refused_not_orphaned(store, pr
     with pytest.raises(NotFoundError, match="deleted while its samples were being made"):
         edits.add_samples(store, project, ids["geometry"], [row], cap=None, call_id=None)
     assert not [s for s in store.samples(project) if s["node_id"] == ids["geometry"]]
+
+
+def test_undo_stops_at_a_tree_import_and_says_why(store, project):
+    import json
+
+    from treesynth_core.treefile import export_tree, import_tree
+
+    root = store.tree(project).root.id
+    edits.set_split(store, root, "topic", ["algebra", "geometry"])
+    copy = import_tree(store, json.dumps(export_tree(store, project)))
+    (event,) = events(store, copy)
+    assert (event.action, event.undoable) == ("import_tree", False) and "3 node(s)" in event.summary
+    before = state(store, copy)
+    with pytest.raises(TreeEditError, match="cannot be undone: imported a tree of 3 node"):
+        edits.undo(store, copy)
+    assert state(store, copy) == before
+    kid = store.children(store.tree(copy).root.id)[0].id
+    edits.rename_value(store, kid, "shapes")
+    assert edits.undo(store, copy).action == "rename_value"

@@ -200,10 +200,14 @@ def _put(store: Store, ev: Event, target: dict, current_state: dict, verb: str) 
 
 def undo(store: Store, project_id: int) -> Event | None:
     """Undo the project's newest change not undone (None when there is nothing to undo). Exact: every node and
-    sample row it touched is written back as it was."""
+    sample row it touched is written back as it was. An import or routing run cannot be undone: TreeEditError."""
     with store.atomic():
         row = store.undo_candidate(project_id)
         if row is None:
+            newest = store.event_rows(project_id, limit=1, payloads=False)
+            if newest and not newest[0]["undoable"] and not newest[0]["undone"]:
+                raise TreeEditError(f"the newest change cannot be undone: {newest[0]['summary']}",
+                                    "it started a new history (an import or a routing run); edit by hand instead")
             return None
         ev = _event(row)
         _put(store, ev, ev.before, ev.after, "undo")
