@@ -142,9 +142,9 @@ def next_button(data: TreeData, node: Node) -> None:
     target = next((nid for nid in todo if order[nid] > here), todo[0] if todo else None)
     st.button(f"Next unreviewed ({len(todo)})" if todo else "Every node is reviewed",
               key="tree_next_unreviewed", disabled=not todo, icon=":material/skip_next:", on_click=go_to,
-              args=(target,), width="stretch",
-              help="Select the next node still to review: proposed by the LLM and not yet approved or edited, or "
-                   "marked failed or needs review; in outline order after the selected node")
+              args=(target,), width="stretch", shortcut="N",
+              help="Select the next node still to review (key N): proposed by the LLM and not yet approved or "
+                   "edited, or marked failed or needs review; in outline order after the selected node")
 
 
 # ----------------------------------------------------------------------------- evidence

@@ -356,8 +356,8 @@ def actions(store, data: tui.TreeData, node: Node) -> None:
     top, bottom = st.columns(2), st.columns(2)
     b = [*top, *bottom]
     with ui.guard():
-        if b[0].button("Approve", key="tree_approve", width="stretch", disabled=pruned,
-                       help="Restore the subtree first" if pruned else "Mark this node reviewed (clears its "
+        if b[0].button("Approve", key="tree_approve", width="stretch", disabled=pruned, shortcut="A",
+                       help="Restore the subtree first" if pruned else "Mark this node reviewed (key A; clears its "
                        "needs-review mark)"):
             edits.approve(store, node.id)
             ui.flash("Node approved.")

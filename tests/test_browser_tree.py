@@ -130,6 +130,9 @@ def test_identical_re_proposal_keeps_descendants_and_undo_after_delete_restores(
                 assert snapshot(db, pid, topic_b) == deleted_before
                 assert "topic B" in main_text(page)
                 screenshot(page, "tree_04_undone_delete")
+                page.locator('[data-testid="stMain"] h1').click()  # the focus out of any text box
+                page.keyboard.press("n")  # Next unreviewed, by its key
+                wait_text(page, "topic = topic A")
                 assert SECRET not in page.content()
             except Exception:
                 screenshot(page, "tree_failure")
