@@ -35,7 +35,7 @@ def samples_panel(store, pid: int, name: str) -> None:
     is kept too. A project of at most SMALL_EXPORT_ROWS samples is counted and prepared at once; a bigger
     one is built when the user asks, and never counted or read before."""
     tree = store.tree(pid)
-    st.subheader("Samples")
+    st.header("Samples")
     c1, c2 = st.columns(2)
     fmt = c1.selectbox("Format", list(FORMATS), format_func=FORMATS.get, key="export_format")
     which = c2.radio("Samples", list(SCOPES), key="export_statuses")
@@ -148,7 +148,7 @@ def hub_panel(store, pid: int) -> None:
 
 
 def tree_panel(store, pid: int, name: str) -> None:
-    st.subheader("Tree file")
+    st.header("Tree file")
     st.caption("The tree with its criteria, statuses and provenance, plus the project's task and settings: "
                "a file you can version, share, hand-edit and import again.")
     doc = export_tree(store, pid)
@@ -157,7 +157,7 @@ def tree_panel(store, pid: int, name: str) -> None:
 
 
 def import_panel(store) -> None:
-    st.subheader("Import a tree file")
+    st.header("Import a tree file")
     st.caption("Creates a new project from a TreeSynth tree JSON. A bad file changes nothing.")
     upload = st.file_uploader("Tree JSON", type=["json"], key="export_upload")
     name = st.text_input("Name of the new project (optional)", key="export_import_name")

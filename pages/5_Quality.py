@@ -20,7 +20,7 @@ from treesynth_core.tree import Tree
 
 ui.page("Quality", "📏")
 STATUSES = ["generated", "accepted", "rejected"]
-STATUS_WORDS = {"generated": "to review", "accepted": "accepted", "rejected": "rejected"}
+STATUS_WORDS = {"generated": "generated", "accepted": "accepted", "rejected": "rejected"}
 MEAN_COSINE = "paper-style mean cosine (lower = more diverse)"
 SPLITS_SHOWN = 10
 PAIRS_PER_SPLIT = 5
