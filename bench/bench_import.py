@@ -85,7 +85,8 @@ def main() -> None:
             assert all(r["imported"] == args.rows for r in runs), runs
             seconds = statistics.median(r["seconds"] for r in runs)
             peak = statistics.median(r["peak_mb"] for r in runs)
-            print(f"{fmt:>8}: {seconds:6.2f} s ({args.rows / seconds:,.0f} rows/s), file {big.stat().st_size / 1e6:.1f} MB, "
+            print(f"{fmt:>8}: {seconds:6.2f} s ({args.rows / seconds:,.0f} rows/s), "
+                  f"file {big.stat().st_size / 1e6:.1f} MB, "
                   f"peak RSS {peak:.0f} MB (process before the import: {runs[0]['before_mb']:.0f} MB; "
                   f"{args.rows // 10:,} rows: peak {tenth['peak_mb']:.0f} MB)")
 

@@ -71,7 +71,8 @@ def import_section(store, pid: int, busy: bool) -> None:
                      key="data_problems")
     if done:
         st.caption("Imports so far: " + "; ".join(
-            f"{r['name']}: {r['imported']:,} imported, {r['duplicates']:,} duplicates, {r['skipped']:,} bad ({r['status']})"
+            f"{r['name']}: {r['imported']:,} imported, {r['duplicates']:,} duplicates, {r['skipped']:,} bad "
+            f"({r['status']})"
             for r in done[:5]))
 
 

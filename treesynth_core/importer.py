@@ -258,7 +258,8 @@ def resolve_mapping(field_names: list[str], columns: list[str], mapping: dict[st
             raise ConfigError(f"the file has no column {column!r} (its columns: {', '.join(columns[:20])})",
                               f"map {name} to one of those")
         if column is None:
-            raise ConfigError(f"no column for the field {name!r}: the file's columns are {', '.join(columns[:20]) or 'none'}",
+            have = ", ".join(columns[:20]) or "none"
+            raise ConfigError(f"no column for the field {name!r}: the file's columns are {have}",
                               f"map it, e.g. --map {name}=COLUMN (or rename the column)")
         out[name] = column
     return out
@@ -350,7 +351,8 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
         if not earlier["rows"]:
             raise ConfigError(f"{report.name} has no rows (only a header)", "import a file with rows")
         report.import_id, report.already_complete = earlier["id"], True
-        report.imported, report.duplicates, report.skipped = earlier["imported"], earlier["duplicates"], earlier["skipped"]
+        report.imported, report.duplicates = earlier["imported"], earlier["duplicates"]
+        report.skipped = earlier["skipped"]
         return report
     if earlier is not None:
         import_id, after = earlier["id"], earlier["next_line"]
@@ -454,20 +456,6 @@ def _byte_position(path: Path) -> Callable[[], int]:
     return position
 
 
-def import_bytes(store: Store, project_id: int, data: bytes, name: str, folder: str | Path, **kwargs) -> ImportReport:
-    """Import an upload (the app's): written to a file in ``folder`` first (the reader streams from disk, so an
-    upload is not parsed in memory), then imported like a file; the file is removed afterwards."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c for c in Path(name).name if c.isalnum() or c in "._-")[:80] or "upload"
-    target = folder / f"upload-{os.getpid()}-{safe}"
-    target.write_bytes(data)
-    try:
-        return import_file(store, project_id, target, name=Path(name).name, **kwargs)
-    finally:
-        target.unlink(missing_ok=True)
-
-
 def import_job(store: Store, project_id: int, llm=None, *, on_progress=None, should_stop=None, path: str,
                name: str | None = None, fmt: str | None = None, mapping: dict[str, str] | None = None,
                node_id: str | None = None, remove: bool = False) -> ImportReport:
@@ -530,5 +518,5 @@ def peek_columns(data: bytes, name: str, limit: int = 5) -> tuple[list[str], lis
     return [h.strip() for h in header], rows
 
 
-__all__ = ["FORMATS", "CHUNK", "ImportReport", "import_file", "import_bytes", "detect_format", "parse_mapping",
-           "resolve_mapping", "peek_columns"]
+__all__ = ["FORMATS", "CHUNK", "ImportReport", "import_file", "import_job", "save_upload", "detect_format",
+           "parse_mapping", "resolve_mapping", "peek_columns"]

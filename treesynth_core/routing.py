@@ -223,8 +223,9 @@ def _scope(tree: Tree, start: str | None) -> list[str]:
     return [n.id for n in tree.subtree(root)] if root else []
 
 
-def plan_routing(store: Store, project_id: int, *, sample_ids: list[int] | None = None, start_node_id: str | None = None,
-                 rows_per_call: int = ROWS_PER_CALL, retry_none: bool = False) -> RoutePlan:
+def plan_routing(store: Store, project_id: int, *, sample_ids: list[int] | None = None,
+                 start_node_id: str | None = None, rows_per_call: int = ROWS_PER_CALL,
+                 retry_none: bool = False) -> RoutePlan:
     """What routing the rows waiting at a split costs: one call per ``rows_per_call`` rows per level, plus one
     per node reached for its last, partial batch (an upper bound); tokens from the rows' own length."""
     _check_rows(rows_per_call)
