@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from treesynth_core import jobs
 from treesynth_core.cli import main
