@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-
 from treesynth_core import jobs
 from treesynth_core.cli import main
 from treesynth_core.fakellm import ROUTE_NONE_MARKER, FakeLLM, Scripted
