@@ -4,6 +4,7 @@ proposal keeps; stored proposals; stranded samples; sample review columns."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -343,7 +344,8 @@ def test_a_build_records_one_llm_event_per_split(fake, store, project, llm):
     assert {e.node_id for e in splits} == set(report.expanded)
     root = store.tree(project).root
     newest_root = next(e for e in splits if e.node_id == root.id)
-    assert newest_root.after["split"]["pivots"]  # the evidence goes with the event
+    assert json.loads(newest_root.after["nodes"][root.id]["pivots"])  # the evidence goes with the event
+    assert newest_root.after["split"]["labels"]  # and the criterion's label of each pivot
 
 
 # ----------------------------------------------------------------------------- stranded samples, review
@@ -602,3 +604,16 @@ def test_undo_stops_at_a_tree_import_and_says_why(store, project):
     kid = store.children(store.tree(copy).root.id)[0].id
     edits.rename_value(store, kid, "shapes")
     assert edits.undo(store, copy).action == "rename_value"
+
+
+def test_restoring_an_llm_split_brings_back_its_pivots(fake, store, project, llm):
+    build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    first = next(e for e in events(store, project) if e.action == "apply_split" and e.node_id == root.id)
+    values = [k.value for k in store.children(root.id)]
+    edits.replace_with(store, root.id, Split("level", ["school", "university"]))
+    assert store.node(root.id).pivots == []  # a split typed by hand has no pivots: the old ones motivated the old one
+    edits.restore_split(store, root.id, first.id)
+    node = store.node(root.id)
+    assert node.dimension == root.dimension and node.pivots == root.pivots and root.pivots
+    assert [k.value for k in store.children(root.id)] == values

@@ -45,6 +45,11 @@ class Split:
     def as_json(self) -> dict:
         return asdict(self)
 
+    def state(self) -> dict:
+        """The split as a history event keeps it: without the pivots, which the node's row in the same event
+        holds (``restore_split`` reads them there)."""
+        return {k: v for k, v in asdict(self).items() if k != "pivots"}
+
 
 @dataclass
 class Removal:
@@ -216,7 +221,7 @@ def set_split(store: Store, node_id: str, dimension: str, values: list[str]) -> 
                         + (f" (replacing {len(ids)} node(s) below)" if ids else ""),
                 scope=Scope(node_ids=[node_id, *ids], parents=[node_id], sample_nodes=ids)) as rec:
         rec.split_before = _current_split(store, node)
-        rec.split_after = Split(dimension, clean).as_json()
+        rec.split_after = Split(dimension, clean).state()
         store.delete_nodes(ids)
         store.update_node(node_id, dimension=dimension, pivots=[], failure=None, note=None, provenance="human",
                           status="edited")
@@ -229,7 +234,7 @@ def _current_split(store: Store, node: Node) -> dict | None:
     kids = store.children(node.id)
     infinite = [k for k in kids if k.infinite]
     values = infinite[0].values if infinite else [k.value for k in kids]
-    return Split(node.dimension, values, bool(infinite), node.pivots, [], node.note).as_json()
+    return Split(node.dimension, values, bool(infinite), [], [], node.note).state()
 
 
 @one_transaction
@@ -247,7 +252,7 @@ def apply_split(store: Store, node_id: str, split: Split, actor: str = "llm") ->
         summary += f"; {on_it} sample(s) left on it (stranded: move them to a child)"
     with change(store, project_id=node.project_id, node_id=node_id, action="apply_split", actor=actor,
                 summary=summary, scope=Scope(node_ids=[node_id], parents=[node_id])) as rec:
-        rec.split_after = split.as_json()
+        rec.split_after = split.state()
         store.update_node(node_id, dimension=split.dimension, pivots=split.pivots, failure=None, note=split.note,
                           status="proposed" if node.status == "failed" else node.status)
         return store.add_children(node, children, provenance=actor)

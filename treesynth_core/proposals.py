@@ -272,7 +272,9 @@ def restore_split(store: Store, node_id: str, event_id: int) -> list[str]:
     state = (ev.after or {}).get("split") if ev.node_id == node_id else None
     if state is None:
         raise TreeEditError(f"event {event_id} did not set a split of this node", "pick one of its split events")
-    return replace_with(store, node_id, Split(**state), action="restore_split")
+    row = ev.after["nodes"].get(node_id) or {}
+    pivots = json.loads(row["pivots"]) if row.get("pivots") else []  # the evidence, kept in the node's row
+    return replace_with(store, node_id, Split(**{**state, "pivots": pivots}), action="restore_split")
 
 
 # ----------------------------------------------------------------------------- stored proposals
