@@ -301,6 +301,74 @@ def m017_jobs_app_message(db):
     db["jobs"].add_column("app_message", str)
 
 
+# --- issue 8 (H1): history, sample review, stored proposals
+@migrations()
+def m018_events(db):
+    # every change to the tree and to samples, written in the change's transaction: who (llm / human), what, and
+    # the full rows of every node and sample it touched before and after (JSON: {"nodes": {id: row or null},
+    # "samples": {id: row or null}}), so undo and redo put back exactly those rows. ``undone`` 1: undone, on the
+    # redo stack (a new change drops them); ``undoable`` 0: a barrier (a tree import), undo stops there.
+    db["events"].create(
+        {
+            "id": int,
+            "project_id": int,
+            "node_id": str,  # the node acted on (for samples: their node when they share one)
+            "actor": str,  # llm, human
+            "action": str,
+            "summary": str,
+            "before": str,
+            "after": str,
+            "undone": int,
+            "undoable": int,
+            "created_at": str,
+        },
+        pk="id",
+        defaults={"undone": 0, "undoable": 1},
+    )
+    db["events"].create_index(["project_id", "undone", "id"])
+    db["events"].create_index(["node_id"])
+    db.execute("create trigger projects_delete_events after delete on projects "
+               "begin delete from events where project_id = old.id; end")
+
+
+@migrations()
+def m019_sample_review(db):
+    # a reviewer's reject reason and free note per sample; the text as generated, kept the first time it is edited
+    # (JSON, null while never edited) with ``edited`` 1 while the text differs from it
+    db["samples"].add_column("reason", str)
+    db["samples"].add_column("note", str)
+    db["samples"].add_column("original", str)
+    db["samples"].add_column("edited", int, not_null_default=0)
+
+
+@migrations()
+def m020_proposals(db):
+    # a re-proposed split kept until the curator applies or dismisses it (survives reloads; several per node), with
+    # the pivots and the criterion's label per pivot that motivated it
+    db["proposals"].create(
+        {
+            "id": int,
+            "project_id": int,
+            "node_id": str,
+            "job_id": int,
+            "dimension": str,
+            "value_list": str,  # JSON list
+            "infinite": int,
+            "pivots": str,  # JSON list of pivot samples
+            "labels": str,  # JSON list: the criterion's value for each pivot, in order
+            "note": str,
+            "state": str,  # new, applied, dismissed
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        defaults={"infinite": 0, "state": "new"},
+    )
+    db["proposals"].create_index(["node_id", "state"])
+    db.execute("create trigger projects_delete_proposals after delete on projects "
+               "begin delete from proposals where project_id = old.id; end")
+
+
 @migrations()
 def m021_imports(db):
     # issue 11: bring your own data. Each sample says where it came from (``provenance``: generated or imported),
@@ -375,70 +443,3 @@ def m023_seeds(db):
                "begin delete from seeds where node_id = old.id; end")
     db.execute("create trigger projects_delete_seeds after delete on projects "
                "begin delete from seeds where project_id = old.id; end")
-
-# --- issue 8 (H1): history, sample review, stored proposals
-@migrations()
-def m018_events(db):
-    # every change to the tree and to samples, written in the change's transaction: who (llm / human), what, and
-    # the full rows of every node and sample it touched before and after (JSON: {"nodes": {id: row or null},
-    # "samples": {id: row or null}}), so undo and redo put back exactly those rows. ``undone`` 1: undone, on the
-    # redo stack (a new change drops them); ``undoable`` 0: a barrier (a tree import), undo stops there.
-    db["events"].create(
-        {
-            "id": int,
-            "project_id": int,
-            "node_id": str,  # the node acted on (for samples: their node when they share one)
-            "actor": str,  # llm, human
-            "action": str,
-            "summary": str,
-            "before": str,
-            "after": str,
-            "undone": int,
-            "undoable": int,
-            "created_at": str,
-        },
-        pk="id",
-        defaults={"undone": 0, "undoable": 1},
-    )
-    db["events"].create_index(["project_id", "undone", "id"])
-    db["events"].create_index(["node_id"])
-    db.execute("create trigger projects_delete_events after delete on projects "
-               "begin delete from events where project_id = old.id; end")
-
-
-@migrations()
-def m019_sample_review(db):
-    # a reviewer's reject reason and free note per sample; the text as generated, kept the first time it is edited
-    # (JSON, null while never edited) with ``edited`` 1 while the text differs from it
-    db["samples"].add_column("reason", str)
-    db["samples"].add_column("note", str)
-    db["samples"].add_column("original", str)
-    db["samples"].add_column("edited", int, not_null_default=0)
-
-
-@migrations()
-def m020_proposals(db):
-    # a re-proposed split kept until the curator applies or dismisses it (survives reloads; several per node), with
-    # the pivots and the criterion's label per pivot that motivated it
-    db["proposals"].create(
-        {
-            "id": int,
-            "project_id": int,
-            "node_id": str,
-            "job_id": int,
-            "dimension": str,
-            "value_list": str,  # JSON list
-            "infinite": int,
-            "pivots": str,  # JSON list of pivot samples
-            "labels": str,  # JSON list: the criterion's value for each pivot, in order
-            "note": str,
-            "state": str,  # new, applied, dismissed
-            "created_at": str,
-            "updated_at": str,
-        },
-        pk="id",
-        defaults={"infinite": 0, "state": "new"},
-    )
-    db["proposals"].create_index(["node_id", "state"])
-    db.execute("create trigger projects_delete_proposals after delete on projects "
-               "begin delete from proposals where project_id = old.id; end")
