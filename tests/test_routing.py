@@ -221,3 +221,11 @@ def test_rows_answered_none_can_be_asked_again(store, fake, tmp_path, capsys, mo
     assert "4 reached a leaf" in capsys.readouterr().out
     assert at_leaves(store, project)[leaf_of(store, project, "B", "A")] == 4
     assert store.none_rows(project) == []
+
+
+def test_without_a_tree_route_and_balance_say_to_build_first(store, project, tmp_path, capsys):
+    import_rows(store, project, tmp_path, rows_for([("A", "A", 2)]))
+    assert main(["route", "--db", store.path]) == 2
+    assert "the tree has no split yet" in capsys.readouterr().err
+    assert main(["balance", "--db", store.path, "--target", "5"]) == 2
+    assert "the tree has no leaves yet" in capsys.readouterr().err

@@ -162,6 +162,9 @@ def leaf_targets(tree: Tree, target: int | None, targets: dict[str, int] | None,
     if target is not None:
         _check("target", target, 0, high)
     leaves = [n.id for n in tree.leaves(under) if n.parent_id is not None]
+    if not leaves:
+        raise ConfigError("the tree has no leaves yet" + (" under that node" if under else ""),
+                          "build the tree first (build, or the Tree page)")
     for node_id, value in (targets or {}).items():
         _check(f"the target of {node_id}", value, 0, high)
         if node_id not in leaves:

@@ -219,6 +219,10 @@ def _splits(tree: Tree) -> dict[str, list[Node]]:
 def _scope(tree: Tree, start: str | None) -> list[str]:
     if start is not None and start not in tree.nodes:
         raise ConfigError(f"node {start!r} is not in this project", "pass a node id from `show`")
+    if tree.root is None or not tree.kids(tree.root.id):
+        raise ConfigError("the tree has no split yet: there is nowhere to route the rows",
+                          "build the tree first (build, or the Tree page); the imported rows are shown to it as "
+                          "style examples")
     root = start or (tree.root.id if tree.root else None)
     return [n.id for n in tree.subtree(root)] if root else []
 

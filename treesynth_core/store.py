@@ -828,7 +828,7 @@ class Store:
     def import_row(self, import_id: int) -> dict:
         rows = self.query("select * from imports where id = ?", [import_id])
         if not rows:
-            raise NotFoundError(f"import {import_id} does not exist", "list the imports with `import-data --list`")
+            raise NotFoundError(f"import {import_id} does not exist", "the Data page lists the project's imports")
         return rows[0]
 
     def imports(self, project_id: int) -> list[dict]:
