@@ -234,7 +234,7 @@ def confirm(key: str, message: str, label: str) -> bool:
 
 def outline(store, data: TreeData, settings) -> None:
     tree = data.tree
-    st.subheader("Outline")
+    st.header("Outline")  # h2: the page title is the h1
     root = tree.root
     leaves = data.remember("live_leaves", lambda: sum(
         1 for n in tree.nodes.values() if not data.pruned[n.id] and not tree.kids(n.id, include_pruned=False)))

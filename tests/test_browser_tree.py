@@ -17,6 +17,7 @@ from tests.browser_support import (
     ARTIFACTS, CHROMIUM_FLAGS, WAIT_MS, main_text, pick, require_chromium, require_playwright, screenshot, settle,
     streamlit_app, tail, wait_text,
 )
+from tests.test_browser_review import check_accessibility
 from treesynth_core import edits
 from treesynth_core.fakellm import FakeLLM
 from treesynth_core.llm import LLM
@@ -106,6 +107,7 @@ def test_identical_re_proposal_keeps_descendants_and_undo_after_delete_restores(
                 wait_text(page, "identical to the current split")
                 assert "= kept" in main_text(page) or page.locator('[data-testid="stDataFrame"]').count()
                 screenshot(page, "tree_01_identical_proposal")
+                print(*check_accessibility(page, "Tree"), sep="\n")  # heading order, caption and button contrast
                 page.get_by_role("button", name="Replace (nothing is removed)").click()
                 wait_text(page, "Replaced the criterion with difficulty")
                 assert snapshot(db, pid, topic_a) == kept_before
