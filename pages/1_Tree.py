@@ -57,7 +57,7 @@ def selected_node(tree: Tree) -> Node:
         click = folded
     if click in tree.nodes:
         node = tree.nodes[click]
-        if click == st.session_state.get("tree_level") and node.parent_id:
+        if not folded and click == st.session_state.get("tree_level") and node.parent_id:
             click = node.parent_id  # a click on the centre zooms out: select the parent
         st.session_state["tree_node"] = click
         st.session_state["tree_pick"] = click

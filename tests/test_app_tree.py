@@ -671,6 +671,10 @@ def test_a_click_on_more_zooms_there_and_lists_what_still_does_not_fit(app_env, 
     assert at.session_state["tree_node"] == topic_b.id and figure(at)["level"] == topic_b.id
     picker = at.selectbox(key="tree_more_pick")
     assert len(picker.options) == 30
+    at.session_state[chart_key(at)] = {"selection": {"points": [{"id": fold_id(topic_b.id)}]}}
+    at.run()  # "+30 more" clicked again, now under the centre: it stays there (the centre alone zooms out)
+    assert at.session_state["tree_node"] == topic_b.id and figure(at)["level"] == topic_b.id
+    picker = at.selectbox(key="tree_more_pick")
     picker.set_value(place.id).run()
     assert at.session_state["tree_node"] == place.id
     assert not [s for s in at.selectbox if s.key == "tree_more_pick"]  # the list closes once one is picked
