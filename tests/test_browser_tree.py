@@ -113,8 +113,13 @@ def test_identical_re_proposal_keeps_descendants_and_undo_after_delete_restores(
                 assert snapshot(db, pid, topic_a) == kept_before
                 screenshot(page, "tree_02_replaced_identical")
 
+                # A click on the chart's centre (topic A, the zoomed node) zooms out: the root is selected.
+                chart = page.locator('[data-testid="stPlotlyChart"]').first
+                box = chart.locator(".main-svg").first.bounding_box()
+                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                wait_text(page, "(root): the whole task")
+
                 # Delete topic B in the root's values table: the confirmation gives the numbers; Undo restores.
-                pick(page, "Find a node by its path", "(root)")
                 grid = page.locator('[data-testid="stForm"]', has=page.get_by_role(
                     "button", name="Save value changes")).locator('[data-testid="stDataFrameResizable"]')
                 grid.scroll_into_view_if_needed()
