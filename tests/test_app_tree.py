@@ -715,3 +715,21 @@ def test_the_chart_follows_a_running_build(app_env):
     app_env.last_job(pid)
     at.run()
     assert "The chart follows the running job." not in texts(at) and len(figure(at)["ids"]) >= first
+
+
+def test_a_failed_re_proposal_says_why_and_changes_nothing(app_env):
+    pid = app_env.built(reasks=0)
+    with app_env.store() as store:
+        topic_c = node_by_value(store, pid, "topic C")
+        before = [(n.id, n.value, n.dimension) for n in store.tree(pid).subtree(topic_c.id)]
+    at = select(app_env.app(TREE, pid), topic_c.id)
+    app_env.fail_calls_mentioning("topic C")
+    at.button(key="tree_repropose").click().run()
+    job = app_env.last_job(pid)
+    assert job["kind"] == "propose"
+    at.run()
+    problem = " ".join(errors(at))
+    assert "Re-propose (job #" in problem and "failed" in problem
+    assert not [s for s in at.selectbox if s.key == "tree_proposal_pick"]
+    with app_env.store() as store:
+        assert [(n.id, n.value, n.dimension) for n in store.tree(pid).subtree(topic_c.id)] == before
