@@ -43,7 +43,7 @@ def quota_option(c) -> None:
 
 
 def line(e: Event) -> str:
-    who = "LLM" if e.actor == "llm" else "you"
+    who = "LLM" if e.actor == "llm" else "human"
     return f"#{e.id} {e.created_at[:19].replace('T', ' ')} {who}: {e.summary}" + (" (undone)" if e.undone else "") + (
         " (cannot be undone)" if not e.undoable else "")
 
