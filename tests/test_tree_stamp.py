@@ -43,6 +43,14 @@ def test_every_write_changes_the_stamp_and_reads_do_not(store):
     changed()
     edits.set_quota(store, geometry.id, 4)
     changed()
+    edits.prune(store, geometry.id)
+    changed()
+    edits.restore(store, geometry.id)
+    changed()
+    edits.approve(store, root.id, subtree=True)
+    changed()
+    edits.redo(store, pid) or edits.undo(store, pid)
+    changed()
     before = store.tree_stamp(pid)
     store.tree(pid), store.sample_counts(pid), store.samples(pid)  # reads
     edits.set_split(store, store.tree(other).root.id, "colour", ["red", "blue"])  # another project
