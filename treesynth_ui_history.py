@@ -140,14 +140,16 @@ def _replace(store, node: Node, proposal, decisions) -> None:
 def undo_redo(store, pid: int, where=st) -> None:
     """Project-wide Undo and Redo of the last change (any page, any session: the history is in the store)."""
     c1, c2 = where.columns(2)
-    if c1.button("Undo", key="tree_undo", icon=":material/undo:", width="stretch",
-                 help="Undo the project's last change (it stays in the history, and Redo applies it again)"):
+    busy = jobs.active_job(store, pid) is not None  # a running job writes under what an undo would restore
+    wait = "Wait for the running job to finish (or cancel it): it is changing the tree. " if busy else ""
+    if c1.button("Undo", key="tree_undo", icon=":material/undo:", width="stretch", disabled=busy,
+                 help=wait + "Undo the project's last change (it stays in the history, and Redo applies it again)"):
         with ui.guard():
             ev = edits.undo(store, pid)
             ui.flash(f"Undone: {ev.summary}." if ev else "Nothing to undo.")
             st.rerun()
-    if c2.button("Redo", key="tree_redo", icon=":material/redo:", width="stretch",
-                 help="Apply again the change undone last"):
+    if c2.button("Redo", key="tree_redo", icon=":material/redo:", width="stretch", disabled=busy,
+                 help=wait + "Apply again the change undone last"):
         with ui.guard():
             ev = edits.redo(store, pid)
             ui.flash(f"Redone: {ev.summary}." if ev else "Nothing to redo.")

@@ -733,3 +733,25 @@ def test_a_failed_re_proposal_says_why_and_changes_nothing(app_env):
     assert not [s for s in at.selectbox if s.key == "tree_proposal_pick"]
     with app_env.store() as store:
         assert [(n.id, n.value, n.dimension) for n in store.tree(pid).subtree(topic_c.id)] == before
+
+
+def test_undo_and_redo_wait_while_a_job_changes_the_tree(app_env):
+    """A running job writes under what an undo would restore: the buttons are disabled and say why."""
+    from treesynth_core import jobs
+
+    pid = app_env.built()
+    app_env.fake.latency = 0.3
+    with app_env.store() as store:
+        leaf = next(n for n in store.tree(pid).leaves())
+    job_id = jobs.start_job(app_env.db, pid, "generate", {"per_leaf": 40, "samples_per_call": 1, "concurrency": 1,
+                                                          "leaf_ids": [leaf.id]}, app_env.fake.endpoint())
+    try:
+        at = app_env.app(TREE, pid)
+        assert at.button(key="tree_undo").disabled and at.button(key="tree_redo").disabled
+        assert "Wait for the running job" in at.button(key="tree_undo").help
+    finally:
+        with app_env.store() as store:
+            jobs.request_cancel(store, job_id)
+        jobs.wait(app_env.db, job_id, timeout=30)
+    at = app_env.app(TREE, pid)
+    assert not at.button(key="tree_undo").disabled
