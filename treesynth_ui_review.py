@@ -24,7 +24,8 @@ from treesynth_core.tree import Tree
 
 REASONS = ["incorrect", "off-topic for its leaf", "duplicate", "low quality", "unsafe", "wrong format"]
 NO_REASON = "(no reason)"
-TABLE_COLUMNS = ["id", "status", "judge", "leaf", "reason", "note", "edited", "misfit because"]  # fields after judge
+# fields after judge; provenance: generated (by the LLM) or imported (issue 11)
+TABLE_COLUMNS = ["id", "status", "judge", "leaf", "provenance", "reason", "note", "edited", "misfit because"]
 CURRENT_KEY = "samples_current"  # the sample shown on the right: None until the curator picks one
 TABLE_SEEN_KEY = "samples_table_seen"  # the table selection seen last run (a changed one is a pick)
 TABLE_KEY = "samples_table_key"  # the table widget's key: a new one after a key press, so no stale row stays ticked
@@ -144,6 +145,7 @@ def table(rows: list[dict], fields: list[str], tree: Tree, verdicts: dict[int, V
     frame = pd.DataFrame([{"▶": "▶" if r["id"] == current else "", "id": r["id"], "status": r["status"],
                            "judge": verdicts[r["id"]].word, **{k: r["data"].get(k, "") for k in fields},
                            "leaf": tree.path_text(r["node_id"]) if r["node_id"] in tree.nodes else "(deleted)",
+                           "provenance": r.get("provenance") or "generated",
                            "reason": r.get("reason") or "", "note": r.get("note") or "",
                            "edited": bool(r.get("edited")), "misfit because": verdicts[r["id"]].why}
                           for r in rows], columns=["▶", *TABLE_COLUMNS[:3], *fields, *TABLE_COLUMNS[3:]])
@@ -210,7 +212,11 @@ def navigation(ids: list[int], statuses: dict[int, str], current: int | None) ->
 def detail(sample: dict, fields: list[str], tree: Tree, verdict: Verdict, ids: list[int],
            statuses: dict[int, str]) -> None:
     sid = sample["id"]
-    st.markdown(f"**Sample #{sid}** · {sample['status']} · {ids.index(sid) + 1} of {len(ids)} shown")
+    st.markdown(f"**Sample #{sid}** · {sample['status']} · {sample.get('provenance') or 'generated'} · "
+                f"{ids.index(sid) + 1} of {len(ids)} shown")
+    if sample["status"] == "excluded":
+        st.caption("Set aside by balancing (its leaf was over its target): not exported by default and not counted. "
+                   "**Undo review** (U) restores it to generated; undo that in the history.")
     b1, b2, b3 = st.columns(3)
     for col, status, word, key in [(b1, "accepted", "Accept", "A"), (b2, "rejected", "Reject", "X"),
                                    (b3, "generated", "Undo review", "U")]:

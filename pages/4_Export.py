@@ -19,8 +19,10 @@ from treesynth_core.treefile import export_tree, import_tree
 
 ui.page("Export", "📦")
 log = logging.getLogger(__name__)
+# None: every status but excluded (export.ALL_BUT_EXCLUDED): rows balancing set aside are not dataset content and
+# leave only when asked for by their own scope.
 SCOPES = {"Accepted only": ["accepted"], "Accepted and not yet reviewed": ["accepted", "generated"],
-          "All, including rejected": None}
+          "All, including rejected": None, "Excluded by balancing only": ["excluded"]}
 MIME = {"jsonl": "application/jsonl", "csv": "text/csv", "parquet": "application/vnd.apache.parquet",
         "chat": "application/jsonl", "sharegpt": "application/jsonl", "alpaca": "application/jsonl"}
 

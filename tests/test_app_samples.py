@@ -29,12 +29,13 @@ def test_table_lists_samples_with_their_leaf(app_env, generated):
     assert not errors(at)
     frame = at.dataframe[0].value
     assert len(frame) == 18 and list(frame.columns) == ["▶", "id", "status", "judge", "question", "answer", "leaf",
-                                                        "reason", "note", "edited", "misfit because"]
+                                                        "provenance", "reason", "note", "edited", "misfit because"]
+    assert set(frame["provenance"]) == {"generated"}
     assert frame["leaf"].str.contains("topic=topic A > difficulty=difficulty A").any()
     # one vocabulary: the table, the filter and the export say what the database says
     assert "18 sample(s) match" in texts(at) and set(frame["status"]) == {"generated"}
     assert at.multiselect(key="samples_status").value == ["generated", "accepted"]
-    assert at.multiselect(key="samples_status").options == ["generated", "accepted", "rejected"]
+    assert at.multiselect(key="samples_status").options == ["generated", "accepted", "rejected", "excluded"]
 
 
 def test_filters_by_attribute_status_text_and_node(app_env, generated):
@@ -502,3 +503,33 @@ def test_the_table_follows_key_presses_in_a_short_list_too(app_env, generated):
     for _ in range(12):
         at.button(key="samples_next").click().run()
     assert current_id(at) == ids[-1] and shown_ids(at) == ids[-9:]  # a full table's height at the end
+
+
+def test_excluded_and_imported_rows_filter_and_restore(app_env, generated):
+    """Balancing's excluded rows are hidden by default, shown when filtered for, and U restores one to generated
+    (one undoable event); the provenance column and filter tell imported rows from generated ones."""
+    with app_env.store() as store:
+        ids = [s["id"] for s in store.samples(generated)]
+        with store.atomic():  # what an import and a balancing run leave (test_balance covers how they do it)
+            store.update_samples(ids[:3], provenance="imported")
+            store.update_samples(ids[1:3], status="excluded")
+    at = app_env.app(SAMPLES, generated)
+    assert not errors(at)
+    assert ids[1] not in shown_ids(at) and len(shown_ids(at)) == 16  # the default statuses leave excluded out
+    at.multiselect(key="samples_provenance").set_value(["imported"]).run()
+    assert shown_ids(at) == [ids[0]] and list(at.dataframe[0].value["provenance"]) == ["imported"]
+    at.multiselect(key="samples_status").set_value(["excluded"]).run()
+    assert shown_ids(at) == [ids[1], ids[2]]
+    at.multiselect(key="samples_provenance").set_value(["generated"]).run()
+    assert at.info and "No sample matches" in at.info[0].value
+    at.multiselect(key="samples_provenance").set_value([]).run()
+    at = pick_row(at, 0)
+    assert current_id(at) == ids[1] and "Set aside by balancing" in texts(at)
+    at.button(key="samples_one_generated").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        rows = {s["id"]: s for s in store.samples(generated)}
+        assert rows[ids[1]]["status"] == "generated" and rows[ids[2]]["status"] == "excluded"
+        assert rows[ids[1]]["provenance"] == "imported"
+        edits.undo(store, generated)
+        assert store.samples(generated, statuses=["excluded"])[0]["id"] == ids[1]

@@ -763,3 +763,30 @@ def test_every_format_carries_provenance_and_the_review_columns(store, project):
     table = list(csv.DictReader(io.StringIO(export_bytes(store, project, "csv").decode("utf-8-sig"), newline="")))
     assert {int(r["sample_id"]): (r["provenance"], r["edited"] == "true", r["reason"] or None, r["note"] or None)
             for r in table} == expected
+
+
+def test_excluded_rows_leave_only_when_asked_for(store, project, tmp_path):
+    """Rows balancing set aside (status excluded, issue 11) are not in an export without a status choice (the CLI's
+    default, the Export page's "All, including rejected"), rejected ones still are; --status excluded exports them,
+    and a row restored to generated is back in the default export."""
+    from treesynth_core.cli import main
+
+    leaves = hand_tree(store, project)
+    a, b, c = add(store, project, leaves["algebra"], ("q1", "a1"), ("q2", "a2"), ("q3", "a3"))
+    edits.set_sample_status(store, [a], "rejected")
+    with store.atomic():
+        store.update_samples([b], status="excluded", provenance="imported")
+    assert {r["sample_id"] for r in export_rows(store, project)} == {a, c}
+    assert export.count_rows(store, project) == 2
+    assert [r["sample_id"] for r in export_rows(store, project, statuses=["excluded"])] == [b]
+    assert export.count_rows(store, project, statuses=["excluded"]) == 1
+    out = tmp_path / "all.jsonl"
+    assert main(["export", "--db", str(store.path), "--out", str(out)]) == 0
+    assert {r["sample_id"] for r in jsonl(out.read_bytes())} == {a, c}
+    assert main(["export", "--db", str(store.path), "--status", "excluded", "--out", str(out)]) == 0
+    assert [(r["sample_id"], r["status"], r["provenance"]) for r in jsonl(out.read_bytes())] == [
+        (b, "excluded", "imported")]
+    edits.set_sample_status(store, [b], "generated")  # a curator restores it
+    assert {r["sample_id"] for r in export_rows(store, project)} == {a, b, c}
+    edits.undo(store, project)
+    assert [r["sample_id"] for r in export_rows(store, project, statuses=["excluded"])] == [b]

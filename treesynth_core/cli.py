@@ -618,7 +618,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=list(FORMATS), default="jsonl",
                    help="; ".join(f"{name}: {what}" for name, what in FORMATS.items()) + " (default: jsonl)")
     c.add_argument("--out", required=True, help="the file to write (replaced atomically)")
-    c.add_argument("--status", type=statuses, help=f"one or more of {', '.join(SAMPLE_STATUSES)} (default: all)")
+    c.add_argument("--status", type=statuses,
+                   help=f"one or more of {', '.join(SAMPLE_STATUSES)} (default: all but excluded)")
     c.add_argument("--under", type=text, help="only the samples under this node (a node id, see `show`)")
     c.add_argument("--system", type=text, help="system message for --format chat")
 

@@ -33,6 +33,9 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TAIL = ["path", "leaf_id", "status", "sample_id", "provenance", "edited", "reason", "note"]
 ROW_GROUP = 10_000  # Parquet rows per row group
 LINES_PER_WRITE = 1_000  # text lines encoded and written at a time (about 1 MB)
+# An export without a status choice takes every status but ``excluded`` (rows set aside by balancing, issue 11):
+# they are not dataset content; ``statuses=["excluded"]`` (CLI ``--status excluded``) exports them when asked.
+ALL_BUT_EXCLUDED = [s for s in SAMPLE_STATUSES if s != "excluded"]
 SMALL_EXPORT_ROWS = 20_000  # the app counts and exports a project this small as the page opens (well under 1 s)
 
 
@@ -70,6 +73,7 @@ def scope_paths(tree: Tree, under: str | None = None) -> dict[str, list[dict]]:
 def iter_rows(store: Store, project_id: int, *, statuses: list[str] | None = None,
               under: str | None = None) -> Iterator[dict]:
     """Rows of live (not pruned) nodes in sample id order: fields, then path, leaf_id, status, sample_id.
+    ``statuses`` None: every status but ``excluded`` (``ALL_BUT_EXCLUDED``).
 
     Streamed: the scope is checked up front (before the first row), samples are read in chunks. Rows of one
     node share their ``path`` list: copy it before changing it."""
@@ -83,7 +87,8 @@ def _scoped_rows(store: Store, project_id: int, statuses: list[str] | None,
     tree = store.tree(project_id)
     check_scope(tree, statuses, under)
     paths = scope_paths(tree, under)
-    return spec, paths, _rows(store, project_id, spec.field_names, paths, statuses)
+    return spec, paths, _rows(store, project_id, spec.field_names, paths, ALL_BUT_EXCLUDED if statuses is None
+                              else statuses)
 
 
 def _rows(store: Store, project_id: int, names: list[str], paths: dict[str, list[dict]],
@@ -120,9 +125,9 @@ def count_rows(store: Store, project_id: int, *, statuses: list[str] | None = No
     check_scope(tree, statuses, under)
     paths = scope_paths(tree, under)
     counts = store.sample_counts(project_id) if counts is None else counts
-    wanted = set(statuses) if statuses is not None else None
+    wanted = set(ALL_BUT_EXCLUDED if statuses is None else statuses)
     return sum(n for node_id, by_status in counts.items() if node_id in paths
-               for status, n in by_status.items() if wanted is None or status in wanted)
+               for status, n in by_status.items() if status in wanted)
 
 
 # ----------------------------------------------------------------------------- one row in each format

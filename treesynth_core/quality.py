@@ -26,6 +26,7 @@ import numpy as np
 
 from . import diversity as dv
 from .edits import SAMPLE_STATUSES
+from .review import NOT_CONTENT
 from .embed import Encoder, default_encoder, text_hash
 from .errors import Cancelled, ConfigError, NotFoundError
 from .export import scope_paths
@@ -34,7 +35,7 @@ from .store import Store
 from .tree import Tree
 
 DEFAULT_STATUSES = ("generated", "accepted")
-LIVE_STATUSES = tuple(s for s in SAMPLE_STATUSES if s != "rejected")
+LIVE_STATUSES = tuple(s for s in SAMPLE_STATUSES if s not in NOT_CONTENT)
 DEFAULT_THRESHOLD = dv.DEFAULT_THRESHOLD
 EMBED_CHUNK = 256  # texts encoded and saved per transaction (about 0.3 s on 2 cores)
 MAX_REPORT_PAIRS = 2000  # near-duplicate pairs kept in a report (the most similar)
@@ -292,7 +293,7 @@ def quality_report(store: Store, project_id: int, *, under: str | None = None,
     root = tree.root
     has_tree = bool(root and (spec.settings.max_depth > 0 or tree.kids(root.id, include_pruned=False)))
     quota_default = spec.settings.per_leaf if per_leaf is None else per_leaf
-    live = {node: sum(n for status, n in by_status.items() if status != "rejected")
+    live = {node: sum(n for status, n in by_status.items() if status not in NOT_CONTENT)
             for node, by_status in store.sample_counts(project_id).items()}
     # the leaves generation fills: never an unsplit root of a tree project (as generate.generation_targets)
     live_leaves = {n.id for n in tree.leaves(under) if n.parent_id is not None or not has_tree} & set(scope)

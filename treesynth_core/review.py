@@ -17,7 +17,10 @@ from .samples import fingerprint
 from .store import Store
 from .tree import Node
 
-SAMPLE_STATUSES = ("generated", "accepted", "rejected")
+SAMPLE_STATUSES = ("generated", "accepted", "rejected", "excluded")
+# excluded: set aside by balancing (balance.py) because its leaf is over its target; never deleted. It is not dataset
+# content (no quota, no default export); a curator restores one with set_sample_status(..., "generated").
+NOT_CONTENT = ("rejected", "excluded")  # statuses that count towards no quota and no "live" figure
 REASON_CHARS = 500  # a reject reason or a note is a line or two, not a document
 NOTE_CHARS = 2000
 
