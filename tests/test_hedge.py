@@ -8,7 +8,7 @@ import time
 
 from treesynth_core import edits
 from treesynth_core.fakellm import Scripted
-from treesynth_core.generate import generate, run
+from treesynth_core.generate import duplicate_rate, generate, run
 from treesynth_core.hedge import MIN_OBSERVED, Hedger, RequestThreads
 from treesynth_core.llm import HEDGED, LLM
 from treesynth_core.outcome import Outcome
@@ -94,6 +94,8 @@ def test_a_slow_samples_call_is_hedged_its_twin_counts_and_both_are_paid_for(fak
     assert usage["calls"] == 3 and usage["failed_calls"] == 0  # the cost counts both requests; nothing failed
     assert usage["prompt_tokens"] == sum(c["prompt_tokens"] for c in calls)
     assert store.failure_counts(project) == {"failed_attempts": 0, "gave_up": 0}
+    rate = duplicate_rate(store.sample_call_notes(project, "0"))  # the abandoned twin is no generation call
+    assert rate.calls == 2 and rate.returned == 6
     assert llm.hedger.hedges == 1 and llm.hedger.won == 1
     llm.close()
 

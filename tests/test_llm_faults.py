@@ -215,6 +215,36 @@ def test_window_halves_once_per_congestion_event_and_grows_after_a_run_of_succes
     assert Window(10_000).size == MAX_WINDOW >= 256 and Window(0).size == 1
 
 
+def test_an_urgent_request_takes_the_next_slot_before_waiting_leaf_calls_and_a_hedge_never_waits():
+    window = Window(1)
+    held = window.acquire()
+    order: list[str] = []
+
+    def wait_for(name: str, urgent: bool) -> None:
+        order.append(name + " waiting")
+        epoch = window.acquire(urgent=urgent)
+        order.append(name)
+        window.release(epoch, ok=True)
+
+    leaf = threading.Thread(target=wait_for, args=("leaf", False))
+    leaf.start()
+    while order != ["leaf waiting"]:
+        time.sleep(0.01)
+    urgent = threading.Thread(target=wait_for, args=("tree step", True))
+    urgent.start()
+    while len(order) < 2:
+        time.sleep(0.01)
+    time.sleep(0.05)  # both wait now
+    assert window.try_acquire() is None  # full: a hedge does not wait ...
+    spare = window.try_acquire(spare=1)  # ... it takes a spare slot, or none
+    assert spare is not None and window.try_acquire(spare=1) is None
+    window.release(spare)
+    window.release(held, ok=True)
+    leaf.join(5)
+    urgent.join(5)
+    assert order[2:] == ["tree step", "leaf"]  # the leaf call waited longer, the tree step went first
+
+
 def test_a_local_endpoint_keeps_its_cap_of_2(fake, store, project):
     llm = LLM(fake.endpoint(provider="local"), store, project, concurrency=16)
     assert llm.window.size == 2 and llm.window.max_size == 2

@@ -782,6 +782,7 @@ class Store:
         it stored (``generate.duplicate_rate`` turns them into the duplicate rate per call)."""
         calls = self.query(
             "select id, dropped from calls where project_id = ? and purpose = 'samples' and error is null "
+            "and coalesce(finish_reason, '') != 'hedged' "  # a hedge's abandoned twin returned nothing (issue 10)
             "and created_at >= ?" + (" and created_at <= ?" if until else "") + " order by id",
             [project_id, since] + ([until] if until else []))
         if not calls:
