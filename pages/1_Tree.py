@@ -7,6 +7,7 @@ import streamlit as st
 
 import treesynth_ui as ui
 import treesynth_ui_history as history
+import treesynth_ui_stranded as strand
 import treesynth_ui_tree as tui
 from treesynth_core import edits
 from treesynth_core.sunburst import build_figure, folded_parent, view
@@ -106,10 +107,20 @@ def hand_split(store, node: Node, key: str) -> None:
                                   placeholder="e.g. topic")
         values = st.text_area("Values, one per line", key=f"{key}_values", placeholder="algebra\ngeometry")
         if st.form_submit_button("Set split"):
+            payload = {"node": node.id, "dimension": dimension, "values": values.splitlines()}
             if store.has_children(node.id):  # the current children go: say how much first
-                tui.ask(key, {"node": node.id, "dimension": dimension, "values": values.splitlines()})
+                tui.ask(key, payload)
+                st.rerun()
+            held = len(store.sample_ids_on(node.id))
+            if held:  # a leaf holding samples: ask where they go before splitting it
+                tui.ask(f"strand_{key}", {**payload, "count": held})
                 st.rerun()
             set_split(store, node.id, dimension, values.splitlines())
+    asked = tui.pending(f"strand_{key}")
+    if asked and asked["node"] == node.id:
+        answer = strand.choice(key, asked["count"])
+        if answer:
+            set_split(store, node.id, asked["dimension"], asked["values"], route=answer == "route")
     held = tui.pending(key)
     if held and held["node"] == node.id:
         gone = edits.removal_counts(store, [k.id for k in store.tree(node.project_id).kids(node.id)])
@@ -119,38 +130,44 @@ def hand_split(store, node: Node, key: str) -> None:
             set_split(store, node.id, held["dimension"], held["values"])
 
 
-def set_split(store, node_id: str, dimension: str, values: list[str]) -> None:
+def set_split(store, node_id: str, dimension: str, values: list[str], route: bool = False) -> None:
     with ui.guard():
         ids = edits.set_split(store, node_id, dimension, values)
         ui.flash(f"Split set: {len(ids)} values of {dimension.strip()}.")
+        if route:  # the curator chose to route the samples this split strands
+            strand.start_route(store, store.node(node_id).project_id, node_id, [node_id])
         st.rerun()
 
 
-def attention(data: tui.TreeData) -> tuple[list[Node], list[Node]]:
-    """The live nodes whose expansion failed, and those carrying a note (a split that needs review)."""
-    live = [n for n in data.tree.nodes.values() if not data.pruned[n.id] and (n.failure or n.note
+def attention(data: tui.TreeData, stranded: dict[str, int]) -> tuple[list[Node], list[Node]]:
+    """The live nodes whose expansion failed, and those carrying a note (a split that needs review) or stranded
+    samples (samples left on a node that got children)."""
+    live = [n for n in data.tree.nodes.values() if not data.pruned[n.id] and (n.failure or n.note or n.id in stranded
                                                                               or n.status == "failed")]
     order = data.remember("order", lambda: {n.id: i for i, n in enumerate(
         data.tree.subtree(data.tree.root.id))})
     live.sort(key=lambda n: order.get(n.id, 0))
-    return [n for n in live if n.status == "failed" or n.failure], [n for n in live if n.note]
+    return [n for n in live if n.status == "failed" or n.failure], [n for n in live if n.note or n.id in stranded]
 
 
-def attention_panel(data: tui.TreeData) -> None:
+def attention_panel(data: tui.TreeData, stranded: dict[str, int]) -> None:
     """How many nodes failed or need review, and a list to jump to each (none shown when all is well)."""
-    failed, review = data.remember("attention", lambda: attention(data))
+    failed, review = data.remember("attention", lambda: attention(data, stranded))
     if not failed and not review:
         return
-    failed_ids, review_ids = {n.id for n in failed}, {n.id for n in review}
+    failed_ids, review_ids = {n.id for n in failed}, {n.id for n in review if n.note}
+    flagged = sum(1 for n in review if n.id in stranded)
     counts = ([f"{len(failed)} node(s) failed to expand"] if failed else []) + (
-        [f"{len(review)} node(s) need review"] if review else [])
+        [f"{len(review_ids)} node(s) need review"] if review_ids else []) + (
+        [f"{flagged} node(s) hold stranded samples"] if flagged else [])
     (st.error if failed else st.warning)(
         " · ".join(counts) + ": pick one below to see why, then fix it (retry, re-propose the criterion, or set "
-        "the split by hand).", icon=":material/flag:")
+        "the split by hand" + ("; route or move stranded samples" if flagged else "") + ").", icon=":material/flag:")
     paths = data.paths
 
     def describe(nid: str) -> str:
-        tags = (["failed"] if nid in failed_ids else []) + (["needs review"] if nid in review_ids else [])
+        tags = (["failed"] if nid in failed_ids else []) + (["needs review"] if nid in review_ids else []) + (
+            [f"{stranded[nid]} stranded samples"] if nid in stranded else [])
         return f"{' + '.join(tags)}: {paths.get(nid, nid)}"
 
     ids = [n.id for n in failed] + [n.id for n in review if n.id not in failed_ids]
@@ -414,18 +431,42 @@ def expand_panel(pid: int, data: tui.TreeData, node: Node, busy: bool, per_leaf:
     blocked = busy or node.locked or data.pruned[node.id]
     if c1.button("Expand this node", key="tree_expand_node", disabled=blocked or bool(tree.kids(node.id)),
                  width="stretch", help="Already split" if tree.kids(node.id) else None):
-        if ui.start_job(pid, "build", {"depth": node.depth + 1, "under": node.id}):
-            st.rerun()
+        expand(pid, data, "build", {"depth": node.depth + 1, "under": node.id}, "expand")
     if c2.button("Expand subtree", key="tree_expand_sub", disabled=blocked, width="stretch",
                  help="Splits every unsplit node below this one, down to the chosen depth below it"):
-        if ui.start_job(pid, "build", {"depth": node.depth + int(levels), "under": node.id}):
-            st.rerun()
+        expand(pid, data, "build", {"depth": node.depth + int(levels), "under": node.id}, "expand")
     if st.button("Build and generate this subtree", key="tree_run_sub", disabled=blocked, width="stretch",
                  icon=":material/bolt:",
                  help=f"Splits every unsplit node below this one down to the chosen depth below it and fills "
                       f"each leaf with samples ({per_leaf} per leaf, the project's quota) as soon as the leaf "
                       "exists: no review between building and generating"):
-        if ui.start_job(pid, "run", {"depth": node.depth + int(levels), "under": node.id}):
+        expand(pid, data, "run", {"depth": node.depth + int(levels), "under": node.id}, "expand")
+    expand_question(pid, data, "expand", node.id)
+
+
+def expand(pid: int, data: tui.TreeData, kind: str, params: dict, key: str) -> None:
+    """Start a build (or build-and-generate) job; when it would split leaves that hold samples, ask first."""
+    under = params.get("under") or data.tree.root.id
+    held = strand.would_strand(data, under, params["depth"], bool(params.get("approved_only")))
+    if held:
+        tui.ask(f"strand_{key}", {"kind": kind, "params": params, "under": under, "nodes": list(held),
+                                  "count": sum(held.values())})
+        st.rerun()
+    if ui.start_job(pid, kind, params):
+        st.rerun()
+
+
+def expand_question(pid: int, data: tui.TreeData, key: str, under: str) -> None:
+    """The held expansion's question about the samples it strands; the answer starts the job."""
+    held = tui.pending(f"strand_{key}")
+    if not held or held["under"] != under:
+        return
+    answer = strand.choice(key, held["count"], len(held["nodes"]))
+    if answer:
+        job_id = ui.start_job(pid, held["kind"], held["params"])
+        if job_id and answer == "route":
+            strand.route_after(job_id, held["under"], held["nodes"])
+        if job_id:
             st.rerun()
 
 
@@ -437,11 +478,10 @@ def whole_tree_panel(pid: int, data: tui.TreeData, busy: bool, max_depth: int) -
                                       "depth", data.tree.max_depth)),
                                   key="tree_all_depth", low=BUILD_DEPTH_MIN)
         if c2.button("Expand every approved leaf", key="tree_expand_approved", disabled=busy, width="stretch"):
-            if ui.start_job(pid, "build", {"depth": int(depth), "approved_only": True}):
-                st.rerun()
+            expand(pid, data, "build", {"depth": int(depth), "approved_only": True}, "all")
         if c3.button("Expand every leaf", key="tree_expand_all", disabled=busy, width="stretch"):
-            if ui.start_job(pid, "build", {"depth": int(depth)}):
-                st.rerun()
+            expand(pid, data, "build", {"depth": int(depth)}, "all")
+        expand_question(pid, data, "all", data.tree.root.id)
 
 
 # ----------------------------------------------------------------------------- the page
@@ -449,8 +489,9 @@ def whole_tree_panel(pid: int, data: tui.TreeData, busy: bool, max_depth: int) -
 with ui.open_store() as store:
     pid = ui.frame(store, "Tree: build & review")
     spec = store.project(pid)
-    job = ui.job_status(store, pid, ("build", "run"), "tree_job")
+    job = ui.job_status(store, pid, ("build", "run", "route"), "tree_job")
     busy = bool(job and job["status"] == "running")
+    strand.follow_up(store, pid, busy)  # a build the curator asked to route the stranded samples after
     data = tui.tree_data(store, pid, spec.settings.per_leaf)
     tree = data.tree
     if not tree.kids(tree.root.id):
@@ -461,7 +502,7 @@ with ui.open_store() as store:
     tui.finder(data, node.id, _on_pick)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        attention_panel(data)
+        attention_panel(data, strand.counts(store, data))
         nav, undo = st.columns([1, 1], vertical_alignment="center")
         with nav:
             tui.next_button(data, node)
@@ -476,6 +517,7 @@ with ui.open_store() as store:
     with right:
         with ui.guard():
             node_header(store, data, node)
+            strand.panel(store, pid, data, node, busy)
             tui.evidence_panel(store, tree, node, spec.settings)
             value_editor(store, node)
             criterion_editor(store, node)

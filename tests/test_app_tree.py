@@ -755,3 +755,101 @@ def test_undo_and_redo_wait_while_a_job_changes_the_tree(app_env):
         jobs.wait(app_env.db, job_id, timeout=30)
     at = app_env.app(TREE, pid)
     assert not at.button(key="tree_undo").disabled
+
+
+# ----------------------------------------------------------------------------- stranded samples (issue 8, part 7)
+
+
+def leaf_with_samples(app_env, n=4):
+    pid = app_env.built()
+    with app_env.store() as store:
+        leaf = node_by_value(store, pid, "difficulty A", "topic A")
+        add_samples(store, pid, leaf.id, n, tag="strand")
+    return pid, leaf
+
+
+def strand_question(at) -> list[str]:
+    return [w.value for w in at.warning if "After the split they would sit on an inner node" in w.value]
+
+
+def test_expanding_a_leaf_with_samples_asks_first_then_routes_them_after_the_build(app_env):
+    pid, leaf = leaf_with_samples(app_env)
+    at = select(app_env.app(TREE, pid), leaf.id)
+    at.button(key="tree_expand_node").click().run()
+    assert strand_question(at) and "**4 sample(s)**" in strand_question(at)[0]
+    with app_env.store() as store:
+        assert app_env.last_job(pid)["kind"] == "build" and not store.tree(pid).kids(leaf.id)  # nothing ran yet
+    at.button(key="tree_strand_expand_route").click().run()
+    build = app_env.last_job(pid)
+    assert build["kind"] == "build" and build["params"] == {"depth": 3, "under": leaf.id}
+    assert build["status"] == "complete", build
+    at.run()  # the page sees the build ended and starts the route job
+    route = app_env.last_job(pid)
+    assert route["kind"] == "route" and route["params"]["start_node_id"] == leaf.id, route
+    assert route["status"] == "complete", route
+    with app_env.store() as store:
+        kids = {k.id for k in store.tree(pid).kids(leaf.id)}
+        assert len(kids) == 3 and not edits.stranded(store, pid)
+        assert sum(len(store.sample_ids_on(k)) for k in kids) == 4  # every sample went to a new child
+    at.run()
+    assert not errors(at) and not [w for w in at.warning if "stranded sample(s)" in w.value]
+
+
+def test_leave_flagged_then_the_node_offers_move_and_undo_brings_them_back(app_env):
+    pid, leaf = leaf_with_samples(app_env, 3)
+    at = select(app_env.app(TREE, pid), leaf.id)
+    at.button(key="tree_expand_node").click().run()
+    at.button(key="tree_strand_expand_leave").click().run()
+    assert app_env.last_job(pid)["status"] == "complete"
+    at.run()
+    assert app_env.last_job(pid)["kind"] == "build"  # no route job: the curator left them flagged
+    shown = [w.value for w in at.warning if "stranded sample(s)" in w.value]
+    assert shown and "**3 stranded sample(s)**" in shown[0]
+    assert any("hold stranded samples" in w.value for w in at.warning)  # the attention list names it
+    assert any("3 stranded samples" in o for o in at.selectbox(key="tree_attention").options)
+    assert "Routing plan: 3 sample(s)" in texts(at)
+    at.button(key="tree_stranded_leave").click().run()
+    assert not [w for w in at.warning if "**3 stranded" in w.value]
+    assert "3 stranded sample(s) on this node, left flagged" in texts(at)
+    at.button(key="tree_stranded_show").click().run()
+    with app_env.store() as store:
+        target = store.tree(pid).kids(leaf.id)[1]
+    at.selectbox(key=f"tree_stranded_to_{leaf.id}").set_value(target.id)
+    at.button(key="FormSubmitter:tree_stranded_move_form-Move all 3").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        assert len(store.sample_ids_on(target.id)) == 3 and not edits.stranded(store, pid)
+        edits.undo(store, pid)
+        assert edits.stranded(store, pid) == {leaf.id: 3}
+
+
+def test_route_stranded_samples_from_the_node_panel(app_env):
+    pid, leaf = leaf_with_samples(app_env, 5)
+    app_env.run_job(pid, "build", {"depth": 3, "under": leaf.id})  # expanded outside the page: stranded
+    at = select(app_env.app(TREE, pid), leaf.id)
+    assert any("5 stranded samples" in o for o in at.selectbox(key="tree_attention").options)
+    at.button(key="tree_stranded_route").click().run()
+    route = app_env.last_job(pid)
+    assert route["kind"] == "route" and route["status"] == "complete", route
+    with app_env.store() as store:
+        assert not edits.stranded(store, pid)
+    at.run()
+    assert not [w for w in at.warning if "stranded sample(s)" in w.value]
+    assert "Last" in texts(at) and "route" in texts(at).lower()
+
+
+def test_hand_split_of_a_leaf_with_samples_asks_and_routes(app_env):
+    pid, leaf = leaf_with_samples(app_env, 2)
+    at = select(app_env.app(TREE, pid), leaf.id)
+    at.text_input(key="tree_hand_dim").input("length")
+    at.text_area(key="tree_hand_values").input("short\nlong")
+    at.button(key="FormSubmitter:tree_hand_form-Set split").click().run()
+    assert strand_question(at) and "**2 sample(s)**" in strand_question(at)[0]
+    with app_env.store() as store:
+        assert not store.tree(pid).kids(leaf.id)
+    at.button(key="tree_strand_tree_hand_route").click().run()
+    route = app_env.last_job(pid)
+    assert route["kind"] == "route" and route["status"] == "complete", route
+    with app_env.store() as store:
+        assert [k.value for k in store.tree(pid).kids(leaf.id)] == ["short", "long"]
+        assert not edits.stranded(store, pid)

@@ -321,6 +321,7 @@ def cmd_show(args) -> int:
         start = _node(tree, args.under, "--under") or tree.root.id
         counts = store.sample_counts(project_id)
         usage = store.usage_by_node(project_id)
+        stranded = edits.stranded(store, project_id)  # issue 8: samples left on a node that got children
         spec = store.project(project_id)
         print(f"{spec.name}: {spec.task}")
         stack = [(tree.nodes[start], 0)]
@@ -341,6 +342,9 @@ def cmd_show(args) -> int:
                 print(f"{pad}  ! failed: {node.failure}")
             if node.note:
                 print(f"{pad}  ! needs review: {node.note}")
+            if stranded.get(node.id):  # see `move-stranded` and `route --under`
+                print(f"{pad}  ! {stranded[node.id]} stranded samples (route: `route --under {node.id}`; "
+                      f"or `move-stranded --node {node.id} --to CHILD`)")
             if args.evidence and (node.pivots or usage.get(node.id)):  # issue 8, H2: the evidence of the split
                 for line in evidence(store, tree, node.id, spec.settings, call_rows=0).lines(pad + "  ", notes=False):
                     print(line)
