@@ -303,7 +303,7 @@ def cmd_build(args) -> int:
         under = _node(store.tree(project_id), args.under, "--under")
         with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
             spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
-                                    max_depth=args.depth, **_prices(args))
+                                    max_depth=args.depth, pivots_from_data=args.pivots_from_data, **_prices(args))
             job, outcome = _run(args, store, project_id, "build", dict(
                 depth=spec.settings.max_depth, under=under, approved_only=args.approved_only,
                 concurrency=args.concurrency), endpoint)
@@ -596,6 +596,8 @@ def parser() -> argparse.ArgumentParser:
     tree_options(c, SAVED)
     c.add_argument("--under", type=text, help="expand only this node's subtree (a node id, see `show`)")
     c.add_argument("--approved-only", action="store_true", help="start only from approved nodes")
+    c.add_argument("--pivots-from-data", action=argparse.BooleanOptionalAction, help="a node holding imported "
+                   "rows takes a seeded sample of them as its pivots, no pivots call (saved; default: on)")
 
     c = command("show", cmd_show, "print the tree as an outline (with node ids, failures and review notes)")
     c.add_argument("--under", type=text, help="print only this node's subtree (a node id; default: the whole tree)")

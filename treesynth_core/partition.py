@@ -15,6 +15,7 @@ fails ``ABORT_AFTER`` times before its first success.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Callable
@@ -153,6 +154,35 @@ def coverage_note(detail: str) -> str:
     return note + ": check that the values cover the space"
 
 
+# ----------------------------------------------------------------------------- pivots from the dataset's rows
+
+IMPORTED_MARK = "imported sample"  # key of a stored pivot that is a real imported row: its sample id (a key no
+# field can have, since field names have no spaces)
+MIN_DATA_PIVOTS = 2  # a node with fewer usable imported rows has its pivots written by the LLM, as without data
+
+
+def data_pivots(store: Store, node_id: str, count: int, field_names: list[str], cap: int) -> list[dict]:
+    """Up to ``count`` of the imported rows sitting on ``node_id`` (the root after an import, or a node a routing
+    run moved them to; not rejected or excluded), drawn with a seed of the node's id so a resumed or repeated build
+    draws the same rows (and the criterion call's cache holds), in id order, each with its sample id under
+    ``IMPORTED_MARK``. Empty when fewer than ``MIN_DATA_PIVOTS`` usable rows are there."""
+    ids = store.imported_ids_on(node_id)
+    if len(ids) < MIN_DATA_PIVOTS:
+        return []
+    rng = random.Random(f"pivots-from-data:{node_id}")
+    chosen = sorted(rng.sample(ids, min(len(ids), count * 2)))  # a few spare rows, in case one no longer passes
+    stored = store.snapshot(sample_ids=chosen)[1]
+    out = []
+    for sample_id in chosen:
+        data = json.loads(stored[sample_id]["data"]) if sample_id in stored else None
+        good, _ = clean_samples([data], field_names, cap) if isinstance(data, dict) else ([], [])
+        if good:
+            out.append({**good[0], IMPORTED_MARK: sample_id})
+        if len(out) == count:
+            break
+    return out if len(out) >= MIN_DATA_PIVOTS else []
+
+
 # ----------------------------------------------------------------------------- one node
 
 
@@ -183,15 +213,19 @@ class Partitioner:
             if len(good) < 2:
                 raise ValueError("fewer than 2 usable samples: " + "; ".join(problems[:3]))
 
-        pivots_reply = self.llm.ask(
-            pivots_messages(self.spec, attributes, s.pivots, style_examples(self.store, self.project_id, path)),
-            schema=SamplesReply, purpose="pivots",
-            temperature=s.pivot_temperature, check=enough_pivots, json_schema=samples_schema(self.spec, s.pivots),
-            **ask)
-        pivots, dropped = clean_samples(pivots_reply.value.samples, field_names, cap)
-        if dropped and pivots_reply.call_id:
-            self.store.note_call(pivots_reply.call_id, "; ".join(dropped))
-        pivots = pivots[: s.pivots]
+        rows = data_pivots(self.store, node.id, s.pivots, field_names, cap) if s.pivots_from_data else []
+        if rows:  # the dataset's own rows on this node are its pivots: no pivots call (issue 11 part 2)
+            pivots = [{k: v for k, v in row.items() if k != IMPORTED_MARK} for row in rows]
+        else:
+            pivots_reply = self.llm.ask(
+                pivots_messages(self.spec, attributes, s.pivots, style_examples(self.store, self.project_id, path)),
+                schema=SamplesReply, purpose="pivots",
+                temperature=s.pivot_temperature, check=enough_pivots, json_schema=samples_schema(self.spec, s.pivots),
+                **ask)
+            pivots, dropped = clean_samples(pivots_reply.value.samples, field_names, cap)
+            if dropped and pivots_reply.call_id:
+                self.store.note_call(pivots_reply.call_id, "; ".join(dropped))
+            pivots = pivots[: s.pivots]
 
         note = None
         candidates = [d for d in GENERIC_DIMENSIONS if dimension_key(d) not in {dimension_key(u) for u in used}]
@@ -237,7 +271,9 @@ class Partitioner:
             if not new or (not reply.open_ended and len(values) <= s.max_values):
                 break
         infinite = len(values) > s.max_values
-        return Split(dimension, values, infinite, pivots, labels, "; ".join(notes) or None)
+        # stored pivots that are real rows carry their sample's id (IMPORTED_MARK): the marker that they were not
+        # written by the LLM; the prompts saw the fields only
+        return Split(dimension, values, infinite, rows or pivots, labels, "; ".join(notes) or None)
 
     def apply(self, node: Node, proposal: Split, *, provenance: str = "llm") -> list[str]:
         """Store a split: the node's dimension and its children, one transaction and one history event."""

@@ -80,6 +80,10 @@ class Settings(BaseModel):
     max_field_chars: int = Field(20_000, ge=100, le=1_000_000,
                                  description="longest text a sample field may have; longer samples are refused "
                                              "and counted, never truncated")
+    pivots_from_data: bool = Field(
+        True, description="a node holding imported rows (issue 11: at least 2, e.g. the root after an import, or a "
+                          "node the rows were routed to) takes a seeded sample of them as its pivots instead of "
+                          "asking the LLM to write pivots (one call less per node); off: the LLM always writes them")
     avoid_list: Literal["auto", "samples", "topics", "off"] = Field(
         "auto", description="what a generation prompt shows of the leaf's newest samples so they are not "
                             "repeated: the samples, short 'topics already covered' openings, or nothing; auto: "

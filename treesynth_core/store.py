@@ -1219,3 +1219,12 @@ class Store:
             "(select count(*) from samples where project_id = :p) as s, "
             "(select total(id) from samples where project_id = :p) as sr", {"p": project_id})[0]
         return tuple(row.values())
+
+
+    # --- pivots from the dataset's own rows (issue 11 part 2, H9)
+    def imported_ids_on(self, node_id: str) -> list[int]:
+        """The ids of the imported samples sitting on this very node and still in use (not rejected or excluded),
+        in id order: what a build draws a node's pivots from (partition.data_pivots)."""
+        return [r["id"] for r in self.query(
+            "select id from samples where node_id = ? and provenance = 'imported' "
+            "and status not in ('rejected', 'excluded') order by id", [node_id])]
