@@ -15,6 +15,7 @@ import streamlit as st
 import treesynth_ui as ui
 from treesynth_core import importer
 from treesynth_core.balance import METHODS, balance, imbalance_paint, leaf_targets, plan_balance
+from treesynth_core.partition import MIN_DATA_PIVOTS
 from treesynth_core.routing import ROWS_PER_CALL, ROWS_RANGE, plan_routing
 from treesynth_core.sunburst import build_figure
 
@@ -76,13 +77,48 @@ def import_section(store, pid: int, busy: bool) -> None:
             for r in done[:5]))
 
 
+def build_panel(store, pid: int, busy: bool) -> None:
+    """Build the tree from the data, one level at a time (issue 11 part 2): a node holding imported rows (the root
+    after an import, a node rows were routed to) takes a seeded sample of them as its pivots, so the LLM writes no
+    pivots there. Build a level, route the rows, build the next: each level's pivots are the rows routed to it."""
+    tree = store.tree(pid)
+    settings = store.project(pid).settings
+    leaves = [n for n in tree.leaves() if not n.locked]
+    level = max((n.depth for n in leaves), default=0) + 1
+    if tree.root is None or level > settings.max_depth:
+        return
+    frontier = [n for n in leaves if n.depth == level - 1]
+    holding = sum(len(store.imported_ids_on(n.id)) >= MIN_DATA_PIVOTS for n in frontier)
+    with st.expander(f"Build level {level} of {settings.max_depth} from the data", expanded=level == 1):
+        use = st.checkbox("Use the imported rows as pivots", value=settings.pivots_from_data,
+                          key=f"data_pivots_from_data_{pid}",
+                          help="A node holding at least 2 imported rows takes a seeded sample of them as its pivots "
+                               "(one LLM call less per node); the others get pivots written by the LLM. Saved as "
+                               "the project's setting (also for the Tree page's builds)")
+        st.caption(f"{len(frontier):,} node(s) to split at level {level - 1}; {holding:,} of them hold imported rows"
+                   + (" (route the rows first to bring them down to this level)" if level > 1 and not holding
+                      else "") + ". Build a level, route the rows, then build the next.")
+        if st.button(f"Build level {level}", key="data_build_level", disabled=busy or not frontier,
+                     icon=":material/account_tree:", type="primary" if level == 1 else "secondary"):
+            with ui.guard():
+                if use != settings.pivots_from_data:
+                    spec = store.project(pid)
+                    spec.settings = spec.settings.model_copy(update={"pivots_from_data": use})
+                    store.update_project(pid, spec)
+                if ui.start_job(pid, "build", {"depth": level}):
+                    st.rerun()
+
+
 def route_section(store, pid: int, busy: bool) -> None:
     st.header("2. Route the rows down the tree")
     tree = store.tree(pid)
     if tree.root is None or not tree.kids(tree.root.id):
-        st.info("The tree has no split yet: build it on the Tree page first, then route the rows.")
+        st.info("The tree has no split yet: build it from the data here (level by level), or on the Tree page "
+                "first, then route the rows.")
         st.page_link("pages/1_Tree.py", label="Go to the Tree page", icon=":material/account_tree:")
+        build_panel(store, pid, busy)
         return
+    build_panel(store, pid, busy)
     if busy:
         st.caption("A job is running (see the top of the page): routing can start when it has finished.")
         return

@@ -83,7 +83,46 @@ def test_without_a_tree_the_page_points_to_the_tree_page(app_env):
     pid = app_env.project()
     at = app_env.app(PAGE, pid)
     assert not errors(at)
-    assert "build it on the Tree page first" in texts(at)
+    assert "build it from the data here (level by level), or on the Tree page first" in texts(at)
+
+
+def test_build_the_tree_from_the_data_level_by_level(app_env, tmp_path):
+    """Import, build level 1 (the root's pivots are imported rows: no pivots call), route, build level 2 from the
+    rows routed to each child; unticking the box saves the setting and the LLM writes the pivots."""
+    from tests.test_import import write_csv
+    from treesynth_core.importer import import_file
+    from treesynth_core.partition import IMPORTED_MARK
+
+    pid = app_env.project(pivots=3)
+    rows = [[f"row {i}: topic {'ABC'[i % 3]} at difficulty {'ABC'[i // 3 % 3]}", f"answer {i}"] for i in range(30)]
+    with app_env.store() as store:
+        import_file(store, pid, write_csv(tmp_path / "d.csv", ["question", "answer"], rows))
+    at = app_env.app(PAGE, pid)
+    assert not errors(at)
+    assert at.checkbox(key=f"data_pivots_from_data_{pid}").value is True
+    assert "1 node(s) to split at level 0; 1 of them hold imported rows" in texts(at)
+    at.button(key="data_build_level").click().run()
+    job = app_env.last_job(pid)
+    assert job["kind"] == "build" and job["status"] == "complete", job
+    with app_env.store() as store:
+        root = store.tree(pid).root
+        assert len(root.pivots) == 3 and all(IMPORTED_MARK in p for p in root.pivots)
+        assert store.query("select count(*) as n from calls where purpose = 'pivots'")[0]["n"] == 0
+    at = app_env.app(PAGE, pid)
+    assert "3 node(s) to split at level 1; 0 of them hold imported rows (route the rows first" in texts(at)
+    at.button(key="data_route_start").click().run()
+    assert app_env.last_job(pid)["status"] == "complete"
+    at = app_env.app(PAGE, pid)
+    assert "3 node(s) to split at level 1; 3 of them hold imported rows" in texts(at)
+    at.checkbox(key=f"data_pivots_from_data_{pid}").uncheck().run()
+    at.button(key="data_build_level").click().run()
+    assert app_env.last_job(pid)["status"] == "complete"
+    with app_env.store() as store:
+        assert store.project(pid).settings.pivots_from_data is False
+        tree = store.tree(pid)
+        kids = tree.kids(tree.root.id)
+        assert all(k.dimension and k.pivots and not any(IMPORTED_MARK in p for p in k.pivots) for k in kids)
+        assert store.query("select count(*) as n from calls where purpose = 'pivots'")[0]["n"] == 3
 
 
 def test_a_bad_upload_is_one_clear_error(app_env):
