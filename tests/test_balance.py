@@ -175,3 +175,29 @@ def test_exclusion_never_overwrites_a_status_changed_meanwhile(store, fake, rout
     store.set_sample_status(ids[:1], "accepted")  # a curator accepts one while a balance is deciding
     assert store.change_status_from(ids, "generated", "excluded") == 3
     assert [s["status"] for s in store.samples(project, node_ids=[big])][:4] == ["accepted"] + ["excluded"] * 3
+
+
+def test_excluded_rows_are_not_dataset_content(store, fake, routed, tmp_path):
+    """After balancing, the excluded rows (issue 11) are in no default export, no live figure of the quality report
+    and no hub file; the card counts them apart; `export --status excluded` takes exactly them."""
+    from treesynth_core import hub, quality
+    from treesynth_core.export import count_rows, export_rows
+
+    project, llm = routed
+    report = balance(store, project, None, target=100, seed=7, top_up=False)
+    assert report.excluded == 550
+    excluded = {s["id"] for s in store.samples(project, statuses=["excluded"])}
+    assert len(excluded) == 550
+    assert count_rows(store, project) == 450 and not excluded & {r["sample_id"] for r in export_rows(store, project)}
+    out = tmp_path / "excluded.jsonl"
+    assert main(["export", "--db", store.path, "--out", str(out), "--status", "excluded"]) == 0
+    assert {json.loads(line)["sample_id"] for line in out.read_text().splitlines()} == excluded
+    assert "excluded" not in quality.LIVE_STATUSES and "excluded" not in quality.DEFAULT_STATUSES
+    options = hub.PushOptions(repo_id="me/balanced")
+    facts = hub.gather(store, project, options)
+    assert facts.rows == 450 and facts.statuses["excluded"] == 550
+    card = hub.card_text(store, project, options, facts)
+    assert "| excluded | 550 |" in card and "The 550 `excluded` samples were set aside by balancing" in card
+    files = tmp_path / "upload"
+    rows, _ = hub.write_upload_set(store, project, options, files)
+    assert rows == 450

@@ -26,10 +26,10 @@ import numpy as np
 
 from . import diversity as dv
 from .edits import SAMPLE_STATUSES
-from .review import NOT_CONTENT
 from .embed import Encoder, default_encoder, text_hash
 from .errors import Cancelled, ConfigError, NotFoundError
 from .export import scope_paths
+from .review import NOT_CONTENT
 from .spec import ProjectSpec
 from .store import Store
 from .tree import Tree
@@ -208,7 +208,7 @@ def _embed(store: Store, project_id: int, samples: list[tuple[int, str, str]], e
 def embed_samples(store: Store, project_id: int, *, encoder: Encoder | None = None,
                   on_progress: Callable[[int, int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, statuses: Sequence[str] = LIVE_STATUSES) -> int:
-    """Embed every live (not rejected) sample of the project that has no current vector under the encoder's
+    """Embed every live (not rejected or excluded) sample of the project that has no current vector under the encoder's
     name; returns how many were computed (0 when all were cached). Resumable: each chunk is committed as it is
     encoded; ``should_stop`` is read between chunks and raises Cancelled. Default encoder: the offline MiniLM."""
     spec = store.project(project_id)
