@@ -23,8 +23,8 @@ from treesynth_core.tree import Tree
 ui.page("Samples", "🔍")
 # One vocabulary from the database to the export to this screen: the stored words, as they are.
 STATUSES = list(edits.SAMPLE_STATUSES)
-STATUS_HELP = ("generated: not reviewed yet · accepted · rejected (with a reason when one was given) · excluded: set "
-               "aside by balancing (press U on one to restore it to generated)")
+STATUS_HELP = ("generated: not reviewed yet · accepted · rejected (with a reason when one was given) · excluded: "
+               "set aside by balancing (press U on one to restore it to generated)")
 COLOURS = {"generated": "#9fb3c8", "accepted": "#2b8a3e", "rejected": "#e03131", "excluded": "#868e96"}
 PROVENANCES = ["generated", "imported"]  # where a sample came from (issue 11): the LLM, or an imported file
 BULK_CONFIRM_KEY = "samples_bulk_pending"  # the sample ids "Reject all N shown" waits to confirm

@@ -207,8 +207,8 @@ def card_text(store: Store, project_id: int, options: PushOptions, facts: CardFa
     out += ["", "## Review status", "", "| status | samples |", "|---|---|"]
     out += [f"| {status} | {n:,} |" for status, n in facts.statuses.items()] or ["| (none) | 0 |"]
     if facts.statuses.get("excluded") and "excluded" not in options.chosen_statuses:
-        out += ["", f"The {facts.statuses['excluded']:,} `excluded` samples were set aside by balancing (their leaf was "
-                "over its target): kept in the project, not in the files above."]
+        out += ["", f"The {facts.statuses['excluded']:,} `excluded` samples were set aside by balancing (their leaf "
+                "was over its target): kept in the project, not in the files above."]
     out += ["", "## Diversity", ""]
     d = facts.diversity
     if d:
