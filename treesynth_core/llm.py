@@ -194,6 +194,7 @@ class LLM:
         self.json_mode = True
         self.hedger: Hedger | None = None  # on for the scheduler's work (hedge_stragglers)
         self.may_hedge = hedge and not endpoint.is_local
+        self._secrets = endpoint.secrets  # the endpoint is frozen: parsed once, not per logged message
         self._threads = RequestThreads()
 
     def hedge_stragglers(self) -> None:
@@ -496,13 +497,13 @@ class LLM:
 
     def _redact(self, text: str | None) -> str | None:
         """Error texts: no credentials of any URL, none of the endpoint's secrets."""
-        return redact(text, self.endpoint.secrets)
+        return redact(text, self._secrets)
 
     def _scrub(self, text: str | None) -> str | None:
         """Reply and prompt texts, stored as they are but for lone surrogates and the endpoint's own secrets
         (a generated sample may legitimately contain a URL with ``user:pass@``; it is the user's data)."""
         text = storable(text)
-        for secret in self.endpoint.secrets:
+        for secret in self._secrets:
             if text and len(secret) >= 6:
                 text = text.replace(secret, REDACTED)
         return text

@@ -109,16 +109,16 @@ def near_copies(new: list[dict], existing: list[dict], dedup_fields: list[str]) 
     a truncated copy or a sample cut short; "suffix": a copy behind a prefix of other words). The pairs are
     ``diversity.lexical_copies``'s (at least 4 shared words and 90% of the shorter text, neighbours in sorted
     order) on ``copy_text``, but only those with a new sample: per call, the new samples are tokenised and
-    compared, the existing ones' tokens come from a cache (a leaf's newest samples are the same from one call
+    compared, the existing ones' keys come from a cache (a leaf's newest samples are the same from one call
     to the next). O(new x log) per call; pass a leaf's newest few dozen samples, not the whole leaf."""
-    from .diversity import COPY_KEY_TOKENS, COPY_MIN_SHARE, COPY_MIN_TOKENS, COPY_WINDOW  # numpy: imported late
+    from .diversity import COPY_MIN_SHARE, COPY_MIN_TOKENS, COPY_WINDOW  # numpy: imported when a call is checked
 
-    texts = [copy_text(s, dedup_fields) for s in existing] + [copy_text(s, dedup_fields) for s in new]
+    fields = tuple(dedup_fields)
+    keyed = [_copy_keys(tuple(str(s.get(name, "")) for name in fields), fields) for s in (*existing, *new)]
     base = len(existing)
-    tokens = [_copy_tokens(t) for t in texts]
     pairs: dict[tuple[int, int], str] = {}
-    for how, keys in (("prefix", [t[:COPY_KEY_TOKENS] for t in tokens]),
-                      ("suffix", [t[::-1][:COPY_KEY_TOKENS] for t in tokens])):
+    for side_index, how in ((1, "prefix"), (2, "suffix")):
+        keys = [k[side_index] for k in keyed]
         order = sorted((i for i in range(len(keys)) if len(keys[i]) >= COPY_MIN_TOKENS), key=keys.__getitem__)
         for pos, j in enumerate(order):
             if j < base:
@@ -137,13 +137,23 @@ def near_copies(new: list[dict], existing: list[dict], dedup_fields: list[str]) 
     found: dict[int, str] = {}
     for (i, j), how in sorted(pairs.items()):
         if j >= base:  # the later of a pair is the copy: a new sample, against an existing or earlier new one
-            found.setdefault(j - base, "exact" if normalise(texts[i]) == normalise(texts[j]) else how)
+            found.setdefault(j - base, "exact" if keyed[i][0] == keyed[j][0] else how)
     return found
 
 
 @functools.lru_cache(maxsize=8192)
-def _copy_tokens(text: str) -> tuple[str, ...]:
-    from .diversity import tokenise
+def _copy_keys(values: tuple[str, ...], fields: tuple[str, ...]) -> tuple[str, tuple, tuple]:
+    """A sample's (normalised copy text, prefix key, suffix key), from its dedup fields' values: computed once per
+    sample content (a leaf's recent samples come back call after call)."""
+    from .diversity import COPY_KEY_TOKENS
 
-    return tokenise([text]).copy[0]
+    text = copy_text(dict(zip(fields, values)), list(fields))
+    tokens = _copy_tokens(text)
+    return normalise(text), tokens[:COPY_KEY_TOKENS], tokens[::-1][:COPY_KEY_TOKENS]
+
+
+def _copy_tokens(text: str) -> tuple[str, ...]:
+    from .diversity import _copy_tokens as copy_tokens  # lexical_copies' own tokens (not its word list too)
+
+    return copy_tokens(text)
 

@@ -7,6 +7,7 @@ transaction. The app and the CLI can open the same file at once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import sqlite3
@@ -22,6 +23,12 @@ from .errors import ConfigError, NotFoundError
 from .migrations import migrations
 from .spec import ProjectSpec
 from .tree import Node, Tree
+
+
+@functools.lru_cache(maxsize=8192)
+def _sample_data(text: str) -> dict:
+    """A sample's data decoded from its JSON text, cached (``recent_samples``: shared, never to be mutated)."""
+    return json.loads(text)
 
 
 def now() -> str:
@@ -637,9 +644,12 @@ class Store:
 
     def recent_samples(self, node_id: str, k: int) -> list[dict]:
         """The data of a leaf's ``k`` newest samples, oldest first (a prompt's "do not repeat" list), read by
-        the node_id index backwards: never the whole leaf."""
-        rows = self.query("select data from samples where node_id = ? order by id desc limit ?", [node_id, k])
-        return [json.loads(r["data"]) for r in reversed(rows)]
+        the node_id index backwards: never the whole leaf. Read-only: a sample's dict is decoded once and shared
+        by the calls that read it again (a leaf's recent samples come back call after call)."""
+        with self.lock:
+            rows = self.db.execute("select data from samples where node_id = ? order by id desc limit ?",
+                                   [node_id, k]).fetchall()
+        return [_sample_data(r[0]) for r in reversed(rows)]
 
     def sample_data(self, project_id: int, *, statuses: list[str], limit: int) -> list[dict]:
         """The data of the project's first ``limit`` samples with these statuses (a plan's size estimate)."""
