@@ -224,6 +224,9 @@ def test_a_tree_built_after_an_import_sees_its_rows_as_style_examples(store, pro
     path = write_csv(tmp_path / "d.csv", ["question", "answer"],
                      [[f"How do I reset router model X{i}?", f"Hold the button {i} s."] for i in range(5)])
     import_file(store, project, path)
+    spec = store.project(project)  # with pivots_from_data (the default) the rows are the pivots: test_pivots_from_data
+    spec.settings = spec.settings.model_copy(update={"pivots_from_data": False})
+    store.update_project(project, spec)
     build(store, project, LLM(fake.endpoint(), store, project), depth=1)
     pivots = next(r for r in fake.requests if "Step: pivots" in r["messages"][0]["content"])
     assert "How do I reset router model X0?" in pivots["messages"][1]["content"]
