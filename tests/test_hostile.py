@@ -308,3 +308,390 @@ def test_a_project_name_with_markdown_is_stored_as_written(work, capsys):
         assert store.project(1).name == name
     code, out, _ = run_main(capsys, "projects", "--db", work["new"])
     assert out.strip() == f"1  {name}"
+
+
+# ----------------------------------------------------------------------------- this session's commands
+# import-data, route, balance, seed, push, history, undo, redo and edit --quota, with hostile arguments and files.
+# Besides the database (every table of TABLES and NEW_TABLES), the working folder must hold no new file or folder
+# afterwards: nothing half-written (a dry-run folder, an export, a temporary file).
+
+NEW_TABLES = ("events", "seeds", "imports", "routes", "proposals")
+
+
+def full_snapshot(db: Path):
+    """snapshot() plus the row counts and content of the tables this session added."""
+    base = snapshot(db)
+    if not isinstance(base, tuple):
+        return base
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        digest = hashlib.sha256()
+        for table in NEW_TABLES:
+            for row in conn.execute(f"select * from {table} order by 1"):
+                digest.update(repr((table, row)).encode())
+    conn.close()
+    return base, digest.hexdigest()
+
+
+def folder_listing(folder: Path) -> set[str]:
+    """Every path under the folder, less SQLite's own side files (opening a database may leave them)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")
+            if not p.name.endswith(("-wal", "-shm", "-journal"))}
+
+
+@pytest.fixture
+def hostile(work, monkeypatch):
+    """`work` plus hostile data files, a project without a tree, and no Hugging Face token (and a Hub address
+    nothing listens on, so no case can ever reach the real Hub)."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    tmp = work["tmp"]
+    data = tmp / "data"
+    data.mkdir()
+    files = {
+        "empty_csv": b"",
+        "header_csv": b"question,answer\n",
+        "latin1_csv": "question,answer\ncaf\xe9 problem,r\xe9ponse\n".encode("latin-1"),
+        "utf16_csv": "question,answer\nwhat is 2+2,4\n".encode("utf-16"),  # with its BOM
+        "binary_csv": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8,
+        "nul_csv": b"question,answer\nq\x001,a1\n",
+        "other_cols_csv": b"q,a\nhello,world\n",
+        "dup_header_csv": b"question,answer,question\nfirst question,an answer,second question\n",
+        "good_jsonl": b'{"question": "how much is 3+3", "answer": "6"}\n',
+        "seeds_jsonl": b'{"question": "a seed question", "answer": "a seed answer"}\n',
+        "seeds_bad_line_jsonl": b'{"question": "good", "answer": "a"}\n{bad json\n',
+        "seeds_blank_jsonl": b"\n\n",
+        "seeds_huge_jsonl": json.dumps({"question": "q" * 25_000, "answer": "a"}).encode() + b"\n",
+        "seeds_many_jsonl": b"".join(json.dumps({"question": f"q{i}", "answer": "a"}).encode() + b"\n"
+                                     for i in range(60)),
+        "notes_bin": b"plain text without a known extension\n",
+    }
+    paths = {}
+    for name, content in files.items():
+        stem, ext = name.rsplit("_", 1)
+        path = data / f"{stem}.{ext if ext != 'bin' else 'dat'}"
+        path.write_bytes(content)
+        paths[name] = path
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"question": [f"q{i}" for i in range(200)], "answer": ["a"] * 200}), data / "whole.parquet")
+    whole = (data / "whole.parquet").read_bytes()
+    (data / "truncated.parquet").write_bytes(whole[: len(whole) // 2])
+    paths["truncated_parquet"] = data / "truncated.parquet"
+    spaced = data / "my exports ☃" / "données été.csv"
+    spaced.parent.mkdir()
+    spaced.write_bytes(b"")
+    paths["spaced_empty_csv"] = spaced
+    (data / "rows.csv").mkdir()
+    paths["dir_csv"] = data / "rows.csv"
+    (tmp / "upload-set").mkdir()
+    (tmp / "upload-set" / "keep.txt").write_text("mine\n")
+    bare = make_db(tmp / "bare.db")
+    return {**work, **paths, "data": data, "bare": bare, "full_dir": tmp / "upload-set"}
+
+
+NEW_CASES = {
+    # import-data: the file
+    "import-data empty file": ("import-data --db {db} --file {empty_csv}", "empty.csv is empty (0 bytes)", "db"),
+    "import-data Latin-1": ("import-data --db {db} --file {latin1_csv}", "latin1.csv is not UTF-8 text", "db"),
+    "import-data UTF-16 with BOM": ("import-data --db {db} --file {utf16_csv}", "is UTF-16 text, not UTF-8", "db"),
+    "import-data binary file": ("import-data --db {db} --file {binary_csv}", "binary.csv is not UTF-8 text", "db"),
+    "import-data NUL bytes": ("import-data --db {db} --file {nul_csv}", "holds NUL bytes", "db"),
+    "import-data a directory named .csv": ("import-data --db {db} --file {dir_csv}", "rows.csv is not a file", "db"),
+    "import-data a directory": ("import-data --db {db} --file {dir}", "folder", "db"),
+    "import-data a missing file": ("import-data --db {db} --file {tmp}/none.csv", "none.csv is not a file", "db"),
+    "import-data truncated Parquet": ("import-data --db {db} --file {truncated_parquet}",
+                                      "truncated.parquet is not a readable Parquet file", "db"),
+    "import-data CSV read as Parquet": ("import-data --db {db} --file {good_jsonl} --format parquet",
+                                        "is not a readable Parquet file", "db"),
+    "import-data unknown extension": ("import-data --db {db} --file {notes_bin}", "cannot tell the format", "db"),
+    "import-data unknown format": ("import-data --db {db} --file {good_jsonl} --format xlsx",
+                                   "invalid choice: 'xlsx'", "db"),
+    "import-data spaces and unicode in the path": ("import-data --db {db} --file {spaced_empty_csv}",
+                                                   "données été.csv is empty", "db"),
+    # import-data: the mapping and where rows land
+    "import-data no column for a field": ("import-data --db {db} --file {other_cols_csv}",
+                                          "no column for the field 'question'", "db"),
+    "import-data map to an unknown field": ("import-data --db {db} --file {other_cols_csv} --map nosuch=q",
+                                            "'nosuch' is not a field of this project", "db"),
+    "import-data map from an unknown column": (
+        "import-data --db {db} --file {other_cols_csv} --map question=nosuch --map answer=a",
+        "the file has no column 'nosuch'", "db"),
+    "import-data map without =": ("import-data --db {db} --file {other_cols_csv} --map question",
+                                  "--map 'question' is not FIELD=COLUMN", "db"),
+    "import-data unknown node": ("import-data --db {db} --file {good_jsonl} --node nope",
+                                 "--node 'nope': no such node", "db"),
+    "import-data two projects": ("import-data --db {two} --file {good_jsonl}", "this database holds 2 projects", "two"),
+    "import-data into a missing database": ("import-data --db {missing} --file {good_jsonl}", "does not exist",
+                                            "missing"),
+    # route
+    "route rows-per-call 0": ("route --db {db} --rows-per-call 0", "--rows-per-call: must be a whole number from 1 to 50",
+                              "db"),
+    "route rows-per-call 51": ("route --db {db} --rows-per-call 51", "from 1 to 50", "db"),
+    "route rows-per-call not a number": ("route --db {db} --rows-per-call ten", "(got 'ten')", "db"),
+    "route concurrency negative": ("route --db {db} --yes --concurrency -1", "from 1 to 64", "db"),
+    "route unknown under": ("route --db {db} --yes --under nope", "--under 'nope': no such node", "db"),
+    "route unknown project": ("route --db {db} --project 9", "project 9 does not exist", "db"),
+    "route without a tree": ("route --db {bare} --yes", "the tree has no split yet", "bare"),
+    # balance
+    "balance target negative": ("balance --db {db} --target -5", "--target: must be a whole number from 0 to 10000",
+                                "db"),
+    "balance target huge": ("balance --db {db} --yes --target 1000000000", "from 0 to 10000", "db"),
+    "balance target not a number": ("balance --db {db} --target abc", "(got 'abc')", "db"),
+    "balance target in exponent form": ("balance --db {db} --target 1e3", "(got '1e3')", "db"),
+    "balance no target": ("balance --db {db} --yes", "no target given", "db"),
+    "balance leaf-target unknown node": ("balance --db {db} --yes --target 5 --leaf-target nope=3",
+                                         "'nope' is not a leaf of this project", "db"),
+    "balance leaf-target not a leaf": ("balance --db {db} --yes --target 5 --leaf-target {root}=3",
+                                       "is not a leaf of this project", "db"),
+    "balance leaf-target negative": ("balance --db {db} --target 5 --leaf-target {leaf}=-1", "is not LEAF=N", "db"),
+    "balance leaf-target without =": ("balance --db {db} --target 5 --leaf-target {leaf}", "is not LEAF=N", "db"),
+    "balance leaf-target not a number": ("balance --db {db} --target 5 --leaf-target {leaf}=x", "is not LEAF=N", "db"),
+    "balance unknown under": ("balance --db {db} --yes --target 5 --under nope", "--under 'nope': no such node", "db"),
+    "balance seed negative": ("balance --db {db} --target 5 --seed -1", "--seed: must be a whole number from 0", "db"),
+    "balance samples-per-call 0": ("balance --db {db} --target 5 --samples-per-call 0", "from 1 to 20", "db"),
+    "balance unknown method": ("balance --db {db} --target 5 --method best", "invalid choice: 'best'", "db"),
+    "balance without a tree": ("balance --db {bare} --yes --target 3", "the tree has no leaves yet", "bare"),
+    # seed
+    "seed add bad JSON": ("seed add --db {db} --json '{{bad'", "--json is not JSON", "db"),
+    "seed add a JSON list": ("seed add --db {db} --json '[1, 2]'", "--json is not a JSON object", "db"),
+    "seed add JSON null": ("seed add --db {db} --json null", "--json is not a JSON object", "db"),
+    "seed add a missing field": ("seed add --db {db} --json '{{\"question\": \"q\"}}'",
+                                 "example 1 has no 'answer'", "db"),
+    "seed add empty text": ("seed add --db {db} --json '{{\"question\": \"\", \"answer\": \"a\"}}'",
+                            "has no text for field 'question'", "db"),
+    "seed add a huge field": ("seed add --db {db} --file {seeds_huge_jsonl}", "field 'question' has 25,000 characters",
+                              "db"),
+    "seed add too many": ("seed add --db {db} --file {seeds_many_jsonl}", "60 seed examples is more than 50", "db"),
+    "seed add one bad line (all or nothing)": ("seed add --db {db} --file {seeds_bad_line_jsonl}",
+                                               "line 2 of seeds_bad_line.jsonl is not JSON", "db"),
+    "seed add a blank file": ("seed add --db {db} --file {seeds_blank_jsonl}", "holds no example", "db"),
+    "seed add not UTF-8": ("seed add --db {db} --file {latin1_csv}", "is not UTF-8 text", "db"),
+    "seed add a directory": ("seed add --db {db} --file {dir}", "does not exist or is not a file", "db"),
+    "seed add unknown node": ("seed add --db {db} --file {seeds_jsonl} --node nope", "--node 'nope': no such node",
+                              "db"),
+    "seed add both file and json": ("seed add --db {db} --file {seeds_jsonl} --json '{{}}'",
+                                    "not allowed with argument", "db"),
+    "seed rm unknown id": ("seed rm --db {db} --id 99", "seed 99 is not in this project", "db"),
+    "seed rm id 0": ("seed rm --db {db} --id 0", "--id: must be a whole number from 1", "db"),
+    # push (no HF_TOKEN in these cases)
+    "push repo with two slashes": ("push --db {db} --repo a/b/c --dry-run {tmp}/x.push", "'a/b/c' is not a Hub repository id", "db"),
+    "push repo with ..": ("push --db {db} --repo ../x --dry-run {tmp}/x.push", "'../x' is not a Hub repository id", "db"),
+    "push repo without a name": ("push --db {db} --repo me/ --dry-run {tmp}/x.push", "is not a Hub repository id", "db"),
+    "push repo name too long": ("push --db {db} --repo me/" + "x" * 200 + " --dry-run {tmp}/x.push",
+                                "is not a Hub repository id", "db"),
+    "push without HF_TOKEN": ("push --db {db} --repo me/ok", "HF_TOKEN is not set", "db"),
+    "push dry-run into an existing file": ("push --db {db} --repo me/ok --dry-run {notes}", "is not a folder", "db"),
+    "push dry-run into the database": ("push --db {db} --repo me/ok --dry-run {db}", "is not a folder", "db"),
+    "push dry-run into a folder holding other files": ("push --db {db} --repo me/ok --dry-run {full_dir}",
+                                                       "holds other files (keep.txt)", "db"),
+    "push dry-run under a missing folder": ("push --db {db} --repo me/ok --dry-run {tmp}/no/such/set",
+                                            "the folder above", "db"),
+    "push unknown status": ("push --db {db} --repo me/ok --dry-run {tmp}/x.push --status nope",
+                            "unknown sample status 'nope'", "db"),
+    "push nothing to push": ("push --db {db} --repo me/ok --dry-run {tmp}/x.push --status rejected",
+                             "nothing to push", "db"),
+    # history, undo, redo, edit --quota
+    "history limit -1": ("history --db {db} --limit -1", "--limit: must be a whole number from 1 to 10000", "db"),
+    "history limit 0": ("history --db {db} --limit 0", "from 1 to 10000", "db"),
+    "history limit huge": ("history --db {db} --limit 10001", "from 1 to 10000", "db"),
+    "history limit not a number": ("history --db {db} --limit all", "(got 'all')", "db"),
+    "history unknown node": ("history --db {db} --node nope", "--node 'nope': no such node", "db"),
+    "undo a split whose leaves got samples since": ("undo --db {db}", "6 sample(s) changed since", "db"),
+    "edit quota negative": ("edit --db {db} --node {leaf} --quota -5", "--quota: must be from 0 to 10000, or none", "db"),
+    "edit quota not a number": ("edit --db {db} --node {leaf} --quota abc", "(got 'abc')", "db"),
+    "edit quota fraction": ("edit --db {db} --node {leaf} --quota 1.5", "(got '1.5')", "db"),
+    "edit quota huge": ("edit --db {db} --node {leaf} --quota 10001", "from 0 to 10000", "db"),
+    "edit quota empty": ("edit --db {db} --node {leaf} --quota ''", "(got '')", "db"),
+    "edit nothing to do": ("edit --db {db} --node {leaf}", "say what to do", "db"),
+    "edit quota unknown node": ("edit --db {db} --node nope --quota 5", "--node 'nope': no such node", "db"),
+}
+
+
+def refused_cleanly(hostile, fake, capsys, template, message, watched, args=None):
+    """Run one case; assert one error line with the message, exit 2, no request, the database and the working
+    folder as they were."""
+    args = args or expand(template, hostile)
+    before = full_snapshot(hostile[watched])
+    listing = folder_listing(hostile["tmp"])
+    requests = len(fake.requests)
+    code, _, err = run_main(capsys, *args)
+    assert code == 2, err
+    one_error_line(err, message)
+    assert full_snapshot(hostile[watched]) == before
+    assert len(fake.requests) == requests
+    assert folder_listing(hostile["tmp"]) == listing  # nothing half-written, not even an empty folder
+
+
+@pytest.mark.parametrize("template,message,watched", list(NEW_CASES.values()), ids=list(NEW_CASES))
+def test_new_commands_refuse_hostile_input_in_one_line(hostile, fake, capsys, template, message, watched):
+    refused_cleanly(hostile, fake, capsys, template, message, watched)
+
+
+def test_there_are_at_least_80_new_cases():
+    assert len(NEW_CASES) >= 80
+
+
+# Expected behaviour that fails today: each a real bug (see the reason); strict, so a fix turns them into passes
+# and they must then lose their mark.
+BUG_CASES = {
+    "import-data header only": (
+        "import-data --db {db} --file {header_csv}", "has no rows (only a header)", "db",
+        "BUG: the refusal (exit 2, 'nothing was changed') leaves a 'failed' row in the imports table; an empty file "
+        "leaves none (importer.py)"),
+    "push dry-run into an unwritable place": (
+        "push --db {db} --repo me/ok --dry-run /proc/h8-upload-set", "/proc/h8-upload-set", "db",
+        "BUG: hub.write_upload_set (hub.py ~342) makes the folder unguarded: FileNotFoundError from mkdir is an "
+        "'internal error', exit 1"),
+    "import-data maps one field twice": (
+        "import-data --db {db} --file {other_cols_csv} --map question=q --map answer=a --map answer=q", "answer", "db",
+        "BUG: a repeated --map FIELD=... silently wins over the earlier one (answer gets column q, equal to question; "
+        "exit 0)"),
+    "import-data CSV with a repeated column name": (
+        "import-data --db {db} --file {dup_header_csv}", "question", "db",
+        "BUG: a header naming 'question' twice is imported silently from the last such column (importer.py)"),
+    "edit quota on the root": (
+        "edit --db {db} --node {root} --quota 5", "leaf", "db",
+        "BUG: edits.set_quota (edits.py ~337, 'a leaf's own quota') accepts an inner node from the CLI; the Tree "
+        "page offers it only on leaves, so the value is stored where nothing shows or uses it"),
+}
+
+
+@pytest.mark.parametrize("template,message,watched,reason", list(BUG_CASES.values()), ids=list(BUG_CASES))
+def test_known_bugs_in_hostile_input(hostile, fake, capsys, template, message, watched, reason, request):
+    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    refused_cleanly(hostile, fake, capsys, template, message, watched)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: cli.count formats its upper bound with :g (cli.py ~94): "
+                                        "'from 0 to 2.14748e+09', 'from 1 to 4.61169e+18'")
+@pytest.mark.parametrize("template", ["balance --db {db} --target 5 --seed -1", "seed rm --db {db} --id abc"])
+def test_range_messages_print_whole_numbers(hostile, capsys, template):
+    code, _, err = run_main(capsys, *expand(template, hostile))
+    assert code == 2 and "Traceback" not in err
+    assert "e+" not in err, err
+
+
+@pytest.mark.parametrize("name,content,problem", [
+    ("cell.csv", b"question,answer\nq1," + b"x" * 1_000_000 + b"\n", "field 'answer' has 1,000,000 characters"),
+    ("ragged.csv", b"question,answer\nq1,a1,extra\nq2\n", "line 2: 3 cell(s), the header has 2"),
+    ("objects.jsonl", b'[1, 2]\n"text"\n7\n', "line 1: a JSON list, not an object"),
+], ids=["a 1 MB cell", "ragged rows", "JSONL without an object"])
+def test_an_import_with_no_good_row_fails_listing_its_skipped_rows(hostile, fake, capsys, name, content, problem):
+    """Nothing usable: exit 2, each skipped row on a line of its own, then one error line; no sample stored."""
+    path = hostile["data"] / name
+    path.write_bytes(content)
+    before = snapshot(hostile["db"])
+    code, _, err = run_main(capsys, "import-data", "--db", hostile["db"], "--file", path)
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("import [")]
+    assert lines[-1].startswith("error: import failed: no row could be imported") and problem in lines[-1]
+    assert all(line.startswith("  skipped: line ") for line in lines[:-1]) and lines[:-1]
+    assert snapshot(hostile["db"]) == before
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: importer.ImportReport.outcome (importer.py ~74) calls a file whose "
+                                        "import failed 'complete' when it is imported again: 'was imported before; "
+                                        "nothing to do', exit 0, with no row ever imported")
+def test_importing_a_failed_file_again_still_fails(hostile, capsys):
+    path = hostile["data"] / "cell.csv"
+    path.write_bytes(b"question,answer\nq1," + b"x" * 30_000 + b"\n")
+    assert run_main(capsys, "import-data", "--db", hostile["db"], "--file", path)[0] == 2
+    code, out, err = run_main(capsys, "import-data", "--db", hostile["db"], "--file", path)
+    with Store(hostile["db"]) as store:
+        assert store.db.execute("select count(*) from samples where provenance = 'imported'").fetchone()[0] == 0
+    assert code == 2, out + err
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: an unterminated quote swallows every later line into one cell; the "
+                                        "report says '1 bad row(s) skipped' while 997 rows were lost (importer.py "
+                                        "csv reading, ~137-166)")
+def test_an_unterminated_quote_is_named_and_its_lost_rows_counted(hostile, capsys):
+    rows = ["question,answer", "q1,a1", "q2,a2", '"unterminated,4'] + [f"q{i},a{i}" for i in range(3, 1000)]
+    path = hostile["data"] / "quote.csv"
+    path.write_text("\n".join(rows) + "\n")
+    code, out, err = run_main(capsys, "import-data", "--db", hostile["db"], "--file", path)
+    assert "Traceback" not in err
+    with Store(hostile["db"]) as store:
+        imported = store.db.execute("select count(*) from samples where provenance = 'imported'").fetchone()[0]
+    # every row is either imported or counted as lost, and the unterminated quote is named
+    assert imported == 999 or ("quote" in (out + err).lower() and (code == 2 or "997" in out + err)), out + err
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a skipped JSONL line is described by its Python type ('a JSON "
+                                        "NoneType', 'a JSON str'), not its JSON name (null, string)")
+def test_skipped_jsonl_lines_are_named_in_json_terms(hostile, capsys):
+    path = hostile["data"] / "mixed.jsonl"
+    path.write_bytes(b'null\n"text"\n{"question": "q", "answer": "a"}\n')
+    code, out, err = run_main(capsys, "import-data", "--db", hostile["db"], "--file", path)
+    assert code == 3, err
+    assert "NoneType" not in err and " str," not in err, err
+
+
+def test_import_from_a_path_with_spaces_and_unicode(hostile, capsys):
+    path = hostile["data"] / "my exports ☃" / "données été.csv"
+    path.write_text("question,answer\nhow much is 3+3,6\n")
+    code, out, err = run_main(capsys, "import-data", "--db", hostile["db"], "--file", path)
+    assert code == 0, err
+    assert "imported 1 row(s) from données été.csv" in out
+    with Store(hostile["db"]) as store:
+        rows = store.db.execute("select data, provenance from samples where provenance = 'imported'").fetchall()
+    assert [(json.loads(d), p) for d, p in rows] == [({"question": "how much is 3+3", "answer": "6"}, "imported")]
+
+
+def test_formulas_imported_from_a_csv_are_neutralised_in_the_csv_export(hostile, capsys):
+    path = hostile["data"] / "formulas.csv"
+    path.write_text("question,answer\n\"=HYPERLINK(\"\"http://x\"\")\",+1+1\n@SUM(1),-2\n")
+    assert run_main(capsys, "import-data", "--db", hostile["db"], "--file", path)[0] == 0
+    with Store(hostile["db"]) as store:  # stored as written
+        stored = {json.loads(d)["question"] for (d,) in store.db.execute(
+            "select data from samples where provenance = 'imported'")}
+    assert stored == {'=HYPERLINK("http://x")', "@SUM(1)"}
+    out = hostile["tmp"] / "x.csv"
+    code, _, err = run_main(capsys, "export", "--db", hostile["db"], "--out", out, "--format", "csv",
+                            "--status", "generated")
+    assert code == 0, err
+    import csv as csv_module
+
+    cells = [c for row in csv_module.reader(out.read_text(encoding="utf-8-sig").splitlines()) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")], cells
+
+
+def test_undo_with_nothing_to_undo_and_redo_with_nothing_to_redo(hostile, capsys):
+    """On a project without history both say so in one line and change nothing (exit 0: not an error)."""
+    before = full_snapshot(hostile["bare"])
+    for command, line in (("undo", "nothing to undo"), ("redo", "nothing to redo")):
+        code, out, err = run_main(capsys, command, "--db", hostile["bare"])
+        assert (code, out.strip(), err) == (0, line, "")
+    assert full_snapshot(hostile["bare"]) == before
+
+
+def test_redo_after_a_new_change_has_nothing_to_redo(hostile, capsys):
+    db, leaf = hostile["db"], hostile["leaf"]
+    assert run_main(capsys, "edit", "approve", "--db", db, "--node", leaf)[0] == 0
+    assert run_main(capsys, "undo", "--db", db)[0] == 0
+    assert run_main(capsys, "edit", "lock", "--db", db, "--node", leaf)[0] == 0
+    before = full_snapshot(db)
+    code, out, err = run_main(capsys, "redo", "--db", db)
+    assert (code, out.strip(), err) == (0, "nothing to redo", "")
+    assert full_snapshot(db) == before
+    with Store(db) as store:
+        node = store.node(leaf)
+    assert node.status == "proposed" and node.locked  # the undone approval did not come back
+
+
+def test_push_dry_run_again_into_its_own_folder_replaces_the_set(hostile, capsys):
+    """The first dry run writes the upload set; a second one into the same folder (holding only that set) writes
+    the new set over it: the same four files, the card naming the new repository, nothing else left."""
+    target = hostile["tmp"] / "set"
+    code, out, err = run_main(capsys, "push", "--db", hostile["db"], "--repo", "me/ok", "--dry-run", target)
+    assert code == 0, err
+    first = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert {p.name for p in first} == {"README.md", "train.parquet", "train.jsonl", "sunburst.svg"}
+    code, out, err = run_main(capsys, "push", "--db", hostile["db"], "--repo", "me/other", "--dry-run", target)
+    assert code == 0 and "Traceback" not in err, err
+    assert "me/other" in out
+    second = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert set(second) == set(first) and not list(target.rglob("*.tmp"))
+    assert (target / "data" / "train.jsonl").read_bytes() == first[target / "data" / "train.jsonl"]
