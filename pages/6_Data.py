@@ -217,8 +217,9 @@ def balance_section(store, pid: int, targets: dict[str, int], busy: bool) -> Non
                 ui.flash(report.summary())
                 st.rerun()
     st.page_link("pages/4_Export.py", label="Export the balanced dataset", icon=":material/download:")
-    st.caption("Excluded samples stay in the file (status 'excluded'); export 'accepted and not yet reviewed' "
-               "to leave them out.")
+    st.caption("Excluded samples stay in the project (status 'excluded') and are in no export unless you choose "
+               "'Excluded by balancing only'; the Samples page lists them (Status: excluded), and U restores one to "
+               "generated.")
 
 
 with ui.open_store() as store:
