@@ -138,3 +138,21 @@ def test_a_bad_upload_is_one_clear_error(app_env):
     assert "data_import_job_retry" not in [b.key for b in at.button]  # the same file would fail the same way
     with app_env.store() as store:
         assert store.sample_total(pid) == 0
+
+
+def test_the_export_page_leaves_excluded_rows_out_unless_chosen(app_env):
+    """After balancing, "All, including rejected" takes every row but the excluded ones; "Excluded by balancing
+    only" takes exactly them (the page's count is the file's)."""
+    pid = app_env.built()
+    assert app_env.run_job(pid, "generate", {"per_leaf": 2})["status"] == "complete"
+    with app_env.store() as store:
+        ids = [s["id"] for s in store.samples(pid)]
+        with store.atomic():  # what balancing leaves (tests/test_balance.py covers how)
+            store.update_samples(ids[:5], status="excluded", provenance="imported")
+            store.update_samples(ids[5:7], status="rejected")
+    at = app_env.app("pages/4_Export.py", pid)
+    assert not errors(at)
+    at.radio(key="export_statuses").set_value("All, including rejected").run()
+    assert f"{len(ids) - 5} sample(s)" in texts(at)
+    at.radio(key="export_statuses").set_value("Excluded by balancing only").run()
+    assert "5 sample(s)" in texts(at) and not errors(at)
