@@ -210,3 +210,69 @@ def clean_artifacts() -> None:
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+# ----------------------------------------------------------------------------- counting the user's actions
+
+# What a curator does, counted in the page from the browser's own trusted events (the ones Playwright's mouse and
+# keyboard produce, as a person's would): a click is a pointer pressed (pointerdown: a data grid's canvas cancels
+# the mousedown); a key is a key pressed that is not typing text (Enter, Tab, Escape, arrows); a text entry is
+# typing into one field, counted once per field however long the text (a fill and a typed word alike); the
+# characters typed are counted too (``chars``, not in the total). Kept in sessionStorage: page switches keep it.
+_COUNT_ACTIONS = """(() => {
+  if (window.__tsCounting) return;
+  window.__tsCounting = true;
+  const read = () => JSON.parse(sessionStorage.getItem('tsActions') || '{"clicks":0,"keys":0,"texts":0,"chars":0}');
+  const add = (kind, e) => { const c = read(); c[kind] += 1; sessionStorage.setItem('tsActions', JSON.stringify(c));
+    const what = (e.target.getAttribute && (e.target.getAttribute('aria-label') || e.target.textContent)) || '';
+    const log = JSON.parse(sessionStorage.getItem('tsLog') || '[]');
+    log.push(`${kind.slice(0, -1)} ${e.key && e.key.length > 1 ? e.key + ' in ' : ''}${what.trim().slice(0, 40)}`);
+    sessionStorage.setItem('tsLog', JSON.stringify(log)); };
+  const chars = (n) => { const c = read(); c.chars += n; sessionStorage.setItem('tsActions', JSON.stringify(c)); };
+  let typing = null;  // the field being typed into, until another action
+  let keyed = false;  // the next input event comes from a key typed (counted there), not from a fill
+  document.addEventListener('pointerdown', (e) => { if (e.isTrusted) { add('clicks', e); typing = null; } }, true);
+  document.addEventListener('keydown', (e) => {
+    if (!e.isTrusted) return;
+    if (e.key.length === 1) {
+      chars(1); keyed = true;
+      if (typing !== e.target) { add('texts', e); typing = e.target; }
+      return;
+    }
+    if (e.key !== 'Shift') { add('keys', e); typing = null; }
+  }, true);
+  document.addEventListener('input', (e) => {  // a fill types no keys: one text entry per field
+    if (!e.isTrusted) return;
+    if (!keyed && e.data) chars(e.data.length);
+    keyed = false;
+    if (typing !== e.target) { add('texts', e); typing = e.target; }
+  }, true);
+})()"""
+
+
+def count_actions(context) -> None:
+    """Count the user's clicks, keys and text entries in every page of this browser context from now on."""
+    context.add_init_script(_COUNT_ACTIONS)
+
+
+def action_log(page) -> list[str]:
+    """Each counted action in order: "click <what>", "key Enter in <what>", "text <field>"."""
+    return page.evaluate("() => JSON.parse(sessionStorage.getItem('tsLog') || '[]')")
+
+
+def action_counts(page) -> dict[str, int]:
+    """{"clicks", "keys", "texts", "chars", "total"} so far in this page (see ``count_actions``)."""
+    counts = page.evaluate("() => JSON.parse(sessionStorage.getItem('tsActions') || "
+                           "'{\"clicks\":0,\"keys\":0,\"texts\":0,\"chars\":0}')")
+    return {**counts, "total": counts["clicks"] + counts["keys"] + counts["texts"]}
+
+
+def click_sector(page, label: str) -> None:
+    """Click the sunburst sector labelled ``label`` where its label is drawn (inside the sector), as a user would."""
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    text = chart.locator("g.slicetext text", has_text=re.compile(rf"^{re.escape(label)}$")).first
+    text.wait_for(state="visible")
+    box = text.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    settle(page)
+

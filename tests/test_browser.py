@@ -15,8 +15,9 @@ import time
 import pytest
 
 from tests.browser_support import (
-    CHROMIUM_FLAGS, WAIT_MS, clean_artifacts, go, main_text, pick, require_chromium, require_playwright,
-    screenshot, set_number, settle, streamlit_app, tail, type_into_grid_cell, wait_text,
+    ARTIFACTS, CHROMIUM_FLAGS, WAIT_MS, action_counts, action_log, clean_artifacts, click_sector, count_actions, go,
+    main_text, pick, require_chromium, require_playwright, screenshot, set_number, settle, streamlit_app, tail,
+    type_into_grid_cell, wait_text,
 )
 from treesynth_core.fakellm import FakeLLM
 
@@ -39,6 +40,8 @@ class Walk:
         self.step = 0
         self.shots: list[str] = []
         self.timings: list[tuple[str, float]] = []
+        self.actions: list[tuple[str, int]] = []  # the user's actions (clicks, keys, text entries) per step
+        self.counted = 0
         self.started = self.last = time.monotonic()
 
     def done(self, name: str) -> None:
@@ -51,10 +54,21 @@ class Walk:
         now = time.monotonic()
         self.timings.append((name, now - self.last))
         self.last = now
+        total = action_counts(self.page)["total"]
+        self.actions.append((name, total - self.counted))
+        self.counted = total
 
     def report(self) -> str:
         steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.timings)
-        return f"browser walk: {time.monotonic() - self.started:.1f}s ({steps})"
+        return f"browser walk: {time.monotonic() - self.started:.1f}s ({steps})\n{self.actions_text()}"
+
+    def actions_text(self) -> str:
+        """The user's actions from the empty studio to the downloaded file: clicks, other keys (Enter...) and
+        text entries (one per field typed into), in total and per step."""
+        c = action_counts(self.page)
+        steps = ", ".join(f"{name} {n}" for name, n in self.actions)
+        return (f"curator journey: {c['total']} actions = {c['clicks']} clicks + {c['keys']} key presses + "
+                f"{c['texts']} text entries of {c['chars']} characters ({steps})")
 
 
 @pytest.mark.browser
@@ -71,6 +85,7 @@ def test_curator_walks_from_an_empty_project_to_a_jsonl_file(tmp_path):
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             try:
                 context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+                count_actions(context)  # the user's clicks and key presses, counted in the page
                 page = context.new_page()
                 page.set_default_timeout(WAIT_MS)
                 walk = Walk(page)
@@ -83,6 +98,9 @@ def test_curator_walks_from_an_empty_project_to_a_jsonl_file(tmp_path):
                         print(f"{walk.report()}\n--- streamlit log (tail) ---\n{tail(log)}")
                     raise
                 print(walk.report())
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                (ARTIFACTS / "clicks.txt").write_text("\n".join([walk.actions_text(), *action_log(page)]) + "\n",
+                                                     encoding="utf-8")
             finally:
                 browser.close()
         assert SECRET not in log.read_text(errors="replace"), "the full API key is in the server log"
@@ -103,9 +121,7 @@ def curate(walk: Walk, url: str, tmp_path) -> list[dict]:
     page.get_by_label("Task: what is one data sample?").fill("Grade-school math word problems with worked solutions")
     page.get_by_role("button", name="Create project").click()
     wait_text(page, re.compile(r"Created and opened project #\d+ browser math"))
-    page.get_by_test_id("stBaseButton-primary").filter(has_text=re.compile(r"^Open$")).click()
-    wait_text(page, re.compile(r"Opened #\d+ browser math"))
-    assert "Open project: browser math" in main_text(page)
+    assert "Open project: browser math" in main_text(page)  # creating opens it: no "Open" click needed
     walk.done("home_project")
 
     # Tree: let the LLM propose a depth-2 tree; the page polls the background job until it is done.
@@ -118,8 +134,9 @@ def curate(walk: Walk, url: str, tmp_path) -> list[dict]:
     assert "13 nodes, 9 live leaves, depth 2" in main_text(page)
     walk.done("tree_built")
 
-    # Select topic B with the path box, rename its criterion (text box) and one of its values (values table).
-    pick(page, "Find a node by its path", "topic=topic B")
+    # Select topic B with a click on its ring in the chart, rename its criterion (text box) and one of its values
+    # (values table).
+    click_sector(page, "topic B")
     wait_text(page, "status proposed · by llm · depth 1")
     page.get_by_label("Criterion (the dimension that splits this node)").fill(RENAMED_DIMENSION)
     page.get_by_role("button", name="Rename", exact=True).click()
@@ -134,7 +151,7 @@ def curate(walk: Walk, url: str, tmp_path) -> list[dict]:
     assert values.locator('[data-testid="glide-cell-1-0"]').inner_text() == RENAMED_VALUE
     walk.done("tree_edited")
 
-    # Prune topic C's subtree.
+    # Prune topic C's subtree (picked with the path box: the chart shows topic B's children now).
     pick(page, "Find a node by its path", f"topic={PRUNED}")
     wait_text(page, f"topic = {PRUNED}")
     page.get_by_role("button", name="Prune subtree").click()

@@ -1,4 +1,5 @@
-"""The ``history``, ``undo``, ``redo`` and ``move-stranded`` commands, and the ``--quota`` option of ``edit`` (see history.py).
+"""The ``history``, ``undo``, ``redo`` and ``move-stranded`` commands, and the ``--quota`` option of ``edit``
+(see history.py).
 
     python -m treesynth_core history --db my.db                  # the newest 50 changes, newest first
     python -m treesynth_core history --db my.db --node 3f2a9c  # one node's changes
