@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import treesynth_ui as ui
+import treesynth_ui_stranded as strand
 import treesynth_ui_tree as tui
 from treesynth_core import edits, jobs
 from treesynth_core.tree import Node, Tree, normalise
@@ -103,10 +104,25 @@ def compare(store, tree: Tree, node: Node, proposal) -> None:
     if c1.button(label, type="primary", key="tree_replace", width="stretch",
                  help="Kept and renamed values keep their subtree and samples; only ticked removals go. "
                       "It lands in the history: Undo brings everything back"):
+        held = 0 if tree.kids(node.id) else len(store.sample_ids_on(node.id))
+        if held:  # a leaf holding samples: ask where they go before splitting it
+            tui.ask("strand_replace", {"node": node.id, "proposal": proposal.id, "count": held,
+                                       "apply": [c.apply for c in decisions]})
+            st.rerun()
         tui.ask("replace", {"node": node.id, "proposal": proposal.id, "apply": [c.apply for c in decisions]})
         if not gone.nodes:
             _replace(store, node, proposal, decisions)
         st.rerun()
+    asked = tui.pending("strand_replace")
+    if asked and asked["node"] == node.id and asked["proposal"] == proposal.id:
+        answer = strand.choice("replace", asked["count"])
+        if answer:
+            for c, keep in zip(decisions, asked["apply"]):
+                c.apply = keep
+            _replace(store, node, proposal, decisions)
+            if answer == "route":
+                strand.start_route(store, node.project_id, node.id, [node.id])
+            st.rerun()
     if c2.button("Dismiss this proposal", key="tree_discard", width="stretch"):
         edits.dismiss_proposal(store, proposal.id)
         ui.flash(f"Proposal #{proposal.id} dismissed; the current split stays.")

@@ -853,3 +853,20 @@ def test_hand_split_of_a_leaf_with_samples_asks_and_routes(app_env):
     with app_env.store() as store:
         assert [k.value for k in store.tree(pid).kids(leaf.id)] == ["short", "long"]
         assert not edits.stranded(store, pid)
+
+
+def test_applying_a_proposal_on_a_leaf_with_samples_asks_and_can_leave_them_flagged(app_env):
+    pid, leaf = leaf_with_samples(app_env, 3)
+    at = select(app_env.app(TREE, pid), leaf.id)
+    at = repropose(at, app_env, pid)
+    at.button(key="tree_replace").click().run()
+    assert strand_question(at) and "**3 sample(s)**" in strand_question(at)[0]
+    with app_env.store() as store:
+        assert not store.tree(pid).kids(leaf.id)  # nothing applied before the answer
+    at.button(key="tree_strand_replace_leave").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        assert len(store.tree(pid).kids(leaf.id)) == 3
+        assert edits.stranded(store, pid) == {leaf.id: 3}  # left flagged: no route job
+    assert app_env.last_job(pid)["kind"] == "propose"
+    assert [w for w in at.warning if "**3 stranded sample(s)**" in w.value]
