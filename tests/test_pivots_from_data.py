@@ -103,3 +103,24 @@ def test_the_setting_and_the_cli_flag_turn_it_off(tmp_path, fake):
     ok(cli("build", "--db", db, "--pivots-from-data", "--depth", "1", env=env, cwd=tmp_path))
     with Store(db) as store:
         assert store.project(project).settings.pivots_from_data is True
+
+
+def test_a_reproposal_draws_other_rows_and_makes_no_pivots_call(store, fake, tmp_path):
+    """Re-proposing a node that holds imported rows draws them afresh (proposals compared side by side rest on
+    different rows), still without a pivots call; the proposal keeps the marked rows as its evidence."""
+    from treesynth_core import edits
+    from treesynth_core.partition import repropose
+
+    project, llm, rows = imported_project(store, fake, tmp_path, pivots=3, max_depth=1)
+    assert build(store, project, llm).outcome is Outcome.COMPLETE
+    root = store.tree(project).root
+    built = {p[IMPORTED_MARK] for p in root.pivots}
+    draws = []
+    for _ in range(4):
+        report = repropose(store, project, llm, node_id=root.id)
+        assert report.outcome is Outcome.COMPLETE, report.summary()
+        proposal = edits.proposals(store, root.id)[0]
+        assert all(p[IMPORTED_MARK] in rows for p in proposal.split.pivots)
+        draws.append({p[IMPORTED_MARK] for p in proposal.split.pivots})
+    assert "pivots" not in calls_by_step(fake)
+    assert any(d != built for d in draws)  # 4 draws of 3 among 25 rows all equal to the build's: odds 1 in 2300**4

@@ -161,15 +161,17 @@ IMPORTED_MARK = "imported sample"  # key of a stored pivot that is a real import
 MIN_DATA_PIVOTS = 2  # a node with fewer usable imported rows has its pivots written by the LLM, as without data
 
 
-def data_pivots(store: Store, node_id: str, count: int, field_names: list[str], cap: int) -> list[dict]:
+def data_pivots(store: Store, node_id: str, count: int, field_names: list[str], cap: int, *,
+                fresh: bool = False) -> list[dict]:
     """Up to ``count`` of the imported rows sitting on ``node_id`` (the root after an import, or a node a routing
     run moved them to; not rejected or excluded), drawn with a seed of the node's id so a resumed or repeated build
     draws the same rows (and the criterion call's cache holds), in id order, each with its sample id under
-    ``IMPORTED_MARK``. Empty when fewer than ``MIN_DATA_PIVOTS`` usable rows are there."""
+    ``IMPORTED_MARK``. ``fresh`` (a re-proposal): an unseeded draw, so proposals compared side by side rest on
+    different rows. Empty when fewer than ``MIN_DATA_PIVOTS`` usable rows are there."""
     ids = store.imported_ids_on(node_id)
     if len(ids) < MIN_DATA_PIVOTS:
         return []
-    rng = random.Random(f"pivots-from-data:{node_id}")
+    rng = random.Random() if fresh else random.Random(f"pivots-from-data:{node_id}")
     chosen = sorted(rng.sample(ids, min(len(ids), count * 2)))  # a few spare rows, in case one no longer passes
     stored = store.snapshot(sample_ids=chosen)[1]
     out = []
@@ -213,7 +215,7 @@ class Partitioner:
             if len(good) < 2:
                 raise ValueError("fewer than 2 usable samples: " + "; ".join(problems[:3]))
 
-        rows = data_pivots(self.store, node.id, s.pivots, field_names, cap) if s.pivots_from_data else []
+        rows = data_pivots(self.store, node.id, s.pivots, field_names, cap, fresh=fresh) if s.pivots_from_data else []
         if rows:  # the dataset's own rows on this node are its pivots: no pivots call (issue 11 part 2)
             pivots = [{k: v for k, v in row.items() if k != IMPORTED_MARK} for row in rows]
         else:
