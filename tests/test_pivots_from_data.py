@@ -88,6 +88,31 @@ def test_level_by_level_after_routing_the_children_use_their_routed_rows(store, 
         assert {p[IMPORTED_MARK] for p in kid.pivots} <= set(on[kid.id])
 
 
+def test_the_cli_walk_import_build_route_build(tmp_path, fake):
+    """import-data says to build a level first; build --depth 1, route --yes, build --depth 2: no pivots call."""
+    from .test_import import write_csv
+
+    db = tmp_path / "w.db"
+    with Store(db) as store:
+        project = make_project(store, pivots=3, max_depth=2)
+    data = write_csv(tmp_path / "d.csv", ["question", "answer"],
+                     rows_for([("A", "A", 6), ("B", "B", 6), ("C", "C", 6)]))
+    env = cli_env(fake.base_url)
+    out = ok(cli("import-data", "--db", db, "--file", data, env=env, cwd=tmp_path))
+    assert "next: build the tree from these rows, a level at a time (`build --db ... --depth 1`" in out
+    ok(cli("build", "--db", db, "--depth", "1", env=env, cwd=tmp_path))
+    ok(cli("route", "--db", db, "--yes", env=env, cwd=tmp_path))
+    ok(cli("build", "--db", db, "--depth", "2", env=env, cwd=tmp_path))
+    assert "pivots" not in calls_by_step(fake) and len(calls_by_step(fake)["criterion"]) == 4
+    with Store(db) as store:
+        tree = store.tree(project)
+        assert all(IMPORTED_MARK in p for n in tree.nodes.values() if n.dimension for p in n.pivots)
+        assert sum(1 for n in tree.nodes.values() if n.dimension) == 4
+    out = ok(cli("import-data", "--db", db, "--file", write_csv(tmp_path / "e.csv", ["question", "answer"],
+                                                               [["one more row", "x"]]), env=env, cwd=tmp_path))
+    assert "next: route the rows down the tree" in out
+
+
 def test_the_setting_and_the_cli_flag_turn_it_off(tmp_path, fake):
     db = tmp_path / "t.db"
     with Store(db) as store:

@@ -93,6 +93,8 @@ def cmd_import(args) -> int:
                                  node_id=node, on_progress=bar)
         finally:
             bar.close()
+        tree = store.tree(project_id)
+        split = tree.root is not None and bool(tree.kids(tree.root.id))
     outcome = report.outcome
     for problem in report.problems[:PROBLEMS_SHOWN]:
         print(f"  skipped: {problem}", file=sys.stderr)
@@ -106,6 +108,9 @@ def cmd_import(args) -> int:
         if outcome is Outcome.PARTIAL:
             print(f"warning: partial import ({report.skipped} bad row(s) skipped); fix them and import those rows "
                   "in a new file", file=sys.stderr)
+        elif not report.already_complete and report.imported and not split:
+            print("next: build the tree from these rows, a level at a time (`build --db ... --depth 1`: the rows "
+                  "are the root's pivots), then `route --db ... --yes` and the next level")
         elif not report.already_complete and report.imported:
             print("next: route the rows down the tree with `route --db ...`")
     return outcome.exit_code
