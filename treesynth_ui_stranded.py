@@ -53,11 +53,12 @@ def choice(key: str, held: int, leaves: int = 1) -> str | None:
                "toward no leaf's quota and be exported with a shorter path. Route them to the new children with "
                "the LLM once the split exists, or leave them flagged (the node then lists them to move later).",
                icon=":material/call_split:")
-    c1, c2, c3 = st.columns([3, 2, 1])
-    answer = None
-    if c1.button("Route them to the new children with the LLM after the split", key=f"tree_strand_{key}_route",
-                 type="primary", width="stretch"):
+    answer = None  # the long label gets a row of its own: in the page's narrow column it would be cut
+    if st.button("Route them to the new children with the LLM", key=f"tree_strand_{key}_route", type="primary",
+                 width="stretch", help="Once the split exists, a background job asks the LLM which new child each "
+                                       "sample belongs to, several per call"):
         answer = "route"
+    c2, c3 = st.columns([3, 2])
     if c2.button("Leave them flagged", key=f"tree_strand_{key}_leave", width="stretch"):
         answer = "leave"
     if c3.button("Cancel", key=f"tree_strand_{key}_no", width="stretch"):

@@ -160,9 +160,10 @@ def attention_panel(data: tui.TreeData, stranded: dict[str, int]) -> None:
     counts = ([f"{len(failed)} node(s) failed to expand"] if failed else []) + (
         [f"{len(review_ids)} node(s) need review"] if review_ids else []) + (
         [f"{flagged} node(s) hold stranded samples"] if flagged else [])
-    (st.error if failed else st.warning)(
-        " · ".join(counts) + ": pick one below to see why, then fix it (retry, re-propose the criterion, or set "
-        "the split by hand" + ("; route or move stranded samples" if flagged else "") + ").", icon=":material/flag:")
+    fix = ("retry, re-propose the criterion, or set the split by hand" if failed or review_ids else "") + (
+        ("; " if failed or review_ids else "") + "route or move the stranded samples" if flagged else "")
+    (st.error if failed else st.warning)(" · ".join(counts) + f": pick one below to see why, then fix it ({fix}).",
+                                         icon=":material/flag:")
     paths = data.paths
 
     def describe(nid: str) -> str:
