@@ -163,3 +163,18 @@ def _plan(store, pid: int, node_id: str, ids: list[int]) -> str:
     cost = "cost unknown (no prices set)" if plan.cost is None else f"about ${plan.cost:.4f}"
     return (f"Routing plan: {plan.rows} sample(s) over {plan.levels} level(s), about {plan.calls} call(s), "
             f"~{plan.prompt_tokens + plan.completion_tokens:,} tokens, {cost}.")
+
+
+def mark_figure(fig, stranded: dict[str, int]) -> None:
+    """Add the stranded count to the hover of each sector that holds stranded samples."""
+    if not stranded or not fig.data:
+        return
+    trace = fig.data[0]
+    ids, hovers = list(trace.ids or []), list(trace.hovertext or [])
+    marked = False
+    for i, nid in enumerate(ids[:len(hovers)]):
+        if nid in stranded:
+            hovers[i] += f"<br><b>! {stranded[nid]} stranded samples</b>: select it to route or move them"
+            marked = True
+    if marked:
+        trace.hovertext = hovers

@@ -202,6 +202,7 @@ def chart(store, pid: int, node: Node, level: str, spec, live: bool = False) -> 
                        selected=node.id if node.id in tree.nodes else None, maxdepth=rings,
                        per_leaf=spec.settings.per_leaf, settings=spec.settings, totals=data.totals,
                        paths=data.paths, pruned=data.pruned, sizes=data.sizes)
+    strand.mark_figure(fig, strand.counts(store, data))
     st.plotly_chart(fig, on_select="rerun", selection_mode="points",
                     key=f"tree_chart_{st.session_state.get('tree_chart_v', 0)}", config={"displaylogo": False})
     if live:

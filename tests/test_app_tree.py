@@ -806,6 +806,10 @@ def test_leave_flagged_then_the_node_offers_move_and_undo_brings_them_back(app_e
     shown = [w.value for w in at.warning if "stranded sample(s)" in w.value]
     assert shown and "**3 stranded sample(s)**" in shown[0]
     assert any("hold stranded samples" in w.value for w in at.warning)  # the attention list names it
+    fig = figure(at)
+    marked = [h for nid, h in zip(fig["ids"], fig["hovertext"]) if "stranded" in h]
+    assert len(marked) == 1 and "! 3 stranded samples" in marked[0]  # the chart's hover too, on that node only
+    assert fig["ids"][fig["hovertext"].index(marked[0])] == leaf.id
     assert any("3 stranded samples" in o for o in at.selectbox(key="tree_attention").options)
     assert "Routing plan: 3 sample(s)" in texts(at)
     at.button(key="tree_stranded_leave").click().run()
