@@ -103,6 +103,32 @@ def follow_up(store, pid: int, busy: bool) -> None:
             icon=":material/info:")
 
 
+def expand(pid: int, data: tui.TreeData, kind: str, params: dict, key: str) -> None:
+    """Start a build (or build-and-generate) job; when it would split leaves that hold samples, ask first."""
+    under = params.get("under") or data.tree.root.id
+    held = would_strand(data, under, params["depth"], bool(params.get("approved_only")))
+    if held:
+        tui.ask(f"strand_{key}", {"kind": kind, "params": params, "under": under, "nodes": list(held),
+                                  "count": sum(held.values())})
+        st.rerun()
+    if ui.start_job(pid, kind, params):
+        st.rerun()
+
+
+def expand_question(pid: int, data: tui.TreeData, key: str, under: str) -> None:
+    """The held expansion's question about the samples it strands; the answer starts the job."""
+    held = tui.pending(f"strand_{key}")
+    if not held or held["under"] != under:
+        return
+    answer = choice(key, held["count"], len(held["nodes"]))
+    if answer:
+        job_id = ui.start_job(pid, held["kind"], held["params"])
+        if job_id and answer == "route":
+            route_after(job_id, held["under"], held["nodes"])
+        if job_id:
+            st.rerun()
+
+
 # ----------------------------------------------------------------------------- after: the node's panel
 
 

@@ -433,43 +433,17 @@ def expand_panel(pid: int, data: tui.TreeData, node: Node, busy: bool, per_leaf:
     blocked = busy or node.locked or data.pruned[node.id]
     if c1.button("Expand this node", key="tree_expand_node", disabled=blocked or bool(tree.kids(node.id)),
                  width="stretch", help="Already split" if tree.kids(node.id) else None):
-        expand(pid, data, "build", {"depth": node.depth + 1, "under": node.id}, "expand")
+        strand.expand(pid, data, "build", {"depth": node.depth + 1, "under": node.id}, "expand")
     if c2.button("Expand subtree", key="tree_expand_sub", disabled=blocked, width="stretch",
                  help="Splits every unsplit node below this one, down to the chosen depth below it"):
-        expand(pid, data, "build", {"depth": node.depth + int(levels), "under": node.id}, "expand")
+        strand.expand(pid, data, "build", {"depth": node.depth + int(levels), "under": node.id}, "expand")
     if st.button("Build and generate this subtree", key="tree_run_sub", disabled=blocked, width="stretch",
                  icon=":material/bolt:",
                  help=f"Splits every unsplit node below this one down to the chosen depth below it and fills "
                       f"each leaf with samples ({per_leaf} per leaf, the project's quota) as soon as the leaf "
                       "exists: no review between building and generating"):
-        expand(pid, data, "run", {"depth": node.depth + int(levels), "under": node.id}, "expand")
-    expand_question(pid, data, "expand", node.id)
-
-
-def expand(pid: int, data: tui.TreeData, kind: str, params: dict, key: str) -> None:
-    """Start a build (or build-and-generate) job; when it would split leaves that hold samples, ask first."""
-    under = params.get("under") or data.tree.root.id
-    held = strand.would_strand(data, under, params["depth"], bool(params.get("approved_only")))
-    if held:
-        tui.ask(f"strand_{key}", {"kind": kind, "params": params, "under": under, "nodes": list(held),
-                                  "count": sum(held.values())})
-        st.rerun()
-    if ui.start_job(pid, kind, params):
-        st.rerun()
-
-
-def expand_question(pid: int, data: tui.TreeData, key: str, under: str) -> None:
-    """The held expansion's question about the samples it strands; the answer starts the job."""
-    held = tui.pending(f"strand_{key}")
-    if not held or held["under"] != under:
-        return
-    answer = strand.choice(key, held["count"], len(held["nodes"]))
-    if answer:
-        job_id = ui.start_job(pid, held["kind"], held["params"])
-        if job_id and answer == "route":
-            strand.route_after(job_id, held["under"], held["nodes"])
-        if job_id:
-            st.rerun()
+        strand.expand(pid, data, "run", {"depth": node.depth + int(levels), "under": node.id}, "expand")
+    strand.expand_question(pid, data, "expand", node.id)
 
 
 def whole_tree_panel(pid: int, data: tui.TreeData, busy: bool, max_depth: int) -> None:
@@ -480,10 +454,10 @@ def whole_tree_panel(pid: int, data: tui.TreeData, busy: bool, max_depth: int) -
                                       "depth", data.tree.max_depth)),
                                   key="tree_all_depth", low=BUILD_DEPTH_MIN)
         if c2.button("Expand every approved leaf", key="tree_expand_approved", disabled=busy, width="stretch"):
-            expand(pid, data, "build", {"depth": int(depth), "approved_only": True}, "all")
+            strand.expand(pid, data, "build", {"depth": int(depth), "approved_only": True}, "all")
         if c3.button("Expand every leaf", key="tree_expand_all", disabled=busy, width="stretch"):
-            expand(pid, data, "build", {"depth": int(depth)}, "all")
-        expand_question(pid, data, "all", data.tree.root.id)
+            strand.expand(pid, data, "build", {"depth": int(depth)}, "all")
+        strand.expand_question(pid, data, "all", data.tree.root.id)
 
 
 # ----------------------------------------------------------------------------- the page
