@@ -13,6 +13,7 @@ from __future__ import annotations
 from .errors import ConfigError, NotFoundError
 from .generate import Plan, plan_generation
 from .spec import ProjectSpec, bounds
+from .samples import NOT_CONTENT
 from .store import Store
 
 NAME_SUFFIX = " (naive baseline)"
@@ -29,9 +30,9 @@ def source_of(store: Store, baseline_id: int) -> int | None:
 
 
 def live_samples(store: Store, project_id: int) -> int:
-    """The project's samples that are not rejected."""
+    """The project's samples that are dataset content (not rejected, not excluded by balancing)."""
     return sum(n for by_status in store.sample_counts(project_id).values()
-               for status, n in by_status.items() if status != "rejected")
+               for status, n in by_status.items() if status not in NOT_CONTENT)
 
 
 def _target(store: Store, project_id: int, samples: int | None) -> int:

@@ -40,7 +40,7 @@ from .config import endpoint_from_env
 from . import edits
 from .errors import ConfigError, TreeSynthError
 from .files import atomic_file, check_target
-from .generate import call_units, generation_targets, no_leaves_reason, plan_generation
+from .generate import call_units, generation_targets, no_leaves_reason, plan_generation, reply_tokens
 from .outcome import Outcome, short_reason
 from .prompts import SamplesReply, samples_messages, samples_schema
 from .replies import bad_unicode, load_json, storable, validation_message
@@ -159,7 +159,8 @@ def export_requests(store: Store, project_id: int, out: str | Path, *, per_leaf:
                                                                                        tree.path(leaf_id)))
             attributes = tree.attributes(leaf_id, rng)  # an infinite node's draw is frozen into this line
             messages = samples_messages(spec, attributes, count, avoid[1], examples=avoid[2])
-            body = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": s.max_tokens,
+            body = {"model": model, "messages": messages, "temperature": temperature,
+                    "max_tokens": reply_tokens(s.max_tokens, count, avoid[1]),  # as a live call asks
                     "seed": rng.randrange(2**31)}
             if response_format == "json_schema":
                 body["response_format"] = {"type": "json_schema", "json_schema": {

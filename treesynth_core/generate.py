@@ -26,7 +26,7 @@ from .llm import LLM
 from .outcome import Outcome, short_reason
 from .partition import BuildReport, Partitioner, expandable
 from .prompts import SamplesReply, samples_messages, samples_schema
-from .samples import clean_reply, near_copies
+from .samples import NOT_CONTENT, clean_reply, near_copies
 from .scheduler import Leaf, Scheduler
 from .seeds import style_examples
 from .spec import Settings, bounds
@@ -237,7 +237,7 @@ def plan_generation(store: Store, project_id: int, *, per_leaf: int | None = Non
     counts, out = store.sample_counts(project_id), store.pending_batch_samples(project_id)
     leaves = []
     for leaf in generation_targets(tree, s, under, approved_only, leaf_ids)[0]:
-        have = sum(n for status, n in counts.get(leaf.id, {}).items() if status != "rejected")
+        have = sum(n for status, n in counts.get(leaf.id, {}).items() if status not in NOT_CONTENT)
         quota = per_leaf if leaf.quota is None else leaf.quota  # 0 is a real quota: generate nothing
         leaves.append(LeafPlan(leaf.id, tree.path_text(leaf.id), quota, have, out.get(leaf.id, 0)))
     sample_prompt = samples_messages(spec, tree.labelled_path(leaves[0].node_id) if leaves else [], spc, examples=(

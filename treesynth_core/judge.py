@@ -642,7 +642,9 @@ def _within_budget(fill: dict[str, int], affordable: int, spc: int, chunk: int, 
 
 
 def _generate(store: Store, project_id: int, llm: LLM, report: JudgeReport, **kwargs) -> None:
-    """One round of generation (no rounds of its own: this loop refills), its counts added to the report."""
+    """One round of generation (no rounds of its own: this loop refills), its counts added to the report.
+    No hedged copies: the judge's budget is a hard count of calls, and a hedge would be a call it did not plan."""
+    llm.may_hedge = False
     try:
         gen = generate(store, project_id, llm, max_rounds=1, **kwargs)
     except Cancelled as exc:

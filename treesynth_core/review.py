@@ -13,14 +13,10 @@ import json
 
 from .errors import NotFoundError, TreeEditError
 from .history import Scope, change, one_transaction
-from .samples import fingerprint
+from .samples import NOT_CONTENT, SAMPLE_STATUSES, fingerprint  # noqa: F401 (re-exported)
 from .store import Store
 from .tree import Node
 
-SAMPLE_STATUSES = ("generated", "accepted", "rejected", "excluded")
-# excluded: set aside by balancing (balance.py) because its leaf is over its target; never deleted. It is not dataset
-# content (no quota, no default export); a curator restores one with set_sample_status(..., "generated").
-NOT_CONTENT = ("rejected", "excluded")  # statuses that count towards no quota and no "live" figure
 REASON_CHARS = 500  # a reject reason or a note is a line or two, not a document
 NOTE_CHARS = 2000
 

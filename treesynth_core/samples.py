@@ -10,6 +10,11 @@ import re
 
 from .tree import normalise
 
+SAMPLE_STATUSES = ("generated", "accepted", "rejected", "excluded")
+# excluded: set aside by balancing (balance.py) because its leaf is over its target; never deleted. It is not dataset
+# content (no quota, no default export); a curator restores one with set_sample_status(..., "generated").
+NOT_CONTENT = ("rejected", "excluded")  # statuses that count towards no quota and no "live" figure
+
 # A lone surrogate (an invalid \ud800-style escape in the JSON) cannot be encoded as UTF-8: stored or sent on,
 # it breaks the database, the export or the next request. NUL breaks C-string consumers. Refuse, never repair.
 INVALID_TEXT = re.compile(r"[\x00\ud800-\udfff]")

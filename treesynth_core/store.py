@@ -810,18 +810,206 @@ class Store:
             "coalesce(sum(completion_tokens), 0) as completion_tokens, coalesce(sum(error is not null), 0) as "
             "failed_calls from calls where job_id = ?", [job_id])[0]
 
-    # --- evidence beside every split (issue 8, H2: read by evidence.py)
-    def node_calls(self, node_id: str, limit: int = 30) -> list[dict]:
-        """The LLM calls made for one node, newest first: what for, which try, tokens, time, what failed."""
-        return self.query(
-            "select id, purpose, attempt, prompt_tokens, completion_tokens, duration_s, error, valid, created_at "
-            "from calls where node_id = ? order by id desc limit ?", [node_id, limit])
+    # --- history, review, proposals (issue 8, H1: called only by edits.py / history.py / proposals.py)
+    def snapshot(self, *, node_ids=(), parents=(), sample_ids=(), sample_nodes=()) -> tuple[dict, dict]:
+        """Full rows (every column, as stored) of the nodes with these ids or these parents, and of the samples
+        with these ids or on these nodes: ``({node_id: row}, {sample_id: row})``."""
+        nodes: dict[str, dict] = {}
+        samples: dict[int, dict] = {}
+        with self.lock:
+            for table, column, keys, out in (("nodes", "id", list(node_ids), nodes),
+                                             ("nodes", "parent_id", list(parents), nodes),
+                                             ("samples", "id", list(sample_ids), samples),
+                                             ("samples", "node_id", list(sample_nodes), samples)):
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start:start + 500]
+                    cursor = self.db.execute(f"select * from {table} where {column} in ({','.join('?' * len(chunk))})",
+                                             chunk)
+                    names = [d[0] for d in cursor.description]
+                    for row in cursor.fetchall():
+                        out[row[0]] = dict(zip(names, row))
+        return nodes, samples
 
-    def criterion_reply(self, node_id: str) -> str | None:
-        """The newest valid criterion reply logged for a node (its labels per pivot), or None."""
-        rows = self.query("select response from calls where node_id = ? and purpose = 'criterion' and valid = 1 "
-                          "order by id desc limit 1", [node_id])
-        return rows[0]["response"] if rows else None
+    def put_rows(self, nodes: dict[str, dict | None], samples: dict[int, dict | None]) -> None:
+        """Make these rows exactly so: None deletes the row, a dict writes it whole (updated, or inserted when
+        missing). One transaction; samples deleted before nodes, nodes written before samples."""
+        with self.atomic():
+            for ids, table in (([k for k, v in samples.items() if v is None], "samples"),
+                               ([k for k, v in nodes.items() if v is None], "nodes")):
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    self.db.execute(f"delete from {table} where id in ({','.join('?' * len(chunk))})", chunk)
+            for rows, table in (([v for v in nodes.values() if v is not None], "nodes"),
+                                ([v for v in samples.values() if v is not None], "samples")):
+                for row in rows:
+                    columns = [c for c in row if c != "id"]
+                    cursor = self.db.execute(f"update {table} set {', '.join(f'[{c}] = ?' for c in columns)} "
+                                             "where id = ?", [row[c] for c in columns] + [row["id"]])
+                    if cursor.rowcount == 0:
+                        self.db.execute(f"insert into {table} ({', '.join(f'[{c}]' for c in row)}) values "
+                                        f"({', '.join('?' * len(row))})", list(row.values()))
+
+    def add_event(self, row: dict) -> int:
+        with self.atomic():
+            return self.db.execute(f"insert into events ({', '.join(row)}) values ({', '.join('?' * len(row))})",
+                                   list(row.values())).lastrowid
+
+    def event_rows(self, project_id: int, *, node_id: str | None = None, limit: int = 50,
+                   payloads: bool = True) -> list[dict]:
+        """The project's events (of one node, when given), newest first."""
+        columns = "*" if payloads else ("id, project_id, node_id, actor, action, summary, undone, undoable, created_at, "
+                                        "null as before, null as after")
+        sql = f"select {columns} from events where project_id = ?" + (" and node_id = ?" if node_id else "")
+        return self.query(sql + " order by id desc limit ?", [project_id] + ([node_id] if node_id else []) + [limit])
+
+    def event_row(self, event_id: int) -> dict | None:
+        rows = self.query("select * from events where id = ?", [event_id])
+        return rows[0] if rows else None
+
+    def undo_candidate(self, project_id: int) -> dict | None:
+        """The newest event not undone, when it can be undone (an import is a barrier)."""
+        rows = self.query("select * from events where project_id = ? and undone = 0 order by id desc limit 1",
+                          [project_id])
+        return rows[0] if rows and rows[0]["undoable"] else None
+
+    def redo_candidate(self, project_id: int) -> dict | None:
+        """The oldest undone event (the last one undone)."""
+        rows = self.query("select * from events where project_id = ? and undone = 1 order by id limit 1",
+                          [project_id])
+        return rows[0] if rows else None
+
+    def mark_event(self, event_id: int, undone: bool) -> None:
+        with self.atomic():
+            self.db.execute("update events set undone = ? where id = ?", [int(undone), event_id])
+
+    def drop_undone_events(self, project_id: int) -> int:
+        """A new change clears the redo stack."""
+        with self.atomic():
+            return self.db.execute("delete from events where project_id = ? and undone = 1", [project_id]).rowcount
+
+    def update_samples(self, sample_ids: list[int], **values) -> None:
+        """Set these columns on these samples (and the projects' last change)."""
+        values["updated_at"] = now()
+        columns = list(values)
+        with self.atomic():
+            for start in range(0, len(sample_ids), 500):
+                ids = sample_ids[start:start + 500]
+                marks = ",".join("?" * len(ids))
+                self.db.execute(f"update samples set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
+                                [values[c] for c in columns] + ids)
+                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from samples "
+                                f"where id in ({marks}))", [values["updated_at"], *ids])
+
+    def stranded_counts(self, project_id: int) -> dict[str, int]:
+        """Samples sitting on a node that has children (a leaf expanded after it got samples), by node."""
+        rows = self.query("select s.node_id, count(*) as n from samples s where s.project_id = ? and exists "
+                          "(select 1 from nodes c where c.parent_id = s.node_id) group by s.node_id", [project_id])
+        return {r["node_id"]: r["n"] for r in rows}
+
+    def sample_ids_on(self, node_id: str) -> list[int]:
+        """The ids of the samples sitting on this very node."""
+        return [r["id"] for r in self.query("select id from samples where node_id = ? order by id", [node_id])]
+
+    def update_nodes(self, node_ids: list[str], **values) -> None:
+        """Set these columns on many nodes at once (one statement per 500), and the project's last change."""
+        values["updated_at"] = now()
+        columns = list(values)
+        with self.atomic():
+            for start in range(0, len(node_ids), 500):
+                ids = node_ids[start:start + 500]
+                marks = ",".join("?" * len(ids))
+                self.db.execute(f"update nodes set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
+                                [values[c] for c in columns] + ids)
+                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from nodes "
+                                f"where id in ({marks}))", [values["updated_at"], *ids])
+
+    def children(self, node_id: str) -> list[Node]:
+        """A node's children in their order (the parent_id index: never the whole tree)."""
+        return [node_from_row(r) for r in self.query("select * from nodes where parent_id = ? order by position, id",
+                                                      [node_id])]
+
+    def nodes_by_id(self, node_ids: list[str]) -> list[Node]:
+        """These nodes (those that exist), in no particular order."""
+        return [node_from_row(r) for r in self.snapshot(node_ids=node_ids)[0].values()]
+
+    def subtree_ids(self, node_ids: list[str]) -> list[str]:
+        """These nodes and every node below them (ids, each once)."""
+        out: list[str] = []
+        for start in range(0, len(node_ids), 500):
+            chunk = node_ids[start:start + 500]
+            out += [r["id"] for r in self.query(
+                f"with recursive down(id) as (select id from nodes where id in ({','.join('?' * len(chunk))}) "
+                "union select nodes.id from nodes join down on nodes.parent_id = down.id) select id from down", chunk)]
+        return list(dict.fromkeys(out))
+
+    def samples_on_count(self, node_ids: list[str]) -> int:
+        """How many samples sit on these nodes (every status)."""
+        total = 0
+        for start in range(0, len(node_ids), 500):
+            chunk = node_ids[start:start + 500]
+            with self.lock:
+                total += self.db.execute(f"select count(*) from samples where node_id in ({','.join('?' * len(chunk))})",
+                                         chunk).fetchone()[0]
+        return total
+
+    def add_proposal(self, row: dict) -> int:
+        row = {**row, "created_at": now(), "updated_at": now()}
+        with self.atomic():
+            return self.db.execute(f"insert into proposals ({', '.join(row)}) values ({', '.join('?' * len(row))})",
+                                   list(row.values())).lastrowid
+
+    def proposal_rows(self, node_id: str, states: tuple[str, ...] = ("new",)) -> list[dict]:
+        """A node's stored proposals in these states, newest first."""
+        return self.query(f"select * from proposals where node_id = ? and state in ({','.join('?' * len(states))}) "
+                          "order by id desc", [node_id, *states])
+
+    def proposal_row(self, proposal_id: int) -> dict | None:
+        rows = self.query("select * from proposals where id = ?", [proposal_id])
+        return rows[0] if rows else None
+
+    def set_proposal_state(self, proposal_id: int, state: str) -> None:
+        with self.atomic():
+            self.db.execute("update proposals set state = ?, updated_at = ? where id = ?", [state, now(), proposal_id])
+
+    # --- seed examples (issue 11, H6): their rules live in seeds.py
+    def add_seed_rows(self, project_id: int, node_id: str | None, rows: list[dict], source: str) -> list[int]:
+        """Insert seed examples (dicts of field texts) in one transaction; returns their ids."""
+        with self.atomic():
+            return [self.db.execute("insert into seeds (project_id, node_id, data, source, created_at) "
+                                    "values (?, ?, ?, ?, ?)",
+                                    [project_id, node_id, json.dumps(r, ensure_ascii=False), source, now()]).lastrowid
+                    for r in rows]
+
+    def seed_rows(self, project_id: int, node_ids: list[str | None] | None = None) -> list[dict]:
+        """Seeds of a project in id order (all of them, or those on these nodes; None in the list: the
+        task-wide ones), with ``data`` decoded."""
+        sql, params = "select * from seeds where project_id = ?", [project_id]
+        if node_ids is not None:
+            named = [n for n in node_ids if n is not None]
+            clauses = ([f"node_id in ({','.join('?' * len(named))})"] if named else []) + (
+                ["node_id is null"] if None in node_ids else [])
+            if not clauses:
+                return []
+            sql += " and (" + " or ".join(clauses) + ")"
+            params += named
+        return [dict(r, data=json.loads(r["data"])) for r in self.query(sql + " order by id", params)]
+
+    def imported_examples(self, node_id: str, limit: int) -> list[dict]:
+        """The data of a node's first imported samples still in use (not rejected or excluded), oldest first."""
+        return [json.loads(r["data"]) for r in self.query(
+            "select data from samples where node_id = ? and provenance = 'imported' "
+            "and status not in ('rejected', 'excluded') order by id limit ?", [node_id, limit])]
+
+    def call_models(self, project_id: int) -> dict[str, int]:
+        """The models the project's LLM calls named, with their call counts (most used first); for the card."""
+        return {r["model"] or "(endpoint default)": r["n"] for r in self.query(
+            "select model, count(*) as n from calls where project_id = ? group by model order by n desc",
+            [project_id])}
+
+    def delete_seed_rows(self, project_id: int, seed_ids: list[int]) -> int:
+        with self.atomic():
+            return sum(self.db.execute("delete from seeds where project_id = ? and id = ?", [project_id, i]).rowcount
+                       for i in seed_ids)
 
     # --- bring your own data: imports, routing, balance (issue 11, H5)
     def find_import(self, project_id: int, fingerprint: str) -> dict | None:
@@ -1009,208 +1197,6 @@ class Store:
         rows = self.query("select response from calls where node_id = ? and purpose = 'criterion' and valid = 1 "
                           "order by id desc limit 1", [node_id])
         return rows[0]["response"] if rows else None
-
-    # --- seed examples (issue 11, H6): their rules live in seeds.py
-    def add_seed_rows(self, project_id: int, node_id: str | None, rows: list[dict], source: str) -> list[int]:
-        """Insert seed examples (dicts of field texts) in one transaction; returns their ids."""
-        with self.atomic():
-            return [self.db.execute("insert into seeds (project_id, node_id, data, source, created_at) "
-                                    "values (?, ?, ?, ?, ?)",
-                                    [project_id, node_id, json.dumps(r, ensure_ascii=False), source, now()]).lastrowid
-                    for r in rows]
-
-    def seed_rows(self, project_id: int, node_ids: list[str | None] | None = None) -> list[dict]:
-        """Seeds of a project in id order (all of them, or those on these nodes; None in the list: the
-        task-wide ones), with ``data`` decoded."""
-        sql, params = "select * from seeds where project_id = ?", [project_id]
-        if node_ids is not None:
-            named = [n for n in node_ids if n is not None]
-            clauses = ([f"node_id in ({','.join('?' * len(named))})"] if named else []) + (
-                ["node_id is null"] if None in node_ids else [])
-            if not clauses:
-                return []
-            sql += " and (" + " or ".join(clauses) + ")"
-            params += named
-        return [dict(r, data=json.loads(r["data"])) for r in self.query(sql + " order by id", params)]
-
-    def imported_examples(self, node_id: str, limit: int) -> list[dict]:
-        """The data of a node's first imported samples still in use (not rejected or excluded), oldest first."""
-        return [json.loads(r["data"]) for r in self.query(
-            "select data from samples where node_id = ? and provenance = 'imported' "
-            "and status not in ('rejected', 'excluded') order by id limit ?", [node_id, limit])]
-
-    def call_models(self, project_id: int) -> dict[str, int]:
-        """The models the project's LLM calls named, with their call counts (most used first); for the card."""
-        return {r["model"] or "(endpoint default)": r["n"] for r in self.query(
-            "select model, count(*) as n from calls where project_id = ? group by model order by n desc",
-            [project_id])}
-
-    def delete_seed_rows(self, project_id: int, seed_ids: list[int]) -> int:
-        with self.atomic():
-            return sum(self.db.execute("delete from seeds where project_id = ? and id = ?", [project_id, i]).rowcount
-                       for i in seed_ids)
-
-    # --- history, review, proposals (issue 8, H1: called only by edits.py / history.py / proposals.py)
-    def snapshot(self, *, node_ids=(), parents=(), sample_ids=(), sample_nodes=()) -> tuple[dict, dict]:
-        """Full rows (every column, as stored) of the nodes with these ids or these parents, and of the samples
-        with these ids or on these nodes: ``({node_id: row}, {sample_id: row})``."""
-        nodes: dict[str, dict] = {}
-        samples: dict[int, dict] = {}
-        with self.lock:
-            for table, column, keys, out in (("nodes", "id", list(node_ids), nodes),
-                                             ("nodes", "parent_id", list(parents), nodes),
-                                             ("samples", "id", list(sample_ids), samples),
-                                             ("samples", "node_id", list(sample_nodes), samples)):
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start:start + 500]
-                    cursor = self.db.execute(f"select * from {table} where {column} in ({','.join('?' * len(chunk))})",
-                                             chunk)
-                    names = [d[0] for d in cursor.description]
-                    for row in cursor.fetchall():
-                        out[row[0]] = dict(zip(names, row))
-        return nodes, samples
-
-    def put_rows(self, nodes: dict[str, dict | None], samples: dict[int, dict | None]) -> None:
-        """Make these rows exactly so: None deletes the row, a dict writes it whole (updated, or inserted when
-        missing). One transaction; samples deleted before nodes, nodes written before samples."""
-        with self.atomic():
-            for ids, table in (([k for k, v in samples.items() if v is None], "samples"),
-                               ([k for k, v in nodes.items() if v is None], "nodes")):
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
-                    self.db.execute(f"delete from {table} where id in ({','.join('?' * len(chunk))})", chunk)
-            for rows, table in (([v for v in nodes.values() if v is not None], "nodes"),
-                                ([v for v in samples.values() if v is not None], "samples")):
-                for row in rows:
-                    columns = [c for c in row if c != "id"]
-                    cursor = self.db.execute(f"update {table} set {', '.join(f'[{c}] = ?' for c in columns)} "
-                                             "where id = ?", [row[c] for c in columns] + [row["id"]])
-                    if cursor.rowcount == 0:
-                        self.db.execute(f"insert into {table} ({', '.join(f'[{c}]' for c in row)}) values "
-                                        f"({', '.join('?' * len(row))})", list(row.values()))
-
-    def add_event(self, row: dict) -> int:
-        with self.atomic():
-            return self.db.execute(f"insert into events ({', '.join(row)}) values ({', '.join('?' * len(row))})",
-                                   list(row.values())).lastrowid
-
-    def event_rows(self, project_id: int, *, node_id: str | None = None, limit: int = 50,
-                   payloads: bool = True) -> list[dict]:
-        """The project's events (of one node, when given), newest first."""
-        columns = "*" if payloads else ("id, project_id, node_id, actor, action, summary, undone, undoable, created_at, "
-                                        "null as before, null as after")
-        sql = f"select {columns} from events where project_id = ?" + (" and node_id = ?" if node_id else "")
-        return self.query(sql + " order by id desc limit ?", [project_id] + ([node_id] if node_id else []) + [limit])
-
-    def event_row(self, event_id: int) -> dict | None:
-        rows = self.query("select * from events where id = ?", [event_id])
-        return rows[0] if rows else None
-
-    def undo_candidate(self, project_id: int) -> dict | None:
-        """The newest event not undone, when it can be undone (an import is a barrier)."""
-        rows = self.query("select * from events where project_id = ? and undone = 0 order by id desc limit 1",
-                          [project_id])
-        return rows[0] if rows and rows[0]["undoable"] else None
-
-    def redo_candidate(self, project_id: int) -> dict | None:
-        """The oldest undone event (the last one undone)."""
-        rows = self.query("select * from events where project_id = ? and undone = 1 order by id limit 1",
-                          [project_id])
-        return rows[0] if rows else None
-
-    def mark_event(self, event_id: int, undone: bool) -> None:
-        with self.atomic():
-            self.db.execute("update events set undone = ? where id = ?", [int(undone), event_id])
-
-    def drop_undone_events(self, project_id: int) -> int:
-        """A new change clears the redo stack."""
-        with self.atomic():
-            return self.db.execute("delete from events where project_id = ? and undone = 1", [project_id]).rowcount
-
-    def update_samples(self, sample_ids: list[int], **values) -> None:
-        """Set these columns on these samples (and the projects' last change)."""
-        values["updated_at"] = now()
-        columns = list(values)
-        with self.atomic():
-            for start in range(0, len(sample_ids), 500):
-                ids = sample_ids[start:start + 500]
-                marks = ",".join("?" * len(ids))
-                self.db.execute(f"update samples set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
-                                [values[c] for c in columns] + ids)
-                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from samples "
-                                f"where id in ({marks}))", [values["updated_at"], *ids])
-
-    def stranded_counts(self, project_id: int) -> dict[str, int]:
-        """Samples sitting on a node that has children (a leaf expanded after it got samples), by node."""
-        rows = self.query("select s.node_id, count(*) as n from samples s where s.project_id = ? and exists "
-                          "(select 1 from nodes c where c.parent_id = s.node_id) group by s.node_id", [project_id])
-        return {r["node_id"]: r["n"] for r in rows}
-
-    def sample_ids_on(self, node_id: str) -> list[int]:
-        """The ids of the samples sitting on this very node."""
-        return [r["id"] for r in self.query("select id from samples where node_id = ? order by id", [node_id])]
-
-    def update_nodes(self, node_ids: list[str], **values) -> None:
-        """Set these columns on many nodes at once (one statement per 500), and the project's last change."""
-        values["updated_at"] = now()
-        columns = list(values)
-        with self.atomic():
-            for start in range(0, len(node_ids), 500):
-                ids = node_ids[start:start + 500]
-                marks = ",".join("?" * len(ids))
-                self.db.execute(f"update nodes set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
-                                [values[c] for c in columns] + ids)
-                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from nodes "
-                                f"where id in ({marks}))", [values["updated_at"], *ids])
-
-    def children(self, node_id: str) -> list[Node]:
-        """A node's children in their order (the parent_id index: never the whole tree)."""
-        return [node_from_row(r) for r in self.query("select * from nodes where parent_id = ? order by position, id",
-                                                      [node_id])]
-
-    def nodes_by_id(self, node_ids: list[str]) -> list[Node]:
-        """These nodes (those that exist), in no particular order."""
-        return [node_from_row(r) for r in self.snapshot(node_ids=node_ids)[0].values()]
-
-    def subtree_ids(self, node_ids: list[str]) -> list[str]:
-        """These nodes and every node below them (ids, each once)."""
-        out: list[str] = []
-        for start in range(0, len(node_ids), 500):
-            chunk = node_ids[start:start + 500]
-            out += [r["id"] for r in self.query(
-                f"with recursive down(id) as (select id from nodes where id in ({','.join('?' * len(chunk))}) "
-                "union select nodes.id from nodes join down on nodes.parent_id = down.id) select id from down", chunk)]
-        return list(dict.fromkeys(out))
-
-    def samples_on_count(self, node_ids: list[str]) -> int:
-        """How many samples sit on these nodes (every status)."""
-        total = 0
-        for start in range(0, len(node_ids), 500):
-            chunk = node_ids[start:start + 500]
-            with self.lock:
-                total += self.db.execute(f"select count(*) from samples where node_id in ({','.join('?' * len(chunk))})",
-                                         chunk).fetchone()[0]
-        return total
-
-    def add_proposal(self, row: dict) -> int:
-        row = {**row, "created_at": now(), "updated_at": now()}
-        with self.atomic():
-            return self.db.execute(f"insert into proposals ({', '.join(row)}) values ({', '.join('?' * len(row))})",
-                                   list(row.values())).lastrowid
-
-    def proposal_rows(self, node_id: str, states: tuple[str, ...] = ("new",)) -> list[dict]:
-        """A node's stored proposals in these states, newest first."""
-        return self.query(f"select * from proposals where node_id = ? and state in ({','.join('?' * len(states))}) "
-                          "order by id desc", [node_id, *states])
-
-    def proposal_row(self, proposal_id: int) -> dict | None:
-        rows = self.query("select * from proposals where id = ?", [proposal_id])
-        return rows[0] if rows else None
-
-    def set_proposal_state(self, proposal_id: int, state: str) -> None:
-        with self.atomic():
-            self.db.execute("update proposals set state = ?, updated_at = ? where id = ?", [state, now(), proposal_id])
-
 
     # --- the Tree page's change stamp (issue 8, H2)
     def tree_stamp(self, project_id: int) -> tuple:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
+from .samples import NOT_CONTENT
 from .tree import Node, Tree
 
 STATUS_COLOURS = {
@@ -63,13 +64,13 @@ def _esc(text) -> str:
 
 
 def subtree_counts(tree: Tree, counts: dict[str, dict[str, int]], per_leaf: int = 10) -> dict[str, dict[str, int]]:
-    """Per node, over its whole subtree: live (not rejected) and accepted samples, and the target
+    """Per node, over its whole subtree: live (not rejected, not excluded by balancing) and accepted samples, and the target
     (the sum of the quotas of its live leaves)."""
     pruned = _pruned_flags(tree)
     totals = {nid: {"live": 0, "accepted": 0, "target": 0} for nid in tree.nodes}
     for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
         own = counts.get(node.id, {})
-        totals[node.id]["live"] += sum(n for status, n in own.items() if status != "rejected")
+        totals[node.id]["live"] += sum(n for status, n in own.items() if status not in NOT_CONTENT)
         totals[node.id]["accepted"] += own.get("accepted", 0)
         if not pruned[node.id] and node.parent_id and not tree.kids(node.id, include_pruned=False):
             totals[node.id]["target"] += node.quota if node.quota is not None else per_leaf
