@@ -1,0 +1,114 @@
+"""A new user's review in headless Chromium (H8): the places where the walk Home -> seeds -> Tree -> Samples found
+the app losing what was typed or contradicting itself. Each is a strict xfail naming the bug, so a fix turns it
+into a pass (then drop the mark); the parts that work are asserted plainly. Screenshots in
+``test-artifacts/browser/newuser_*.png``. Run it alone with ``pytest tests/test_browser_newuser.py -m browser``."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser_support import (
+    CHROMIUM_FLAGS, WAIT_MS, main_text, require_chromium, require_playwright, screenshot, settle, streamlit_app,
+)
+from treesynth_core import jobs
+from treesynth_core.fakellm import FakeLLM
+from treesynth_core.spec import ProjectSpec, Settings, parse_fields
+from treesynth_core.store import Store
+
+SECRET = "sk-fake-newuser-secret-97531"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """A project built to depth 2 with 4 samples per leaf on the fake, and the app serving it."""
+    sync_api = require_playwright()
+    chromium = require_chromium()
+    tmp = tmp_path_factory.mktemp("newuser")
+    db, log = tmp / "studio.db", tmp / "streamlit.log"
+    with FakeLLM(latency=0.01) as fake:
+        with Store(db) as store:
+            pid = store.create_project(ProjectSpec(
+                name="newuser math", task="GSM8K-style grade-school math word problems",
+                fields=parse_fields("question: the problem, answer: the worked solution"),
+                settings=Settings(pivots=4, max_depth=2, per_leaf=4)))
+            build = jobs.create_job(store, pid, "build", {"depth": 2})
+        assert jobs.run_job(str(db), build, fake.endpoint())["status"] == "complete"
+        with Store(db) as store:
+            generate = jobs.create_job(store, pid, "generate", {"per_leaf": 4})
+        assert jobs.run_job(str(db), generate, fake.endpoint())["status"] == "complete"
+        env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": SECRET, "TREESYNTH_MODEL": "fake-model",
+               "TREESYNTH_DB": str(db), "TREESYNTH_TIMEOUT": "10"}
+        with streamlit_app(env, log) as url, sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            yield {"browser": browser, "url": url, "pid": pid, "log": log, "db": db}
+            browser.close()
+        assert SECRET not in log.read_text(errors="replace")
+
+
+def open_page(app, path: str):
+    page = app["browser"].new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{app['url']}/{path}?project={app['pid']}")
+    settle(page)
+    return page
+
+
+@pytest.mark.browser
+@pytest.mark.xfail(strict=True, reason="BUG: the seed form is st.form(clear_on_submit=True) (treesynth_ui_seeds.py "
+                                        "~54): a refused example (an empty answer) wipes the question just typed")
+def test_a_refused_seed_example_keeps_what_was_typed(app):
+    page = open_page(app, "")
+    try:
+        page.get_by_text(re.compile(r"^Seed examples \(\d+\)$")).click()
+        settle(page)
+        question = "Anna has 12 pencils and gives away 5. How many are left?"
+        page.get_by_label(re.compile("^question")).fill(question)
+        page.get_by_role("button", name="Add the example").click()
+        settle(page)
+        assert "has no text for field 'answer'" in main_text(page)  # refused, in one line with what to do
+        screenshot(page, "newuser_seed_refused")
+        assert page.get_by_label(re.compile("^question")).input_value() == question
+    finally:
+        page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.xfail(strict=True, reason="BUG: after a key press the review fragment redraws alone: the page's '36 "
+                                        "sample(s) match' and 'Bulk review: act on all 36' stay stale while the "
+                                        "fragment says '... of 35 shown' (pages/3_Samples.py ~336 and ~174, "
+                                        "treesynth_ui_review.py ~180)")
+def test_counts_on_the_samples_page_agree_after_a_rejection(app):
+    page = open_page(app, "Samples")
+    try:
+        page.get_by_role("heading", name="Review samples").click()
+        page.keyboard.press("n")
+        settle(page)
+        page.keyboard.press("x")  # rejected: it leaves the default filter (generated, accepted)
+        page.get_by_text(re.compile(r"^Sample #\d+ rejected")).first.wait_for(state="visible")
+        settle(page)
+        text = main_text(page)
+        screenshot(page, "newuser_samples_after_reject")
+        shown_count = int(re.search(r"Sample #\d+ · .* of ([\d,]+) shown", text).group(1).replace(",", ""))
+        match_count = int(re.search(r"([\d,]+) sample\(s\) match", text).group(1).replace(",", ""))
+        bulk_count = int(re.search(r"act on all ([\d,]+) sample\(s\) shown", text).group(1).replace(",", ""))
+        assert shown_count == 35  # 36 made, one rejected
+        assert (match_count, bulk_count) == (shown_count, shown_count), "'N sample(s) match' and the bulk count"
+    finally:
+        page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.xfail(strict=True, reason="BUG: the Samples page titles a sample 'Sample #N · generated · generated' "
+                                        "(its status, then its provenance, unnamed; treesynth_ui_review.py ~216)")
+def test_the_sample_under_review_names_status_and_provenance(app):
+    page = open_page(app, "Samples")
+    try:
+        page.get_by_role("heading", name="Review samples").click()
+        page.keyboard.press("n")
+        settle(page)
+        title = re.search(r"Sample #\d+ · .* shown", main_text(page)).group(0)
+        assert "generated · generated" not in title, title
+    finally:
+        page.context.close()
