@@ -154,22 +154,36 @@ def _replace(store, node: Node, proposal, decisions) -> None:
 
 
 def undo_redo(store, pid: int, where=st) -> None:
-    """Project-wide Undo and Redo of the last change (any page, any session: the history is in the store)."""
+    """Project-wide Undo and Redo of the last change (any page, any session: the history is in the store). Each is
+    disabled when it has nothing to do; Undo's help names the import or routing run it stops at."""
     c1, c2 = where.columns(2)
     busy = jobs.active_job(store, pid) is not None  # a running job writes under what an undo would restore
     wait = "Wait for the running job to finish (or cancel it): it is changing the tree. " if busy else ""
-    if c1.button("Undo", key="tree_undo", icon=":material/undo:", width="stretch", disabled=busy,
-                 help=wait + "Undo the project's last change (it stays in the history, and Redo applies it again)"):
+    stop = edits.undo_barrier(store, pid)
+    undo_help = (f"Nothing to undo: the last change left cannot be undone ({stop})" if stop else
+                 "Undo the project's last change (it stays in the history, and Redo applies it again)")
+    if c1.button("Undo", key="tree_undo", icon=":material/undo:", width="stretch",
+                 disabled=busy or not edits.can_undo(store, pid), help=wait + undo_help):
         with ui.guard():
             ev = edits.undo(store, pid)
-            ui.flash(f"Undone: {ev.summary}." if ev else "Nothing to undo.")
-            st.rerun()
-    if c2.button("Redo", key="tree_redo", icon=":material/redo:", width="stretch", disabled=busy,
-                 help=wait + "Apply again the change undone last"):
+            if ev is None:  # another session took the last one back meanwhile
+                where.info("Nothing to undo.", icon=":material/info:")
+            else:
+                ui.flash(f"Undone: {ev.summary}.")
+                st.rerun()
+    if c2.button("Redo", key="tree_redo", icon=":material/redo:", width="stretch",
+                 disabled=busy or not edits.can_redo(store, pid),
+                 help=wait + "Apply again the change undone last (nothing to redo when nothing was undone since "
+                             "the last change)"):
         with ui.guard():
             ev = edits.redo(store, pid)
-            ui.flash(f"Redone: {ev.summary}." if ev else "Nothing to redo.")
-            st.rerun()
+            if ev is None:
+                where.info("Nothing to redo.", icon=":material/info:")
+            else:
+                ui.flash(f"Redone: {ev.summary}.")
+                st.rerun()
+    if stop and not busy:
+        where.caption(f"Undo stops at: {ui.md_escape(stop)}")
 
 
 def history_panel(store, pid: int, tree: Tree, node: Node) -> None:

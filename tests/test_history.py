@@ -155,6 +155,7 @@ def test_a_new_change_after_undo_clears_the_redo_stack(store, project, grown):
 
 
 def test_undo_and_redo_with_nothing_to_do_return_none(store, project):
+    assert not edits.can_undo(store, project) and not edits.can_redo(store, project)
     assert edits.undo(store, project) is None
     assert edits.redo(store, project) is None
 
@@ -601,9 +602,18 @@ def test_undo_stops_at_a_tree_import_and_says_why(store, project):
     with pytest.raises(TreeEditError, match="cannot be undone: imported a tree of 3 node"):
         edits.undo(store, copy)
     assert state(store, copy) == before
+    assert not edits.can_undo(store, copy) and not edits.can_redo(store, copy)
+    assert "imported a tree" in edits.undo_barrier(store, copy)
     kid = store.children(store.tree(copy).root.id)[0].id
     edits.rename_value(store, kid, "shapes")
+    assert edits.can_undo(store, copy) and not edits.can_redo(store, copy) and edits.undo_barrier(store, copy) is None
     assert edits.undo(store, copy).action == "rename_value"
+    assert not edits.can_undo(store, copy) and edits.can_redo(store, copy)
+    # the newest event is now an undone edit: undo still names the import it stops at, and changes nothing
+    with pytest.raises(TreeEditError, match="cannot be undone: imported a tree of 3 node"):
+        edits.undo(store, copy)
+    assert state(store, copy) == before
+    assert edits.redo(store, copy).action == "rename_value" and not edits.can_redo(store, copy)
 
 
 def test_restoring_an_llm_split_brings_back_its_pivots(fake, store, project, llm):

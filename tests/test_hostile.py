@@ -702,9 +702,6 @@ def test_push_dry_run_again_into_its_own_folder_replaces_the_set(hostile, capsys
     assert (target / "data" / "train.jsonl").read_bytes() == first[target / "data" / "train.jsonl"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: history.undo (history.py ~206) looks only at the newest event for a "
-                                        "barrier; when that event is an undone edit made after an import, undo "
-                                        "says 'nothing to undo' (exit 0) instead of naming the import it stops at")
 def test_undo_down_to_an_import_names_the_import(hostile, capsys):
     db = hostile["db"]
     path = hostile["data"] / "rows.jsonl"

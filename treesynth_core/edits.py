@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .errors import TreeEditError
-from .history import (Event, Scope, barrier, change, event, history, one_transaction, redo,  # noqa: F401
-                      undo)
+from .history import (Event, Scope, barrier, can_redo, can_undo, change, event, history,  # noqa: F401
+                      one_transaction, redo, undo, undo_barrier)
 from .spec import bounds
 from .store import Store
 from .tree import (Node, dedupe_values, dimension_key, dimension_problem, normalise, path_labels, path_pruned,

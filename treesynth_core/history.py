@@ -204,9 +204,9 @@ def undo(store: Store, project_id: int) -> Event | None:
     with store.atomic():
         row = store.undo_candidate(project_id)
         if row is None:
-            newest = store.event_rows(project_id, limit=1, payloads=False)
-            if newest and not newest[0]["undoable"] and not newest[0]["undone"]:
-                raise TreeEditError(f"the newest change cannot be undone: {newest[0]['summary']}",
+            live = store.newest_live_event(project_id)  # undone edits above it do not hide the barrier
+            if live is not None and not live["undoable"]:
+                raise TreeEditError(f"the newest change left cannot be undone: {live['summary']}",
                                     "it started a new history (an import or a routing run); edit by hand instead")
             return None
         ev = _event(row)
@@ -215,6 +215,23 @@ def undo(store: Store, project_id: int) -> Event | None:
         store.touch(project_id)
         ev.undone = True
         return ev
+
+
+def can_undo(store: Store, project_id: int) -> bool:
+    """Whether undo has a change to take back (False when nothing is left or an import/routing run stops it)."""
+    live = store.newest_live_event(project_id)
+    return live is not None and bool(live["undoable"])
+
+
+def undo_barrier(store: Store, project_id: int) -> str | None:
+    """The summary of the import or routing run undo stops at, when that is what stops it (else None)."""
+    live = store.newest_live_event(project_id)
+    return live["summary"] if live is not None and not live["undoable"] else None
+
+
+def can_redo(store: Store, project_id: int) -> bool:
+    """Whether redo has an undone change to apply again."""
+    return store.has_undone_event(project_id)
 
 
 def redo(store: Store, project_id: int) -> Event | None:

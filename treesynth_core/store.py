@@ -1224,3 +1224,15 @@ class Store:
         return [r["id"] for r in self.query(
             "select id from samples where node_id = ? and provenance = 'imported' "
             "and status not in ('rejected', 'excluded') order by id", [node_id])]
+
+    # --- history: undo/redo availability (bug-fix round, F2)
+    def newest_live_event(self, project_id: int) -> dict | None:
+        """The newest event not undone, without its payloads: what undo would take, or the barrier it stops at."""
+        rows = self.query("select id, action, summary, undoable from events where project_id = ? and undone = 0 "
+                          "order by id desc limit 1", [project_id])
+        return rows[0] if rows else None
+
+    def has_undone_event(self, project_id: int) -> bool:
+        """Whether redo has something to apply again."""
+        return bool(self.query("select 1 as x from events where project_id = ? and undone = 1 limit 1",
+                               [project_id]))
