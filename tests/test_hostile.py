@@ -495,6 +495,8 @@ NEW_CASES = {
                             "unknown sample status 'nope'", "db"),
     "push nothing to push": ("push --db {db} --repo me/ok --dry-run {tmp}/x.push --status rejected",
                              "nothing to push", "db"),
+    "push dry-run into an unwritable place": ("push --db {db} --repo me/ok --dry-run /proc/h8-upload-set",
+                                              "cannot make the upload folder /proc/h8-upload-set", "db"),
     # history, undo, redo, edit --quota
     "history limit -1": ("history --db {db} --limit -1", "--limit: must be a whole number from 1 to 10000", "db"),
     "history limit 0": ("history --db {db} --limit 0", "from 1 to 10000", "db"),
@@ -544,10 +546,6 @@ BUG_CASES = {
         "import-data --db {db} --file {header_csv}", "has no rows (only a header)", "db",
         "BUG: the refusal (exit 2, 'nothing was changed') leaves a 'failed' row in the imports table; an empty file "
         "leaves none (importer.py)"),
-    "push dry-run into an unwritable place": (
-        "push --db {db} --repo me/ok --dry-run /proc/h8-upload-set", "/proc/h8-upload-set", "db",
-        "BUG: hub.write_upload_set (hub.py ~342) makes the folder unguarded: FileNotFoundError from mkdir is an "
-        "'internal error', exit 1"),
     "import-data maps one field twice": (
         "import-data --db {db} --file {other_cols_csv} --map question=q --map answer=a --map answer=q", "answer", "db",
         "BUG: a repeated --map FIELD=... silently wins over the earlier one (answer gets column q, equal to question; "

@@ -342,8 +342,12 @@ def write_upload_set(store: Store, project_id: int, options: PushOptions, folder
     if not facts.rows:
         raise ConfigError(f"nothing to push: no sample with status {' or '.join(statuses)} outside pruned subtrees",
                           "generate or accept samples first, or choose other statuses (--status)")
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
+    try:
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the upload folder {folder}: {exc.strerror or exc}",
+                          "pass a folder you can write to") from None
     rows = export_file(store, project_id, "parquet", folder / "data/train.parquet", statuses=statuses)
     export_file(store, project_id, "jsonl", folder / "data/train.jsonl", statuses=statuses)
     with atomic_file(folder / "images/sunburst.svg", "sunburst image") as handle:
