@@ -2,7 +2,8 @@
 
 The current sample is the one the curator picked (a table row, or next / previous / next unreviewed): nothing acts
 before there is one. Every action is a callback, so a key press is one rerun of the review panel (a fragment), which
-then shows the state after the action. Keys (``st.button(shortcut=...)``, Streamlit >= 1.52; they do nothing while
+then shows the state after the action (the whole page reruns when the action takes a sample out of the filters,
+so every count on it agrees). Keys (``st.button(shortcut=...)``, Streamlit >= 1.52; they do nothing while
 the focus is in a text box): A accept, X reject with the chosen reason, U undo the review (back to generated),
 J / K next / previous, N next unreviewed, E edit. Every change goes through ``treesynth_core.edits``; sample text is
 shown as text only.
@@ -165,6 +166,11 @@ def review(pid: int, ids: list[int], node_ids: list[str], statuses: list[str], f
         wanted = set(ids)
         by_id = {r["id"]: r for r in store.samples(pid, node_ids=node_ids, statuses=statuses) if r["id"] in wanted}
         rows = [by_id[i] for i in ids if i in by_id]
+        if len(rows) != len(ids):
+            # a sample left the filters (e.g. rejected while showing generated and accepted): the page's own
+            # counts ("N sample(s) match", the bulk actions) would be stale, so the whole page redraws once;
+            # a key press that keeps the count (accept, next, ...) stays a fragment rerun
+            st.rerun(scope="app")
         ids = [r["id"] for r in rows]
         statuses = {r["id"]: r["status"] for r in rows}
         start = window(ids, st.session_state.get(CURRENT_KEY))
@@ -212,7 +218,8 @@ def navigation(ids: list[int], statuses: dict[int, str], current: int | None) ->
 def detail(sample: dict, fields: list[str], tree: Tree, verdict: Verdict, ids: list[int],
            statuses: dict[int, str]) -> None:
     sid = sample["id"]
-    st.markdown(f"**Sample #{sid}** · {sample['status']} · {sample.get('provenance') or 'generated'} · "
+    made = "imported" if sample.get("provenance") == "imported" else "made by the LLM"
+    st.markdown(f"**Sample #{sid}** · status {sample['status']} · {made} · "
                 f"{ids.index(sid) + 1} of {len(ids)} shown")
     if sample["status"] == "excluded":
         st.caption("Set aside by balancing (its leaf was over its target): not exported by default and not counted. "

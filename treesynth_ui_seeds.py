@@ -12,6 +12,7 @@ from treesynth_core import seeds
 from treesynth_core.errors import TreeSynthError
 
 WHOLE_TASK = ""  # the scope choice for task-wide seeds (a node id otherwise)
+CLEAR_KEY = "home_seeds_clear_form"  # set once an example is added: the next run empties the form
 MAX_SCOPES = 3000  # nodes offered in the scope box (a bigger tree lists its first ones, in tree order)
 
 
@@ -51,7 +52,11 @@ def seeds_panel(store, pid: int) -> None:
 
         scope = st.selectbox("For", scopes, format_func=scope_label, key="home_seeds_scope")
         node_id = scope or None
-        with st.form("home_seeds_add", clear_on_submit=True):
+        if st.session_state.pop(CLEAR_KEY, False):  # the last example was added: start the next one empty
+            for f in spec.fields:
+                st.session_state.pop(f"home_seed_field_{f.name}", None)
+        # not clear_on_submit: a refused example keeps what was typed; it is emptied only once it is added
+        with st.form("home_seeds_add"):
             st.markdown("**Write an example**")
             values = {f.name: st.text_area(f"{f.name}" + (f" ({f.description})" if f.description else ""),
                                            key=f"home_seed_field_{f.name}") for f in spec.fields}
@@ -61,6 +66,7 @@ def seeds_panel(store, pid: int) -> None:
                 except TreeSynthError as exc:
                     ui.show_error(exc)
                 else:
+                    st.session_state[CLEAR_KEY] = True
                     ui.flash(f"Added a seed example ({scope_label(scope)}).")
                     st.rerun()
         upload = st.file_uploader("Or import examples from a JSONL file (one object with the fields a line)",

@@ -1,6 +1,6 @@
 """A new user's review in headless Chromium (H8): the places where the walk Home -> seeds -> Tree -> Samples found
-the app losing what was typed or contradicting itself. Each is a strict xfail naming the bug, so a fix turns it
-into a pass (then drop the mark); the parts that work are asserted plainly. Screenshots in
+the app losing what was typed or contradicting itself (each was a strict xfail until fixed: a refused seed example
+kept, the Samples page's counts agreeing after a rejection, the sample's status and provenance named). Screenshots in
 ``test-artifacts/browser/newuser_*.png``. Run it alone with ``pytest tests/test_browser_newuser.py -m browser``."""
 
 from __future__ import annotations
@@ -56,8 +56,6 @@ def open_page(app, path: str):
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(strict=True, reason="BUG: the seed form is st.form(clear_on_submit=True) (treesynth_ui_seeds.py "
-                                        "~54): a refused example (an empty answer) wipes the question just typed")
 def test_a_refused_seed_example_keeps_what_was_typed(app):
     page = open_page(app, "")
     try:
@@ -75,10 +73,6 @@ def test_a_refused_seed_example_keeps_what_was_typed(app):
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(strict=True, reason="BUG: after a key press the review fragment redraws alone: the page's '36 "
-                                        "sample(s) match' and 'Bulk review: act on all 36' stay stale while the "
-                                        "fragment says '... of 35 shown' (pages/3_Samples.py ~336 and ~174, "
-                                        "treesynth_ui_review.py ~180)")
 def test_counts_on_the_samples_page_agree_after_a_rejection(app):
     page = open_page(app, "Samples")
     try:
@@ -100,8 +94,6 @@ def test_counts_on_the_samples_page_agree_after_a_rejection(app):
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(strict=True, reason="BUG: the Samples page titles a sample 'Sample #N · generated · generated' "
-                                        "(its status, then its provenance, unnamed; treesynth_ui_review.py ~216)")
 def test_the_sample_under_review_names_status_and_provenance(app):
     page = open_page(app, "Samples")
     try:
@@ -110,5 +102,6 @@ def test_the_sample_under_review_names_status_and_provenance(app):
         settle(page)
         title = re.search(r"Sample #\d+ · .* shown", main_text(page)).group(0)
         assert "generated · generated" not in title, title
+        assert " · status generated · made by the LLM · " in title, title
     finally:
         page.context.close()

@@ -304,3 +304,24 @@ def test_the_cost_plan_counts_the_style_examples(store):
     seeds.add_seeds(store, pid, [{"question": "x" * 280, "answer": "y" * 280}])
     after = plan_generation(store, pid).prompt_tokens
     assert after - before > 560 // 4  # the example's characters, at about 4 a token
+
+
+def test_home_seed_box_keeps_a_refused_example_and_empties_an_added_one(app_env):
+    """A refused example (no answer) keeps the question just typed; an added one leaves the form empty."""
+    from tests.app_support import errors
+
+    pid = app_env.built()
+    at = app_env.app(None, pid)
+    at.text_area(key="home_seed_field_question").input(SEED["question"])
+    next(b for b in at.button if b.label == "Add the example").click().run()
+    assert any("has no text for field 'answer'" in e for e in errors(at))
+    assert at.text_area(key="home_seed_field_question").value == SEED["question"]
+    with app_env.store() as store:
+        assert seeds.list_seeds(store, pid) == []
+    at.text_area(key="home_seed_field_answer").input(SEED["answer"])
+    next(b for b in at.button if b.label == "Add the example").click().run()
+    assert not errors(at)
+    with app_env.store() as store:
+        assert [s.data for s in seeds.list_seeds(store, pid)] == [SEED]
+    assert at.text_area(key="home_seed_field_question").value == ""
+    assert at.text_area(key="home_seed_field_answer").value == ""
