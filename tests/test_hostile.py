@@ -515,6 +515,17 @@ NEW_CASES = {
 }
 
 
+# fixed by F1 (were known bugs)
+NEW_CASES.update({
+    "import-data header only": (
+        "import-data --db {db} --file {header_csv}", "has no rows (only a header)", "db"),
+    "import-data maps one field twice": (
+        "import-data --db {db} --file {other_cols_csv} --map question=q --map answer=a --map answer=q", "answer", "db"),
+    "import-data CSV with a repeated column name": (
+        "import-data --db {db} --file {dup_header_csv}", "question", "db"),
+})
+
+
 def refused_cleanly(hostile, fake, capsys, template, message, watched, args=None):
     """Run one case; assert one error line with the message, exit 2, no request, the database and the working
     folder as they were."""
@@ -542,17 +553,6 @@ def test_there_are_at_least_80_new_cases():
 # Expected behaviour that fails today: each a real bug (see the reason); strict, so a fix turns them into passes
 # and they must then lose their mark.
 BUG_CASES = {
-    "import-data header only": (
-        "import-data --db {db} --file {header_csv}", "has no rows (only a header)", "db",
-        "BUG: the refusal (exit 2, 'nothing was changed') leaves a 'failed' row in the imports table; an empty file "
-        "leaves none (importer.py)"),
-    "import-data maps one field twice": (
-        "import-data --db {db} --file {other_cols_csv} --map question=q --map answer=a --map answer=q", "answer", "db",
-        "BUG: a repeated --map FIELD=... silently wins over the earlier one (answer gets column q, equal to question; "
-        "exit 0)"),
-    "import-data CSV with a repeated column name": (
-        "import-data --db {db} --file {dup_header_csv}", "question", "db",
-        "BUG: a header naming 'question' twice is imported silently from the last such column (importer.py)"),
     "edit quota on the root": (
         "edit --db {db} --node {root} --quota 5", "leaf", "db",
         "BUG: edits.set_quota (edits.py ~337, 'a leaf's own quota') accepts an inner node from the CLI; the Tree "
@@ -594,9 +594,6 @@ def test_an_import_with_no_good_row_fails_listing_its_skipped_rows(hostile, fake
     assert snapshot(hostile["db"]) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: importer.ImportReport.outcome (importer.py ~74) calls a file whose "
-                                        "import failed 'complete' when it is imported again: 'was imported before; "
-                                        "nothing to do', exit 0, with no row ever imported")
 def test_importing_a_failed_file_again_still_fails(hostile, capsys):
     path = hostile["data"] / "cell.csv"
     path.write_bytes(b"question,answer\nq1," + b"x" * 30_000 + b"\n")
@@ -607,9 +604,6 @@ def test_importing_a_failed_file_again_still_fails(hostile, capsys):
     assert code == 2, out + err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unterminated quote swallows every later line into one cell; the "
-                                        "report says '1 bad row(s) skipped' while 997 rows were lost (importer.py "
-                                        "csv reading, ~137-166)")
 def test_an_unterminated_quote_is_named_and_its_lost_rows_counted(hostile, capsys):
     rows = ["question,answer", "q1,a1", "q2,a2", '"unterminated,4'] + [f"q{i},a{i}" for i in range(3, 1000)]
     path = hostile["data"] / "quote.csv"
@@ -622,8 +616,6 @@ def test_an_unterminated_quote_is_named_and_its_lost_rows_counted(hostile, capsy
     assert imported == 999 or ("quote" in (out + err).lower() and (code == 2 or "997" in out + err)), out + err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a skipped JSONL line is described by its Python type ('a JSON "
-                                        "NoneType', 'a JSON str'), not its JSON name (null, string)")
 def test_skipped_jsonl_lines_are_named_in_json_terms(hostile, capsys):
     path = hostile["data"] / "mixed.jsonl"
     path.write_bytes(b'null\n"text"\n{"question": "q", "answer": "a"}\n')

@@ -116,6 +116,7 @@ def test_whole_file_problems_are_refused_before_anything_is_written(store, proje
         import_file(store, project, path)
     assert words in str(caught.value)
     assert store.sample_total(project) == before
+    assert store.imports(project) == []  # a refusal leaves no import record either
 
 
 def test_a_bad_byte_past_the_start_costs_only_its_row(store, project, tmp_path):
@@ -282,3 +283,63 @@ def test_import_job_keeps_a_cancelled_upload_for_its_resume_and_removes_it_at_th
     with pytest.raises(ConfigError):
         import_job(store, project, path=str(bad), remove=True)
     assert not bad.exists()
+
+
+def test_an_unterminated_quote_is_named_and_the_rows_it_swallowed_counted(store, project, tmp_path):
+    rows = ["question,answer", "q1,a1", "q2,a2", '"unterminated,4'] + [f"q{i},a{i}" for i in range(3, 50)]
+    path = tmp_path / "quote.csv"
+    path.write_text("\n".join(rows) + "\n")
+    report = import_file(store, project, path)
+    assert report.imported == 2 and report.skipped == 1 + 47  # the quote's line and the 47 lines it swallowed
+    assert report.outcome is Outcome.PARTIAL
+    assert len(report.problems) == 1 and report.problems[0].startswith("line 4: an unterminated quote")
+    assert "47 line(s) after it" in report.problems[0] and "unterminated quote" in report.summary()
+
+
+def test_a_quoted_multiline_cell_at_the_end_is_not_called_unterminated(store, project, tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_text('question,answer\nq1,a1\nq2,"line one\nline two\nline three"\n')
+    report = import_file(store, project, path)
+    assert (report.imported, report.skipped) == (2, 0)
+
+
+def test_a_failed_or_partial_import_keeps_its_outcome_when_run_again(store, project, tmp_path):
+    failed = write_csv(tmp_path / "f.csv", ["question", "answer"], [["", "a"], ["", "b"]])
+    assert import_file(store, project, failed).outcome is Outcome.FAILED
+    again = import_file(store, project, failed)
+    assert again.already_complete and again.outcome is Outcome.FAILED and again.skipped == 2
+    assert "nothing to do" not in again.summary() and "2 bad row(s)" in again.summary()
+    partial = write_csv(tmp_path / "p.csv", ["question", "answer"], [["q1", "a"], ["", "b"]])
+    assert import_file(store, project, partial).outcome is Outcome.PARTIAL
+    again = import_file(store, project, partial)
+    assert again.outcome is Outcome.PARTIAL and (again.imported, again.skipped) == (1, 1)
+    assert again.problems and again.problems[0].startswith("line 3")
+
+
+def test_ambiguous_columns_and_repeated_maps_are_refused(store, project, tmp_path, capsys):
+    twice = tmp_path / "twice.csv"
+    twice.write_text("question,answer,question\nq1,a1,other\n")
+    with pytest.raises(ConfigError, match="2 columns named 'question'"):
+        import_file(store, project, twice)
+    alike = tmp_path / "alike.csv"
+    alike.write_text("Question,QUESTION,answer\nq1,q2,a\n")
+    with pytest.raises(ConfigError, match="'Question' and 'QUESTION' both fit"):
+        import_file(store, project, alike)
+    assert import_file(store, project, alike, mapping={"question": "QUESTION"}).imported == 1
+    exact = tmp_path / "exact.csv"
+    exact.write_text("Question,question,answer\nq3,q4,a\n")  # the exact name wins over a case-folded one
+    import_file(store, project, exact)
+    assert {"question": "q4", "answer": "a"} in [r["data"] for r in imported(store, project)]
+    db = store.path
+    assert main(["import-data", "--db", db, "--file", str(alike), "--map", "question=Question",
+                 "--map", "question=QUESTION"]) == 2
+    assert "names the field 'question' twice" in capsys.readouterr().err
+    assert store.imports(project) and all(r["status"] != "failed" for r in store.imports(project))
+
+
+def test_skipped_json_lines_are_described_in_json_words(store, project, tmp_path):
+    path = tmp_path / "kinds.jsonl"
+    path.write_text('null\n"text"\n7\ntrue\n[1]\n{"question": "q", "answer": "a"}\n')
+    problems = import_file(store, project, path).problems
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        f"a JSON {kind}, not an object" for kind in ("null", "string", "number", "true/false", "list")]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -71,13 +72,18 @@ class ImportReport:
         their line numbers) and some imported; failed: rows were read and none could be imported."""
         if self.cancelled:
             return Outcome.CANCELLED
-        if not self.skipped or self.already_complete:
+        if not self.skipped:  # a file imported before keeps the outcome its import had
             return Outcome.COMPLETE
         return Outcome.PARTIAL if (self.imported or self.duplicates) else Outcome.FAILED
 
     def summary(self) -> str:
         if self.already_complete:
-            return f"{self.name} was imported before (import {self.import_id}); nothing to do"
+            if not self.skipped:
+                return f"{self.name} was imported before (import {self.import_id}); nothing to do"
+            text = (f"{self.name} was imported before (import {self.import_id}, {self.outcome.value}): "
+                    f"{self.imported} row(s) imported, {self.duplicates} duplicate(s), {self.skipped} bad row(s)"
+                    + (f" (first: {self.problems[0]})" if self.problems else ""))
+            return text + "; fix the bad rows and import them in a new file"
         text = (f"imported {self.imported} row(s) from {self.name}" + (
             f" (resumed after line {self.resumed_from})" if self.resumed_from else "") +
             f"; {self.duplicates} duplicate(s) skipped; {self.skipped} bad row(s) skipped")
@@ -124,6 +130,7 @@ def _check_text(path: Path) -> None:
                           "export the data as CSV, JSONL or Parquet")
 
 
+SWALLOWED = "swallowed by an unterminated quote"  # a line counted as lost, its reason given once on the quote's line
 Record = tuple[int, dict | None, str | None]  # (line, the record's cells or None, why it could not be read)
 
 
@@ -162,12 +169,34 @@ def _csv_records(path: Path) -> tuple[list[str], Iterator[Record]]:
                 line, start = start, reader.line_num + 1
                 if not cells or not any(c.strip() for c in cells):
                     continue  # a blank line
+                if start - line > 1 and any("\n" in c or "\r" in c for c in cells) and _runs_to_eof(
+                        path, dialect, line):
+                    swallowed = sum(1 for c in cells for text in c.splitlines()[1:] if text.strip())
+                    yield line, None, (f"an unterminated quote (a \" that is never closed) starts here: the "
+                                       f"{swallowed} line(s) after it, to the end of the file, were read as one "
+                                       "cell and none of them was imported; close the quote and import again")
+                    for number in range(line + 1, line + 1 + swallowed):
+                        yield number, None, SWALLOWED
+                    return
                 if len(cells) != len(columns):
                     yield line, None, f"{len(cells)} cell(s), the header has {len(columns)}"
                     continue
                 yield line, dict(zip(columns, cells)), None
 
     return columns, records()
+
+
+def _runs_to_eof(path: Path, dialect, line: int) -> bool:
+    """Whether the CSV record starting at ``line`` is a quoted field never closed (it runs to the end of the file):
+    the lenient reader takes it as one cell; a strict reader from that line says so."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        for _ in range(line - 1):
+            handle.readline()
+        try:
+            next(csv.reader(handle, dialect, strict=True), None)
+        except csv.Error as exc:
+            return "unexpected end of data" in str(exc)
+    return False
 
 
 def _jsonl_records(path: Path) -> tuple[list[str], Iterator[Record]]:
@@ -209,8 +238,19 @@ def _json_record(number: int, text: str) -> Record:
     except ValueError as exc:
         return number, None, f"not valid JSON ({str(exc)[:80]})"
     if not isinstance(value, dict):
-        return number, None, f"a JSON {type(value).__name__}, not an object"
+        return number, None, f"{_json_kind(value)}, not an object"
     return number, value, None
+
+
+def _json_kind(value) -> str:
+    """A JSON value's kind in JSON's own words: a JSON null, string, number, list or true/false."""
+    if value is None:
+        return "a JSON null"
+    if isinstance(value, bool):
+        return "a JSON true/false"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    return "a JSON string" if isinstance(value, str) else "a JSON list"
 
 
 def _parquet_records(path: Path, wanted: Callable[[list[str]], list[str]]) -> tuple[list[str], Iterator[Record]]:
@@ -248,12 +288,18 @@ def resolve_mapping(field_names: list[str], columns: list[str], mapping: dict[st
     if unknown:
         raise ConfigError(f"{unknown[0]!r} is not a field of this project (its fields: {', '.join(field_names)})",
                           "map each field as FIELD=COLUMN")
-    by_fold = {c.casefold(): c for c in columns}
+    by_fold: dict[str, list[str]] = {}
+    for c in dict.fromkeys(columns):
+        by_fold.setdefault(c.casefold(), []).append(c)
     out = {}
     for name in field_names:
         column = mapping.get(name)
         if column is None:
-            column = by_fold.get(name.casefold())
+            alike = by_fold.get(name.casefold(), [])
+            column = name if name in alike else alike[0] if len(alike) == 1 else None
+            if len(alike) > 1 and column is None:
+                raise ConfigError(f"the columns {' and '.join(repr(c) for c in alike)} both fit the field {name!r}",
+                                  f"choose one: --map {name}=COLUMN")
         elif column not in columns:
             raise ConfigError(f"the file has no column {column!r} (its columns: {', '.join(columns[:20])})",
                               f"map {name} to one of those")
@@ -261,6 +307,9 @@ def resolve_mapping(field_names: list[str], columns: list[str], mapping: dict[st
             have = ", ".join(columns[:20]) or "none"
             raise ConfigError(f"no column for the field {name!r}: the file's columns are {have}",
                               f"map it, e.g. --map {name}=COLUMN (or rename the column)")
+        if columns.count(column) > 1:
+            raise ConfigError(f"the file has {columns.count(column)} columns named {column!r}: which one holds "
+                              f"{name!r} is ambiguous", "rename the repeated columns in the header line")
         out[name] = column
     return out
 
@@ -272,6 +321,9 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
         name, eq, column = pair.partition("=")
         if not eq or not name.strip() or not column.strip():
             raise ConfigError(f"--map {pair!r} is not FIELD=COLUMN", "e.g. --map question=prompt")
+        if name.strip() in out:
+            raise ConfigError(f"--map names the field {name.strip()!r} twice ({name.strip()}={out[name.strip()]} "
+                              f"and {pair})", "map each field once")
         out[name.strip()] = column.strip()
     return out
 
@@ -353,7 +405,12 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
         report.import_id, report.already_complete = earlier["id"], True
         report.imported, report.duplicates = earlier["imported"], earlier["duplicates"]
         report.skipped = earlier["skipped"]
+        report.problems = json.loads(earlier["problems"] or "[]")
         return report
+    first = next(records, None)
+    if first is None:  # a header and nothing else: refused before anything is written
+        raise ConfigError(f"{report.name} has no rows (only a header)", "import a file with rows")
+    records = itertools.chain([first], records)
     if earlier is not None:
         import_id, after = earlier["id"], earlier["next_line"]
         report.resumed_from = after
@@ -383,6 +440,10 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
         report.duplicates += dups
         pending.clear()
 
+    def nonlocal_skip() -> None:
+        nonlocal skipped
+        skipped += 1
+
     def bad(line: int, reason: str) -> None:
         nonlocal skipped
         skipped += 1
@@ -395,7 +456,9 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
                 continue
             rows_read += 1
             last_line = line
-            if error is not None:
+            if error is SWALLOWED:
+                nonlocal_skip()
+            elif error is not None:
                 bad(line, error)
             else:
                 row = {f: _cell(record.get(column)) for f, column in resolved.items()}
