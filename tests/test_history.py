@@ -421,6 +421,13 @@ def test_cli_history_undo_redo_and_edit_quota(store, project, grown, capsys):
     node = store.node(ids["easy"])
     assert (node.quota, node.locked) == (None, True)
     capsys.readouterr()
+    n_events = len(events(store, project))
+    for inner in (ids["root"], ids["algebra"]):  # quotas are per leaf: refused on a node with children
+        assert cli.main(["edit", "--db", db, "--node", inner, "--quota", "5"]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "quotas are per leaf" in err[0], err
+        assert store.node(inner).quota is None
+    assert len(events(store, project)) == n_events
     assert cli.main(["edit", "--db", db, "--node", ids["easy"], "--quota", "-1"]) == 2
     assert cli.main(["edit", "--db", db, "--node", ids["easy"]]) == 2
     assert "an action" in capsys.readouterr().err
@@ -479,6 +486,8 @@ def test_stranded_samples_can_be_routed_by_the_llm(fake, store, project, llm):
     assert report.outcome.value in ("complete", "partial")
     left = edits.stranded(store, project).get(leaf.id, 0)
     assert left < 3  # routed to the children (the rest are recorded "none of these", not lost)
+    newest = events(store, project)[0]
+    assert (newest.action, newest.actor, newest.undoable) == ("route", "llm", False)  # the LLM did it
     assert len(store.samples(project)) == total  # nothing dropped
 
 

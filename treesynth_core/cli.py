@@ -91,7 +91,8 @@ def _number(text: str, kind: type, low, high):
         high is None or value <= high)
     if not in_range:
         what = "a whole number" if kind is int else "a number"
-        span = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+        show = (lambda v: f"{int(v)}") if kind is int else (lambda v: f"{v:g}")  # never 2.14748e+09
+        span = f"from {show(low)} to {show(high)}" if high is not None else f"of at least {show(low)}"
         raise argparse.ArgumentTypeError(f"must be {what} {span} (got {text!r})")
     return value
 
@@ -518,7 +519,8 @@ def setting_help(name: str, what: str, *, low=None, default: str | None = None) 
     (``default``; None: the Settings field's default, for init)."""
     floor, high = bounds(name)
     floor = floor if low is None else max(low, floor)
-    return f"{what}; {floor:g} to {high:g} (default: {default or Settings.model_fields[name].default})"
+    show = (lambda v: f"{int(v)}") if Settings.model_fields[name].annotation is int else (lambda v: f"{v:g}")
+    return f"{what}; {show(floor)} to {show(high)} (default: {default or Settings.model_fields[name].default})"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -627,7 +629,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--status", type=statuses,
                    help=f"one or more of {', '.join(SAMPLE_STATUSES)} (default: all but excluded)")
     c.add_argument("--under", type=text, help="only the samples under this node (a node id, see `show`)")
-    c.add_argument("--system", type=text, help="system message for --format chat")
+    c.add_argument("--system", type=text, help="system message for --format chat, sharegpt or alpaca")
 
     c = command("export-tree", cmd_export_tree, "write the tree as JSON")
     c.add_argument("--out", required=True, help="the JSON file to write")

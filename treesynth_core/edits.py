@@ -335,13 +335,17 @@ def lock(store: Store, node_id: str, locked: bool = True) -> None:
 
 @one_transaction
 def set_quota(store: Store, node_id: str, quota: int | None) -> None:
-    """A leaf's own quota (None: the project's samples per leaf)."""
+    """A leaf's own quota (None: the project's samples per leaf). Refused on a node with live children: samples
+    are generated on leaves only, so a quota there would mean nothing (clearing one, None, is allowed)."""
     if quota is not None and quota < 0:
         raise TreeEditError("a quota cannot be negative", "use 0 to generate nothing for this leaf")
     highest = bounds("per_leaf")[1]
     if quota is not None and quota > highest:
         raise TreeEditError(f"a quota is at most {highest}", f"use a number from 0 to {highest}")
     node = store.node(node_id)
+    if quota is not None and any(k.status != "pruned" for k in store.children(node_id)):
+        raise TreeEditError(f"{_label(store, node)} has children: quotas are per leaf",
+                            "set the quota on the leaves below it, or the project's samples per leaf")
     with change(store, project_id=node.project_id, node_id=node_id, action="set_quota",
                 summary=f"set the quota of {_label(store, node)} to "
                         + ("the project's default" if quota is None else str(quota)), scope=Scope(node_ids=[node_id])):

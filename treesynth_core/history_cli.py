@@ -33,15 +33,15 @@ def quota(text: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {int(high):,}, or none (got {text!r})") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {int(high)}, or none (got {text!r})") from None
     if not 0 <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {int(high):,}, or none (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be from 0 to {int(high)}, or none (got {text!r})")
     return value
 
 
 def quota_option(c) -> None:
     c.add_argument("--quota", type=quota, default=argparse.SUPPRESS, metavar="N|none",
-                   help=f"set the node's own quota of samples (0 to {int(bounds('per_leaf')[1]):,}; none: back to the "
+                   help=f"set the node's own quota of samples (0 to {int(bounds('per_leaf')[1])}; none: back to the "
                         "project's samples per leaf); with or without an action")
 
 

@@ -441,7 +441,7 @@ def route_samples(store: Store, llm: LLM, project_id: int, sample_ids: list[int]
     if stopping():
         report.unrouted += sum(len(b) for b in buffers.values()) + sum(len(u.rows) for u in ready)
     if report.decisions:  # one event in the project's history: rows moved by a run, like generated rows, are the
-        barrier(store, project_id, "route", report.summary())  # job's output (logged per call); undo stops here
+        barrier(store, project_id, "route", report.summary(), actor="llm")  # job's output (logged per call); undo stops here
     if report.cancelled:
         raise Cancelled(f"routing cancelled: {report.summary()}", "route again to continue", report=report)
     return report
