@@ -88,7 +88,11 @@ def compare(store, tree: Tree, node: Node, proposal) -> None:
     edited = st.data_editor(
         pd.DataFrame(rows), key=f"tree_diff_{proposal.id}_{version}", hide_index=True, width="stretch",
         disabled=["change", "current value", "proposed value", "nodes below", "samples below", "pivots"],
-        column_config={"apply": st.column_config.CheckboxColumn(
+        column_config={"nodes below": st.column_config.NumberColumn(
+            "nodes below", help="Nodes under this value's node, not counting it (the outline's 'N below')"),
+            "samples below": st.column_config.NumberColumn(
+                "samples below", help="Samples on this value's node and the nodes under it"),
+            "apply": st.column_config.CheckboxColumn(
             "apply", help="Kept values always stay. Renamed: take the new name (unticked: keep the old one; its "
                           "subtree stays either way). Added: add it. Removed: delete it with its subtree and samples "
                           "(unticked: keep it)")})

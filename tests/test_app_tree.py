@@ -551,6 +551,7 @@ def test_undo_after_delete_restores_the_subtree_and_its_samples_then_redo(app_en
         samples_before = sorted(s["id"] for s in store.samples(pid))
         root = store.tree(pid).root
     at = app_env.app(TREE, pid)
+    assert not at.button(key="tree_undo").disabled and at.button(key="tree_redo").disabled  # nothing undone yet
     editor_key = next(k for k in at.session_state if str(k).startswith(f"tree_values_{root.id}"))
     at.session_state[editor_key] = {"edited_rows": {}, "added_rows": [], "deleted_rows": [1]}
     at.button(key="FormSubmitter:tree_values_form-Save value changes").click().run()
@@ -561,6 +562,7 @@ def test_undo_after_delete_restores_the_subtree_and_its_samples_then_redo(app_en
         assert not before & set(store.tree(pid).nodes) and len(store.samples(pid)) == 0
     at.button(key="tree_undo").click().run()
     assert not errors(at) and any(s.value.startswith("Undone: ") for s in at.success)
+    assert not at.button(key="tree_redo").disabled
     with app_env.store() as store:
         assert before <= set(store.tree(pid).nodes)
         assert sorted(s["id"] for s in store.samples(pid)) == samples_before
@@ -568,8 +570,24 @@ def test_undo_after_delete_restores_the_subtree_and_its_samples_then_redo(app_en
     at.button(key="tree_redo").click().run()
     with app_env.store() as store:
         assert not before & set(store.tree(pid).nodes)
+    assert at.button(key="tree_redo").disabled  # nothing left to redo
     history = next(d.value for d in at.dataframe if "what" in d.value.columns)
     assert history["what"].str.contains("topic B").any()
+
+
+def test_undo_is_disabled_at_an_import_and_names_it(app_env):
+    """A tree import starts the history: Undo is disabled (not a green 'Nothing to undo.') and says why."""
+    from treesynth_core.treefile import export_tree, import_tree
+
+    pid = app_env.built()
+    with app_env.store() as store:
+        copy = import_tree(store, json.dumps(export_tree(store, pid)))
+    at = app_env.app(TREE, copy)
+    undo, redo = at.button(key="tree_undo"), at.button(key="tree_redo")
+    assert undo.disabled and redo.disabled and not errors(at)
+    assert "cannot be undone (imported a tree of 13 node(s))" in undo.help
+    assert "Undo stops at: imported a tree of 13 node(s)" in texts(at)
+    assert not [s for s in at.success if "Nothing to" in s.value]
 
 
 def test_re_propose_with_an_identical_proposal_keeps_every_descendant(app_env):
@@ -589,7 +607,7 @@ def test_re_propose_with_an_identical_proposal_keeps_every_descendant(app_env):
     at = repropose(at, app_env, pid)
     assert any("identical to the current split" in s.value for s in at.success)
     rows = diff_rows(at)
-    assert list(rows["change"]) == ["= kept"] * 3 and list(rows["nodes below"]) == [3, 1, 1]
+    assert list(rows["change"]) == ["= kept"] * 3 and list(rows["nodes below"]) == [2, 0, 0]
     assert list(rows["samples below"]) == [3, 3, 3]
     assert at.button(key="tree_replace").label == "Replace (nothing is removed)"
     at.button(key="tree_replace").click().run()

@@ -239,7 +239,7 @@ def test_replace_with_an_identical_proposal_keeps_every_descendant_and_sample(st
     before = state(store, project)
     diff = edits.diff_split(store, ids["root"], "topic", ["Algebra", "geometry", "statistics"])
     assert [c.kind for c in diff.changes] == ["kept"] * 3 and diff.identical
-    assert diff.changes[0].nodes_below == 3 and diff.changes[0].samples_below == 6
+    assert diff.changes[0].nodes_below == 2 and diff.changes[0].samples_below == 6  # easy, hard below algebra
     edits.replace_split(store, ids["root"], "topic", diff.changes)
     nodes, samples = state(store, project)
     assert [n["id"] for n in nodes] == [n["id"] for n in before[0]]
@@ -253,8 +253,13 @@ def test_diff_marks_kept_renamed_added_removed_with_counts(store, project, grown
     assert kinds == {("kept", "algebra", "algebra"), ("renamed", "geometry", "geometry problems"),
                      ("added", None, "calculus"), ("removed", "statistics", None)}
     removed = next(c for c in diff.changes if c.kind == "removed")
-    assert (removed.child_id, removed.nodes_below, removed.samples_below) == (ids["statistics"], 1, 3)
-    assert (diff.removal().nodes, diff.removal().samples) == (1, 3)
+    assert (removed.child_id, removed.nodes_below, removed.samples_below) == (ids["statistics"], 0, 3)
+    assert (diff.removal().nodes, diff.removal().samples) == (1, 3)  # the removed leaf itself
+    whole = edits.diff_split(store, ids["root"], "subject", ["geometry", "statistics"])  # algebra goes, 2 below it
+    gone = next(c for c in whole.changes if c.kind == "removed")
+    assert (gone.old, gone.nodes_below, gone.samples_below) == ("algebra", 2, 6)
+    assert (whole.removal().nodes, whole.removal().samples) == (3, 6)
+    assert whole.removal().nodes == edits.removal_counts(store, [ids["algebra"]]).nodes  # as delete's confirmation
     assert edits.diff_split(store, ids["root"], "t", ["geometery", "x y z"]).changes[0].kind == "renamed"  # a typo
 
 

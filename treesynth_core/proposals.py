@@ -39,8 +39,8 @@ class ValueChange:
     old: str | None  # the current child's value (None for added)
     new: str | None  # the proposed value (None for removed)
     child_id: str | None = None  # the current child (None for added)
-    nodes_below: int = 0  # nodes in the child's subtree, the child included
-    samples_below: int = 0  # samples on those nodes
+    nodes_below: int = 0  # nodes below the child (its subtree without it: what the outline calls "N below")
+    samples_below: int = 0  # samples on the child and the nodes below it
     values: list[str] = field(default_factory=list)  # an open-ended child's proposed value list
     pivots: list[dict] = field(default_factory=list)  # the proposal's pivot samples labelled with this value
     apply: bool = True  # the curator's choice: take this change (see the module docstring)
@@ -61,10 +61,10 @@ class SplitDiff:
         return all(c.kind == "kept" for c in self.changes) and self.old_dimension == self.new_dimension
 
     def removal(self):
-        """What applying every chosen removal deletes (nodes and samples)."""
+        """What applying every chosen removal deletes (nodes and samples): each removed child and the nodes below."""
         from .edits import Removal
         gone = [c for c in self.changes if c.kind == "removed" and c.apply]
-        return Removal(sum(c.nodes_below for c in gone), sum(c.samples_below for c in gone))
+        return Removal(sum(1 + c.nodes_below for c in gone), sum(c.samples_below for c in gone))
 
 
 @dataclass
@@ -99,7 +99,7 @@ def similarity(old: str, new: str) -> float:
 
 def _counts(store: Store, child_id: str) -> tuple[int, int]:
     ids = store.subtree_ids([child_id])
-    return len(ids), store.samples_on_count(ids)
+    return len(ids) - 1, store.samples_on_count(ids)  # the nodes below the child; the samples on it and below
 
 
 def pivots_by_value(pivots: list[dict], labels: list[str]) -> dict[str, list[dict]]:
