@@ -132,8 +132,11 @@ def totals_panel(store, pid: int) -> None:
     m[4].metric("Accepted", by_status.get("accepted", 0))
     m[5].metric("Rejected", by_status.get("rejected", 0))
     m[6].metric("LLM calls", use["calls"], help=f"{use['failed_calls']} failed")
+    priced = spec.settings.price_input_per_m is not None and spec.settings.price_output_per_m is not None
+    cost = ui.cost_text(use['prompt_tokens'], use['completion_tokens'], spec.settings) if priced else \
+        "unknown price (set prices below, in Settings of this project)"  # this is Home: not "set prices on Home"
     st.markdown(f"**Tokens:** {use['prompt_tokens']:,} in / {use['completion_tokens']:,} out · **Cost so far:** "
-                f"{ui.cost_text(use['prompt_tokens'], use['completion_tokens'], spec.settings)}")
+                f"{cost}")
     if spec.settings.max_depth == 0:
         st.info("This project has no tree on purpose (depth 0): its samples come from the task alone. "
                 "Next: open **Generate**.")

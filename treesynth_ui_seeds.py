@@ -77,5 +77,8 @@ def seeds_panel(store, pid: int) -> None:
             except TreeSynthError as exc:
                 ui.show_error(exc)
             else:
-                ui.flash(f"Imported {len(ids)} seed example(s) from {upload.name}.")
+                ignored = seeds.ignored_fields(store, pid, [r for _, r in seeds.read_seed_file(upload.getvalue())])
+                ui.flash(f"Imported {len(ids)} seed example(s) from {upload.name}."
+                         + (f" Not kept (not fields of the project): {', '.join(ignored[:8])}"
+                            + (f" and {len(ignored) - 8} more" if len(ignored) > 8 else "") + "." if ignored else ""))
                 st.rerun()

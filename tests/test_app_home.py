@@ -56,7 +56,8 @@ def test_create_with_custom_fields_and_unknown_price(app_env):
     assert [f.name for f in spec.fields] == ["dialogue", "intent", "notes"]
     assert [f.role for f in spec.fields] == ["input", "output", "input"]
     assert spec.settings.price_input_per_m is None
-    assert "unknown price" in texts(at)
+    assert "unknown price (set prices below, in Settings of this project)" in texts(at)
+    assert "set prices on Home" not in texts(at)  # this is Home: point below, not to itself
 
 
 def test_create_rejects_a_bad_spec_and_writes_nothing(app_env):

@@ -300,3 +300,31 @@ def test_nothing_to_push_is_refused_before_any_file_or_request(store, fake_hub, 
     assert not (tmp_path / "d").exists() and fake_hub.created == [] and fake_hub.auth_seen == []
     assert main(["push", "--db", store.path, "--project", str(pid), "--repo", "me/empty", "--status", "nope"]) == 2
     assert "unknown sample status 'nope'" in capsys.readouterr().err
+
+
+def test_the_license_is_one_bounded_id_and_the_status_is_named(store, made, tmp_path, capsys):
+    """--license takes a license id (no whitespace or newline, at most 64 characters), refused with its option
+    named, before any file is written; --status names itself like export's."""
+    folder = tmp_path / "set"
+    for bad in ("apache 2.0", "mit\nevil: yes", "x" * 65, "", "-mit"):
+        assert main(["push", "--db", store.path, "--repo", "me/math", f"--license={bad}",
+                     "--dry-run", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert "argument --license:" in err and "is not a license id" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(hub.ConfigError, match="is not a license id"):
+        hub.dry_run(store, made, hub.PushOptions("me/math", license="a b"), folder)
+    assert not folder.exists()
+    assert main(["push", "--db", store.path, "--repo", "me/math", "--license", "cc-by-4.0",
+                 "--dry-run", str(folder)]) == 0
+    assert 'license: "cc-by-4.0"' in (folder / "README.md").read_text()
+    capsys.readouterr()
+    assert main(["push", "--db", store.path, "--repo", "me/math", "--status", "nope",
+                 "--dry-run", str(tmp_path / "other")]) == 2
+    assert "argument --status: unknown sample status 'nope'" in capsys.readouterr().err
+
+
+def test_a_dry_run_into_an_unwritable_place_is_one_line_exit_2(store, made, capsys):
+    assert main(["push", "--db", store.path, "--repo", "me/math", "--dry-run", "/proc/f3-upload-set"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot make the upload folder /proc/f3-upload-set" in err and len(err.strip().splitlines()) == 1
+    assert "internal error" not in err

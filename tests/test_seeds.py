@@ -216,7 +216,8 @@ def test_cli_seed_add_list_rm(store, project, tmp_path, capsys):
     file = tmp_path / "s.jsonl"
     file.write_text(json.dumps(SEED) + "\n" + json.dumps(OTHER) + "\n")
     assert main(["seed", "add", "--db", db, "--file", str(file)]) == 0
-    assert "added 2 seed example(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "added 2 seed example(s)" in out and "not kept" not in out
     assert main(["seed", "add", "--db", db, "--json", json.dumps({"question": "hand", "answer": "made"})]) == 0
     capsys.readouterr()
     assert main(["seed", "list", "--db", db]) == 0
@@ -325,3 +326,16 @@ def test_home_seed_box_keeps_a_refused_example_and_empties_an_added_one(app_env)
         assert [s.data for s in seeds.list_seeds(store, pid)] == [SEED]
     assert at.text_area(key="home_seed_field_question").value == ""
     assert at.text_area(key="home_seed_field_answer").value == ""
+
+
+def test_seed_add_names_the_fields_it_does_not_keep(store, project, tmp_path, capsys):
+    db = store.path
+    assert main(["seed", "add", "--db", db, "--json", json.dumps({**SEED, "source": "web", "score": 3})]) == 0
+    out = capsys.readouterr().out
+    assert "added 1 seed example(s)" in out and "fields not kept (not fields of the project): 'source', 'score'" in out
+    file = tmp_path / "extra.jsonl"
+    file.write_text(json.dumps(OTHER) + "\n" + json.dumps({**SEED, "topic": "x"}) + "\n")
+    assert main(["seed", "add", "--db", db, "--file", str(file)]) == 0
+    assert "fields not kept (not fields of the project): 'topic'" in capsys.readouterr().out
+    assert all(set(s.data) == {"question", "answer"} for s in seeds.list_seeds(store, project))
+    assert seeds.ignored_fields(store, project, [SEED, {"a": 1, **SEED}, {"b": 2, "a": 3}]) == ["a", "b"]

@@ -39,6 +39,8 @@ DEFAULT_LICENSE = "other"
 DEFAULT_STATUSES = ["accepted", "generated"]
 UPLOAD_FILES = ("README.md", "data/train.parquet", "data/train.jsonl", "images/sunburst.svg")
 REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+MAX_LICENSE = 64
+LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,%d}\Z" % (MAX_LICENSE - 1))  # no whitespace, no newline
 MAX_CARD_LEAVES = 200  # leaves listed in the card's table (the rest are counted)
 INSTALL_HINT = "install the optional extra: pip install -r requirements-hub.txt"
 
@@ -72,6 +74,17 @@ class PushResult:
             return (f"dry run: wrote the upload set for {self.repo_id} ({self.rows} samples) to {self.folder}: "
                     + ", ".join(self.files))
         return f"pushed {self.rows} samples to {self.url or self.repo_id}: " + ", ".join(self.files)
+
+
+def check_license(license_id: str) -> str:
+    """A license id as the card's YAML takes it (e.g. apache-2.0, cc-by-4.0, other): one word, bounded."""
+    value = license_id if isinstance(license_id, str) else ""
+    if not LICENSE_ID.match(value):
+        shown = value if len(value) <= 40 else value[:39] + "…"
+        raise ConfigError(f"{shown!r} is not a license id",
+                          f"give one id such as apache-2.0, mit, cc-by-4.0 or other (letters, digits, - . + _; "
+                          f"no spaces; at most {MAX_LICENSE} characters)")
+    return value
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -361,6 +374,7 @@ def write_upload_set(store: Store, project_id: int, options: PushOptions, folder
 def dry_run(store: Store, project_id: int, options: PushOptions, folder: str | Path) -> PushResult:
     """The exact upload set in ``folder`` (created if missing; refused when it holds other files)."""
     check_repo_id(options.repo_id)
+    check_license(options.license)
     target = Path(folder)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--dry-run {folder} is not a folder", "pass a folder (it is created when missing)")
@@ -382,6 +396,7 @@ def push(store: Store, project_id: int, options: PushOptions, env: dict[str, str
     PushResult with one scrubbed line."""
     env = os.environ if env is None else env
     repo_id = check_repo_id(options.repo_id)
+    check_license(options.license)
     try:
         from huggingface_hub import HfApi
     except ImportError:

@@ -61,6 +61,17 @@ def check_seeds(store: Store, project_id: int, rows: list, labels: list[str] | N
     return out
 
 
+def ignored_fields(store: Store, project_id: int, rows: list) -> list[str]:
+    """The keys of the rows that are not fields of the project, in the order first seen: a seed keeps only the
+    project's fields, so these are dropped (the caller says so, as import-data names its columns not imported)."""
+    names = set(store.project(project_id).field_names)
+    out: dict[str, None] = {}
+    for row in rows:
+        if isinstance(row, dict):
+            out.update((str(k), None) for k in row if k not in names)
+    return list(out)
+
+
 def add_seeds(store: Store, project_id: int, rows: list, *, node_id: str | None = None,
               source: str = "hand") -> list[int]:
     """Check and store seed examples on a node (None: the whole task); all or nothing. Returns their ids."""

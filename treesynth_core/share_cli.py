@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import seeds
 from .errors import ConfigError
@@ -68,12 +69,22 @@ def register(sub) -> None:
     vis.add_argument("--private", dest="private", action="store_true", default=True,
                      help="create the repository private (default)")
     vis.add_argument("--public", dest="private", action="store_false", help="create the repository public")
-    c.add_argument("--status", type=cli.text,
+    c.add_argument("--status", type=cli.statuses,
                    help="sample statuses to include, comma-separated (default: accepted,generated)")
-    c.add_argument("--license", type=cli.text, default=None, help="the card's license (default: other)")
+    c.add_argument("--license", type=license_id, default=None,
+                   help="the card's license id, e.g. apache-2.0, mit, cc-by-4.0 (default: other)")
     c.add_argument("--dry-run", metavar="DIR", type=cli.text,
                    help="write the exact upload set to this folder instead of uploading (no token needed)")
     c.set_defaults(func=cmd_push)
+
+
+def license_id(value: str) -> str:
+    from . import hub
+
+    try:
+        return hub.check_license(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message}; {exc.hint}") from None
 
 
 def cmd_seed_add(args) -> int:
@@ -83,6 +94,7 @@ def cmd_seed_add(args) -> int:
         node = cli._node(store.tree(project_id), args.node, "--node")
         if args.file is not None:
             ids = seeds.import_seed_file(store, project_id, args.file, node_id=node)
+            rows = [row for _, row in seeds.read_seed_file(Path(args.file).read_bytes(), Path(args.file).name)]
         else:
             try:
                 value = json.loads(args.json)
@@ -91,8 +103,12 @@ def cmd_seed_add(args) -> int:
             if not isinstance(value, dict):
                 raise ConfigError("--json is not a JSON object", "pass one JSON object with the project's fields")
             ids = seeds.add_seeds(store, project_id, [value], node_id=node)
+            rows = [value]
+        ignored = seeds.ignored_fields(store, project_id, rows)
     print(f"added {len(ids)} seed example(s) (ids {', '.join(map(str, ids))}) "
-          f"{'on node ' + node if node else 'for the whole task'}")
+          f"{'on node ' + node if node else 'for the whole task'}"
+          + (f"; fields not kept (not fields of the project): {', '.join(map(repr, ignored[:8]))}"
+             + (f" and {len(ignored) - 8} more" if len(ignored) > 8 else "") if ignored else ""))
     return 0
 
 
@@ -121,9 +137,8 @@ def cmd_seed_rm(args) -> int:
 def cmd_push(args) -> int:
     from . import cli, hub
 
-    statuses = [s.strip() for s in args.status.split(",") if s.strip()] if args.status else None
     with cli._open(args) as (store, project_id):
-        options = hub.PushOptions(repo_id=args.repo, private=args.private, statuses=statuses,
+        options = hub.PushOptions(repo_id=args.repo, private=args.private, statuses=args.status,
                                   license=args.license or hub.DEFAULT_LICENSE)
         if args.dry_run is not None:
             result = hub.dry_run(store, project_id, options, args.dry_run)
