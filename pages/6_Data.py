@@ -147,17 +147,22 @@ def imbalance_section(store, pid: int, targets: dict[str, int]) -> None:
     tree = store.tree(pid)
     counts = store.provenance_counts(pid)
     paths = {leaf: tree.path_text(leaf) for leaf in targets}
+    others = any(counts.get(leaf, {}).get(k) for leaf in targets for k in ("generated", "excluded"))
     which = st.radio("Colour by", ["imported rows", "all samples (after balancing)"], horizontal=True,
-                     key="data_colour")
-    paint = imbalance_paint(store, pid, targets, imported_only=which == "imported rows")
+                     key="data_colour", index=1 if others else 0,
+                     help="The colours and the table below count the same: imported rows only, or every live "
+                          "sample (imported and generated). Generated or balanced leaves start on the second")
+    imported_only = which == "imported rows"
+    paint = imbalance_paint(store, pid, targets, imported_only=imported_only)
     figure = build_figure(tree, store.sample_counts(pid), color_by="imbalance", quality=paint, height=520)
     st.plotly_chart(figure, key="data_sunburst", width="stretch")
     st.caption("Blue: under target, pale yellow: at target, red: over (twice the target or more). "
-               "Hover a sector for its counts.")
+               "Hover a sector for its counts. The table below counts the same "
+               + ("imported rows only." if imported_only else "samples: imported and generated."))
     rows = []
     for leaf, t in targets.items():
         c = counts.get(leaf, {})
-        live = c.get("imported", 0) + c.get("generated", 0)
+        live = c.get("imported", 0) + (0 if imported_only else c.get("generated", 0))  # as the colours count
         state = "over" if live > t else "under" if live < t else "at target"
         rows.append({"leaf": paths[leaf], "imported": c.get("imported", 0), "generated": c.get("generated", 0),
                      "excluded": c.get("excluded", 0), "target": t, "difference": live - t, "state": state})

@@ -76,7 +76,28 @@ def test_upload_map_route_see_imbalance_and_balance(app_env):
     at = app_env.app(PAGE, pid)
     at.number_input(key=f"data_target_{pid}").set_value(5).run()
     assert "Every leaf is at its target" in texts(at) and "(0 over, 0 under)" in texts(at)
+    assert at.radio(key="data_colour").value == "all samples (after balancing)"  # balanced: every sample counts
+    assert_colours_agree_with_the_table(app_env, at, pid, imported_only=False)
+    at.radio(key="data_colour").set_value("imported rows").run()
+    assert_colours_agree_with_the_table(app_env, at, pid, imported_only=True)
+    assert (table(at, "difference")["state"] == "under").sum() > 0  # topped-up leaves lack imported rows
     assert "Export the balanced dataset" in [link.label for link in at.main.get("page_link")]
+
+
+def assert_colours_agree_with_the_table(app_env, at, pid, *, imported_only):
+    """Each leaf's colour value (count / target: below 1 blue, 1 at target, above 1 over) says what its row says."""
+    from treesynth_core.balance import imbalance_paint, leaf_targets
+
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        targets = leaf_targets(tree, 5, None)
+        paint = imbalance_paint(store, pid, targets, imported_only=imported_only)
+        paths = {tree.path_text(leaf): leaf for leaf in targets}
+    rows = table(at, "difference")
+    assert len(rows) == len(targets)
+    for leaf_path, state in zip(rows["leaf"], rows["state"]):
+        value = paint.values[paths[leaf_path]]
+        assert state == ("under" if value < 1 else "over" if value > 1 else "at target"), (leaf_path, value, state)
 
 
 def test_without_a_tree_the_page_points_to_the_tree_page(app_env):
@@ -130,14 +151,24 @@ def test_a_bad_upload_is_one_clear_error(app_env):
     at = app_env.app(PAGE, pid)
     at.file_uploader(key="data_upload").upload("latin.csv", "question,answer\ncafé,x\n".encode("latin-1"),
                                                "text/csv").run()
+    # refused at the preview, as the import would refuse it, naming the user's file: no mapping, no job
+    assert [e for e in errors(at) if "not UTF-8 text" in e and "latin.csv" in e], errors(at)
+    assert "data_import" not in [b.key for b in at.button]
+    with app_env.store() as store:
+        assert store.sample_total(pid) == 0 and app_env.last_job(pid)["kind"] == "build"  # no import job
+
+
+def test_a_failed_import_job_names_the_users_file_not_its_saved_copy(app_env):
+    pid = app_env.built()
+    at = app_env.app(PAGE, pid)
+    at.file_uploader(key="data_upload").upload("only header.csv", b"question,answer\n", "text/csv").run()
     at.button(key="data_import").click().run()
     job = app_env.last_job(pid)
-    assert job["status"] == "failed" and "not UTF-8 text" in job["message"]
+    assert job["status"] == "failed" and "only header.csv has no rows" in job["message"], job
     at = app_env.app(PAGE, pid)
-    assert any("not UTF-8 text" in e for e in errors(at))
-    assert "data_import_job_retry" not in [b.key for b in at.button]  # the same file would fail the same way
+    assert any("only header.csv" in e for e in errors(at)) and not any("-only" in e for e in errors(at))
     with app_env.store() as store:
-        assert store.sample_total(pid) == 0
+        assert store.imports(pid) == []  # a refused file leaves no import record
 
 
 def test_the_export_page_leaves_excluded_rows_out_unless_chosen(app_env):

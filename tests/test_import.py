@@ -343,3 +343,21 @@ def test_skipped_json_lines_are_described_in_json_words(store, project, tmp_path
     problems = import_file(store, project, path).problems
     assert [p.split(": ", 1)[1] for p in problems] == [
         f"a JSON {kind}, not an object" for kind in ("null", "string", "number", "true/false", "list")]
+
+
+def test_an_upload_refused_by_its_import_job_is_named_as_the_user_named_it(store, project, tmp_path):
+    from treesynth_core.importer import import_job, save_upload
+
+    saved = save_upload("question,answer\ncafé,x\n".encode("latin-1"), "my file.csv", tmp_path / "uploads")
+    with pytest.raises(ConfigError) as caught:
+        import_job(store, project, path=str(saved), name="my file.csv", remove=True)
+    assert str(caught.value).startswith("my file.csv is not UTF-8 text") and saved.name not in str(caught.value)
+    assert not saved.exists() and store.imports(project) == []
+
+
+def test_the_preview_refuses_what_the_import_would_refuse():
+    from treesynth_core.importer import peek_columns
+
+    with pytest.raises(ConfigError, match="latin.csv is not UTF-8"):
+        peek_columns("question,answer\ncafé,x\n".encode("latin-1"), "latin.csv")
+    assert peek_columns(b"question,answer\nq,a\n", "ok.csv")[0] == ["question", "answer"]

@@ -117,16 +117,21 @@ def _check_text(path: Path) -> None:
     costs its own row."""
     with open(path, "rb") as handle:
         head = handle.read(PEEK_BYTES)
+    _check_head(head, path.name)
+
+
+def _check_head(head: bytes, name: str) -> None:
+    """The checks of ``_check_text`` on a file's first ``PEEK_BYTES`` (also for an upload's preview)."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigError(f"{path.name} is UTF-16 text, not UTF-8", "save it as UTF-8 and import it again")
+        raise ConfigError(f"{name} is UTF-16 text, not UTF-8", "save it as UTF-8 and import it again")
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
         if len(head) < PEEK_BYTES or exc.start < len(head) - 4:  # not merely a character cut at the boundary
-            raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start + 1} cannot be decoded; the file may "
+            raise ConfigError(f"{name} is not UTF-8 text (byte {exc.start + 1} cannot be decoded; the file may "
                               "be Latin-1 or Windows-1252)", "save it as UTF-8 and import it again") from None
     if b"\x00" in head:
-        raise ConfigError(f"{path.name} holds NUL bytes: it is not a text file",
+        raise ConfigError(f"{name} holds NUL bytes: it is not a text file",
                           "export the data as CSV, JSONL or Parquet")
 
 
@@ -387,7 +392,12 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
     fmt = detect_format(name or path, fmt)
     spec = store.project(project_id)
     names = spec.field_names
-    resolved, ignored, records = open_records(path, fmt, names, mapping)
+    try:
+        resolved, ignored, records = open_records(path, fmt, names, mapping)
+    except ConfigError as exc:  # an upload's saved copy is named as the user's file
+        if not name or name == path.name:
+            raise
+        raise ConfigError(exc.message.replace(str(path), name).replace(path.name, name), exc.hint) from None
     position = _byte_position(path)
     tree = store.tree(project_id)
     if node_id is None:
@@ -564,6 +574,7 @@ def peek_columns(data: bytes, name: str, limit: int = 5) -> tuple[list[str], lis
         table = pq.ParquetFile(io.BytesIO(data))
         first = next(table.iter_batches(batch_size=limit), None)
         return list(table.schema_arrow.names), first.to_pylist()[:limit] if first is not None else []
+    _check_head(data[:PEEK_BYTES], Path(name).name)  # refused here as the import would refuse it
     text = data[:PEEK_BYTES].decode("utf-8-sig", errors="replace")
     if fmt == "jsonl":
         rows = []
