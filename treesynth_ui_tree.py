@@ -169,11 +169,14 @@ def evidence_panel(store, tree: Tree, node: Node, settings) -> None:
         if ev.note:
             st.caption(f"Needs review: {ui.md_escape(ev.note)}")
         st.caption(ui.md_escape(ev.calls.text()))
-        if ev.calls.rows:
-            frame = pd.DataFrame([{"call": r["id"], "step": r["purpose"], "try": r["attempt"],
+        for other in ev.other_calls:  # re-proposals, routing, generation: not what made this split
+            st.caption(ui.md_escape(f"Also for this node, {other.text()}"))
+        rows = sorted([r for c in [ev.calls, *ev.other_calls] for r in c.rows], key=lambda r: -r["id"])[:EVIDENCE_CALLS]
+        if rows:
+            frame = pd.DataFrame([{"call": r["id"], "for": r["for"], "step": r["purpose"], "try": r["attempt"],
                                    "tokens": (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0),
                                    "seconds": round(r["duration_s"] or 0.0, 2), "error": r["error"] or "",
-                                   "when": ui.when_text(r["created_at"])} for r in ev.calls.rows])
+                                   "when": ui.when_text(r["created_at"])} for r in rows])
             st.dataframe(frame, hide_index=True, width="stretch", key=f"tree_calls_{node.id}")
 
 

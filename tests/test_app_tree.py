@@ -534,7 +534,7 @@ def test_the_evidence_of_a_split_is_beside_it(app_env):
     assert len(pivots) == 4 and set(pivots["value"]) <= {"topic A", "topic B", "topic C"}
     assert list(pivots.columns) == ["value", "question", "answer"]
     calls = next(d.value for d in at.dataframe if "step" in d.value.columns)
-    assert {"pivots", "criterion"} <= set(calls["step"])
+    assert {"pivots", "criterion"} <= set(calls["step"]) and set(calls["for"]) == {"this split"}
     assert "cost unknown (no prices set)" in texts(at)
     fig = figure(at)
     assert "pivots: 4 · e.g." in fig["hovertext"][fig["ids"].index(root.id)]

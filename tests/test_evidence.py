@@ -55,3 +55,42 @@ def test_show_evidence_prints_pivots_and_calls(fake, store, project, llm, capsys
     pivots = [line for line in out if line.lstrip().startswith("pivot ")]
     assert len(pivots) == 4 and pivots[0] == "  " + ev.lines()[0]
     assert any(line.strip() == ev.calls.text() for line in out)
+
+
+def test_evidence_counts_the_calls_of_the_current_split_and_lists_the_others_apart(fake, store, project, llm):
+    """Re-proposals do not grow the split's count; applying one makes its calls the split's; generation calls
+    on a leaf are listed as such, not as the evidence of a split."""
+    from treesynth_core import edits, jobs
+    from treesynth_core.generate import generate
+
+    build(store, project, llm, depth=1)
+    root = store.tree(project).root
+    built = evidence(store, store.tree(project), root.id)
+    assert built.calls.what == "this split" and built.calls.calls == store.usage(project, root.id)["calls"] >= 3
+    assert built.other_calls == [] and built.labels_known
+    job_ids = []
+    for _ in range(2):
+        job_ids.append(jobs.start_job(store.path, project, "propose", {"node_id": root.id},
+                                      fake.endpoint(max_retries=1, timeout=5)))
+        jobs.wait(store.path, job_ids[-1], timeout=60)
+        assert jobs.get_job(store, job_ids[-1])["status"] == "complete"
+    total = store.usage(project, root.id)["calls"]
+    ev = evidence(store, store.tree(project), root.id)
+    assert ev.calls.calls == built.calls.calls < total  # the same split, the same evidence
+    (other,) = ev.other_calls
+    assert other.what == "re-proposals and earlier splits" and other.calls == total - built.calls.calls
+    assert any(line.strip().startswith("re-proposals and earlier splits: ") for line in ev.lines())
+
+    newest = edits.proposals(store, root.id)[0]
+    edits.replace_with(store, root.id, newest.split, proposal_id=newest.id)
+    applied = evidence(store, store.tree(project), root.id)
+    mine = [r for r in store.node_call_log(root.id) if r["job_id"] == newest.job_id]
+    assert applied.calls.calls == len(mine) and {r["job_id"] for r in applied.calls.rows} == {newest.job_id}
+    assert applied.other_calls[0].calls == total - len(mine)
+    assert applied.labels_known == bool(store.node(root.id).pivots)
+
+    generate(store, project, llm, per_leaf=2)
+    leaf = store.tree(project).leaves()[0]
+    at_leaf = evidence(store, store.tree(project), leaf.id)
+    assert at_leaf.calls.calls == 0 and [c.what for c in at_leaf.other_calls] == ["generation"]
+    assert at_leaf.other_calls[0].calls == store.usage(project, leaf.id)["calls"] > 0

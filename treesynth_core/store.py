@@ -1236,3 +1236,13 @@ class Store:
         """Whether redo has something to apply again."""
         return bool(self.query("select 1 as x from events where project_id = ? and undone = 1 limit 1",
                                [project_id]))
+
+    # --- evidence: which calls made a node's current split (bug-fix round, F2)
+    def node_call_log(self, node_id: str) -> list[dict]:
+        """Every call logged for a node, oldest first, without its messages: the job and its kind, what for,
+        which try, tokens, time, error, and the reply of a valid criterion call (it names the split it made)."""
+        return self.query(
+            "select c.id, c.job_id, j.kind as job_kind, c.purpose, c.attempt, c.prompt_tokens, c.completion_tokens, "
+            "c.duration_s, c.error, c.valid, c.created_at, "
+            "case when c.purpose = 'criterion' and c.valid = 1 then c.response end as response "
+            "from calls c left join jobs j on j.id = c.job_id where c.node_id = ? order by c.id", [node_id])
