@@ -159,34 +159,51 @@ def _csv_records(path: Path) -> tuple[list[str], Iterator[Record]]:
         raise ConfigError(f"{path.name} is empty (no header line)", "a CSV file needs a header line naming its columns")
     columns = [h.strip() for h in header]
 
+    size = os.fstat(handle.fileno()).st_size
+
+    def row(line: int, cells: list[str]) -> Iterator[Record]:
+        if len(cells) != len(columns):
+            yield line, None, f"{len(cells)} cell(s), the header has {len(columns)}"
+        else:
+            yield line, dict(zip(columns, cells)), None
+
     def records() -> Iterator[Record]:
+        held: tuple[int, list[str]] | None = None  # a multi-line record read at the end: the last one?
         with handle:
             start = reader.line_num + 1
             while True:
                 try:
                     cells = next(reader)
                 except StopIteration:
+                    if held is not None and _runs_to_eof(path, dialect, held[0]):
+                        line, cells = held
+                        swallowed = sum(1 for c in cells for text in c.splitlines()[1:] if text.strip())
+                        yield line, None, (f"an unterminated quote (a \" that is never closed) starts here: the "
+                                           f"{swallowed} line(s) after it, to the end of the file, were read as one "
+                                           "cell and none of them was imported; close the quote and import again")
+                        for number in range(line + 1, line + 1 + swallowed):
+                            yield number, None, SWALLOWED
+                    elif held is not None:
+                        yield from row(*held)
                     return
                 except csv.Error as exc:
+                    if held is not None:
+                        yield from row(*held)
+                        held = None
                     yield start, None, f"unreadable CSV ({exc})"
                     start = reader.line_num + 1
                     continue
+                if held is not None:
+                    yield from row(*held)
+                    held = None
                 line, start = start, reader.line_num + 1
                 if not cells or not any(c.strip() for c in cells):
                     continue  # a blank line
-                if start - line > 1 and any("\n" in c or "\r" in c for c in cells) and _runs_to_eof(
-                        path, dialect, line):
-                    swallowed = sum(1 for c in cells for text in c.splitlines()[1:] if text.strip())
-                    yield line, None, (f"an unterminated quote (a \" that is never closed) starts here: the "
-                                       f"{swallowed} line(s) after it, to the end of the file, were read as one "
-                                       "cell and none of them was imported; close the quote and import again")
-                    for number in range(line + 1, line + 1 + swallowed):
-                        yield number, None, SWALLOWED
-                    return
-                if len(cells) != len(columns):
-                    yield line, None, f"{len(cells)} cell(s), the header has {len(columns)}"
+                if start - line > 1 and any("\n" in c or "\r" in c for c in cells) and os.lseek(
+                        handle.fileno(), 0, os.SEEK_CUR) >= size:  # the file is read to its end: maybe the last
+                    held = line, cells
                     continue
-                yield line, dict(zip(columns, cells)), None
+                yield from row(line, cells)
 
     return columns, records()
 
