@@ -285,7 +285,7 @@ def test_import_job_keeps_a_cancelled_upload_for_its_resume_and_removes_it_at_th
     assert not bad.exists()
 
 
-def test_an_unterminated_quote_is_named_and_the_rows_it_swallowed_counted(store, project, tmp_path):
+def test_an_unterminated_quote_is_named_and_the_rows_it_swallowed_counted(store, project, tmp_path, capsys):
     rows = ["question,answer", "q1,a1", "q2,a2", '"unterminated,4'] + [f"q{i},a{i}" for i in range(3, 50)]
     path = tmp_path / "quote.csv"
     path.write_text("\n".join(rows) + "\n")
@@ -294,6 +294,9 @@ def test_an_unterminated_quote_is_named_and_the_rows_it_swallowed_counted(store,
     assert report.outcome is Outcome.PARTIAL
     assert len(report.problems) == 1 and report.problems[0].startswith("line 4: an unterminated quote")
     assert "47 line(s) after it" in report.problems[0] and "unterminated quote" in report.summary()
+    assert main(["import-data", "--db", store.path, "--file", str(path)]) == 3  # again: still partial
+    err = capsys.readouterr().err
+    assert "skipped: line 4: an unterminated quote" in err and "... and 47 more bad row(s)" in err
 
 
 def test_a_quoted_multiline_cell_at_the_end_is_not_called_unterminated(store, project, tmp_path):

@@ -96,11 +96,12 @@ def cmd_import(args) -> int:
         tree = store.tree(project_id)
         split = tree.root is not None and bool(tree.kids(tree.root.id))
     outcome = report.outcome
-    for problem in report.problems[:PROBLEMS_SHOWN]:
+    shown = report.problems[:PROBLEMS_SHOWN]
+    for problem in shown:
         print(f"  skipped: {problem}", file=sys.stderr)
-    if report.skipped > PROBLEMS_SHOWN:
-        print(f"  ... and {report.skipped - PROBLEMS_SHOWN} more bad row(s) (the first 100 are kept in the import "
-              "record)", file=sys.stderr)
+    if report.skipped > len(shown):  # more bad rows than reasons shown (or kept: lines lost to a quote have none)
+        print(f"  ... and {report.skipped - len(shown)} more bad row(s) (the import record keeps the first 100 "
+              "reasons)", file=sys.stderr)
     if outcome is Outcome.FAILED:
         print(f"error: import failed: no row could be imported; {report.summary()}", file=sys.stderr)
     else:
