@@ -425,7 +425,7 @@ def test_cli_history_undo_redo_and_edit_quota(store, project, grown, capsys):
     assert cli.main(["edit", "--db", db, "--node", ids["easy"], "--quota", "none", "lock"]) == 0
     node = store.node(ids["easy"])
     assert (node.quota, node.locked) == (None, True)
-    capsys.readouterr()
+    assert capsys.readouterr().out.splitlines()[-1] == f"locked {node.label!r}"  # not "lock: None"
     n_events = len(events(store, project))
     for inner in (ids["root"], ids["algebra"]):  # quotas are per leaf: refused on a node with children
         assert cli.main(["edit", "--db", db, "--node", inner, "--quota", "5"]) == 2

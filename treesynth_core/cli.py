@@ -503,7 +503,8 @@ def cmd_edit(args) -> int:
                    "lock": lambda: edits.lock(store, args.node, True),
                    "unlock": lambda: edits.lock(store, args.node, False)}
         result = actions[args.action]()
-    print(f"{args.action}: {result}")
+    what = "the root" if node.parent_id is None else repr(node.label)
+    print(f"{args.action}ed {what}" if result is None else f"{args.action}: {result}")  # lock/unlock: no count
     return 0
 
 

@@ -304,7 +304,7 @@ def approve(store: Store, node_id: str, subtree: bool = False) -> int:
     nodes = [n for n in store.nodes_by_id(store.subtree_ids([node_id])) if n.status != "pruned"] if subtree else [node]
     with change(store, project_id=node.project_id, node_id=node_id, action="approve",
                 summary=f"approved {_label(store, node)}" + (
-                    f" and its subtree ({len(nodes)} nodes)" if subtree else ""),
+                    f" and its subtree ({len(nodes)} node{'' if len(nodes) == 1 else 's'})" if subtree else ""),
                 scope=Scope(node_ids=[n.id for n in nodes])):
         store.update_nodes([n.id for n in nodes if n.status != "approved" and n.id != node_id], status="approved")
         if node.status != "approved" or node.note:

@@ -189,7 +189,7 @@ def _put(store: Store, ev: Event, target: dict, current_state: dict, verb: str) 
         if changed_samples or extra_samples:
             what.append(f"{len(changed_samples) + len(extra_samples)} sample(s)")
         raise TreeEditError(f"cannot {verb} '{ev.summary}': {' and '.join(what)} changed since without a history "
-                            "entry (e.g. samples generated there)",
+                            "entry, e.g. samples generated there",
                             "nothing was changed; edit the tree by hand instead")
     try:
         store.put_rows(want_nodes, want_samples)
@@ -206,8 +206,8 @@ def undo(store: Store, project_id: int) -> Event | None:
         if row is None:
             live = store.newest_live_event(project_id)  # undone edits above it do not hide the barrier
             if live is not None and not live["undoable"]:
-                raise TreeEditError(f"the newest change left cannot be undone: {live['summary']}",
-                                    "it started a new history (an import or a routing run); edit by hand instead")
+                raise TreeEditError(f"undo stops at a change that cannot be undone: {live['summary']}",
+                                    "an import or a routing run starts a new history; edit by hand instead")
             return None
         ev = _event(row)
         _put(store, ev, ev.before, ev.after, "undo")

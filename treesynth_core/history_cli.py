@@ -117,8 +117,8 @@ def cmd_move_stranded(args) -> int:
         node = cli._node(tree, args.node, "--node")
         target = cli._node(tree, args.to, "--to")
         if target == node or node not in [n.id for n in tree.path(target)]:
-            raise TreeEditError(f"--to {target!r} is not below --node {node!r}", "pick a leaf under that node (see "
-                                "`show --under NODE`)")
+            raise TreeEditError(f"--to {target!r} is not below --node {node!r}", "pick a leaf under that node; see "
+                                "`show --under NODE`")
         held = edits.stranded(store, project_id).get(node, 0)
         if not held:
             print("nothing to move: no stranded samples on this node")
