@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 import treesynth_ui as ui
 from treesynth_ui_seeds import seeds_panel
+from treesynth_core import edits
 from treesynth_core.config import mask_secret
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.llm import LLM
@@ -99,19 +100,52 @@ def projects_panel(store) -> None:
         st.session_state["home_confirm_delete"] = choice
     doomed = st.session_state.get("home_confirm_delete")
     if doomed in names:
-        st.warning(f"Delete **{ui.md_escape(names[doomed])}** with its tree, samples and call log? "
-                   "This cannot be undone (export the tree first if you may want it back).")
+        held = edits.project_removal(store, doomed)
+        st.warning(f"Delete **{ui.md_escape(names[doomed])}** with its **{held.text()}**? It moves to "
+                   "*Recently deleted* below, from where you can restore it as it was.")
         d1, d2, _ = st.columns([1, 1, 4])
         if d1.button("Yes, delete it", type="primary", key="home_delete_yes"):
-            store.delete_project(doomed)
+            edits.trash_project(store, doomed)
             if ui.current_project(store) is None:
                 ui.open_project(None)
             st.session_state.pop("home_confirm_delete", None)
-            ui.flash(f"Deleted {names[doomed]}.")
+            ui.flash(f"Deleted {names[doomed]} ({held.text()}); restore it from Recently deleted.")
             st.rerun()
         if d2.button("Keep it", key="home_delete_no"):
             st.session_state.pop("home_confirm_delete", None)
             st.rerun()
+
+
+def trash_panel(store) -> None:
+    """Recently deleted projects: restore one as it was, or delete it for good (stating what that removes)."""
+    gone = store.deleted_projects()
+    if not gone:
+        return
+    with st.expander(f"Recently deleted · {len(gone)} project(s)"):
+        for p in gone:
+            label = f"#{p['id']} {p['name']}"
+            held = edits.project_removal(store, p["id"])
+            c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
+            when = p["deleted_at"][:16].replace("T", " ")
+            c1.markdown(f"**{ui.md_escape(label)}** · {held.text()} · deleted {when} UTC")
+            if c2.button("Restore", key=f"home_restore_{p['id']}", width="stretch"):
+                edits.restore_project(store, p["id"])
+                ui.flash(f"Restored {label}.")
+                st.rerun()
+            if c3.button("Delete forever…", key=f"home_purge_{p['id']}", width="stretch"):
+                st.session_state["home_confirm_purge"] = p["id"]
+            if st.session_state.get("home_confirm_purge") == p["id"]:
+                st.warning(f"Remove **{ui.md_escape(label)}** and its **{held.text()}**, calls and history for good? "
+                           "This cannot be undone.")
+                y, n, _ = st.columns([1, 1, 4])
+                if y.button("Yes, remove it", type="primary", key=f"home_purge_yes_{p['id']}"):
+                    edits.purge_project(store, p["id"])
+                    st.session_state.pop("home_confirm_purge", None)
+                    ui.flash(f"Removed {label} for good.")
+                    st.rerun()
+                if n.button("Keep it", key=f"home_purge_no_{p['id']}"):
+                    st.session_state.pop("home_confirm_purge", None)
+                    st.rerun()
 
 
 def totals_panel(store, pid: int) -> None:
@@ -210,6 +244,7 @@ with ui.open_store() as store:
         st.warning("The LLM endpoint is not reachable: see **LLM endpoint** at the bottom of this page.")
     with ui.guard():
         projects_panel(store)
+        trash_panel(store)
         pid = ui.current_project(store)
         if pid is not None:
             st.divider()

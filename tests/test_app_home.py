@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from tests.app_support import FAKE_KEY, app_env, errors, texts  # noqa: F401
+from treesynth_core import edits
 from treesynth_core.config import mask_secret
+from treesynth_core.samples import fingerprint
 
 
 def create(at, name="support dialogues", task="customer support conversations for a bank"):
@@ -75,13 +77,47 @@ def test_open_and_delete_with_confirmation(app_env):
     at.button(key="home_open").click().run()
     assert at.session_state["ts_project_id"] == second
     at.button(key="home_delete").click().run()
-    assert any("cannot be undone" in w.value for w in at.warning)
+    assert any("**1 node(s) and 0 sample(s)**" in w.value and "Recently deleted" in w.value for w in at.warning)
     with app_env.store() as store:
         assert len(store.projects()) == 2  # nothing deleted before the confirmation
     at.button(key="home_delete_yes").click().run()
     with app_env.store() as store:
         assert [p["id"] for p in store.projects()] == [first]
     assert at.session_state["ts_project_id"] == first  # the remaining project is opened
+    assert not errors(at)
+
+
+def test_a_deleted_project_is_restored_exactly_or_removed_for_good_after_its_counts(app_env):
+    """Delete moves a project to Recently deleted with every row intact; Restore gives it back as it was; Delete
+    forever states what goes, then removes it."""
+    first, second = app_env.project(), app_env.project()
+    with app_env.store() as store:
+        root = store.tree(second).root
+        rows = [{"data": {"question": q, "answer": "a"}, "drawn": [],
+                 "norm_hash": fingerprint({"question": q}, ["question"])} for q in ("q1?", "q2?")]
+        edits.add_samples(store, second, root.id, rows, cap=None, call_id=None)
+        before = (store.tree(second).nodes.keys(), sorted(s["id"] for s in store.samples(second)))
+    at = app_env.app()
+    at.selectbox(key="home_choice").set_value(second)
+    at.button(key="home_delete").click().run()
+    at.button(key="home_delete_yes").click().run()
+    assert any("Recently deleted" in e.label for e in at.expander)
+    with app_env.store() as store:
+        assert [p["id"] for p in store.projects()] == [first] and store.deleted_projects()[0]["id"] == second
+    at.button(key=f"home_restore_{second}").click().run()
+    with app_env.store() as store:
+        assert [p["id"] for p in store.projects()] == [first, second]
+        assert (store.tree(second).nodes.keys(), sorted(s["id"] for s in store.samples(second))) == before
+    at.selectbox(key="home_choice").set_value(second)
+    at.button(key="home_delete").click().run()
+    at.button(key="home_delete_yes").click().run()
+    at.button(key=f"home_purge_{second}").click().run()
+    assert any("**1 node(s) and 2 sample(s)**" in w.value and "cannot be undone" in w.value for w in at.warning)
+    with app_env.store() as store:
+        assert store.deleted_projects()[0]["id"] == second  # nothing removed before the confirmation
+    at.button(key=f"home_purge_yes_{second}").click().run()
+    with app_env.store() as store:
+        assert store.deleted_projects() == [] and [p["id"] for p in store.projects()] == [first]
     assert not errors(at)
 
 

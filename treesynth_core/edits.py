@@ -17,6 +17,7 @@ Replace as a diff and stored proposals in ``proposals.py``, also re-exported.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 
 from .errors import TreeEditError
 from .history import (Event, Scope, barrier, can_redo, can_undo, change, event, history,  # noqa: F401
@@ -355,6 +356,26 @@ def set_quota(store: Store, node_id: str, quota: int | None) -> None:
 def project_removal(store: Store, project_id: int) -> Removal:
     """What deleting a whole project removes (for its confirmation)."""
     return Removal(len(store.subtree_ids([store.tree(project_id).root.id])), store.sample_total(project_id))
+
+
+def trash_project(store: Store, project_id: int) -> Removal:
+    """Delete a project the undoable way: it moves to Recently deleted with every row intact (``restore_project``
+    brings it back; ``purge_project`` removes it for good). Returns what it holds, for the message."""
+    held = project_removal(store, project_id)
+    store.set_project_deleted(project_id, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return held
+
+
+def restore_project(store: Store, project_id: int) -> None:
+    """Bring a project back from Recently deleted, exactly as it was."""
+    store.set_project_deleted(project_id, None)
+
+
+def purge_project(store: Store, project_id: int) -> Removal:
+    """Remove a project and everything in it (tree, samples, calls, jobs, history) for good."""
+    held = project_removal(store, project_id)
+    store.delete_project(project_id)
+    return held
 
 
 def import_tree_nodes(store: Store, project_id: int, root: dict, free) -> None:

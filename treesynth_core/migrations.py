@@ -443,3 +443,9 @@ def m023_seeds(db):
                "begin delete from seeds where node_id = old.id; end")
     db.execute("create trigger projects_delete_seeds after delete on projects "
                "begin delete from seeds where project_id = old.id; end")
+
+
+# --- issue 8: deleting a project moves it to "Recently deleted" first (restorable); "Delete forever" removes it
+@migrations()
+def m024_projects_trash(db):
+    db["projects"].add_column("deleted_at", str)  # null: live; a time: in Recently deleted since then

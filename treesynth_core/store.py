@@ -208,7 +208,20 @@ class Store:
         )
 
     def projects(self) -> list[dict]:
-        return self.query("select id, name, task, created_at, updated_at from projects order by id")
+        """The live projects (not in Recently deleted)."""
+        return self.query("select id, name, task, created_at, updated_at from projects where deleted_at is null "
+                          "order by id")
+
+    def deleted_projects(self) -> list[dict]:
+        """The projects in Recently deleted, newest first."""
+        return self.query("select id, name, task, created_at, updated_at, deleted_at from projects "
+                          "where deleted_at is not null order by deleted_at desc, id desc")
+
+    def set_project_deleted(self, project_id: int, deleted_at: str | None) -> None:
+        """Move a project into Recently deleted (a time) or back out of it (None); its rows stay as they are."""
+        self.project(project_id)
+        with self.atomic():
+            self.db.execute("update projects set deleted_at = ? where id = ?", [deleted_at, project_id])
 
     def only_project_id(self) -> int:
         """The project of a single-project file (the CLI's default)."""
