@@ -343,7 +343,9 @@ def job_outcome(job: dict) -> str:
 
 # what a job's ``failed`` column counts, and what its done/total progress counts
 _FAILED_UNIT = {"build": "node(s)", "generate": "call(s)", "run": "node(s) and call(s)"}
-_DONE_UNIT = {"build": "nodes processed", "generate": "samples made", "run": "nodes and samples done"}
+_DONE_UNIT = {"build": "nodes processed", "generate": "samples made", "run": "nodes and samples done",
+              "judge": "fitting samples", "route": "rows routed", "balance": "samples balanced",
+              "import": "bytes read", "propose": "proposals made"}
 _PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples", "judge": "fitting samples",
                   "route": "rows", "balance": "samples", "import": "bytes read"}
 _WHAT_TO_DO = {
