@@ -553,11 +553,10 @@ def test_there_are_at_least_80_new_cases():
 # Expected behaviour that fails today: each a real bug (see the reason); strict, so a fix turns them into passes
 # and they must then lose their mark.
 BUG_CASES = {
-    "edit quota on the root": (
-        "edit --db {db} --node {root} --quota 5", "leaf", "db",
-        "BUG: edits.set_quota (edits.py ~337, 'a leaf's own quota') accepts an inner node from the CLI; the Tree "
-        "page offers it only on leaves, so the value is stored where nothing shows or uses it"),
 }
+
+# fixed by F2 (was a known bug)
+NEW_CASES["edit quota on the root"] = ("edit --db {db} --node {root} --quota 5", "quotas are per leaf", "db")
 
 
 @pytest.mark.parametrize("template,message,watched,reason", list(BUG_CASES.values()), ids=list(BUG_CASES))
