@@ -541,6 +541,9 @@ def refused_cleanly(hostile, fake, capsys, template, message, watched, args=None
     assert folder_listing(hostile["tmp"]) == listing  # nothing half-written, not even an empty folder
 
 
+NEW_CASES["edit quota on the root"] = ("edit --db {db} --node {root} --quota 5", "quotas are per leaf", "db")
+
+
 @pytest.mark.parametrize("template,message,watched", list(NEW_CASES.values()), ids=list(NEW_CASES))
 def test_new_commands_refuse_hostile_input_in_one_line(hostile, fake, capsys, template, message, watched):
     refused_cleanly(hostile, fake, capsys, template, message, watched)
@@ -548,21 +551,6 @@ def test_new_commands_refuse_hostile_input_in_one_line(hostile, fake, capsys, te
 
 def test_there_are_at_least_80_new_cases():
     assert len(NEW_CASES) >= 80
-
-
-# Expected behaviour that fails today: each a real bug (see the reason); strict, so a fix turns them into passes
-# and they must then lose their mark.
-BUG_CASES = {
-}
-
-# fixed by F2 (was a known bug)
-NEW_CASES["edit quota on the root"] = ("edit --db {db} --node {root} --quota 5", "quotas are per leaf", "db")
-
-
-@pytest.mark.parametrize("template,message,watched,reason", list(BUG_CASES.values()), ids=list(BUG_CASES))
-def test_known_bugs_in_hostile_input(hostile, fake, capsys, template, message, watched, reason, request):
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    refused_cleanly(hostile, fake, capsys, template, message, watched)
 
 
 @pytest.mark.parametrize("template", ["balance --db {db} --target 5 --seed -1", "seed rm --db {db} --id abc"])
