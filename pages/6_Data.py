@@ -149,7 +149,7 @@ def imbalance_section(store, pid: int, targets: dict[str, int]) -> None:
     paths = {leaf: tree.path_text(leaf) for leaf in targets}
     others = any(counts.get(leaf, {}).get(k) for leaf in targets for k in ("generated", "excluded"))
     which = st.radio("Colour by", ["imported rows", "all samples (after balancing)"], horizontal=True,
-                     key="data_colour", index=1 if others else 0,
+                     key=f"data_colour_{int(others)}", index=1 if others else 0,  # a new widget once balanced
                      help="The colours and the table below count the same: imported rows only, or every live "
                           "sample (imported and generated). Generated or balanced leaves start on the second")
     imported_only = which == "imported rows"

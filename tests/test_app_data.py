@@ -73,12 +73,15 @@ def test_upload_map_route_see_imbalance_and_balance(app_env):
     with app_env.store() as store:
         live = {leaf.id: store.live_count(leaf.id) for leaf in store.tree(pid).leaves()}
     assert set(live.values()) == {5}
+    at.run()  # the same session: the colouring it showed before balancing must not stick
+    assert "(0 over, 0 under)" in texts(at)
+    assert at.radio(key="data_colour_1").value == "all samples (after balancing)"
     at = app_env.app(PAGE, pid)
     at.number_input(key=f"data_target_{pid}").set_value(5).run()
     assert "Every leaf is at its target" in texts(at) and "(0 over, 0 under)" in texts(at)
-    assert at.radio(key="data_colour").value == "all samples (after balancing)"  # balanced: every sample counts
+    assert at.radio(key="data_colour_1").value == "all samples (after balancing)"  # balanced: every sample counts
     assert_colours_agree_with_the_table(app_env, at, pid, imported_only=False)
-    at.radio(key="data_colour").set_value("imported rows").run()
+    at.radio(key="data_colour_1").set_value("imported rows").run()
     assert_colours_agree_with_the_table(app_env, at, pid, imported_only=True)
     assert (table(at, "difference")["state"] == "under").sum() > 0  # topped-up leaves lack imported rows
     assert "Export the balanced dataset" in [link.label for link in at.main.get("page_link")]
