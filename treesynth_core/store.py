@@ -902,16 +902,22 @@ class Store:
 
     def update_samples(self, sample_ids: list[int], **values) -> None:
         """Set these columns on these samples (and the projects' last change)."""
-        values["updated_at"] = now()
+        self._update_many("samples", sample_ids, values)
+
+    def _update_many(self, table: str, ids: list, values: dict) -> None:
+        """Set columns on many rows of ``nodes`` or ``samples`` (one statement per 500 ids) and touch their projects'
+        last change, in one transaction. ``table`` is one of those two names, never user input."""
+        assert table in ("nodes", "samples"), table
+        values = {**values, "updated_at": now()}
         columns = list(values)
         with self.atomic():
-            for start in range(0, len(sample_ids), 500):
-                ids = sample_ids[start:start + 500]
-                marks = ",".join("?" * len(ids))
-                self.db.execute(f"update samples set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
-                                [values[c] for c in columns] + ids)
-                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from samples "
-                                f"where id in ({marks}))", [values["updated_at"], *ids])
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(f"update {table} set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
+                                [values[c] for c in columns] + chunk)
+                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from {table} "
+                                f"where id in ({marks}))", [values["updated_at"], *chunk])
 
     def stranded_counts(self, project_id: int) -> dict[str, int]:
         """Samples sitting on a node that has children (a leaf expanded after it got samples), by node."""
@@ -924,17 +930,8 @@ class Store:
         return [r["id"] for r in self.query("select id from samples where node_id = ? order by id", [node_id])]
 
     def update_nodes(self, node_ids: list[str], **values) -> None:
-        """Set these columns on many nodes at once (one statement per 500), and the project's last change."""
-        values["updated_at"] = now()
-        columns = list(values)
-        with self.atomic():
-            for start in range(0, len(node_ids), 500):
-                ids = node_ids[start:start + 500]
-                marks = ",".join("?" * len(ids))
-                self.db.execute(f"update nodes set {', '.join(f'[{c}] = ?' for c in columns)} where id in ({marks})",
-                                [values[c] for c in columns] + ids)
-                self.db.execute(f"update projects set updated_at = ? where id in (select project_id from nodes "
-                                f"where id in ({marks}))", [values["updated_at"], *ids])
+        """Set these columns on many nodes at once, and the project's last change."""
+        self._update_many("nodes", node_ids, values)
 
     def children(self, node_id: str) -> list[Node]:
         """A node's children in their order (the parent_id index: never the whole tree)."""
