@@ -31,6 +31,8 @@ SAMPLES = 100  # 25 leaves x 4
 REJECT_EVERY = 5  # every fifth sample is rejected, with a reason
 REASON = "incorrect"
 BUDGET_S = 180  # the issue's target: 100 samples in under 3 minutes
+LOST_KEY_S = 10.0  # a key press with no effect after this long was never seen by the app (once in ~12 runs)
+MAX_LOST = 2  # pressed again, counted in the report; more than this fails the test
 DOCS = REPO / "docs" / "screenshots"
 MAX_SHOT_BYTES = 300_000
 
@@ -108,6 +110,13 @@ def remaining(page) -> int:
 def current_sample(page) -> int:
     found = re.search(r"Sample #(\d+) · ", main_text(page))
     return int(found.group(1)) if found else 0
+
+
+def idle(page) -> None:
+    """Wait until the app is not running a script (no quiet period: that would slow the timed review)."""
+    page.wait_for_function("() => { const app = document.querySelector('[data-testid=\"stApp\"]'); "
+                           "return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'; }",
+                           polling=30, timeout=WAIT_MS)
 
 
 def wait_for(page, predicate, what: str, timeout: float = WAIT_MS / 1000) -> None:
@@ -188,7 +197,7 @@ def review(page, url: str, pid: int) -> list[str]:
     report += check_accessibility(page, "Samples with a sample open")
 
     started, paused = time.monotonic(), 0.0
-    per_key = []
+    per_key, lost = [], []
     for done in range(SAMPLES):
         if done == 60:  # the README's screenshot, mid-review (not counted in the time)
             t0 = time.monotonic()
@@ -199,14 +208,24 @@ def review(page, url: str, pid: int) -> list[str]:
         before, sample = remaining(page), current_sample(page)
         assert before == SAMPLES - done
         t0 = time.monotonic()
-        page.keyboard.press("x" if done % REJECT_EVERY == REJECT_EVERY - 1 else "a")
-        wait_for(page, lambda: remaining(page) == before - 1 and (before == 1 or current_sample(page) != sample),
-                 f"sample {done + 1} to be reviewed")
+        idle(page)  # the run the last key started has finished: its buttons (and their shortcuts) are the live ones
+        key = "x" if done % REJECT_EVERY == REJECT_EVERY - 1 else "a"
+        page.keyboard.press(key)
+        reviewed = lambda: remaining(page) == before - 1 and (before == 1 or current_sample(page) != sample)  # noqa
+        try:
+            wait_for(page, reviewed, f"sample {done + 1} to be reviewed", timeout=LOST_KEY_S)
+        except AssertionError:  # a press the app never saw: pressed again, counted, and at most MAX_LOST of them
+            lost.append(done + 1)
+            assert len(lost) <= MAX_LOST, f"key presses lost for samples {lost}"
+            idle(page)
+            page.keyboard.press(key)
+            wait_for(page, reviewed, f"sample {done + 1} to be reviewed")
         per_key.append(time.monotonic() - t0)
     took = time.monotonic() - started - paused
     per_key.sort()
     report.append(f"reviewed {SAMPLES} samples by keyboard in {took:.1f} s (median {per_key[len(per_key) // 2]:.2f} s "
-                  f"per key, slowest {per_key[-1]:.2f} s; 2 shared cores, other agents' tests running)")
+                  f"per key, slowest {per_key[-1]:.2f} s; {len(lost)} key press(es) lost and pressed again; 2 shared "
+                  "cores, other agents' tests running)")
     assert took < BUDGET_S, report[-1]
     settle(page)
 
