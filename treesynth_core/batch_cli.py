@@ -44,8 +44,7 @@ def register(sub) -> None:
         c = commands.add_parser(name, help=help_text, description=help_text, epilog=cli.EXIT_CODES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         c.set_defaults(func=func)
-        c.add_argument("--db", required=True, help="the project database file")
-        c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
+        cli.db_options(c)
         if remote:
             c.add_argument("--base-url", type=cli.text, help="OpenAI-compatible endpoint with the Batch API "
                                                              "(default: $OPENAI_BASE_URL)")

@@ -524,6 +524,15 @@ def setting_help(name: str, what: str, *, low=None, default: str | None = None) 
     return f"{what}; {show(floor)} to {show(high)} (default: {default or Settings.model_fields[name].default})"
 
 
+def db_options(c: argparse.ArgumentParser, *, project: bool = True, db_help: str = "the project database file",
+               project_help: str = "project id (needed when the file holds several)") -> None:
+    """--db (required) and, with ``project``, --project: the file and the project in it, as every command takes
+    them."""
+    c.add_argument("--db", required=True, help=db_help)
+    if project:
+        c.add_argument("--project", type=count(1, 2**62), help=project_help)
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m treesynth_core", description="TreeSynth Studio, headless.", epilog=EXIT_CODES,
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -534,9 +543,7 @@ def parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_text, epilog=EXIT_CODES if llm else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         c.set_defaults(func=func)
-        c.add_argument("--db", required=True, help="the project database file")
-        if name != "init":
-            c.add_argument("--project", type=count(1, 2**62), help="project id (needed when the file holds several)")
+        db_options(c, project=name != "init")
         if llm:
             c.add_argument("--local", action="store_true", help="use the bundled local model (no API key)")
             c.add_argument("--gguf", help="with --local: another GGUF model file")
@@ -592,7 +599,7 @@ def parser() -> argparse.ArgumentParser:
     sample_options(c, None)
 
     c = sub.add_parser("projects", help="list the projects in a file")
-    c.add_argument("--db", required=True, help="the database file")
+    db_options(c, project=False, db_help="the database file")
     c.set_defaults(func=cmd_projects)
 
     c = command("build", cmd_build, "partition the data space into a tree (resumes)", llm=True)

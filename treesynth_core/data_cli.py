@@ -32,8 +32,7 @@ def register(sub) -> None:
     c = sub.add_parser("import-data", help=text, description=text, epilog=cli.EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.set_defaults(func=cmd_import)
-    c.add_argument("--db", required=True, help="the project database file")
-    c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
+    cli.db_options(c)
     c.add_argument("--file", required=True, help="the CSV, JSONL or Parquet file")
     c.add_argument("--format", choices=FORMATS, help="the file's format (default: from its extension)")
     c.add_argument("--map", action="append", metavar="FIELD=COLUMN", type=cli.text,
@@ -71,8 +70,7 @@ def register(sub) -> None:
 
 
 def _llm_options(c, cli) -> None:
-    c.add_argument("--db", required=True, help="the project database file")
-    c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
+    cli.db_options(c)
     c.add_argument("--plan", action="store_true", help="print the plan and cost, change nothing")
     c.add_argument("--yes", action="store_true", help="run without asking")
     c.add_argument("--local", action="store_true", help="use the bundled local model (no API key)")

@@ -59,8 +59,7 @@ def register(sub) -> None:
         c = sub.add_parser(name, help=help_text, description=help_text, epilog=cli.EXIT_CODES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         c.set_defaults(func=func)
-        c.add_argument("--db", required=True, help="the project database file")
-        c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
+        cli.db_options(c)
         return c
 
     c = command("history", cmd_history, "list the changes to the tree and the samples, newest first (who, when, "

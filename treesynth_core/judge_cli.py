@@ -31,8 +31,7 @@ def register(sub) -> None:
     c = sub.add_parser("judge", help=text, description=text, epilog=cli.EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.set_defaults(func=cmd_judge)
-    c.add_argument("--db", required=True, help="the project database file")
-    c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
+    cli.db_options(c)
     c.add_argument("--under", type=cli.text, help="only the leaves under this node")
     c.add_argument("--until", type=cli.setting("per_leaf"), metavar="N",
                    help="fill each leaf until N samples fit (a leaf with its own quota: that many); needs --yes")

@@ -39,9 +39,8 @@ def register(sub) -> None:
         c = sub.add_parser(name, help=help_text, description=help_text, epilog=cli.EXIT_CODES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         c.set_defaults(func=func)
-        c.add_argument("--db", required=True, help="the project database file")
-        c.add_argument("--project", type=cli.count(1, 2**62),
-                       help="the tree project's id (default: the file's only project that is not a baseline)")
+        cli.db_options(c, project_help="the tree project's id (default: the file's only project that is not a "
+                                       "baseline)")
         c.add_argument("--threshold", type=threshold, default=None,
                        help="cosine at or above which two samples are near-duplicates (default 0.85)")
         return c

@@ -25,10 +25,6 @@ from .outcome import Outcome
 def register(sub) -> None:
     from . import cli
 
-    def base(c):
-        c.add_argument("--db", required=True, help="the project database file")
-        c.add_argument("--project", type=cli.count(1, 2**62), help="project id (needed when the file holds several)")
-
     examples = "examples:\n" + "\n".join("  " + line.strip().removeprefix("python -m treesynth_core ")
                                           for line in __doc__.splitlines() if "treesynth_core seed" in line)
     group = sub.add_parser("seed", help="seed examples: a few samples shown in prompts as style examples",
@@ -39,7 +35,7 @@ def register(sub) -> None:
     commands = group.add_subparsers(dest="seed_command", required=True)
     c = commands.add_parser("add", help="add examples from a JSONL file or one JSON object (all or nothing)",
                             epilog=cli.EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    base(c)
+    cli.db_options(c)
     source = c.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", type=cli.text, help="a JSONL file: one object with the project's fields a line")
     source.add_argument("--json", type=cli.text, help="one example as a JSON object with the project's fields")
@@ -47,11 +43,11 @@ def register(sub) -> None:
     c.set_defaults(func=cmd_seed_add)
     c = commands.add_parser("list", help="list the seed examples", epilog=cli.EXIT_CODES,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    base(c)
+    cli.db_options(c)
     c.set_defaults(func=cmd_seed_list)
     c = commands.add_parser("rm", help="remove seed examples by id", epilog=cli.EXIT_CODES,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    base(c)
+    cli.db_options(c)
     c.add_argument("--id", type=cli.count(1, 2**62), action="append", required=True,
                    help="a seed's id (see `seed list`); repeat for several")
     c.set_defaults(func=cmd_seed_rm)
@@ -63,7 +59,7 @@ def register(sub) -> None:
                                    "never stored, logged or shown. Needs the optional extra: pip install -r "
                                    "requirements-hub.txt.",
                        epilog=cli.EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    base(c)
+    cli.db_options(c)
     c.add_argument("--repo", type=cli.text, required=True, help="the dataset repository id, e.g. me/my-dataset")
     vis = c.add_mutually_exclusive_group()
     vis.add_argument("--private", dest="private", action="store_true", default=True,
