@@ -56,3 +56,27 @@ def test_the_public_surface_exports_outcomes_and_call_errors():
     assert all(hasattr(treesynth_core, name) for name in treesynth_core.__all__)
     assert treesynth_core.LLMCallError is LLMCallError and treesynth_core.Outcome is Outcome
     assert Cancelled("stopped").report is None and Cancelled("stopped", report="r").report == "r"
+
+
+def test_a_run_report_is_cancelled_before_its_own_rule_and_counts_its_named_failures():
+    from dataclasses import dataclass
+
+    import pytest
+
+    from treesynth_core.balance import BalanceReport
+    from treesynth_core.importer import ImportReport
+    from treesynth_core.outcome import RunReport
+    from treesynth_core.routing import RouteReport
+
+    assert ImportReport(skipped=2, imported=1).outcome is Outcome.PARTIAL
+    assert ImportReport(skipped=2, imported=1, cancelled=True).outcome is Outcome.CANCELLED
+    assert ImportReport(skipped=2).failed_count == 2 and ImportReport(skipped=2).outcome is Outcome.FAILED
+    assert RouteReport(failed_calls=3, unrouted=3).failed_count == 3
+    assert RouteReport(rows=1, unrouted=1, cancelled=True).outcome is Outcome.CANCELLED
+    assert BalanceReport(failed_calls=1).failed_count == 1 and BalanceReport().outcome is Outcome.COMPLETE
+    assert BalanceReport(short={"a": 1}, cancelled=True).outcome is Outcome.CANCELLED
+    with pytest.raises(TypeError, match="failed_field"):
+        @dataclass
+        class Misspelt(RunReport):  # noqa: F841
+            failed_field = "failed_cals"
+            failed_calls: int = 0

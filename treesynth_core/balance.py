@@ -29,7 +29,7 @@ from typing import Callable
 from .errors import Cancelled, ConfigError
 from .generate import generate, plan_generation
 from .history import Scope, change
-from .outcome import Outcome
+from .outcome import Outcome, RunReport
 from .spec import bounds
 from .store import Store
 from .tree import Tree
@@ -101,7 +101,8 @@ class BalancePlan:
 
 
 @dataclass
-class BalanceReport:
+class BalanceReport(RunReport):
+    failed_field = "failed_calls"
     excluded: int = 0
     restored: int = 0
     wanted: int = 0  # samples to generate
@@ -111,19 +112,11 @@ class BalanceReport:
     short: dict[str, int] = field(default_factory=dict)  # leaf -> samples still missing after top-up
     over: dict[str, int] = field(default_factory=dict)  # leaf -> samples over target (accepted ones kept)
     top_up: bool = True
-    cancelled: bool = False
 
-    @property
-    def failed_count(self) -> int:
-        return self.failed_calls
-
-    @property
-    def outcome(self) -> Outcome:
+    def verdict(self) -> Outcome:
         """complete: every leaf at its target (or only downsampling was asked for and is done); partial: leaves
         are short after top-up or stay over because of accepted samples; failed: generation was needed and
         nothing came of it (while nothing was excluded or restored either)."""
-        if self.cancelled:
-            return Outcome.CANCELLED
         if not (self.short and self.top_up) and not self.over:
             return Outcome.COMPLETE
         if self.wanted and not self.generated and not (self.excluded or self.restored) and self.failed_calls:

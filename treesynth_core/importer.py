@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 
 from .errors import ConfigError
 from .history import barrier
-from .outcome import Outcome
+from .outcome import Outcome, RunReport
 from .samples import clean_reply
 from .store import Store
 
@@ -49,7 +49,8 @@ CSV_FIELD_LIMIT = 64 << 20  # the csv module's own cap (128 KiB) would abort the
 
 
 @dataclass
-class ImportReport:
+class ImportReport(RunReport):
+    failed_field = "skipped"
     import_id: int | None = None
     name: str = ""
     rows: int = 0  # records read in this run
@@ -60,18 +61,10 @@ class ImportReport:
     ignored_columns: list[str] = field(default_factory=list)
     resumed_from: int = 0  # the line a resumed import went on after (0: a fresh import)
     already_complete: bool = False
-    cancelled: bool = False
 
-    @property
-    def failed_count(self) -> int:
-        return self.skipped
-
-    @property
-    def outcome(self) -> Outcome:
+    def verdict(self) -> Outcome:
         """complete: every row read was imported or was a duplicate; partial: some rows were bad (skipped, with
         their line numbers) and some imported; failed: rows were read and none could be imported."""
-        if self.cancelled:
-            return Outcome.CANCELLED
         if not self.skipped:  # a file imported before keeps the outcome its import had
             return Outcome.COMPLETE
         return Outcome.PARTIAL if (self.imported or self.duplicates) else Outcome.FAILED

@@ -16,7 +16,9 @@ banner in the app shows it.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import ClassVar
 
 from .errors import TreeSynthError
 
@@ -50,6 +52,34 @@ def judge(succeeded: int, failed: int) -> Outcome:
     if failed == 0:
         return Outcome.COMPLETE
     return Outcome.PARTIAL if succeeded > 0 else Outcome.FAILED
+
+
+@dataclass
+class RunReport:
+    """What every run's report shares (import, route, balance): it may have been cancelled, it counts what failed
+    (``failed_count``, the job row's count: the int field named by ``failed_field``), and its ``outcome`` is
+    CANCELLED when it was, else its own rule, ``verdict()``. ``cancelled`` is keyword-only, so a report's own
+    fields keep their positions."""
+
+    failed_field: ClassVar[str]  # the int field holding what failed
+    cancelled: bool = field(default=False, kw_only=True)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not isinstance(getattr(cls, cls.failed_field, None), int):  # a misspelt name fails at import
+            raise TypeError(f"{cls.__name__}.failed_field: {cls.failed_field!r} is not an int field")
+
+    @property
+    def failed_count(self) -> int:
+        return getattr(self, self.failed_field)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.CANCELLED if self.cancelled else self.verdict()
+
+    def verdict(self) -> Outcome:
+        """The outcome of a run that was not cancelled: each report's own rule."""
+        raise NotImplementedError
 
 
 ABORT_AFTER = 3  # failures of any kind before the first success that stop a run (build and generate)

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import Cancelled, ConfigError, LLMOutputError
 from .history import barrier
 from .llm import LLM
-from .outcome import AbortRule, Outcome, failure_reason
+from .outcome import AbortRule, Outcome, RunReport, failure_reason
 from .prompts import describe_subspace, format_sample, system_prompt
 from .spec import ProjectSpec
 from .store import Store
@@ -147,7 +147,8 @@ class RoutePlan:
 
 
 @dataclass
-class RouteReport:
+class RouteReport(RunReport):
+    failed_field = "failed_calls"
     rows: int = 0  # rows to route when the run started
     decisions: int = 0  # classifications stored (one per row and level)
     to_leaf: int = 0  # rows that reached a leaf
@@ -160,19 +161,11 @@ class RouteReport:
     cached: int = 0
     errors: list[str] = field(default_factory=list)
     aborted: bool = False
-    cancelled: bool = False
 
-    @property
-    def failed_count(self) -> int:
-        return self.failed_calls
-
-    @property
-    def outcome(self) -> Outcome:
+    def verdict(self) -> Outcome:
         """complete: every row reached a leaf or a recorded "none of these" from a valid answer; partial: some
         calls failed (rows left to retry) or answers were not values (recorded as none); failed: rows were to
         route and none got a decision."""
-        if self.cancelled:
-            return Outcome.CANCELLED
         if not self.unrouted and not self.invalid:
             return Outcome.COMPLETE
         return Outcome.PARTIAL if self.decisions else Outcome.FAILED
