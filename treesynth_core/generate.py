@@ -329,6 +329,7 @@ class Filler:
         self.temperature = self.settings.generation_temperature if temperature is None else temperature
         self.rng = random.Random()
         self.avoid_style = avoid_style(self.settings.avoid_list, llm.endpoint.is_local)
+        self._examples: dict[str, list[dict]] = {}  # a leaf's style examples (seeds, imported rows), read once a run
 
     def __call__(self, leaf: Leaf, count: int) -> tuple[int, int, int]:
         s, spec = self.settings, self.spec
@@ -343,9 +344,11 @@ class Filler:
             if not kept:
                 raise ValueError("no usable sample: " + "; ".join(problems[:3]))
 
+        examples = self._examples.get(leaf.id)
+        if examples is None:
+            examples = self._examples[leaf.id] = style_examples(self.store, self.project_id, leaf.path)
         reply = self.llm.ask(
-            samples_messages(spec, attributes, count, avoid, self.avoid_style,
-                             examples=style_examples(self.store, self.project_id, leaf.path)), schema=SamplesReply,
+            samples_messages(spec, attributes, count, avoid, self.avoid_style, examples=examples), schema=SamplesReply,
             purpose="samples",
             node_id=leaf.id, temperature=self.temperature, max_tokens=reply_tokens(s.max_tokens, count, recent),
             reasks=s.reasks, check=check,

@@ -136,11 +136,11 @@ def add_samples(store: Store, project_id: int, node_id: str, rows: list[dict], *
     not a history event (its calls are logged); ``record`` (an action name such as "import") makes it one. A leaf
     deleted meanwhile (by an edit or an undo while a job fills it) gets nothing: NotFoundError, never orphan rows."""
     if record is None:
-        with store.atomic():
-            if rows and not store.snapshot(node_ids=[node_id])[0]:
-                raise NotFoundError(f"leaf {node_id} was deleted while its samples were being made",
-                                    "nothing was stored for it; generate again to fill the current leaves")
-            return store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)
+        try:
+            return store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id, leaf_must_exist=True)
+        except NotFoundError:
+            raise NotFoundError(f"leaf {node_id} was deleted while its samples were being made",
+                                "nothing was stored for it; generate again to fill the current leaves") from None
     with change(store, project_id=project_id, node_id=node_id, action=record, actor=actor,
                 summary=f"{record}: samples added", scope=Scope(sample_nodes=[node_id])) as rec:
         inserted, duplicates = store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)

@@ -177,8 +177,14 @@ class Store:
             conn.execute("COMMIT")
 
     def query(self, sql: str, params=()) -> list[dict]:
+        """The rows of one SELECT as dicts. Straight on the connection: sqlite-utils' ``query`` wraps every read
+        in a savepoint of its own, two more statements per read on the generation path (issue 10)."""
         with self.lock:
-            return list(self.db.query(sql, params))
+            cursor = self.db.conn.execute(sql, params)
+            if cursor.description is None:
+                raise ValueError("Store.query is for statements that return rows")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     # ----------------------------------------------------------------- projects
     def create_project(self, spec: ProjectSpec) -> int:
@@ -320,12 +326,14 @@ class Store:
 
     # ----------------------------------------------------------------- samples
     def add_samples(self, project_id: int, node_id: str, rows: list[dict], *, cap: int | None,
-                    call_id: int | None) -> tuple[int, int]:
+                    call_id: int | None, leaf_must_exist: bool = False) -> tuple[int, int]:
         """Insert samples (dicts with data, drawn, norm_hash) up to ``cap`` live samples in the leaf.
 
         Returns (inserted, duplicates). Duplicates (same normalised hash anywhere in the project, or earlier in
         ``rows``) are skipped; the cap is checked inside the transaction, so concurrent calls never overshoot a
-        quota. One transaction, one query for the duplicates and one multi-row insert, whatever the row count.
+        quota. ``leaf_must_exist``: NotFoundError, nothing written, when the node is gone (deleted meanwhile).
+        One transaction of five statements whatever the row count (a call's hot path, issue 10): the node and
+        its live count, the duplicates, one multi-row insert, the project's last change.
         """
         if not rows:
             return 0, 0
@@ -333,7 +341,11 @@ class Store:
         hashes = [row["norm_hash"] for row in rows]
         stamp = now()
         with self.atomic():
-            live = self.live_count(node_id)
+            exists, live = self.db.conn.execute(
+                "select exists(select 1 from nodes where id = ?), (select count(*) from samples where node_id = ? "
+                "and status not in ('rejected', 'excluded'))", [node_id, node_id]).fetchone()
+            if leaf_must_exist and not exists:
+                raise NotFoundError(f"node {node_id} does not exist", "")
             seen = {r[0] for r in self.db.execute(
                 f"select norm_hash from samples where project_id = ? and norm_hash in ({','.join('?' * len(hashes))})",
                 [project_id, *hashes])}
@@ -355,7 +367,7 @@ class Store:
                     "insert into samples (project_id, node_id, data, drawn, norm_hash, status, call_id, created_at, "
                     "updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)", fresh)
                 inserted = len(fresh)
-                self.touch(project_id)
+                self.db.conn.execute("update projects set updated_at = ? where id = ?", [stamp, project_id])
         return inserted, duplicates
 
     def set_sample_status(self, sample_ids: list[int], status: str) -> None:
