@@ -530,6 +530,8 @@ def test_cli_export_import_and_exit_codes(fake, store, tmp_path, capsys, monkeyp
     pid = built(store, fake, per_leaf=2, samples_per_call=2)
     db = store.path
     use_env(monkeypatch, fake.base_url)
+    assert run_main(capsys, "batch", "list", "--db", db)[:2] == (
+        0, "no batch files yet: `batch export` writes the first round\n")
     code, out, _ = run_main(capsys, "batch", "export", "--db", db)
     assert code == 0 and "round 1: 9 request line(s)" in out
     request = batch.request_path(batch.default_folder(db), pid, 1)

@@ -215,6 +215,8 @@ def test_cli_seed_add_list_rm(store, project, tmp_path, capsys):
     db = store.path
     file = tmp_path / "s.jsonl"
     file.write_text(json.dumps(SEED) + "\n" + json.dumps(OTHER) + "\n")
+    assert main(["seed", "list", "--db", db]) == 0
+    assert capsys.readouterr().out == "no seed examples: `seed add --file seeds.jsonl` adds some\n"
     assert main(["seed", "add", "--db", db, "--file", str(file)]) == 0
     out = capsys.readouterr().out
     assert "added 2 seed example(s)" in out and "not kept" not in out

@@ -173,16 +173,13 @@ def cmd_import(args) -> int:
 def cmd_list(args) -> int:
     from . import cli
 
-    with cli._open(args) as (store, project_id):
-        rows = batch.records(store, project_id)
-    if not rows:
-        print("no batch files yet: `batch export` writes the first round")
-    for r in rows:
+    def line(r: dict) -> str:
         remote = f" ({r['remote']})" if r["remote"] else ""
-        print(f"#{r['batch']} round {r['round']} part {r['part']}: {r['state']}{remote}, {r['lines']} lines: "
-              f"{r['used']} used, {r['failed']} failed, {r['pending']} pending; {r['samples added']} samples added; "
-              f"{r['file']}")
-    return 0
+        return (f"#{r['batch']} round {r['round']} part {r['part']}: {r['state']}{remote}, {r['lines']} lines: "
+                f"{r['used']} used, {r['failed']} failed, {r['pending']} pending; {r['samples added']} samples "
+                f"added; {r['file']}")
+
+    return cli.print_rows(args, batch.records, line, "no batch files yet: `batch export` writes the first round")
 
 
 def cmd_cancel(args) -> int:

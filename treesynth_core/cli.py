@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
@@ -178,6 +179,18 @@ def _open(args):
         project_id = args.project if getattr(args, "project", None) is not None else store.only_project_id()
         store.project(project_id)  # a project that does not exist is refused here, not silently empty
         yield store, project_id
+
+
+def print_rows(args, rows_of: Callable[[Store, int], list], line: Callable[[Any], str], none: str) -> int:
+    """A list command (`seed list`, `batch list`): the rows ``rows_of(store, project_id)`` gives, one ``line`` each,
+    or the hint ``none`` when there are none."""
+    with _open(args) as (store, project_id):
+        rows = rows_of(store, project_id)
+    if not rows:
+        print(none)
+    for row in rows:
+        print(line(row))
+    return 0
 
 
 def _node(tree: Tree, node_id: str | None, flag: str) -> str | None:

@@ -111,14 +111,11 @@ def cmd_seed_add(args) -> int:
 def cmd_seed_list(args) -> int:
     from . import cli
 
-    with cli._open(args) as (store, project_id):
-        rows = seeds.list_seeds(store, project_id)
-    if not rows:
-        print("no seed examples: `seed add --file seeds.jsonl` adds some")
-    for s in rows:
+    def line(s: seeds.Seed) -> str:
         scope = f"node {s.node_id}" if s.node_id else "whole task"
-        print(f"#{s.id} [{scope}, from {s.source}] {json.dumps(s.data, ensure_ascii=False)[:300]}")
-    return 0
+        return f"#{s.id} [{scope}, from {s.source}] {json.dumps(s.data, ensure_ascii=False)[:300]}"
+
+    return cli.print_rows(args, seeds.list_seeds, line, "no seed examples: `seed add --file seeds.jsonl` adds some")
 
 
 def cmd_seed_rm(args) -> int:
