@@ -252,11 +252,19 @@ def test_edit_prunes_a_subtree(flow, tmp_path, capsys):
     with Store(db) as store:
         tree = store.tree(1)
         first = tree.kids(tree.root.id)[0]
+        leaves = tree.kids(first.id)
     code, out, _ = run_main(capsys, "edit", "prune", "--db", db, "--node", first.id)
-    assert code == 0 and out.strip() == "prune: 4"
+    assert (code, out) == (0, f"pruned {first.label!r} and 3 nodes under it\n")  # not "prune: 4"
     assert len(leaf_counts(db)) == 6
     code, out, _ = run_main(capsys, "export", "--db", db, "--out", tmp_path / "kept.jsonl")
     assert code == 0 and out.startswith("wrote 18 rows")
+    assert run_main(capsys, "edit", "restore", "--db", db, "--node", first.id)[:2] == (
+        0, f"restored {first.label!r} and 3 nodes under it\n")
+    for leaf in leaves[1:]:
+        assert run_main(capsys, "edit", "prune", "--db", db, "--node", leaf.id)[:2] == (0, f"pruned {leaf.label!r}\n")
+    assert run_main(capsys, "edit", "approve", "--db", db, "--node", first.id)[:2] == (
+        0, f"approved {first.label!r} and 1 node under it\n")  # the pruned leaves are not approved
+    assert len(leaf_counts(db)) == 7
 
 
 # ----------------------------------------------------------------------------- errors

@@ -219,14 +219,16 @@ def test_cli_seed_add_list_rm(store, project, tmp_path, capsys):
     assert capsys.readouterr().out == "no seed examples: `seed add --file seeds.jsonl` adds some\n"
     assert main(["seed", "add", "--db", db, "--file", str(file)]) == 0
     out = capsys.readouterr().out
-    assert "added 2 seed example(s)" in out and "not kept" not in out
+    one, two = [s.id for s in seeds.list_seeds(store, project)]
+    assert f"added 2 seed examples (ids {one}, {two}) for the whole task" in out and "not kept" not in out
     assert main(["seed", "add", "--db", db, "--json", json.dumps({"question": "hand", "answer": "made"})]) == 0
-    capsys.readouterr()
+    assert f"added 1 seed example (id {two + 1}) " in capsys.readouterr().out
     assert main(["seed", "list", "--db", db]) == 0
     out = capsys.readouterr().out
     assert SEED["question"] in out and "hand" in out and "s.jsonl" in out
     first = seeds.list_seeds(store, project)[0].id
     assert main(["seed", "rm", "--db", db, "--id", str(first)]) == 0
+    assert capsys.readouterr().out == f"removed 1 seed example (id {first})\n"
     assert [s.data for s in seeds.list_seeds(store, project)] == [OTHER, {"question": "hand", "answer": "made"}]
 
     bad = tmp_path / "bad.jsonl"
@@ -237,6 +239,11 @@ def test_cli_seed_add_list_rm(store, project, tmp_path, capsys):
     assert main(["seed", "add", "--db", db, "--json", "[1]"]) == 2
     assert main(["seed", "rm", "--db", db, "--id", "999"]) == 2
     assert len(seeds.list_seeds(store, project)) == 2
+    left = [str(s.id) for s in seeds.list_seeds(store, project)]
+    capsys.readouterr()
+    assert main(["seed", "rm", "--db", db, "--id", left[0], "--id", left[1]]) == 0
+    assert capsys.readouterr().out == f"removed 2 seed examples (ids {', '.join(left)})\n"
+    assert seeds.list_seeds(store, project) == []
 
 
 # ----------------------------------------------------------------------------- the Home page's box
@@ -334,7 +341,7 @@ def test_seed_add_names_the_fields_it_does_not_keep(store, project, tmp_path, ca
     db = store.path
     assert main(["seed", "add", "--db", db, "--json", json.dumps({**SEED, "source": "web", "score": 3})]) == 0
     out = capsys.readouterr().out
-    assert "added 1 seed example(s)" in out and "fields not kept (not fields of the project): 'source', 'score'" in out
+    assert "added 1 seed example (id " in out and "fields not kept (not fields of the project): 'source', 'score'" in out
     file = tmp_path / "extra.jsonl"
     file.write_text(json.dumps(OTHER) + "\n" + json.dumps({**SEED, "topic": "x"}) + "\n")
     assert main(["seed", "add", "--db", db, "--file", str(file)]) == 0

@@ -181,6 +181,11 @@ def _open(args):
         yield store, project_id
 
 
+def counted(n: int, word: str) -> str:
+    """'1 node', '3 nodes': a count with its word, singular or plural (``word`` is the singular; plural adds s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def print_rows(args, rows_of: Callable[[Store, int], list], line: Callable[[Any], str], none: str) -> int:
     """A list command (`seed list`, `batch list`): the rows ``rows_of(store, project_id)`` gives, one ``line`` each,
     or the hint ``none`` when there are none."""
@@ -517,7 +522,10 @@ def cmd_edit(args) -> int:
                    "unlock": lambda: edits.lock(store, args.node, False)}
         result = actions[args.action]()
     what = "the root" if node.parent_id is None else repr(node.label)
-    print(f"{args.action}ed {what}" if result is None else f"{args.action}: {result}")  # lock/unlock: no count
+    done = {"approve": "approved", "prune": "pruned", "restore": "restored", "lock": "locked",
+            "unlock": "unlocked"}[args.action]
+    below = 0 if result is None else result - 1  # the count is the node's and those under it (lock: no count)
+    print(f"{done} {what}" + (f" and {counted(below, 'node')} under it" if below else ""))
     return 0
 
 

@@ -83,6 +83,11 @@ def license_id(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{exc.message}; {exc.hint}") from None
 
 
+def _ids(ids: list[int]) -> str:
+    """'id 3', 'ids 3, 4'."""
+    return f"id {ids[0]}" if len(ids) == 1 else f"ids {', '.join(map(str, ids))}"
+
+
 def cmd_seed_add(args) -> int:
     from . import cli
 
@@ -101,7 +106,7 @@ def cmd_seed_add(args) -> int:
             ids = seeds.add_seeds(store, project_id, [value], node_id=node)
             rows = [value]
         ignored = seeds.ignored_fields(store, project_id, rows)
-    print(f"added {len(ids)} seed example(s) (ids {', '.join(map(str, ids))}) "
+    print(f"added {cli.counted(len(ids), 'seed example')} ({_ids(ids)}) "
           f"{'on node ' + node if node else 'for the whole task'}"
           + (f"; fields not kept (not fields of the project): {', '.join(map(repr, ignored[:8]))}"
              + (f" and {len(ignored) - 8} more" if len(ignored) > 8 else "") if ignored else ""))
@@ -123,7 +128,7 @@ def cmd_seed_rm(args) -> int:
 
     with cli._open(args) as (store, project_id):
         n = seeds.delete_seeds(store, project_id, args.id)
-    print(f"removed {n} seed example(s)")
+    print(f"removed {cli.counted(n, 'seed example')} ({_ids(list(dict.fromkeys(args.id)))})")
     return 0
 
 
