@@ -19,9 +19,18 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
+
+from treesynth_core import edits, jobs
+from treesynth_core.llm import LLM
+from treesynth_core.partition import build
+from treesynth_core.samples import fingerprint
+from treesynth_core.spec import ProjectSpec, Settings, parse_fields
+from treesynth_core.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -107,6 +116,97 @@ def streamlit_app(env: dict[str, str], log_path: Path, startup_timeout: float = 
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+
+
+# ----------------------------------------------------------------------------- a project, the app and a browser
+
+MATH_TASK = "GSM8K-style grade-school math word problems"
+
+
+def new_project(db: Path, name: str, *, task: str = MATH_TASK, fields: str = "question,answer", **settings) -> int:
+    """A project in ``db``, to be built to depth 2 with 4 pivots a node unless ``settings`` say otherwise."""
+    with Store(db) as store:
+        return store.create_project(ProjectSpec(name=name, task=task, fields=parse_fields(fields),
+                                                settings=Settings(**{"pivots": 4, "max_depth": 2, **settings})))
+
+
+def run_jobs(db: Path, pid: int, fake, *, per_leaf: int | None = None) -> None:
+    """Build the tree to depth 2 (on the fake: 3 x 3 leaves) and, with ``per_leaf``, fill it, each through a job as
+    the app's buttons run it; each must end complete."""
+    for kind, params in [("build", {"depth": 2})] + ([("generate", {"per_leaf": per_leaf})] if per_leaf else []):
+        with Store(db) as store:
+            job = jobs.create_job(store, pid, kind, params)
+        assert jobs.run_job(str(db), job, fake.endpoint())["status"] == "complete"
+
+
+def built_project(db: Path, fake) -> int:
+    """A depth-2 tree (topic A/B/C x difficulty A/B/C) built on the fake server, two samples per leaf."""
+    pid = new_project(db, "browser tree")
+    with Store(db) as store:
+        build(store, pid, LLM(fake.endpoint(max_retries=1, timeout=10), store, pid), depth=2)
+        for leaf in store.tree(pid).leaves():
+            rows = [{"data": {"question": f"{leaf.id} q{i}", "answer": "a"}, "drawn": [],
+                     "norm_hash": fingerprint({"question": f"{leaf.id} q{i}", "answer": "a"}, ["question"])}
+                    for i in range(2)]
+            edits.add_samples(store, pid, leaf.id, rows, cap=None, call_id=None)
+    return pid
+
+
+def node_id(db: Path, pid: int, value: str) -> str:
+    """The id of the node with this value."""
+    with Store(db) as store:
+        return next(n.id for n in store.tree(pid).nodes.values() if n.value == value)
+
+
+@dataclass
+class Studio:
+    """The app serving one database, and a headless Chromium to open pages of it in (see ``studio``)."""
+
+    url: str
+    log: Path
+    browser: Any
+
+    def page(self, path: str | None = None, timeout: int = WAIT_MS):
+        """A new page in a fresh browser context (1400 x 1000), at ``url/path`` when given."""
+        page = self.browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.set_default_timeout(timeout)
+        if path is not None:
+            page.goto(f"{self.url}/{path}")
+        return page
+
+    @contextmanager
+    def failure_shown(self, page, name: str, also: Callable[[], None] | None = None):
+        """On a failure inside: a screenshot ``name``.png, ``also()`` (more to print) and the app log's tail,
+        then the failure itself."""
+        try:
+            yield
+        except Exception:
+            try:
+                screenshot(page, name)
+            finally:
+                if also is not None:
+                    also()
+                print(f"--- streamlit log (tail) ---\n{tail(self.log)}")
+            raise
+
+
+@contextmanager
+def studio(db: Path, log: Path, secret: str, base_url: str):
+    """``streamlit run app.py`` on ``db`` against the endpoint ``base_url`` (the fake server's, model fake-model)
+    with the API key ``secret``, and headless Chromium (skipped without it); afterwards the key must not be in
+    the app's log."""
+    sync_api = require_playwright()
+    chromium = require_chromium()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": secret, "TREESYNTH_MODEL": "fake-model",
+           "TREESYNTH_DB": str(db), "TREESYNTH_TIMEOUT": "10"}
+    with streamlit_app(env, log) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            yield Studio(url, log, browser)
+        finally:
+            browser.close()
+    assert secret not in log.read_text(errors="replace")
 
 
 # ----------------------------------------------------------------------------- waiting and reading

@@ -10,14 +10,8 @@ import sqlite3
 
 import pytest
 
-from tests.browser_support import (
-    CHROMIUM_FLAGS, WAIT_MS, main_text, require_chromium, require_playwright, screenshot, set_number, settle,
-    streamlit_app, tail, wait_text,
-)
-from treesynth_core import jobs
+from tests.browser_support import main_text, new_project, run_jobs, screenshot, set_number, settle, studio, wait_text
 from treesynth_core.fakellm import ROUTE_NONE_MARKER, FakeLLM
-from treesynth_core.spec import ProjectSpec, Settings, parse_fields
-from treesynth_core.store import Store
 
 SECRET = "sk-fake-browser-secret-654321"
 LOPSIDED = [("A", "A", 40), ("A", "B", 12), ("B", "C", 5), ("C", "A", 3)]
@@ -40,36 +34,16 @@ def write_file(path) -> int:
 
 @pytest.mark.browser
 def test_upload_route_see_the_imbalance_balance_and_export(tmp_path):
-    sync_api = require_playwright()
-    chromium = require_chromium()
     db = tmp_path / "studio.db"
-    log = tmp_path / "streamlit.log"
     data = tmp_path / "tickets.csv"
     rows = write_file(data)
     with FakeLLM(latency=0.02) as fake:
-        with Store(db) as store:
-            pid = store.create_project(ProjectSpec(
-                name="support", task="Customer support questions with answers",
-                fields=parse_fields("question,answer"), settings=Settings(pivots=4, max_depth=2)))
-            job = jobs.create_job(store, pid, "build", {"depth": 2})
-        assert jobs.run_job(str(db), job, fake.endpoint())["status"] == "complete"
-        env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": SECRET, "TREESYNTH_MODEL": "fake-model",
-               "TREESYNTH_DB": str(db), "TREESYNTH_TIMEOUT": "10"}
-        with streamlit_app(env, log) as url, sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.set_default_timeout(WAIT_MS)
-            try:
-                walk(page, url, pid, data, rows)
-            except Exception:
-                try:
-                    screenshot(page, "data_failure")
-                finally:
-                    print(f"--- streamlit log (tail) ---\n{tail(log)}")
-                raise
-            finally:
-                browser.close()
-        assert SECRET not in log.read_text(errors="replace")
+        pid = new_project(db, "support", task="Customer support questions with answers")
+        run_jobs(db, pid, fake)
+        with studio(db, tmp_path / "streamlit.log", SECRET, fake.base_url) as app:
+            page = app.page()
+            with app.failure_shown(page, "data_failure"):
+                walk(page, app.url, pid, data, rows)
     with sqlite3.connect(db) as conn:
         live = conn.execute("select node_id, count(*) from samples where status in ('generated', 'accepted') "
                             "group by node_id").fetchall()

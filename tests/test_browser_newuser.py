@@ -9,13 +9,8 @@ import re
 
 import pytest
 
-from tests.browser_support import (
-    CHROMIUM_FLAGS, WAIT_MS, main_text, require_chromium, require_playwright, screenshot, settle, streamlit_app,
-)
-from treesynth_core import jobs
+from tests.browser_support import main_text, new_project, run_jobs, screenshot, settle, studio
 from treesynth_core.fakellm import FakeLLM
-from treesynth_core.spec import ProjectSpec, Settings, parse_fields
-from treesynth_core.store import Store
 
 SECRET = "sk-fake-newuser-secret-97531"
 
@@ -23,34 +18,18 @@ SECRET = "sk-fake-newuser-secret-97531"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """A project built to depth 2 with 4 samples per leaf on the fake, and the app serving it."""
-    sync_api = require_playwright()
-    chromium = require_chromium()
     tmp = tmp_path_factory.mktemp("newuser")
-    db, log = tmp / "studio.db", tmp / "streamlit.log"
+    db = tmp / "studio.db"
     with FakeLLM(latency=0.01) as fake:
-        with Store(db) as store:
-            pid = store.create_project(ProjectSpec(
-                name="newuser math", task="GSM8K-style grade-school math word problems",
-                fields=parse_fields("question: the problem, answer: the worked solution"),
-                settings=Settings(pivots=4, max_depth=2, per_leaf=4)))
-            build = jobs.create_job(store, pid, "build", {"depth": 2})
-        assert jobs.run_job(str(db), build, fake.endpoint())["status"] == "complete"
-        with Store(db) as store:
-            generate = jobs.create_job(store, pid, "generate", {"per_leaf": 4})
-        assert jobs.run_job(str(db), generate, fake.endpoint())["status"] == "complete"
-        env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": SECRET, "TREESYNTH_MODEL": "fake-model",
-               "TREESYNTH_DB": str(db), "TREESYNTH_TIMEOUT": "10"}
-        with streamlit_app(env, log) as url, sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-            yield {"browser": browser, "url": url, "pid": pid, "log": log, "db": db}
-            browser.close()
-        assert SECRET not in log.read_text(errors="replace")
+        pid = new_project(db, "newuser math", fields="question: the problem, answer: the worked solution",
+                          per_leaf=4)
+        run_jobs(db, pid, fake, per_leaf=4)
+        with studio(db, tmp / "streamlit.log", SECRET, fake.base_url) as served:
+            yield {"studio": served, "pid": pid}
 
 
 def open_page(app, path: str):
-    page = app["browser"].new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.goto(f"{app['url']}/{path}?project={app['pid']}")
+    page = app["studio"].page(f"{path}?project={app['pid']}")
     settle(page)
     return page
 

@@ -10,8 +10,7 @@ import re
 
 import pytest
 
-from tests.browser_support import WAIT_MS, main_text, pick, screenshot, streamlit_app, tail, wait_text
-from tests.test_browser_tree import browser_page, built_project, node_id  # noqa: F401
+from tests.browser_support import WAIT_MS, built_project, main_text, node_id, pick, screenshot, studio, wait_text
 from treesynth_core import edits
 from treesynth_core.fakellm import FakeLLM
 from treesynth_core.store import Store
@@ -21,20 +20,16 @@ LEAF = "topic=topic A > difficulty=difficulty A"
 
 
 @pytest.mark.browser
-def test_expanding_a_leaf_with_samples_asks_then_the_node_routes_them(tmp_path, browser_page):  # noqa: F811
-    db, log = tmp_path / "tree.db", tmp_path / "streamlit.log"
+def test_expanding_a_leaf_with_samples_asks_then_the_node_routes_them(tmp_path):
+    db = tmp_path / "tree.db"
     with FakeLLM(latency=0.02) as fake:
         pid = built_project(db, fake)  # two samples on every leaf
         with Store(db) as store:
             tree = store.tree(pid)
             leaf = next(k.id for k in tree.kids(node_id(db, pid, "topic A")) if k.value == "difficulty A")
-        env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": SECRET, "TREESYNTH_MODEL": "fake-model",
-               "TREESYNTH_DB": str(db), "TREESYNTH_TIMEOUT": "10"}
-        with streamlit_app(env, log) as url:
-            page = browser_page()
-            page.set_default_timeout(WAIT_MS)
-            try:
-                page.goto(f"{url}/Tree?project={pid}")
+        with studio(db, tmp_path / "streamlit.log", SECRET, fake.base_url) as app:
+            page = app.page(f"Tree?project={pid}")
+            with app.failure_shown(page, "stranded_failure"):
                 wait_text(page, "Outline")
                 pick(page, "Find a node by its path", LEAF)
                 page.get_by_role("button", name="Expand this node").click()
@@ -50,10 +45,6 @@ def test_expanding_a_leaf_with_samples_asks_then_the_node_routes_them(tmp_path, 
                 assert "stranded sample(s)" not in main_text(page)
                 screenshot(page, "stranded_3_routed")
                 assert SECRET not in page.content()
-            except Exception:
-                screenshot(page, "stranded_failure")
-                print(tail(log))
-                raise
     with Store(db) as store:
         assert not edits.stranded(store, pid)
         assert sum(len(store.sample_ids_on(k.id)) for k in store.tree(pid).kids(leaf)) == 2
