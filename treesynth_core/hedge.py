@@ -104,6 +104,18 @@ class RequestThreads:
         self._tasks.put((future, fn, args))
         return future
 
+    def prestart(self, count: int) -> bool:
+        """Start one idle thread if fewer than ``count`` exist; True when it did. A scheduler calls this while
+        it waits for answers, so a burst of requests later (a tree's last level makes all its leaves at once)
+        finds its threads made instead of starting them on its own critical path."""
+        with self._lock:
+            if self._closed or self._threads >= count:
+                return False
+            self._threads += 1
+            self._idle += 1
+            threading.Thread(target=self._serve, name=f"{self.name}-{self._threads}", daemon=True).start()
+            return True
+
     def close(self) -> None:
         """End the threads once they are idle (a request still running ends first)."""
         with self._lock:

@@ -203,6 +203,10 @@ class LLM:
         if self.hedger is None and self.may_hedge:
             self.hedger = Hedger(cold=min(HEDGE_COLD_CAP, self.endpoint.timeout / 2))
 
+    def prestart(self, requests: int) -> bool:
+        """Make one more request thread if fewer than ``requests`` exist (see ``RequestThreads.prestart``)."""
+        return self._threads.prestart(min(requests, self.window.max_size))
+
     def close(self) -> None:
         self._threads.close()
         self.client.close()
