@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 
 import pandas as pd
 import streamlit as st
 
 import treesynth_ui as ui
+from treesynth_ui_share import hub_panel
 from treesynth_core.errors import TreeSynthError
 from treesynth_core.export import EXTENSIONS, FORMATS, PAIR_FORMATS, SMALL_EXPORT_ROWS, count_rows, write_export
 from treesynth_core.treefile import export_tree, import_tree
@@ -110,43 +110,6 @@ def preview(data: bytes, fmt: str) -> None:
             if end < 0:
                 break
         st.code(data[: end + 1 if end >= 0 else len(data)].decode(), language="json", wrap_lines=True)
-
-
-def hub_panel(store, pid: int) -> None:
-    """Push to the Hugging Face Hub: the Parquet and JSONL files and a generated dataset card, one commit. The
-    token comes from HF_TOKEN in the app's environment only: it is never typed here, stored or shown."""
-    from treesynth_core import hub
-
-    with st.expander("Push to the Hugging Face Hub", icon=":material/cloud_upload:"):
-        st.caption("Uploads data/train.parquet, data/train.jsonl, a sunburst image and a dataset card (task, fields, "
-                   "tree with counts per leaf, model and settings, review counts, diversity when measured) to a "
-                   "dataset repository. The token is read from HF_TOKEN in the environment the app was started "
-                   "with; it is never stored or shown.")
-        c1, c2 = st.columns(2)
-        repo = c1.text_input("Repository id", key="export_hub_repo", placeholder="me/my-dataset").strip()
-        license_ = c2.text_input("License", value=hub.DEFAULT_LICENSE, key="export_hub_license").strip()
-        which = st.radio("Samples", list(SCOPES)[:2], index=1, key="export_hub_statuses", horizontal=True)
-        public = st.toggle("Public repository (default: private)", key="export_hub_public")
-        has_token = bool(os.environ.get("HF_TOKEN", "").strip())
-        if not has_token:
-            st.caption("HF_TOKEN is not set: start the app with `HF_TOKEN=hf_... make run` to push.")
-        options = hub.PushOptions(repo_id=repo or "me/dataset", private=not public, statuses=SCOPES[which],
-                                  license=license_ or hub.DEFAULT_LICENSE)
-        if st.toggle("Show the dataset card", key="export_hub_card"):
-            st.code(hub.card_text(store, pid, options), language="markdown", wrap_lines=True)
-        if st.button("Push to the Hub", key="export_hub_push", type="primary", disabled=not (repo and has_token),
-                     icon=":material/cloud_upload:"):
-            try:
-                with st.spinner(f"Uploading to {repo}..."):
-                    result = hub.push(store, pid, options)
-            except TreeSynthError as exc:
-                ui.show_error(exc)
-                return
-            if result.outcome.value == "complete":
-                st.success(f"Pushed {result.rows:,} samples to {ui.md_escape(result.url or repo)}"
-                           f" ({'private' if options.private else 'public'})", icon=":material/check_circle:")
-            else:
-                st.error(f"Push failed: {ui.md_escape(result.error)}", icon=":material/error:")
 
 
 def tree_panel(store, pid: int, name: str) -> None:

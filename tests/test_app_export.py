@@ -251,7 +251,7 @@ def test_the_preview_shows_the_file_as_written(app_env, reviewed, downloads):
     assert at.dataframe[0].value["question"].iloc[0] == "=1+1, \"quoted\""
 
 
-# ----------------------------------------------------------------------------- ShareGPT, Alpaca, the Hub (issue 11)
+# ------------------------------------------------------- ShareGPT, Alpaca (issue 11; the Hub push: test_hub.py)
 
 
 def test_sharegpt_and_alpaca_downloads_with_a_system_message(app_env, reviewed, downloads):
@@ -269,29 +269,3 @@ def test_sharegpt_and_alpaca_downloads_with_a_system_message(app_env, reviewed, 
     with app_env.store() as store:
         accepted = {s["data"]["question"] for s in store.samples(pid) if s["status"] == "accepted"}
     assert {r["instruction"] for r in rows} == accepted and not errors(at)
-
-
-def test_push_panel_previews_the_card_and_pushes_to_a_fake_hub(app_env, reviewed, monkeypatch):
-    from tests.test_hub import TOKEN, FakeHub
-
-    pid, _ = reviewed
-    at = app_env.app(EXPORT, pid)
-    assert "HF_TOKEN is not set" in texts(at)
-    assert at.button(key="export_hub_push").proto.disabled
-    with FakeHub() as fake_hub:
-        monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
-        at = app_env.app(EXPORT, pid)
-        at.text_input(key="export_hub_repo").input("me/math").run()
-        at.toggle(key="export_hub_card").set_value(True).run()
-        card = next(c.value for c in at.code if c.value.startswith("---\n"))
-        assert "| `question` | prompt | the problem |" in card and "## Review status" in card
-        at.button(key="export_hub_push").click().run()
-        assert not errors(at), errors(at)
-        assert any("Pushed 12 samples" in s.value and "(private)" in s.value for s in at.success)
-        assert fake_hub.created[0]["visibility"] == "private"
-        uploaded = fake_hub.files["me/math"]
-        assert sorted(uploaded) == sorted(["README.md", "data/train.parquet", "data/train.jsonl",
-                                           "images/sunburst.svg"])
-        assert len(uploaded["data/train.jsonl"].decode().splitlines()) == 12  # accepted and not yet reviewed
-        assert TOKEN not in texts(at)

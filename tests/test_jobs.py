@@ -349,3 +349,20 @@ def test_progress_of_a_running_job_has_a_rate_and_an_eta(store, project):
     assert (seen.calls, seen.tokens, seen.cost) == (0, 0, None)
     nothing_yet = jobs.progress(store, {**row, "done": 0}, at=start + dt.timedelta(seconds=10))
     assert nothing_yet.rate is None and nothing_yet.eta_s is None
+
+
+def test_a_running_push_job_holds_the_project_like_any_other(store, project):
+    """Push (hub.push_job) is a job kind: one job per project holds for it both ways, its params carry no token."""
+    assert "push" in jobs.KINDS and jobs.ACTIONS["push"].__name__ == "push_job"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        job_id = jobs.create_job(store, project, "push", {"repo_id": "me/math"})
+        with store.atomic():
+            store.db["jobs"].update(job_id, {"pid": sleeper.pid})
+        with pytest.raises(TreeEditError, match="a push job is already running"):
+            jobs.create_job(store, project, "generate", {})
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert jobs.get_job(store, job_id)["params"] == {"repo_id": "me/math"}
+    assert jobs.get_job(store, job_id)["status"] == "interrupted"

@@ -11,25 +11,34 @@ The upload set is one folder, built the same way for a push and for ``--dry-run 
                            and a Chrome, which this project does not install)
 
 The push goes through ``huggingface_hub`` (an optional extra, requirements-hub.txt): ``create_repo`` (dataset,
-private by default, ``exist_ok``) and ``upload_folder``, one commit. The token is read from ``HF_TOKEN`` only and
+private by default, ``exist_ok``), ``preupload_lfs_files`` (the files the Hub wants in LFS, streamed and counted
+for progress) and ``create_commit``: one commit, so the repository gets all the files or none. The files are handed
+over as open binary files, which keeps the client on the Hub's HTTP/LFS protocol (the Hub still takes it and moves
+the files to Xet storage itself) rather than Xet, whose native client no local fake can stand in for. In the app it
+runs as a background job (``push_job``, kind "push"). The token is read from ``HF_TOKEN`` only and
 handed to the client; it is never stored, logged or shown, and every error message is scrubbed of it. ``HF_ENDPOINT``
 points the client at another Hub (tests use a local fake of its HTTP API).
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import io
+import logging
 import os
 import re
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
+from typing import Callable
 
 from .config import redact, redact_url
 from .errors import ConfigError
 from .export import export_file, iter_rows, pair_fields
 from .files import atomic_file
+from .hub_svg import sunburst_svg
 from .outcome import Outcome
 from .spec import ProjectSpec
 from .store import Store
@@ -59,21 +68,50 @@ class PushOptions:
 
 @dataclass
 class PushResult:
+    """How a push (or a dry run) ended. A push job's report: ``outcome``, ``summary()``, ``failed_count``."""
+
     outcome: Outcome
     repo_id: str
     rows: int
     files: list[str] = field(default_factory=list)
     url: str | None = None
     folder: str | None = None  # the dry run's folder
-    error: str | None = None
+    error: str | None = None  # one line, the token scrubbed
+    sent: int = 0  # bytes of the upload set that reached the Hub
+    total_bytes: int = 0
+    cancelled: bool = False
+
+    @property
+    def failed_count(self) -> int:
+        """Files that did not reach the repository: one commit, so all of them or none."""
+        return 0 if self.outcome is Outcome.COMPLETE else len(self.files or UPLOAD_FILES)
 
     def text(self) -> str:
+        if self.cancelled:
+            return f"push cancelled: {self.error}"
         if self.outcome is not Outcome.COMPLETE:
             return f"push failed: {self.error}"
         if self.folder:
             return (f"dry run: wrote the upload set for {self.repo_id} ({self.rows} samples) to {self.folder}: "
                     + ", ".join(self.files))
         return f"pushed {self.rows} samples to {self.url or self.repo_id}: " + ", ".join(self.files)
+
+    def summary(self, for_cli: bool = True) -> str:
+        """The job row's message (the CLI's words) or, ``for_cli=False``, the app's: the URL last, so the page can
+        link it."""
+        if for_cli:
+            return self.text()
+        if self.outcome is not Outcome.COMPLETE:
+            return self.error or self.outcome.value
+        return f"pushed {self.rows:,} samples ({size_text(self.total_bytes)}) to {self.url or self.repo_id}"
+
+
+def size_text(n: int) -> str:
+    """Bytes as people read them: 812 B, 14.2 KB, 3.1 MB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,} B"
 
 
 def check_license(license_id: str) -> str:
@@ -269,81 +307,6 @@ def _tree_section(tree: Tree, facts: CardFacts) -> list[str]:
     return out + [""]
 
 
-# ----------------------------------------------------------------------------- the sunburst image
-
-
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
-           "#bab0ac"]
-MAX_RINGS = 5
-CHAR_PX = 6.2  # the width of one character of the labels (11 px sans-serif), to decide whether a label fits
-
-
-def sunburst_svg(tree: Tree, per_leaf: dict[str, int], size: int = 640) -> str:
-    """The live tree as an SVG sunburst: one ring per level, each node's angle proportional to its subtree's
-    samples (its leaves' count; every leaf counts 1 while there are no samples), colour by top-level branch,
-    lighter further out; labels where the sector is wide enough, every sector's path in its tooltip."""
-    root = tree.root
-    if root is None:
-        return f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}"></svg>\n'
-    total_samples = sum(per_leaf.values())
-
-    weights: dict[str, float] = {}
-
-    def fill(node_id: str) -> float:
-        kids = tree.kids(node_id, include_pruned=False)
-        w = (float(per_leaf.get(node_id, 0)) if total_samples else 1.0) if not kids else sum(fill(k.id) for k in kids)
-        weights[node_id] = w
-        return w
-
-    fill(root.id)
-    live = [n for n in tree.nodes.values() if not tree.is_pruned(n.id)]
-    rings = max(1, min(MAX_RINGS, max((n.depth for n in live), default=1)))
-    c = size / 2
-    ring = (size / 2 - 4) / (rings + 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" height="{size}" '
-             'font-family="sans-serif" font-size="11">',
-             f'<circle cx="{c}" cy="{c}" r="{ring:.1f}" fill="#eeeeee"><title>{escape(tree.root.label)}: '
-             f'{int(weights[root.id]) if total_samples else 0} samples</title></circle>',
-             f'<text x="{c}" y="{c + 4}" text-anchor="middle">{total_samples:,}</text>']
-
-    def point(r: float, a: float) -> tuple[float, float]:
-        return c + r * math.sin(a), c - r * math.cos(a)
-
-    def draw(node_id: str, start: float, span: float, depth: int, colour: str | None) -> None:
-        kids = tree.kids(node_id, include_pruned=False)
-        total = weights[node_id]
-        a = start
-        for i, kid in enumerate(kids):
-            share = weights[kid.id] / total if total else 1 / len(kids)
-            sweep = span * share
-            if sweep <= 0:
-                continue
-            hue = colour or PALETTE[i % len(PALETTE)]
-            r0, r1 = ring * depth, ring * (depth + 1)
-            large = 1 if sweep > math.pi else 0
-            end = a + min(sweep, 2 * math.pi - 1e-6)
-            (x0, y0), (x1, y1) = point(r1, a), point(r1, end)
-            (x2, y2), (x3, y3) = point(r0, end), point(r0, a)
-            opacity = max(0.35, 1 - 0.15 * (depth - 1))
-            samples = int(weights[kid.id]) if total_samples else 0
-            parts.append(f'<path d="M{x0:.1f},{y0:.1f} A{r1:.1f},{r1:.1f} 0 {large} 1 {x1:.1f},{y1:.1f} '
-                         f'L{x2:.1f},{y2:.1f} A{r0:.1f},{r0:.1f} 0 {large} 0 {x3:.1f},{y3:.1f} Z" fill="{hue}" '
-                         f'fill-opacity="{opacity:.2f}" stroke="#ffffff" stroke-width="1">'
-                         f'<title>{escape(tree.path_text(kid.id))}: {samples:,} samples</title></path>')
-            label = kid.label if len(kid.label) <= 14 else kid.label[:13] + "…"
-            if sweep * (r0 + r1) / 2 >= CHAR_PX * len(label) + 4:  # the label fits along the arc's middle
-                tx, ty = point((r0 + r1) / 2, a + sweep / 2)
-                parts.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="middle" dominant-baseline="middle">'
-                             f'{escape(label)}</text>')
-            if depth < rings:
-                draw(kid.id, a, sweep, depth + 1, hue)
-            a += sweep
-
-    draw(root.id, 0.0, 2 * math.pi, 1, None)
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
-
-
 # ----------------------------------------------------------------------------- the upload set
 
 
@@ -390,37 +353,166 @@ def dry_run(store: Store, project_id: int, options: PushOptions, folder: str | P
     return PushResult(Outcome.COMPLETE, options.repo_id, rows, files, folder=str(target))
 
 
-def push(store: Store, project_id: int, options: PushOptions, env: dict[str, str] | None = None) -> PushResult:
+def push(store: Store, project_id: int, options: PushOptions, env: dict[str, str] | None = None, *,
+         on_progress: Callable[[int, int], None] | None = None,
+         should_stop: Callable[[], bool] | None = None) -> PushResult:
     """Create the dataset repository (private unless asked) if needed and upload the set in one commit. A refusal
-    before any upload (no extra, no token, bad id) raises ConfigError; a failure talking to the Hub is a failed
-    PushResult with one scrubbed line."""
+    before any upload (no extra, no token, bad id, nothing to push) raises ConfigError; a failure talking to the Hub
+    is a failed PushResult with one scrubbed line; a stop asked by ``should_stop`` before the commit is a cancelled
+    one (nothing committed). ``on_progress(sent, total)`` counts bytes: the LFS files' as they stream out, the rest
+    when the commit lands. Both callbacks run on the calling thread (the upload runs on a helper thread)."""
     env = os.environ if env is None else env
     repo_id = check_repo_id(options.repo_id)
     check_license(options.license)
     try:
-        from huggingface_hub import HfApi
+        from huggingface_hub import CommitOperationAdd, HfApi
+        from huggingface_hub.utils import disable_progress_bars
     except ImportError:
         raise ConfigError("pushing to the Hub needs huggingface_hub, which is not installed", INSTALL_HINT) from None
     token = (env.get("HF_TOKEN") or "").strip()
     if not token:
         raise ConfigError("HF_TOKEN is not set", "export HF_TOKEN=hf_... (a write token); it is never stored")
     endpoint = (env.get("HF_ENDPOINT") or "").strip() or None
+    _quiet_buffer_notice()
+    disable_progress_bars()  # the client's tqdm bars on stderr: progress is ours (on_progress, the job's row)
     with tempfile.TemporaryDirectory(prefix="treesynth-hub-") as folder:
         rows, files = write_upload_set(store, project_id, options, folder)
-        try:
-            api = HfApi(endpoint=endpoint, token=token)
-            url = api.create_repo(repo_id, repo_type="dataset", private=options.private, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder,
-                              commit_message=f"TreeSynth Studio: {rows} samples and the dataset card")
-        except Exception as exc:  # noqa: BLE001 - every client, HTTP and network error ends in one scrubbed line
-            return PushResult(Outcome.FAILED, repo_id, rows, error=hub_error(exc, token, endpoint))
-    return PushResult(Outcome.COMPLETE, repo_id, rows, files, url=str(url))
+        meter = _Meter([Path(folder) / name for name in files])
+        ended: dict = {}
+
+        def upload() -> None:  # the helper thread: only the Hub client and the meter, never the store
+            try:
+                api = HfApi(endpoint=endpoint, token=token)
+                ended["url"] = str(api.create_repo(repo_id, repo_type="dataset", private=options.private,
+                                                   exist_ok=True))
+                with contextlib.ExitStack() as stack:
+                    readers = [stack.enter_context(_Reader(path, meter, i)) for i, path in enumerate(meter.paths)]
+                    ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=reader)
+                           for name, reader in zip(files, readers)]
+                    meter.counting = True  # from here a read is the upload's (the hashing above is not counted)
+                    api.preupload_lfs_files(repo_id, additions=ops, repo_type="dataset", free_memory=False)
+                    meter.counting = False  # the commit reads the regular files to inline them: counted when it lands
+                    if meter.stop.is_set():
+                        raise _Stopped()
+                    api.create_commit(repo_id, ops, repo_type="dataset",
+                                      commit_message=f"TreeSynth Studio: {rows} samples and the dataset card")
+                meter.landed()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                ended["error"] = exc
+
+        worker = threading.Thread(target=upload, daemon=True, name="treesynth-hub-push")
+        worker.start()
+        stop_asked = None
+        while worker.is_alive():
+            worker.join(PROGRESS_POLL)
+            if on_progress:
+                on_progress(meter.sent(), meter.total)
+            if stop_asked is None and should_stop and should_stop():
+                stop_asked = time.monotonic()
+                meter.stop.set()
+            if stop_asked is not None and time.monotonic() - stop_asked > STOP_GRACE:
+                break  # a request the Hub does not answer: leave it to its daemon thread
+        if on_progress:
+            on_progress(meter.sent(), meter.total)
+    result = PushResult(Outcome.COMPLETE, repo_id, rows, list(files), url=ended.get("url"), sent=meter.sent(),
+                        total_bytes=meter.total)
+    if worker.is_alive() or (meter.stop.is_set() and "error" in ended):
+        result.outcome, result.cancelled = Outcome.CANCELLED, True
+        result.error = ("stopped before the commit: nothing was committed"
+                        + (" (a request to the Hub was still open and was abandoned)" if worker.is_alive() else ""))
+    elif "error" in ended:
+        result.outcome, result.error = Outcome.FAILED, hub_error(ended["error"], token, endpoint)
+    return result
+
+
+def push_job(store: Store, project_id: int, llm=None, *, on_progress=None, should_stop=None, repo_id: str,
+             private: bool = True, statuses: list[str] | None = None, license: str = DEFAULT_LICENSE) -> PushResult:
+    """``push`` as a background job (jobs.ACTIONS["push"], the Export page). Its params are the options only: the
+    token is read from HF_TOKEN in this process's environment when it runs, never stored with the job. A stop
+    before the commit raises Cancelled with the report; anything unforeseen ends as a failed report with one
+    scrubbed line, never a traceback in the log (it could hold a request's headers)."""
+    from .errors import Cancelled
+
+    options = PushOptions(repo_id=repo_id, private=private, statuses=statuses, license=license)
+    try:
+        result = push(store, project_id, options, on_progress=on_progress, should_stop=should_stop)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. the upload folder could not be written
+        return PushResult(Outcome.FAILED, repo_id, 0, error=hub_error(exc, os.environ.get("HF_TOKEN", ""), None))
+    if result.cancelled:
+        raise Cancelled(f"push cancelled: {result.error}", "push again when ready", report=result)
+    return result
+
+
+PROGRESS_POLL = 0.25  # seconds between two progress reports (and stop checks) of a push
+STOP_GRACE = 10.0  # seconds a stopped push waits for the request in flight before giving up on it
+
+
+class _Stopped(Exception):
+    """Raised inside the upload when the user asked to stop (from a read, or before the commit)."""
+
+
+class _Meter:
+    """Bytes of the upload set that reached the Hub, counted from reads of the files while an upload streams them
+    (the highest offset read per file, so a retried request is not counted twice). Thread-safe enough: each file's
+    high-water mark is written by the one thread reading it, and read as a whole int."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self.sizes = [p.stat().st_size for p in paths]
+        self.total = sum(self.sizes)
+        self.high = [0] * len(paths)
+        self.counting = False
+        self.stop = threading.Event()
+
+    def read_to(self, index: int, offset: int) -> None:
+        if self.stop.is_set():
+            raise _Stopped()
+        if self.counting and offset > self.high[index]:
+            self.high[index] = min(offset, self.sizes[index])
+
+    def landed(self) -> None:
+        self.high = list(self.sizes)
+
+    def sent(self) -> int:
+        return sum(self.high)
+
+
+class _Reader(io.BufferedReader):
+    """A file of the upload set opened for the client (a buffered binary file, so huggingface_hub takes its HTTP
+    path, LFS for big files, not Xet); its reads report their offset to the meter."""
+
+    def __init__(self, path: Path, meter: _Meter, index: int):
+        super().__init__(io.FileIO(path, "rb"))
+        self._meter, self._index = meter, index
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self._meter.read_to(self._index, self.tell())
+        return data
+
+
+def _quiet_buffer_notice() -> None:
+    """huggingface_hub warns on every push that buffered files are not sent through Xet: that is our choice (the
+    HTTP/LFS path, which the tests exercise against a fake Hub), not news for the user. Drop that one message."""
+    logger = logging.getLogger("huggingface_hub._commit_api")
+    if not any(isinstance(f, _DropXetNotice) for f in logger.filters):
+        logger.addFilter(_DropXetNotice())
+
+
+class _DropXetNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "not supported by Xet" not in record.getMessage()
 
 
 def hub_error(exc: BaseException, token: str, endpoint: str | None) -> str:
-    """One line on why the Hub call failed, without the token (or anything shaped like one)."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    """One line on why the Hub call failed, without the token (or anything shaped like one). The HTTP answer is
+    looked for down the chain of causes (an LFS upload's error wraps the request's)."""
+    answered = next((e for e in _chain(exc) if getattr(getattr(e, "response", None), "status_code", None)), exc)
+    status = getattr(getattr(answered, "response", None), "status_code", None)
+    said = getattr(answered, "server_message", None)  # what the Hub said, rather than the client's status line
+    first = ((said or str(answered)).strip().splitlines() or [type(answered).__name__])[0][:300]
     where = redact_url(endpoint) or "huggingface.co"
     if status == 401 or status == 403:
         text = f"the Hub at {where} refused HF_TOKEN ({status}): check that it is a write token for this repository"
@@ -434,13 +526,16 @@ def hub_error(exc: BaseException, token: str, endpoint: str | None) -> str:
     return re.sub(r"hf_[A-Za-z0-9]{6,}", "***", text)
 
 
+def _chain(exc: BaseException | None, limit: int = 10) -> list[BaseException]:
+    """The exception and its causes (at most ``limit``)."""
+    out: list[BaseException] = []
+    while exc is not None and len(out) < limit:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
 def _is_network(exc: BaseException) -> bool:
-    seen = 0
-    while exc is not None and seen < 10:
-        name = type(exc).__name__
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or name in (
-                "ConnectError", "ConnectTimeout", "ReadTimeout", "NetworkError", "OfflineModeIsEnabled",
-                "RemoteProtocolError", "ConnectionError", "Timeout"):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return any(isinstance(e, (ConnectionError, TimeoutError, OSError)) or type(e).__name__ in (
+        "ConnectError", "ConnectTimeout", "ReadTimeout", "NetworkError", "OfflineModeIsEnabled",
+        "RemoteProtocolError", "ConnectionError", "Timeout") for e in _chain(exc))

@@ -26,6 +26,7 @@ from .balance import balance_job
 from .config import Endpoint
 from .errors import Cancelled, NotFoundError, TreeEditError, TreeSynthError
 from .generate import generate, run
+from .hub import push_job
 from .importer import import_job
 from .judge import judge_until
 from .llm import LLM
@@ -44,6 +45,11 @@ KINDS += ("route", "balance", "import")  # issue 11: route rows down the tree; b
 ACTIONS.update({"route": route, "balance": balance_job, "import": import_job})
 APP_SUMMARIES = ("build", "generate", "run")  # kinds whose report has an app summary: summary(for_cli=False)
 APP_SUMMARIES += ("route", "balance")
+# push the dataset to the Hugging Face Hub (hub.push_job): params are the options only (repo_id, private, statuses,
+# license), never the token, which the job reads from HF_TOKEN; done/total count bytes sent
+KINDS += ("push",)
+ACTIONS["push"] = push_job
+APP_SUMMARIES += ("push",)
 PROGRESS_EVERY = 0.25  # seconds between two progress writes (or cancel reads) of a running job
 
 
