@@ -284,12 +284,12 @@ def test_hostile_input_through_python_m(work, fake, argv, message, watched):
 
 
 def test_an_unexpected_error_is_one_line_exit_1_and_a_traceback_only_on_request(work, capsys, monkeypatch):
-    from treesynth_core import cli_generate
+    from treesynth_core import cli
 
     def boom(*args, **kwargs):
         raise MemoryError("simulated")
 
-    monkeypatch.setattr(cli_generate, "plan_generation", boom)
+    monkeypatch.setattr(cli, "plan_generation", boom)
     code, _, err = run_main(capsys, "generate", "--db", work["db"], "--per-leaf", "2")
     assert code == 1 and "Traceback" not in err
     assert err.strip() == ("internal error: MemoryError: simulated (please report it with the command you ran; "
