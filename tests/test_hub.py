@@ -41,7 +41,9 @@ class FakeHub:
     ``lfs_above`` bytes, "regular" for the rest. An LFS file then goes through the batch API
     (``POST /datasets/{repo}.git/info/lfs/objects/batch``, which offers only the "basic" transfer: no Xet), a
     ``PUT`` of its bytes to the upload href the batch returned (checked against its sha256), the verify call and a
-    commit entry ``lfsFile`` naming its oid; a regular file is inline in the commit, base64. ``files`` holds what
+    commit entry ``lfsFile`` naming its oid; with ``multipart_chunk`` set the batch answers the multipart transfer
+    instead (a PUT per part to the part URLs, each answered with an ETag, then a completion POST listing them). A
+    regular file is inline in the commit, base64. ``files`` holds what
     each repository received by path; ``blobs`` the LFS objects by oid. ``refuse`` maps a step ("create", "preupload",
     "batch", "upload", "verify", "commit") to an HTTP status to answer instead. Any other request is a 404 and
     recorded in ``unknown``."""
@@ -60,6 +62,10 @@ class FakeHub:
         self.unknown: list[str] = []
         self.auth_seen: list[str] = []
         self.upload_delay = 0.0  # seconds to sleep per 64 KiB of an LFS upload (to watch progress, or cancel)
+        self.multipart_chunk: int | None = None  # answer the multipart transfer: parts of this size, then completion
+        self.parts: dict[str, dict[int, bytes]] = {}  # oid -> part number -> bytes (multipart)
+        self.hold: dict[str, float] = {}  # step -> seconds to wait before answering it (a Hub that is slow to answer)
+        self.holding: list[str] = []  # the steps being held now
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,10 +107,27 @@ class FakeHub:
                     time.sleep(fake.upload_delay)
 
             def _refused(self, step: str) -> bool:
+                if fake.hold.get(step):
+                    fake.holding.append(step)
+                    time.sleep(fake.hold[step])
+                    fake.holding.remove(step)
                 status = fake.refuse.get(step)
                 if status:
                     self._send(status, {"error": f"the fake Hub refuses {step} ({status})"})
                 return bool(status)
+
+            def _complete(self, oid: str, payload: dict) -> None:
+                got = fake.parts.get(oid, {})
+                numbers = [p["partNumber"] for p in payload["parts"]]
+                if payload["oid"] != oid or numbers != sorted(got) or any(
+                        p["etag"].strip('"') != hashlib.md5(got[p["partNumber"]]).hexdigest() for p in payload["parts"]):
+                    return self._send(400, {"error": "the parts do not match what was uploaded"})
+                blob = b"".join(got[n] for n in numbers)
+                if hashlib.sha256(blob).hexdigest() != oid:
+                    return self._send(400, {"error": "the uploaded bytes do not match their oid"})
+                fake.blobs[oid] = blob
+                fake.uploads.append(oid)
+                self._send(200, {})
 
             def do_GET(self):
                 if not self.path.startswith("/api/agent-harnesses"):  # the client's best-effort registry fetch
@@ -114,6 +137,11 @@ class FakeHub:
             def do_PUT(self):  # an LFS upload: the href the batch answered, no Hub token (like a presigned URL)
                 body = self._body()
                 parts = self.path.split("?")[0].strip("/").split("/")
+                if len(parts) == 3 and parts[0] == "lfs-part":  # one part of a multipart upload
+                    if self._refused("upload"):
+                        return
+                    fake.parts.setdefault(parts[1], {})[int(parts[2])] = body
+                    return self._send(200, {}, {"etag": f'"{hashlib.md5(body).hexdigest()}"'})
                 if len(parts) != 2 or parts[0] != "lfs-upload":
                     fake.unknown.append("PUT " + self.path)
                     return self._send(404, {"error": "not found"})
@@ -128,11 +156,13 @@ class FakeHub:
 
             def do_POST(self):
                 body = self._body()
+                path = self.path.split("?")[0]
+                if path.startswith("/lfs-complete/"):  # multipart completion: like the parts, no Hub token
+                    return self._complete(path.rsplit("/", 1)[1], json.loads(body))
                 auth = self.headers.get("authorization", "")
                 fake.auth_seen.append(auth)
                 if auth != f"Bearer {fake.token}":
                     return self._send(401, {"error": "Invalid credentials in Authorization header"})
-                path = self.path.split("?")[0]
                 parts = path.strip("/").split("/")
                 if path.startswith("/api/repos/create"):
                     if self._refused("create"):
@@ -163,13 +193,21 @@ class FakeHub:
                     assert "basic" in payload["transfers"]
                     base = f"http://{self.headers['host']}"
                     objects = []
+                    chunk = fake.multipart_chunk
                     for obj in payload["objects"]:
-                        entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
-                        if obj["oid"] not in fake.blobs:  # a known object needs no upload
-                            entry["actions"] = {"upload": {"href": f"{base}/lfs-upload/{obj['oid']}"},
-                                                "verify": {"href": f"{base}/lfs-verify/{obj['oid']}"}}
+                        oid = obj["oid"]
+                        entry = {"oid": oid, "size": obj["size"], "authenticated": True}
+                        if oid not in fake.blobs and chunk:  # parts of `chunk` bytes, then the completion call
+                            header = {"chunk_size": str(chunk)}
+                            header.update({str(n): f"{base}/lfs-part/{oid}/{n}"
+                                           for n in range(1, -(-obj["size"] // chunk) + 1)})
+                            entry["actions"] = {"upload": {"href": f"{base}/lfs-complete/{oid}", "header": header},
+                                                "verify": {"href": f"{base}/lfs-verify/{oid}"}}
+                        elif oid not in fake.blobs:  # a known object needs no upload
+                            entry["actions"] = {"upload": {"href": f"{base}/lfs-upload/{oid}"},
+                                                "verify": {"href": f"{base}/lfs-verify/{oid}"}}
                         objects.append(entry)
-                    return self._send(200, {"transfer": "basic", "objects": objects},
+                    return self._send(200, {"transfer": "multipart" if chunk else "basic", "objects": objects},
                                       {"content-type": "application/vnd.git-lfs+json"})
                 if len(parts) == 2 and parts[0] == "lfs-verify":
                     if self._refused("verify"):
@@ -662,3 +700,28 @@ def test_the_page_shows_bytes_going_out_and_refuses_a_bad_id_before_any_job(app_
         assert job["status"] == "cancelled" and fake_hub.files == {}
         warning = app_env.app(EXPORT, pid).warning[0].value
         assert f"Push job #{job_id} to `me/math` cancelled" in warning and "nothing was committed" in warning
+
+
+def test_a_multipart_lfs_upload_lands_byte_for_byte(store, made, fake_hub, tmp_path):
+    """The Hub may ask for a big object in parts: a PUT per part URL, then the completion call with their ETags."""
+    fake_hub.multipart_chunk = 1000
+    hub.dry_run(store, made, hub.PushOptions("me/math"), tmp_path / "dry")
+    result = hub.push(store, made, hub.PushOptions("me/math"))
+    assert result.outcome.value == "complete", result.error
+    assert fake_hub.files["me/math"] == read_set(tmp_path / "dry") and fake_hub.unknown == []
+    parquet = (tmp_path / "dry/data/train.parquet").read_bytes()
+    oid = hashlib.sha256(parquet).hexdigest()
+    assert len(fake_hub.parts[oid]) == -(-len(parquet) // 1000) > 1 and fake_hub.verified == [oid]
+
+
+def test_a_stop_while_the_commit_is_unanswered_says_it_may_still_land(store, made, fake_hub, monkeypatch):
+    """The client has no timeout on the commit: a stop waits STOP_GRACE for it, then gives up and says the truth."""
+    monkeypatch.setattr(hub, "STOP_GRACE", 0.3)
+    fake_hub.hold["commit"] = 2.0
+    result = hub.push(store, made, hub.PushOptions("me/math"), should_stop=lambda: "commit" in fake_hub.holding)
+    assert result.outcome.value == "cancelled" and "the commit may still land" in result.error
+    assert fake_hub.commits == []  # not yet: the fake still holds it
+    deadline = time.monotonic() + 10
+    while not fake_hub.commits and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_hub.commits  # and then it landed, as the message warned

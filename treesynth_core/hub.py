@@ -23,8 +23,6 @@ points the client at another Hub (tests use a local fake of its HTTP API).
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import os
 import re
 import tempfile
@@ -39,6 +37,7 @@ from .errors import ConfigError
 from .export import export_file, iter_rows, pair_fields
 from .files import atomic_file
 from .hub_svg import sunburst_svg
+from .hub_upload import Meter, Reader, Stopped, quiet_buffer_notice
 from .outcome import Outcome
 from .spec import ProjectSpec
 from .store import Store
@@ -373,11 +372,11 @@ def push(store: Store, project_id: int, options: PushOptions, env: dict[str, str
     if not token:
         raise ConfigError("HF_TOKEN is not set", "export HF_TOKEN=hf_... (a write token); it is never stored")
     endpoint = (env.get("HF_ENDPOINT") or "").strip() or None
-    _quiet_buffer_notice()
+    quiet_buffer_notice()
     disable_progress_bars()  # the client's tqdm bars on stderr: progress is ours (on_progress, the job's row)
     with tempfile.TemporaryDirectory(prefix="treesynth-hub-") as folder:
         rows, files = write_upload_set(store, project_id, options, folder)
-        meter = _Meter([Path(folder) / name for name in files])
+        meter = Meter([Path(folder) / name for name in files])
         ended: dict = {}
 
         def upload() -> None:  # the helper thread: only the Hub client and the meter, never the store
@@ -386,14 +385,15 @@ def push(store: Store, project_id: int, options: PushOptions, env: dict[str, str
                 ended["url"] = str(api.create_repo(repo_id, repo_type="dataset", private=options.private,
                                                    exist_ok=True))
                 with contextlib.ExitStack() as stack:
-                    readers = [stack.enter_context(_Reader(path, meter, i)) for i, path in enumerate(meter.paths)]
+                    readers = [stack.enter_context(Reader(path, meter, i)) for i, path in enumerate(meter.paths)]
                     ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=reader)
                            for name, reader in zip(files, readers)]
                     meter.counting = True  # from here a read is the upload's (the hashing above is not counted)
                     api.preupload_lfs_files(repo_id, additions=ops, repo_type="dataset", free_memory=False)
                     meter.counting = False  # the commit reads the regular files to inline them: counted when it lands
                     if meter.stop.is_set():
-                        raise _Stopped()
+                        raise Stopped()
+                    ended["committing"] = True
                     api.create_commit(repo_id, ops, repo_type="dataset",
                                       commit_message=f"TreeSynth Studio: {rows} samples and the dataset card")
                 meter.landed()
@@ -418,7 +418,9 @@ def push(store: Store, project_id: int, options: PushOptions, env: dict[str, str
                         total_bytes=meter.total)
     if worker.is_alive() or (meter.stop.is_set() and "error" in ended):
         result.outcome, result.cancelled = Outcome.CANCELLED, True
-        result.error = ("stopped before the commit: nothing was committed"
+        result.error = ("stopped while the commit was sent and not answered: the commit may still land, check the "
+                        "repository" if worker.is_alive() and ended.get("committing") else
+                        "stopped before the commit: nothing was committed"
                         + (" (a request to the Hub was still open and was abandoned)" if worker.is_alive() else ""))
     elif "error" in ended:
         result.outcome, result.error = Outcome.FAILED, hub_error(ended["error"], token, endpoint)
@@ -447,63 +449,6 @@ def push_job(store: Store, project_id: int, llm=None, *, on_progress=None, shoul
 
 PROGRESS_POLL = 0.25  # seconds between two progress reports (and stop checks) of a push
 STOP_GRACE = 10.0  # seconds a stopped push waits for the request in flight before giving up on it
-
-
-class _Stopped(Exception):
-    """Raised inside the upload when the user asked to stop (from a read, or before the commit)."""
-
-
-class _Meter:
-    """Bytes of the upload set that reached the Hub, counted from reads of the files while an upload streams them
-    (the highest offset read per file, so a retried request is not counted twice). Thread-safe enough: each file's
-    high-water mark is written by the one thread reading it, and read as a whole int."""
-
-    def __init__(self, paths: list[Path]):
-        self.paths = paths
-        self.sizes = [p.stat().st_size for p in paths]
-        self.total = sum(self.sizes)
-        self.high = [0] * len(paths)
-        self.counting = False
-        self.stop = threading.Event()
-
-    def read_to(self, index: int, offset: int) -> None:
-        if self.stop.is_set():
-            raise _Stopped()
-        if self.counting and offset > self.high[index]:
-            self.high[index] = min(offset, self.sizes[index])
-
-    def landed(self) -> None:
-        self.high = list(self.sizes)
-
-    def sent(self) -> int:
-        return sum(self.high)
-
-
-class _Reader(io.BufferedReader):
-    """A file of the upload set opened for the client (a buffered binary file, so huggingface_hub takes its HTTP
-    path, LFS for big files, not Xet); its reads report their offset to the meter."""
-
-    def __init__(self, path: Path, meter: _Meter, index: int):
-        super().__init__(io.FileIO(path, "rb"))
-        self._meter, self._index = meter, index
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = super().read(size)
-        self._meter.read_to(self._index, self.tell())
-        return data
-
-
-def _quiet_buffer_notice() -> None:
-    """huggingface_hub warns on every push that buffered files are not sent through Xet: that is our choice (the
-    HTTP/LFS path, which the tests exercise against a fake Hub), not news for the user. Drop that one message."""
-    logger = logging.getLogger("huggingface_hub._commit_api")
-    if not any(isinstance(f, _DropXetNotice) for f in logger.filters):
-        logger.addFilter(_DropXetNotice())
-
-
-class _DropXetNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "not supported by Xet" not in record.getMessage()
 
 
 def hub_error(exc: BaseException, token: str, endpoint: str | None) -> str:
