@@ -84,3 +84,54 @@ def test_the_sample_under_review_names_status_and_provenance(app):
         assert " · status generated · made by the LLM · " in title, title
     finally:
         page.context.close()
+
+
+# --- T1 new-user walk (session 14): Home -> create -> Tree (build, approve, prune) -> Generate -> Samples -> Export
+# on the fake server. What misled the walk is pinned here as a strict xfail.
+
+
+def _select_node(page, path_text: str) -> None:
+    """Select a node on the Tree page with "Find a node by its path", as a user would (typing part of its path)."""
+    box = page.locator('[data-testid="stSelectbox"]', has_text="Find a node by its path")
+    box.locator("input").click()
+    page.keyboard.type(path_text)
+    page.get_by_role("option", name=path_text, exact=True).click()
+    settle(page)
+
+
+@pytest.mark.browser
+@pytest.mark.xfail(strict=True, reason="T1: on the Tree page, Restore subtree on a node under a pruned node says "
+                   "'Restored 1 node(s).' while the node stays excluded ('an ancestor is pruned'; the live leaves do "
+                   "not change): success shown for nothing brought back")
+def test_restore_under_a_pruned_node_does_not_claim_success_for_nothing(app):
+    page = open_page(app, "Tree")
+    topic, child = "topic=topic C", "topic=topic C > difficulty=difficulty A"
+    try:
+        _select_node(page, topic)
+        page.get_by_role("button", name="Prune subtree").click()
+        settle(page)
+        page.get_by_role("button", name=re.compile(r"^Prune \d+ node\(s\)$")).click()
+        page.get_by_text(re.compile(r"^Pruned \d+ node\(s\)")).first.wait_for(state="visible")
+        settle(page)
+        live_before = re.search(r"(\d+) live leaves", main_text(page)).group(1)
+        _select_node(page, child)
+        restore = page.get_by_role("button", name="Restore subtree")
+        if restore.count() == 0 or not restore.is_enabled():
+            return  # not offered under a pruned node: nothing misleading to click
+        restore.click()
+        settle(page)
+        text = main_text(page)
+        screenshot(page, "newuser_restore_under_pruned")
+        claimed = re.search(r"Restored \d+ node\(s\)", text)
+        live_after = re.search(r"(\d+) live leaves", text).group(1)
+        assert not (claimed and live_after == live_before), (
+            f"{claimed.group(0)} but still {live_after} live leaves; the page says: "
+            + ("'an ancestor is pruned'" if "an ancestor is pruned" in text else "(no note)"))
+    finally:
+        try:  # put the tree back for any test after this one: restore the pruned subtree itself
+            _select_node(page, topic)
+            if page.get_by_role("button", name="Restore subtree").is_enabled():
+                page.get_by_role("button", name="Restore subtree").click()
+                settle(page)
+        finally:
+            page.context.close()
