@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sqlite3
 import sys
@@ -24,21 +23,17 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import ValidationError
-
-from . import batch_cli, data_cli, edits, history_cli, jobs, judge_cli, quality_cli
+from . import batch_cli, data_cli, history_cli, jobs, judge_cli, quality_cli
+from .cli_args import (SAVED, THIS_RUN, Parser, _first_error, _number, count, db_options, fields,  # noqa: F401
+                       root_split, setting, setting_help, statuses, text)
 from .config import endpoint_from_env
 from .edits import SAMPLE_STATUSES
 from .errors import Cancelled, ConfigError, NotFoundError, TreeSynthError
-from .evidence import evidence
-from .export import FORMATS, export_file
-from .files import check_target
-from .generate import generation_targets, no_leaves_reason, plan_generation
+from .export import FORMATS
 from .outcome import EXIT_USER_ERROR, Outcome
-from .spec import ProjectSpec, Settings, bounds, parse_fields, parse_root_split
+from .spec import ProjectSpec, Settings
 from .store import Store
 from .tree import Tree
-from .treefile import import_tree, parse_tree_file, read_tree_file, write_tree_file
 
 EXIT_CODES = """\
 exit codes:
@@ -77,93 +72,6 @@ class ProgressBar:
     def close(self) -> None:
         if self.tty:
             sys.stderr.write("\n")
-
-
-# ----------------------------------------------------------------------------- argument types
-# Each refuses a bad value while the arguments are parsed: before any file is opened or any call is paid for.
-
-
-def _number(text: str, kind: type, low, high):
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    in_range = value is not None and math.isfinite(value) and (low is None or value >= low) and (
-        high is None or value <= high)
-    if not in_range:
-        what = "a whole number" if kind is int else "a number"
-        show = (lambda v: f"{int(v)}") if kind is int else (lambda v: f"{v:g}")  # never 2.14748e+09
-        span = f"from {show(low)} to {show(high)}" if high is not None else f"of at least {show(low)}"
-        raise argparse.ArgumentTypeError(f"must be {what} {span} (got {text!r})")
-    return value
-
-
-def setting(name: str, low=None):
-    """The argument type of a project setting: its range is the setting's (spec.Settings), optionally with a
-    higher floor for this command."""
-    floor, high = bounds(name)
-    low = floor if low is None else max(low, floor)
-    kind = int if Settings.model_fields[name].annotation is int else float
-    return lambda text: _number(text, kind, low, high)
-
-
-def count(low: int, high: int):
-    return lambda text: _number(text, int, low, high)
-
-
-def text(value: str) -> str:
-    """Text that can be stored and written: refuses bytes that are not UTF-8 (lone surrogates in argv)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError("is not valid UTF-8 text") from None
-    return value
-
-
-def statuses(value: str) -> list[str]:
-    wanted = [s.strip() for s in text(value).split(",") if s.strip()]
-    unknown = [s for s in wanted if s not in SAMPLE_STATUSES]
-    if unknown or not wanted:
-        raise argparse.ArgumentTypeError(
-            f"unknown sample status {', '.join(map(repr, unknown)) or '(none given)'}; "
-            f"use one or more of {', '.join(SAMPLE_STATUSES)}, separated by commas")
-    return wanted
-
-
-def fields(value: str):
-    try:
-        parsed = parse_fields(text(value))
-    except ValidationError as exc:
-        raise argparse.ArgumentTypeError(_first_error(exc)) from None
-    if not parsed:
-        raise argparse.ArgumentTypeError("names no field; e.g. 'question,answer' or 'question: the problem, answer'")
-    names = [f.name for f in parsed]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise argparse.ArgumentTypeError(f"field names must be unique; {', '.join(twice)} appears more than once")
-    return parsed
-
-
-def root_split(value: str):
-    try:
-        return parse_root_split(text(value))
-    except ValidationError as exc:
-        raise argparse.ArgumentTypeError(_first_error(exc)) from None
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    return first["msg"].removeprefix("Value error, ")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (the error and where to read the help), exit code 2."""
-
-    def error(self, message: str):
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
-        raise SystemExit(EXIT_USER_ERROR)
 
 
 # ----------------------------------------------------------------------------- shared steps
@@ -280,173 +188,6 @@ def _update_settings(store: Store, project_id: int, **changes) -> ProjectSpec:
     return spec
 
 
-# ----------------------------------------------------------------------------- commands
-
-
-def cmd_init(args) -> int:
-    settings = {k: v for k, v in dict(max_depth=args.depth, max_values=args.max_values, pivots=args.pivots,
-                                      per_leaf=args.per_leaf, samples_per_call=args.samples_per_call,
-                                      model=args.model, price_input_per_m=args.price_in,
-                                      price_output_per_m=args.price_out, avoid_list=args.avoid_list).items()
-                if v is not None}
-    flags = {"name": "--name", "task": "--task", "fields": "--fields", "constraints": "--constraints",
-             "root_split": "--root-split", "max_depth": "--depth", "price_input_per_m": "--price-in",
-             "price_output_per_m": "--price-out"}
-    try:
-        default_name = " ".join(args.task.split())[:60] or "untitled"
-        spec = ProjectSpec(name=args.name if args.name is not None else default_name, task=args.task,
-                           fields=args.fields, constraints=args.constraints or "", settings=Settings(**settings),
-                           root_split=args.root_split)
-    except ValidationError as exc:  # what argparse could not check alone: lengths, duplicate field names...
-        first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"] if p != "settings"]
-        flag = flags.get(loc[0], "--" + loc[0].replace("_", "-")) if loc else "the project"
-        raise ConfigError(f"{flag}: {_first_error(exc)}", "fix it and run init again") from None
-    with Store(args.db) as store:
-        project_id = store.create_project(spec)
-    print(f"created project {project_id} ({spec.name!r}) in {args.db}")
-    return 0
-
-
-def cmd_projects(args) -> int:
-    if not Path(args.db).is_file():
-        raise ConfigError(f"database {args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
-    with Store(args.db) as store:
-        for p in store.projects():
-            print(f"{p['id']:>4}  {p['name']}")
-    return 0
-
-
-def cmd_build(args) -> int:
-    with _open(args) as (store, project_id):
-        under = _node(store.tree(project_id), args.under, "--under")
-        with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
-            spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
-                                    max_depth=args.depth, pivots_from_data=args.pivots_from_data, **_prices(args))
-            job, outcome = _run(args, store, project_id, "build", dict(
-                depth=spec.settings.max_depth, under=under, approved_only=args.approved_only,
-                concurrency=args.concurrency), endpoint)
-        tree = store.tree(project_id)
-        for node in tree.nodes.values():
-            if node.status == "failed":
-                print(f"  failed {tree.path_text(node.id)}: {node.failure}", file=sys.stderr)
-        summary = f"{job['message']}; the tree has {len(tree)} nodes and {len(tree.leaves())} leaves"
-        return _report(job, outcome, "build", summary)
-
-
-def cmd_show(args) -> int:
-    with _open(args) as (store, project_id):
-        tree = store.tree(project_id)
-        start = _node(tree, args.under, "--under") or tree.root.id
-        counts = store.sample_counts(project_id)
-        usage = store.usage_by_node(project_id)
-        stranded = edits.stranded(store, project_id)  # issue 8: samples left on a node that got children
-        spec = store.project(project_id)
-        print(f"{spec.name}: {spec.task}")
-        stack = [(tree.nodes[start], 0)]
-        while stack:  # depth-first, children in order, without recursion
-            node, indent = stack.pop()
-            pad = "  " * indent
-            n_samples = sum(counts.get(node.id, {}).values())
-            bits = [node.status]
-            if node.locked:
-                bits.append("locked")
-            if n_samples:
-                bits.append(f"{n_samples} samples")
-            if usage.get(node.id, {}).get("failed"):
-                bits.append(f"{usage[node.id]['failed']} failed calls")
-            split = f"  -> split by [{node.dimension}]" if node.dimension else ""
-            print(f"{pad}{node.label}  ({', '.join(bits)}){split}  id={node.id}")
-            if node.failure:
-                print(f"{pad}  ! failed: {node.failure}")
-            if node.note:
-                print(f"{pad}  ! needs review: {node.note}")
-            if stranded.get(node.id):  # see `move-stranded` and `route --under`
-                print(f"{pad}  ! {stranded[node.id]} stranded samples (route: `route --under {node.id}`; "
-                      f"or `move-stranded --node {node.id} --to CHILD`)")
-            if args.evidence and (node.pivots or usage.get(node.id)):  # issue 8, H2: the evidence of the split
-                for line in evidence(store, tree, node.id, spec.settings, call_rows=0).lines(pad + "  ", notes=False):
-                    print(line)
-            if args.max_depth is None or node.depth < args.max_depth:
-                stack.extend((kid, indent + 1) for kid in reversed(tree.kids(node.id)))
-        _print_usage(store, project_id, spec)
-    return 0
-
-
-def _print_usage(store: Store, project_id: int, spec: ProjectSpec) -> None:
-    u = store.usage(project_id)
-    usd = spec.settings.cost(u["prompt_tokens"], u["completion_tokens"])
-    cost = f"unknown ({NO_PRICES})" if usd is None else f"${usd:.4f}"
-    mended = f", {u['repaired']} mended by json-repair instead of a re-ask" if u["repaired"] else ""
-    print(f"calls {u['calls']} ({u['failed_calls']} failed{mended}), tokens {u['prompt_tokens']} in / "
-          f"{u['completion_tokens']} out, cost {cost}")
-
-
-def cmd_generate(args) -> int:
-    with _open(args) as (store, project_id):
-        tree = store.tree(project_id)
-        under = _node(tree, args.under, "--under")
-        if any(v is not None for v in _prices(args).values()):
-            if not args.dry_run:
-                _check_endpoint(args)  # a missing endpoint is refused before the prices change
-            _update_settings(store, project_id, **_prices(args))
-        plan = plan_generation(store, project_id, per_leaf=args.per_leaf, under=under,
-                               approved_only=args.approved_only, samples_per_call=args.samples_per_call)
-        cost = f"${plan.cost:.4f}" if plan.cost is not None else f"unknown ({NO_PRICES})"
-        out = f" ({plan.awaited} more out in batch files, not asked for again)" if plan.awaited else ""
-        print(f"plan: {len(plan.leaves)} leaves, {plan.missing} samples missing{out}, {plan.calls} calls, "
-              f"~{plan.prompt_tokens + plan.completion_tokens} tokens, cost {cost}")
-        failed_nodes = generation_targets(tree, store.project(project_id).settings, under, args.approved_only)[1]
-        if not plan.leaves:
-            reason = no_leaves_reason(tree, failed_nodes)
-            if args.dry_run:
-                print(f"warning: {reason}", file=sys.stderr)
-                return 0
-            raise TreeSynthError(reason)
-        if args.dry_run:
-            return 0
-        if plan.missing == 0:
-            if failed_nodes:  # the selected leaves are full, but failed nodes in the selection have nothing
-                print(f"warning: nothing missing in the leaves, but {len(failed_nodes)} failed node(s) have no "
-                      "samples: run build again to retry them, or prune them", file=sys.stderr)
-                return EXIT_PARTIAL
-            print("nothing missing: every selected leaf has its quota" + (
-                f" or has its missing samples out in batch files (`batch import` their results, or `batch cancel` "
-                "them to generate them here)" if plan.awaited else ""))
-            return 0
-        with _endpoint(args) as endpoint:
-            job, outcome = _run(args, store, project_id, "generate", dict(
-                per_leaf=args.per_leaf, under=under, approved_only=args.approved_only,
-                samples_per_call=args.samples_per_call, temperature=args.temperature,
-                concurrency=args.concurrency), endpoint)
-        if outcome is not Outcome.COMPLETE:
-            for call in store.failed_calls(project_id, limit=5):
-                print(f"  failed call {call['id']} ({call['purpose']}): {call['error']}", file=sys.stderr)
-        return _report(job, outcome, "generate", job["message"])
-
-
-def cmd_run(args) -> int:
-    """Build and generate in one pipelined pass: a leaf's samples are asked for as soon as the leaf is stored."""
-    with _open(args) as (store, project_id):
-        under = _node(store.tree(project_id), args.under, "--under")
-        with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
-            spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
-                                    max_depth=args.depth, **_prices(args))
-            job, outcome = _run(args, store, project_id, "run", dict(
-                depth=spec.settings.max_depth, under=under, approved_only=args.approved_only,
-                per_leaf=args.per_leaf, samples_per_call=args.samples_per_call, temperature=args.temperature,
-                concurrency=args.concurrency), endpoint)
-        tree = store.tree(project_id)
-        for node in tree.nodes.values():
-            if node.status == "failed":
-                print(f"  failed {tree.path_text(node.id)}: {node.failure}", file=sys.stderr)
-        if outcome is not Outcome.COMPLETE:
-            for call in store.failed_calls(project_id, limit=5):
-                print(f"  failed call {call['id']} ({call['purpose']}): {call['error']}", file=sys.stderr)
-        summary = f"{job['message']}; the tree has {len(tree)} nodes and {len(tree.leaves())} leaves"
-        return _report(job, outcome, "run", summary)
-
-
 def _not_the_database(args, out: str) -> None:
     """Refuse an output path that is the database itself (or its WAL files): it would be replaced."""
     db = Path(args.db).resolve()
@@ -454,107 +195,15 @@ def _not_the_database(args, out: str) -> None:
         raise ConfigError(f"--out {out} is the database itself", "write the export to another file")
 
 
-def cmd_export(args) -> int:
-    check_target(args.out, "output file")
-    _not_the_database(args, args.out)
-    with _open(args) as (store, project_id):
-        under = _node(store.tree(project_id), args.under, "--under")
-        n = export_file(store, project_id, args.format, args.out, statuses=args.status, under=under,
-                        system=args.system)
-    print(f"wrote {n} rows to {args.out} ({FORMATS[args.format]})")
-    return 0
-
-
-def cmd_export_tree(args) -> int:
-    check_target(args.out, "output file")
-    _not_the_database(args, args.out)
-    with _open(args) as (store, project_id):
-        write_tree_file(store, project_id, args.out)
-    print(f"wrote the tree to {args.out}")
-    return 0
-
-
-def cmd_import_tree(args) -> int:
-    data = read_tree_file(args.file)
-    parse_tree_file(data)  # a bad file is refused before the database is opened (or created)
-    with Store(args.db) as store:
-        project_id = import_tree(store, data, name=args.name)
-    print(f"imported {args.file} as project {project_id}")
-    return 0
-
-
-def cmd_calls(args) -> int:
-    with _open(args) as (store, project_id):
-        tree = store.tree(project_id)
-        for c in store.call_log(project_id, failed_only=args.failed, limit=args.limit):
-            where = tree.path_text(c["node_id"]) if c["node_id"] in tree.nodes else "-"
-            outcome = f"FAILED: {c['error']}" if c["error"] else "ok" + (
-                " (JSON mended by json-repair, no re-ask)" if c["repaired"] else "") + (
-                f" (dropped: {c['dropped']})" if c["dropped"] else "")
-            print(f"#{c['id']} {c['purpose']} try {c['attempt']} at {where}: {c['prompt_tokens']}+"
-                  f"{c['completion_tokens']} tokens, {c['duration_s'] or 0:.2f}s, {outcome}")
-    return 0
-
-
-def cmd_edit(args) -> int:
-    if not Path(args.db).exists():
-        raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
-    with Store(args.db) as store:
-        if args.node not in store.node_ids():
-            raise NotFoundError(f"--node {args.node!r}: no such node in {args.db}",
-                                "see the node ids with `python -m treesynth_core show --db ...`")
-        node = store.node(args.node)
-        if args.project is not None and node.project_id != args.project:
-            raise NotFoundError(f"--node {args.node!r} belongs to project {node.project_id}, not {args.project}",
-                                "pass the right --project, or leave it out")
-        if "quota" in args:  # --quota N|none (history_cli.quota_option)
-            edits.set_quota(store, args.node, args.quota)
-            print(f"quota: {'the project default' if args.quota is None else args.quota}")
-            if args.action is None:
-                return 0
-        elif args.action is None:
-            raise ConfigError("say what to do: an action (approve, prune, restore, lock, unlock) or --quota",
-                              "see `edit --help`")
-        actions = {"approve": lambda: edits.approve(store, args.node, subtree=True),
-                   "prune": lambda: edits.prune(store, args.node),
-                   "restore": lambda: edits.restore(store, args.node),
-                   "lock": lambda: edits.lock(store, args.node, True),
-                   "unlock": lambda: edits.lock(store, args.node, False)}
-        result = actions[args.action]()
-    what = "the root" if node.parent_id is None else repr(node.label)
-    done = {"approve": "approved", "prune": "pruned", "restore": "restored", "lock": "locked",
-            "unlock": "unlocked"}[args.action]
-    below = 0 if result is None else result - 1  # the count is the node's and those under it (lock: no count)
-    print(f"{done} {what}" + (f" and {counted(below, 'node')} under it" if below else ""))
-    return 0
-
-
 # ----------------------------------------------------------------------------- the parser
-
-
-SAVED = "the project's setting; a value given is saved in the project"
-THIS_RUN = "the project's setting; a value given is for this run only"
-
-
-def setting_help(name: str, what: str, *, low=None, default: str | None = None) -> str:
-    """An option's help: what it sets, its range (spec.bounds, as its argument type checks) and its default
-    (``default``; None: the Settings field's default, for init)."""
-    floor, high = bounds(name)
-    floor = floor if low is None else max(low, floor)
-    show = (lambda v: f"{int(v)}") if Settings.model_fields[name].annotation is int else (lambda v: f"{v:g}")
-    return f"{what}; {show(floor)} to {show(high)} (default: {default or Settings.model_fields[name].default})"
-
-
-def db_options(c: argparse.ArgumentParser, *, project: bool = True, db_help: str = "the project database file",
-               project_help: str = "project id (needed when the file holds several)") -> None:
-    """--db (required) and, with ``project``, --project: the file and the project in it, as every command takes
-    them."""
-    c.add_argument("--db", required=True, help=db_help)
-    if project:
-        c.add_argument("--project", type=count(1, 2**62), help=project_help)
+# The commands themselves live by concept: the tree's in cli_tree.py, the samples' in cli_generate.py, the others in
+# the *_cli.py modules that register their own.
 
 
 def parser() -> argparse.ArgumentParser:
+    from .cli_generate import cmd_calls, cmd_export, cmd_generate, cmd_run
+    from .cli_tree import cmd_build, cmd_edit, cmd_export_tree, cmd_import_tree, cmd_init, cmd_projects, cmd_show
+
     p = Parser(prog="python -m treesynth_core", description="TreeSynth Studio, headless.", epilog=EXIT_CODES,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
