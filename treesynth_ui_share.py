@@ -78,13 +78,15 @@ def outcome_panel(store, job: dict) -> None:
     repo = job["params"].get("repo_id", "")
     message = job.get("app_message") or job.get("message") or ""
     took = ui.duration_text(jobs.progress(store, job).elapsed_s)
-    head = f"Push job #{job['id']} to `{ui.md_escape(repo)}` {OUTCOME_WORDS.get(outcome, ui.md_escape(outcome))}"
-    if outcome == "complete":
-        found = PUSHED.match(message)
-        where = (f"[{ui.md_escape(found['url'])}]({found['url']})" if found else ui.md_escape(message))
-        what = ui.md_escape(found["what"]) if found else ""
+    head = f"Push job #{job['id']} to {ui.md_escape(repo)} {OUTCOME_WORDS.get(outcome, ui.md_escape(outcome))}"
+    found = PUSHED.match(message) if outcome == "complete" else None
+    if found:
+        link = f"[{ui.md_escape(found['url'])}]({found['url']})"
         visibility = "private" if job["params"].get("private", True) else "public"
-        st.success(f"Pushed {what} to {where} ({visibility}) · {head} in {took}.", icon=":material/check_circle:")
+        st.success(f"Pushed {ui.md_escape(found['what'])} to {link} ({visibility}) · push job #{job['id']} took "
+                   f"{took}.", icon=":material/check_circle:")
+    elif outcome == "complete":
+        st.success(f"{head}: {ui.md_escape(message)}", icon=":material/check_circle:")
     elif outcome == "failed":
         st.error(f"{head}: {ui.md_escape(message)}  \n**What to do:** fix what it says, then click **Push to the "
                  "Hub** again: a push is one commit, so nothing half-made is left on the Hub.",
