@@ -795,3 +795,61 @@ def test_t1_an_empty_db_option_is_named_as_empty(work, capsys, template):
     one_error_line(err, "--db")
     assert "is a directory" not in err, err
     assert folder_listing(work["tmp"]) == listing
+
+
+def _pruned_topic(db: Path) -> tuple[str, str]:
+    """Prune a node under the root (it has children); returns it and its first child."""
+    topic, child = _topic_and_its_first_child(db)
+    from treesynth_core import edits
+
+    with Store(db) as store:
+        edits.prune(store, topic)
+    return topic, child
+
+
+@pytest.mark.xfail(strict=True, reason="T1: `import-data --node` a pruned node imports the rows there (exit 0, "
+                   "'imported 2 row(s)', 'next: route the rows down the tree') without a word that the node is pruned: "
+                   "the rows are never exported or routed")
+def test_t1_import_data_onto_a_pruned_node_is_refused_or_says_so(hostile, capsys):
+    db = hostile["db"]
+    _, child = _pruned_topic(db)
+    path = hostile["data"] / "t1_rows.csv"
+    path.write_text("question,answer\nfirst imported question,a1\nsecond imported question,a2\n")
+    before = full_snapshot(db)
+    code, out, err = run_main(capsys, "import-data", "--db", db, "--file", path, "--node", child)
+    assert "Traceback" not in err
+    if code == 2:
+        one_error_line(err, "pruned")
+        assert full_snapshot(db) == before
+    else:
+        assert "pruned" in out + err, (code, out, err)
+
+
+@pytest.mark.xfail(strict=True, reason="T1: `build --under` a pruned node ends 'complete' (exit 0, 'expanded 0 "
+                   "node(s), 0 failed') and records a job, without saying the node is pruned")
+def test_t1_build_under_a_pruned_node_is_refused_or_says_so(work, fake, capsys):
+    db = work["db"]
+    _, child = _pruned_topic(db)
+    before = full_snapshot(db)
+    requests = len(fake.requests)
+    code, out, err = run_main(capsys, "build", "--db", db, "--under", child, "--depth", "3")
+    assert "Traceback" not in err
+    assert len(fake.requests) == requests
+    if code == 2:
+        assert [line for line in err.splitlines() if line.startswith("error: ")] and "pruned" in err, err
+        assert full_snapshot(db) == before
+    else:
+        assert "pruned" in out + err, (code, out, err)
+
+
+@pytest.mark.xfail(strict=True, reason="T1: `balance --under` a pruned node is refused as 'the tree has no leaves yet "
+                   "under that node (build the tree first ...)': the hint sends the user to build a subtree that is "
+                   "built, and pruned")
+def test_t1_balance_under_a_pruned_node_names_the_prune(hostile, capsys):
+    db = hostile["db"]
+    topic, _ = _pruned_topic(db)
+    before = full_snapshot(db)
+    code, out, err = run_main(capsys, "balance", "--db", db, "--yes", "--target", "1", "--under", topic)
+    assert code == 2, out
+    one_error_line(err, "pruned")
+    assert full_snapshot(db) == before
