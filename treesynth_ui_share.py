@@ -35,10 +35,11 @@ def hub_panel(store, pid: int) -> None:
                    "dataset repository in one commit. It runs in the background: you can switch pages or reload. "
                    "The token is read from HF_TOKEN in the environment the app was started with; it is never "
                    "stored or shown.")
+        remember(last)
         c1, c2 = st.columns(2)
         repo = c1.text_input("Repository id", key="export_hub_repo", placeholder="me/my-dataset").strip()
-        license_ = c2.text_input("License", value=hub.DEFAULT_LICENSE, key="export_hub_license").strip()
-        which = st.radio("Samples", list(SCOPES), index=1, key="export_hub_statuses", horizontal=True)
+        license_ = c2.text_input("License", key="export_hub_license").strip()
+        which = st.radio("Samples", list(SCOPES), key="export_hub_statuses", horizontal=True)
         public = st.toggle("Public repository (default: private)", key="export_hub_public")
         has_token = bool(os.environ.get("HF_TOKEN", "").strip())
         if not has_token:
@@ -56,6 +57,19 @@ def hub_panel(store, pid: int) -> None:
             start(pid, options)
         if running is None and last is not None:
             outcome_panel(store, last)
+
+
+def remember(last: dict | None) -> None:
+    """A new session (a reload) starts from the last push's options, so "push again" is one click; else from the
+    defaults (private, accepted and not yet reviewed, license "other")."""
+    params = last["params"] if last else {}
+    scope = next((name for name, statuses in SCOPES.items() if statuses == params.get("statuses")),
+                 "Accepted and not yet reviewed")
+    defaults = {"export_hub_repo": params.get("repo_id", ""),
+                "export_hub_license": params.get("license", hub.DEFAULT_LICENSE),
+                "export_hub_statuses": scope, "export_hub_public": not params.get("private", True)}
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
 
 
 def start(pid: int, options: hub.PushOptions) -> None:

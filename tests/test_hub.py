@@ -120,7 +120,8 @@ class FakeHub:
                 got = fake.parts.get(oid, {})
                 numbers = [p["partNumber"] for p in payload["parts"]]
                 if payload["oid"] != oid or numbers != sorted(got) or any(
-                        p["etag"].strip('"') != hashlib.md5(got[p["partNumber"]]).hexdigest() for p in payload["parts"]):
+                        p["etag"].strip('"') != hashlib.md5(got[p["partNumber"]]).hexdigest()
+                        for p in payload["parts"]):
                     return self._send(400, {"error": "the parts do not match what was uploaded"})
                 blob = b"".join(got[n] for n in numbers)
                 if hashlib.sha256(blob).hexdigest() != oid:
@@ -658,6 +659,10 @@ def test_the_page_shows_a_refused_push_with_its_reason_and_no_token(app_env, gen
         [error] = [e.value for e in at.error]
         assert f"Push job #{job['id']} to me/math failed: the Hub at" in error and "refused HF\\_TOKEN (401)" in error
         assert "hf_WrongToken" not in app_texts(at) and fake_hub.files == {}
+        again = app_env.app(EXPORT, pid)  # a reload starts from the last push's options: one click to push again
+        assert again.text_input(key="export_hub_repo").value == "me/math"
+        assert not again.toggle(key="export_hub_public").value
+        assert not again.button(key="export_hub_push").proto.disabled
         monkeypatch.setenv("HF_TOKEN", TOKEN)
         fake_hub.refuse["commit"] = 500
         at, job = start_push(app_env, pid)
