@@ -26,6 +26,9 @@ again judges what is unjudged and fills what is missing.
 
 The threading contract is the scheduler's: the caller's thread owns the schedule, the budget and the report;
 a worker runs one judge call and commits its own writes.
+
+This module is the run (its report, budget and loops); the verdicts and the reply check are in ``verdicts.py``,
+the plan and the state of the selected leaves in ``judge_plan.py``. Their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -36,119 +39,30 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from . import edits
-from .errors import Cancelled, ConfigError
-from .generate import generate, plan_generation
+from .errors import Cancelled
+from .generate import generate
+from .judge_plan import (BUDGET_FACTOR, BUDGET_RANGE, CHUNK_RANGE, JUDGE_CHUNK, JUDGE_PROMPT_TOKENS, LIVE,  # noqa: F401
+                         MIN_BUDGET, VERDICT_TOKENS, JudgePlan, LeafTarget, _check_count, _Snapshot, _snapshot,
+                         plan_judge)
 from .llm import LLM
-from .outcome import AbortRule, Outcome, failure_reason
+from .outcome import AbortRule, Outcome, RunReport, failure_reason
 from .prompts import JUDGE_REASON_CHARS, JudgeReply, judge_messages, judge_schema
-from .spec import ProjectSpec, Settings, bounds
 from .store import Store
-from .tree import Node, Tree
+from .verdicts import (NOT_JUDGED, TASK, Attributes, Verdict, check_reply, current_verdict,  # noqa: F401
+                       sample_attributes, sample_verdicts)
 
-JUDGE_CHUNK = 10  # samples judged in one call
 JUDGE_TEMPERATURE = 0.0  # a verdict should not depend on the dice
-BUDGET_FACTOR = 3  # the default budget: this many times the plan's calls (refills after misfits, re-asks)
-MIN_BUDGET = 10
 MAX_STALLED = 5  # rounds in a row without a new fitting sample before a leaf is left short
-LIVE = ["generated", "accepted"]  # the statuses that count towards a quota (all but rejected)
-JUDGE_PROMPT_TOKENS = 450  # the judge prompt without its samples (system prompt, instructions)
-VERDICT_TOKENS = 25  # one attribute's verdict in the reply
-TASK = "task"  # the first attribute of every sample: the project's task itself
-
-Attributes = tuple[tuple[str, str], ...]
-
-
-# ----------------------------------------------------------------------------- verdicts
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A sample's current verdict: ``fits`` is None while it is not judged (or its verdict is stale)."""
-
-    fits: bool | None
-    failing: tuple[tuple[str, str, str], ...] = ()  # (dimension, value, reason) of each attribute that misfits
-    call_id: int | None = None
-
-    @property
-    def word(self) -> str:
-        return "not judged" if self.fits is None else "fits" if self.fits else "misfit"
-
-    @property
-    def why(self) -> str:
-        """The failing attributes and their reasons, one line."""
-        return "; ".join(f"{dim} = {value}: {reason}" if reason else f"{dim} = {value}"
-                         for dim, value, reason in self.failing)
-
-
-NOT_JUDGED = Verdict(None)
-
-
-def sample_attributes(spec: ProjectSpec, path: list[Node], drawn: list | None = None) -> Attributes:
-    """What a sample is judged against: the task, then each (dimension, value) of its path, root first. A fixed
-    node gives its current value; an infinite node the value drawn for this sample (while it is still one of the
-    node's values), else its label."""
-    out = [(TASK, " ".join(spec.task.split()))]
-    drawn = drawn or []
-    for i, (parent, child) in enumerate(zip(path, path[1:])):
-        value = child.value or ""
-        if child.infinite:
-            picked = drawn[i][1] if i < len(drawn) and len(drawn[i]) == 2 else None
-            value = picked if picked in child.values else child.label
-        out.append((parent.dimension or "", value))
-    return tuple(out)
-
-
-def current_verdict(rows: list[dict] | None, attributes: Attributes) -> Verdict:
-    """The verdict the stored rows give, or NOT_JUDGED when there are none or they judged other attributes."""
-    if not rows or [(r["dimension"], r["value"]) for r in rows] != list(attributes):
-        return NOT_JUDGED
-    failing = tuple((r["dimension"], r["value"], r["reason"] or "") for r in rows if not r["fits"])
-    return Verdict(not failing, failing, rows[0]["call_id"])
-
-
-def sample_verdicts(store: Store, project_id: int, samples: list[dict], *, tree: Tree | None = None,
-                    spec: ProjectSpec | None = None) -> dict[int, Verdict]:
-    """The current verdict of each sample (rows as ``Store.samples`` returns them), by sample id."""
-    if not samples:
-        return {}
-    tree = tree or store.tree(project_id)
-    spec = spec or store.project(project_id)
-    stored = store.verdicts(project_id, node_ids=sorted({s["node_id"] for s in samples}))
-    paths: dict[str, list[Node]] = {}
-    out = {}
-    for s in samples:
-        if s["node_id"] not in paths:
-            paths[s["node_id"]] = tree.path(s["node_id"])
-        out[s["id"]] = current_verdict(stored.get(s["id"]), sample_attributes(spec, paths[s["node_id"]], s["drawn"]))
-    return out
-
-
-def check_reply(reply: JudgeReply, samples: int, attributes: int) -> None:
-    """Every sample 1..``samples`` exactly once, each with exactly ``attributes`` verdicts; else a ValueError
-    whose text the model is shown on the re-ask."""
-    numbers = [v.sample for v in reply.verdicts]
-    wanted = set(range(1, samples + 1))
-    missing = sorted(wanted - set(numbers))
-    unknown = sorted(set(numbers) - wanted)
-    twice = sorted({n for n in numbers if numbers.count(n) > 1})
-    problems = ([f"no verdict for sample(s) {', '.join(map(str, missing))}"] if missing else []) + (
-        [f"there is no sample {', '.join(map(str, unknown))}"] if unknown else []) + (
-        [f"sample(s) {', '.join(map(str, twice))} judged more than once"] if twice else [])
-    if problems:
-        raise ValueError(f"give exactly one verdict for each sample 1 to {samples}: " + "; ".join(problems))
-    for v in reply.verdicts:
-        if len(v.attributes) != attributes:
-            raise ValueError(f"sample {v.sample} has {len(v.attributes)} attribute verdict(s); give exactly "
-                             f"{attributes}, one for each attribute [A1] to [A{attributes}] in order")
 
 
 # ----------------------------------------------------------------------------- the report
 
 
 @dataclass
-class JudgeReport:
+class JudgeReport(RunReport):
     """What a judge run did. ``until`` is None for a plain judge run (judge what is unjudged)."""
 
+    failed_field = "judge_failed"  # and generation_failed: failed_count is their sum
     until: int | None = None
     budget: int = 0
     calls: int = 0  # calls logged by the run: every attempt of generation and judge calls
@@ -172,20 +86,16 @@ class JudgeReport:
     unjudged: int = 0  # live samples in scope still without a verdict at the end
     budget_spent: bool = False  # stopped because the next call would not fit in the budget
     aborted: bool = False  # stopped by the abort rule (the judge failed repeatedly before any success)
-    cancelled: bool = False
     no_leaves: str | None = None
 
     @property
     def failed_count(self) -> int:
         return self.judge_failed + self.generation_failed
 
-    @property
-    def outcome(self) -> Outcome:
+    def verdict(self) -> Outcome:
         """until N: complete when every leaf has its N fitting samples; failed when there was something to do and
         no sample was judged or made; partial otherwise. Plain: complete when every live sample in scope has a
         verdict; failed when none of those to judge got one; partial otherwise."""
-        if self.cancelled:
-            return Outcome.CANCELLED
         if self.no_leaves:
             return Outcome.FAILED
         if self.until is not None:
@@ -227,141 +137,6 @@ class JudgeReport:
         if self.outcome is not Outcome.COMPLETE and not self.cancelled:
             text += "; judge again to continue: it resumes where this run stopped"
         return text + (" (cancelled)" if self.cancelled else "")
-
-
-# ----------------------------------------------------------------------------- the plan
-
-
-@dataclass
-class LeafTarget:
-    node_id: str
-    path: str
-    target: int  # fitting samples wanted (the leaf's own quota, else N)
-    own_quota: bool
-    live: int = 0
-    fitting: int = 0
-    unjudged: int = 0
-
-
-@dataclass
-class JudgePlan:
-    """What a run will ask for when every call succeeds at its first try; the budget caps what it may spend."""
-
-    leaves: list[LeafTarget]
-    until: int | None
-    unjudged: int
-    judge_calls: int  # for the samples unjudged now
-    missing: int  # samples to generate (until N): to each leaf's target once the known misfits are rejected
-    generation_calls: int
-    new_judge_calls: int  # for the samples to generate
-    prompt_tokens: int
-    completion_tokens: int
-    reasks: int
-    default_budget: int  # until N: BUDGET_FACTOR x the calls (at least MIN_BUDGET); plain: the worst case
-    settings: Settings
-
-    @property
-    def calls(self) -> int:
-        return self.judge_calls + self.generation_calls + self.new_judge_calls
-
-    @property
-    def cost(self) -> float | None:
-        return self.settings.cost(self.prompt_tokens, self.completion_tokens)
-
-
-def _check_count(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}",
-                          f"pass {name} from {low} to {high}")
-    return value
-
-
-BUDGET_RANGE = (1, 1_000_000)
-CHUNK_RANGE = (1, 50)
-
-
-def plan_judge(store: Store, project_id: int, *, until: int | None = None, under: str | None = None,
-               leaf_ids: list[str] | None = None, chunk: int = JUDGE_CHUNK,
-               samples_per_call: int | None = None) -> JudgePlan:
-    """The calls, tokens and cost of judging what is unjudged in the selection and, with ``until``, of filling
-    every leaf to ``until`` fitting samples (a leaf with its own quota: to that quota) when nothing misfits."""
-    if until is not None:
-        _check_count("until", until, 1, int(bounds("per_leaf")[1]))
-    _check_count("chunk", chunk, *CHUNK_RANGE)
-    spec = store.project(project_id)
-    s = spec.settings
-    gen_plan = plan_generation(store, project_id, per_leaf=until, under=under, leaf_ids=leaf_ids)
-    tree = store.tree(project_id)
-    leaves = [LeafTarget(leaf.node_id, leaf.path, leaf.quota, tree.nodes[leaf.node_id].quota is not None)
-              for leaf in gen_plan.leaves]
-    spc = samples_per_call or s.samples_per_call
-    snapshot = _snapshot(store, project_id, spec, {leaf.node_id: tree.path(leaf.node_id) for leaf in leaves})
-    unjudged = judge_calls = missing = gen_calls = new_judge = chars = 0
-    for leaf in leaves:
-        state = snapshot.leaf(leaf.node_id)
-        leaf.live, leaf.fitting, leaf.unjudged = state.live, state.fitting, state.unjudged
-        unjudged += state.unjudged
-        judge_calls += sum(math.ceil(len(group) / chunk) for group in state.groups.values())
-        if until is not None:
-            m = max(0, leaf.target - (state.live - len(state.misfit_ids)))  # the known misfits will go
-            missing += m
-            gen_calls += math.ceil(m / spc)
-            new_judge += math.ceil(m / chunk)
-        chars += state.chars
-    per_sample = (chars / unjudged / 4) if unjudged else gen_plan.tokens_per_sample
-    attrs = max((len(a) for st in snapshot.leaves.values() for a in st.groups), default=3)
-    judge_prompt = (judge_calls + new_judge) * JUDGE_PROMPT_TOKENS + int((unjudged + missing) * per_sample)
-    judge_reply = (unjudged + missing) * (attrs * VERDICT_TOKENS + 8)
-    prompt = judge_prompt + gen_calls * gen_plan.prompt_tokens_per_call
-    completion = judge_reply + missing * gen_plan.tokens_per_sample
-    planned = judge_calls + gen_calls + new_judge
-    # until N: room for refills and re-asks; a plain run: its worst case (every call re-asked to the end)
-    budget = max(MIN_BUDGET, BUDGET_FACTOR * planned) if until is not None else max(1, judge_calls * (s.reasks + 1))
-    return JudgePlan(leaves, until, unjudged, judge_calls, missing, gen_calls, new_judge, prompt, completion,
-                     s.reasks, min(budget, BUDGET_RANGE[1]), s)
-
-
-# ----------------------------------------------------------------------------- the state of the selection
-
-
-@dataclass
-class _LeafState:
-    live: int = 0
-    fitting: int = 0  # fits, or accepted by a human
-    unjudged: int = 0
-    misfit_ids: list[int] = field(default_factory=list)  # live "generated" samples that misfit (to reject)
-    groups: dict[Attributes, list[dict]] = field(default_factory=dict)  # unjudged samples by what they are judged on
-    chars: int = 0  # text of the unjudged samples (the plan's token estimate)
-
-
-@dataclass
-class _Snapshot:
-    leaves: dict[str, _LeafState]
-
-    def leaf(self, node_id: str) -> _LeafState:
-        return self.leaves.get(node_id) or _LeafState()
-
-
-def _snapshot(store: Store, project_id: int, spec: ProjectSpec, paths: dict[str, list[Node]]) -> _Snapshot:
-    """The state of these leaves (leaf id -> its path): their live samples and verdicts, one query each."""
-    out = {leaf_id: _LeafState() for leaf_id in paths}
-    if not paths:
-        return _Snapshot(out)
-    stored = store.verdicts(project_id, node_ids=list(paths))
-    for s in store.samples(project_id, node_ids=list(paths), statuses=LIVE):
-        state = out[s["node_id"]]
-        attributes = sample_attributes(spec, paths[s["node_id"]], s["drawn"])
-        verdict = current_verdict(stored.get(s["id"]), attributes)
-        state.live += 1
-        if verdict.fits is None:
-            state.unjudged += 1
-            state.groups.setdefault(attributes, []).append(s)
-            state.chars += sum(len(str(v)) for v in s["data"].values())
-        if s["status"] == "accepted" or verdict.fits:
-            state.fitting += 1
-        elif verdict.fits is False:
-            state.misfit_ids.append(s["id"])
-    return _Snapshot(out)
 
 
 # ----------------------------------------------------------------------------- the budget
