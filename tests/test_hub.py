@@ -10,6 +10,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -62,6 +63,7 @@ class FakeHub:
         self.unknown: list[str] = []
         self.auth_seen: list[str] = []
         self.upload_delay = 0.0  # seconds to sleep per 64 KiB of an LFS upload (to watch progress, or cancel)
+        self.put_bytes = 0  # the most bytes one upload request has delivered so far
         self.multipart_chunk: int | None = None  # answer the multipart transfer: parts of this size, then completion
         self.parts: dict[str, dict[int, bytes]] = {}  # oid -> part number -> bytes (multipart)
         self.hold: dict[str, float] = {}  # step -> seconds to wait before answering it (a Hub that is slow to answer)
@@ -103,8 +105,10 @@ class FakeHub:
                 return out
 
             def _pace(self, received: int) -> None:
-                if fake.upload_delay and self.command == "PUT":
-                    time.sleep(fake.upload_delay)
+                if self.command == "PUT":
+                    fake.put_bytes = max(fake.put_bytes, received)
+                    if fake.upload_delay:
+                        time.sleep(fake.upload_delay)
 
             def _refused(self, step: str) -> bool:
                 if fake.hold.get(step):
@@ -717,6 +721,45 @@ def test_a_multipart_lfs_upload_lands_byte_for_byte(store, made, fake_hub, tmp_p
     parquet = (tmp_path / "dry/data/train.parquet").read_bytes()
     oid = hashlib.sha256(parquet).hexdigest()
     assert len(fake_hub.parts[oid]) == -(-len(parquet) // 1000) > 1 and fake_hub.verified == [oid]
+
+
+KILLED_PUSH = """
+import sys
+from treesynth_core import jobs
+from treesynth_core.config import Endpoint
+from treesynth_core.store import Store
+with Store(sys.argv[1]) as store:
+    job_id = jobs.create_job(store, int(sys.argv[2]), "push", {"repo_id": "me/math"})
+print(job_id, flush=True)
+jobs.run_job(sys.argv[1], job_id, Endpoint(base_url="http://127.0.0.1:9/v1", api_key="", model="m"))
+"""
+
+
+def test_a_push_killed_mid_upload_is_interrupted_and_the_next_push_is_whole(store, made, fake, fake_hub, tmp_path):
+    """kill -9 of the process running a push, while the Parquet file streams out: the job reads as interrupted,
+    the repository got nothing (one commit, never sent), and pushing again uploads exactly the dry run's set."""
+    leaf = next(n.id for n in store.tree(made).leaves() if n.parent_id)
+    store.add_samples(made, leaf, [{"data": {"question": base64.b64encode(os.urandom(12_000)).decode(),
+                                             "answer": f"a{i}"}, "drawn": [], "norm_hash": f"big-{i}"}
+                                   for i in range(300)], cap=None, call_id=None)
+    fake_hub.upload_delay = 0.05
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, store.path, str(made)], stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        job_id = int(proc.stdout.readline())
+        deadline = time.monotonic() + 60
+        while fake_hub.put_bytes == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert fake_hub.put_bytes > 0 and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert jobs.get_job(store, job_id)["status"] == "interrupted"
+    assert fake_hub.commits == [] and fake_hub.files == {} and fake_hub.uploads == []
+    fake_hub.upload_delay = 0
+    hub.dry_run(store, made, hub.PushOptions("me/math"), tmp_path / "dry")
+    assert push_job(store, made, fake)["status"] == "complete"
+    assert fake_hub.files["me/math"] == read_set(tmp_path / "dry")
 
 
 def test_a_stop_while_the_commit_is_unanswered_says_it_may_still_land(store, made, fake_hub, monkeypatch):
