@@ -392,7 +392,11 @@ def actions(store, data: tui.TreeData, node: Node) -> None:
             ui.flash("Unlocked." if node.locked else "Locked: the LLM will leave this node alone.")
             st.rerun()
         if node.status == "pruned":
-            if b[3].button("Restore subtree", key="tree_restore", width="stretch"):
+            above = node.parent_id is not None and data.pruned.get(node.parent_id, False)
+            if b[3].button("Restore subtree", key="tree_restore", width="stretch", disabled=above,
+                           help="A node above this one is pruned: restore that one (select it in the chart or the "
+                                "outline)" if above else "Bring this subtree back into building, generation and "
+                                "export"):
                 n = edits.restore(store, node.id)
                 ui.flash(f"Restored {n} node(s).")
                 st.rerun()

@@ -708,9 +708,6 @@ def _topic_and_its_first_child(db: Path):
         return topic.id, tree.kids(topic.id)[0].id
 
 
-@pytest.mark.xfail(strict=True, reason="T1: `edit restore` on a subtree that is not pruned says \"restored 'x' and 3 "
-                   "nodes under it\" and turns every approved node of it into 'edited' (edits.restore sets "
-                   "status=edited on the whole subtree, pruned or not): a no-op reported as done, approvals lost")
 def test_t1_restore_of_a_live_subtree_keeps_its_approvals(work, capsys):
     db = work["db"]
     topic, _ = _topic_and_its_first_child(db)
@@ -722,9 +719,6 @@ def test_t1_restore_of_a_live_subtree_keeps_its_approvals(work, capsys):
     assert statuses == {"approved"}, (code, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="T1: `edit restore` on a node under a pruned node prints \"restored 'x'\" "
-                   "(exit 0) but the node stays excluded from building, generation and export: its ancestor is "
-                   "still pruned (the app's Restore subtree button says 'Restored 1 node(s).' the same way)")
 def test_t1_restore_under_a_pruned_node_is_refused_or_brings_it_back(work, capsys):
     from treesynth_core.tree import path_pruned
 
@@ -743,9 +737,6 @@ def test_t1_restore_under_a_pruned_node_is_refused_or_brings_it_back(work, capsy
         assert full_snapshot(db) == before
 
 
-@pytest.mark.xfail(strict=True, reason="T1: a project in Recently deleted (not listed by `projects`, refused by the "
-                   "app's pages) is still changed by the command line: --project ID, or a node id of it, reaches it "
-                   "(Store.project and cmd_edit do not look at deleted_at), so Restore no longer gives it back as it was")
 @pytest.mark.parametrize("template", [
     "seed add --db {two} --project 1 --json '{{\"question\": \"q\", \"answer\": \"a\"}}'",
     "balance --db {two} --project 1 --yes --target 1",
@@ -768,9 +759,6 @@ def test_t1_a_project_in_recently_deleted_is_not_changed_from_the_command_line(w
     assert len(fake.requests) == requests
 
 
-@pytest.mark.xfail(strict=True, reason="T1: a 0-byte --db file given to a command that reads or edits a project gets "
-                   "the whole TreeSynth schema written into it before the command is refused ('this database holds "
-                   "no project', '--node ...: no such node'): exit 2, but the file changed")
 @pytest.mark.parametrize("template", ["show --db {empty}", "seed list --db {empty}", "history --db {empty}",
                                       "edit approve --db {empty} --node nope"],
                          ids=["show", "seed list", "history", "edit approve"])
@@ -783,8 +771,6 @@ def test_t1_an_empty_file_given_as_db_is_left_empty(work, capsys, template):
     assert empty.read_bytes() == b"", f"{len(empty.read_bytes())} bytes written; the error was: {err.strip()}"
 
 
-@pytest.mark.xfail(strict=True, reason="T1: an empty --db ('') is refused as \"the database path  is a directory\" "
-                   "(Path('') is '.'): the line names no path and blames a directory the user never gave")
 @pytest.mark.parametrize("template", ["show --db ''", "seed list --db ''", "edit approve --db '' --node x",
                                       "init --db '' --task 'math problems' --fields q,a"],
                          ids=["show", "seed list", "edit approve", "init"])
@@ -825,8 +811,6 @@ def test_t1_import_data_onto_a_pruned_node_is_refused_or_says_so(hostile, capsys
         assert "pruned" in out + err, (code, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="T1: `build --under` a pruned node ends 'complete' (exit 0, 'expanded 0 "
-                   "node(s), 0 failed') and records a job, without saying the node is pruned")
 def test_t1_build_under_a_pruned_node_is_refused_or_says_so(work, fake, capsys):
     db = work["db"]
     _, child = _pruned_topic(db)
@@ -842,9 +826,6 @@ def test_t1_build_under_a_pruned_node_is_refused_or_says_so(work, fake, capsys):
         assert "pruned" in out + err, (code, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="T1: `balance --under` a pruned node is refused as 'the tree has no leaves yet "
-                   "under that node (build the tree first ...)': the hint sends the user to build a subtree that is "
-                   "built, and pruned")
 def test_t1_balance_under_a_pruned_node_names_the_prune(hostile, capsys):
     db = hostile["db"]
     topic, _ = _pruned_topic(db)

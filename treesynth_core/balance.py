@@ -154,6 +154,9 @@ def leaf_targets(tree: Tree, target: int | None, targets: dict[str, int] | None,
     high = int(bounds("per_leaf")[1])
     if target is not None:
         _check("target", target, 0, high)
+    if under in tree.nodes and tree.is_pruned(under):
+        raise ConfigError("that node is pruned (or under a pruned node): its leaves are out of building, generation "
+                          "and export", "restore it first (`edit restore`, or Restore subtree on the Tree page)")
     leaves = [n.id for n in tree.leaves(under) if n.parent_id is not None]
     if not leaves:
         raise ConfigError("the tree has no leaves yet" + (" under that node" if under else ""),

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from .edits import SAMPLE_STATUSES
+from .errors import ConfigError
 from .outcome import EXIT_USER_ERROR
 from .spec import Settings, bounds, parse_fields, parse_root_split
 
@@ -124,3 +126,15 @@ def db_options(c: argparse.ArgumentParser, *, project: bool = True, db_help: str
     c.add_argument("--db", required=True, help=db_help)
     if project:
         c.add_argument("--project", type=count(1, 2**62), help=project_help)
+
+
+def usable_db(path: str) -> None:
+    """Refuse, before it is opened, a --db that a command working on an existing project cannot use: an empty
+    option, or an empty file (opening it would write the whole schema into it, only to find no project). The
+    command's own check says when it does not exist."""
+    if not path.strip():
+        raise ConfigError("--db is empty", "pass the project database file, e.g. --db my.db")
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise ConfigError(f"{path} is an empty file, not a TreeSynth database",
+                          "pass the project database file, or create a project in it with `python -m treesynth_core "
+                          "init --db ...`")

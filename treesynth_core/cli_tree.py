@@ -10,10 +10,11 @@ from pydantic import ValidationError
 
 from . import edits
 from .cli import NO_PRICES, _endpoint, _node, _open, _prices, _not_the_database, _report, _run, _update_settings, counted
-from .cli_args import _first_error
+from .cli_args import _first_error, usable_db
 from .errors import ConfigError, NotFoundError
 from .evidence import evidence
 from .files import check_target
+from .partition import check_buildable
 from .spec import ProjectSpec, Settings
 from .store import Store
 from .treefile import import_tree, parse_tree_file, read_tree_file, write_tree_file
@@ -45,6 +46,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_projects(args) -> int:
+    usable_db(args.db)
     if not Path(args.db).is_file():
         raise ConfigError(f"database {args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
     with Store(args.db) as store:
@@ -55,7 +57,9 @@ def cmd_projects(args) -> int:
 
 def cmd_build(args) -> int:
     with _open(args) as (store, project_id):
-        under = _node(store.tree(project_id), args.under, "--under")
+        tree = store.tree(project_id)
+        under = _node(tree, args.under, "--under")
+        check_buildable(tree, under)  # before the settings change and the job row
         with _endpoint(args) as endpoint:  # refuses a missing endpoint before the settings change
             spec = _update_settings(store, project_id, max_values=args.max_values, pivots=args.pivots,
                                     max_depth=args.depth, pivots_from_data=args.pivots_from_data, **_prices(args))
@@ -137,6 +141,7 @@ def cmd_import_tree(args) -> int:
 
 
 def cmd_edit(args) -> int:
+    usable_db(args.db)
     if not Path(args.db).exists():
         raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
     with Store(args.db) as store:

@@ -289,9 +289,21 @@ def prune(store: Store, node_id: str) -> int:
 
 @one_transaction
 def restore(store: Store, node_id: str) -> int:
+    """Bring a pruned subtree back: its pruned nodes become live ("edited": a human decided). Returns how many.
+    Refused, changing nothing, when nothing there is pruned (approvals would be lost for nothing) or when an
+    ancestor is still pruned (the node would stay excluded: the ancestor is the one to restore)."""
     node = store.node(node_id)
-    return len(_set_subtree(store, node_id, "restore", f"restored {_label(store, node)} and its subtree",
-                            status="edited"))
+    above = next((n for n in store.node_path(node_id)[:-1] if n.status == "pruned"), None)
+    if above is not None:
+        raise TreeEditError(f"{_label(store, node)} is under the pruned {_label(store, above)}: restoring it alone "
+                            "would leave it excluded", f"restore {_label(store, above)} instead")
+    ids = [n.id for n in store.nodes_by_id(store.subtree_ids([node_id])) if n.status == "pruned"]
+    if not ids:
+        raise TreeEditError(f"{_label(store, node)} is not pruned", "nothing to restore")
+    with change(store, project_id=node.project_id, node_id=node_id, action="restore",
+                summary=f"restored {_label(store, node)} and its subtree", scope=Scope(node_ids=ids)):
+        store.update_nodes(ids, status="edited")
+    return len(ids)
 
 
 @one_transaction

@@ -106,6 +106,9 @@ def change(store: Store, *, project_id: int, action: str, summary: str, scope: S
         if _active(store):
             yield recording
             return
+        if store.in_trash(project_id):  # Restore gives a deleted project back as it was: nothing changes it meanwhile
+            raise TreeEditError(f"project {project_id} is in Recently deleted",
+                                "restore it first (Home page, Recently deleted), then change it")
         before_nodes, before_samples = scope.read(store)
         store._history_depth = 1
         try:

@@ -22,7 +22,7 @@ from typing import Callable
 
 from . import edits
 from .edits import Split
-from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
+from .errors import Cancelled, EndpointError, LLMOutputError, TreeEditError, TreeSynthError
 from .llm import LLM
 from .outcome import REASON_CHARS, Outcome, failure_reason, judge, short_reason
 from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, CriterionReply, SamplesReply,
@@ -310,6 +310,13 @@ def expandable(tree: Tree, node: Node, depth: int) -> bool:
     return node.depth < depth and not node.locked and not tree.kids(node.id) and not tree.is_pruned(node.id)
 
 
+def check_buildable(tree: Tree, under: str | None) -> None:
+    """Refuse to build under a pruned node: nothing there would be built, and "complete" would mislead."""
+    if under in tree.nodes and tree.is_pruned(under):
+        raise TreeEditError("that node is pruned (or under a pruned node): building skips pruned subtrees",
+                            "restore it first (`edit restore`, or Restore subtree on the Tree page)")
+
+
 def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, under: str | None = None,
           approved_only: bool = False, on_progress: Progress | None = None,
           should_stop: Callable[[], bool] | None = None, concurrency: int | None = None) -> BuildReport:
@@ -325,6 +332,7 @@ def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, 
     start = under or (tree.root.id if tree.root else None)
     if start is None:
         raise TreeSynthError("the project has no root node", "recreate the project")
+    check_buildable(tree, under)
     frontier = [n.id for n in tree.subtree(start) if expandable(tree, n, depth)
                 and (not approved_only or n.status in ("approved", "edited"))]
     report = BuildReport(skipped_locked=[n.id for n in tree.subtree(start) if n.locked and not tree.kids(n.id)],

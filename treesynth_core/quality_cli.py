@@ -18,6 +18,7 @@ import math
 import sys
 from pathlib import Path
 
+from .cli_args import usable_db
 from .errors import ConfigError, NotFoundError
 from .files import atomic_write, check_target
 from .outcome import Outcome
@@ -81,6 +82,7 @@ def threshold(text: str) -> float:
 
 # ----------------------------------------------------------------------------------------- shared steps
 def _open_store(args) -> Store:
+    usable_db(args.db)
     if not Path(args.db).exists():
         raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
     return Store(args.db)

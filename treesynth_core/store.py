@@ -55,6 +55,8 @@ def _project_row(spec: ProjectSpec) -> dict:
 
 def _connect(path: str) -> sqlite3.Connection:
     """Open the file, refusing paths that cannot hold a database with one clear error."""
+    if not path.strip():
+        raise ConfigError("the database path is empty", "pass a file name, e.g. --db my.db")
     if path != ":memory:":
         target = Path(path)
         if target.is_dir():
@@ -194,6 +196,11 @@ class Store(TreeMixin, SamplesMixin, CallsMixin, JobsMixin, BatchMixin, QualityM
         """The live projects (not in Recently deleted)."""
         return self.query("select id, name, task, created_at, updated_at from projects where deleted_at is null "
                           "order by id")
+
+    def in_trash(self, project_id: int) -> bool:
+        """Whether the project is in Recently deleted (False for one that does not exist)."""
+        rows = self.query("select deleted_at from projects where id = ?", [project_id])
+        return bool(rows and rows[0]["deleted_at"])
 
     def deleted_projects(self) -> list[dict]:
         """The projects in Recently deleted, newest first."""
