@@ -100,9 +100,6 @@ def _select_node(page, path_text: str) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(strict=True, reason="T1: on the Tree page, Restore subtree on a node under a pruned node says "
-                   "'Restored 1 node(s).' while the node stays excluded ('an ancestor is pruned'; the live leaves do "
-                   "not change): success shown for nothing brought back")
 def test_restore_under_a_pruned_node_does_not_claim_success_for_nothing(app):
     page = open_page(app, "Tree")
     topic, child = "topic=topic C", "topic=topic C > difficulty=difficulty A"
