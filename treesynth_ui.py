@@ -41,7 +41,7 @@ JOB_WORDS = {"build": "Building the tree", "generate": "Generating samples",
              "run": "Building and generating (each leaf as soon as it exists)",
              "judge": "Judging and refilling until enough samples fit",
              "route": "Routing rows down the tree", "balance": "Balancing: generating what under-full leaves miss",
-             "import": "Importing the uploaded file"}
+             "import": "Importing the uploaded file", "push": "Pushing to the Hugging Face Hub"}
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -345,9 +345,9 @@ def job_outcome(job: dict) -> str:
 _FAILED_UNIT = {"build": "node(s)", "generate": "call(s)", "run": "node(s) and call(s)"}
 _DONE_UNIT = {"build": "nodes processed", "generate": "samples made", "run": "nodes and samples done",
               "judge": "fitting samples", "route": "rows routed", "balance": "samples balanced",
-              "import": "bytes read", "propose": "proposals made"}
+              "import": "bytes read", "propose": "proposals made", "push": "bytes sent"}
 _PROGRESS_UNIT = {"build": "nodes", "generate": "samples", "run": "nodes and samples", "judge": "fitting samples",
-                  "route": "rows", "balance": "samples", "import": "bytes read"}
+                  "route": "rows", "balance": "samples", "import": "bytes read", "push": "bytes"}
 _WHAT_TO_DO = {
     ("build", "partial"): "click **Retry the failed nodes**: finished nodes are kept and only what failed is "
                           "asked again. Or fix a failed node by hand: it is listed next to the chart.",
