@@ -793,9 +793,6 @@ def _pruned_topic(db: Path) -> tuple[str, str]:
     return topic, child
 
 
-@pytest.mark.xfail(strict=True, reason="T1: `import-data --node` a pruned node imports the rows there (exit 0, "
-                   "'imported 2 row(s)', 'next: route the rows down the tree') without a word that the node is pruned: "
-                   "the rows are never exported or routed")
 def test_t1_import_data_onto_a_pruned_node_is_refused_or_says_so(hostile, capsys):
     db = hostile["db"]
     _, child = _pruned_topic(db)

@@ -108,6 +108,14 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
     fmt = detect_format(name or path, fmt)
     spec = store.project(project_id)
     names = spec.field_names
+    tree = store.tree(project_id)
+    if node_id is None:
+        node_id = tree.root.id
+    elif node_id not in tree.nodes:
+        raise ConfigError(f"node {node_id!r} is not in this project", "pass a node id from `show`")
+    if tree.is_pruned(node_id):  # rows there would never be routed, balanced or exported
+        raise ConfigError("that node is pruned (or under a pruned node): rows imported there would never be routed "
+                          "or exported", "restore it first (`edit restore`, or Restore subtree on the Tree page)")
     try:
         resolved, ignored, records = open_records(path, fmt, names, mapping)
     except ConfigError as exc:  # an upload's saved copy is named as the user's file
@@ -115,11 +123,6 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
             raise
         raise ConfigError(exc.message.replace(str(path), name).replace(path.name, name), exc.hint) from None
     position = _byte_position(path)
-    tree = store.tree(project_id)
-    if node_id is None:
-        node_id = tree.root.id
-    elif node_id not in tree.nodes:
-        raise ConfigError(f"node {node_id!r} is not in this project", "pass a node id from `show`")
     report = ImportReport(name=name or path.name, ignored_columns=ignored)
     fingerprint = file_fingerprint(path, fmt, resolved)
     earlier = store.find_import(project_id, fingerprint)
