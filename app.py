@@ -159,8 +159,10 @@ def totals_panel(store, pid: int) -> None:
     st.header(f"Open project: {ui.md_escape(spec.name)}")
     st.caption(f"Task: {ui.md_escape(spec.task)}")
     m = st.columns(7)
-    m[0].metric("Nodes", len(tree))
-    m[1].metric("Leaves", len(tree.leaves()))
+    pruned = sum(n.status == "pruned" for n in tree.nodes.values())
+    m[0].metric("Nodes", len(tree) - pruned, help=f"Live nodes; {pruned} more are pruned (kept, excluded from building, "
+                "generation and export)" if pruned else "Every node of the tree")
+    m[1].metric("Leaves", len(tree.leaves()), help="Live leaves: where samples are generated")
     m[2].metric("Samples", sum(by_status.values()))
     m[3].metric("Generated", by_status.get("generated", 0), help="Generated and not reviewed yet")
     m[4].metric("Accepted", by_status.get("accepted", 0))
@@ -181,7 +183,7 @@ def totals_panel(store, pid: int) -> None:
     with st.expander("Settings of this project (quota, temperatures, prices…)"):
         # Widgets keyed by project: Streamlit keeps a widget's value across reruns by key, so a shared key would
         # show (and save) the previously opened project's settings.
-        with st.form(f"home_settings_{pid}"):
+        with st.form(f"home_settings_{pid}", enter_to_submit=False):
             values = ui.settings_inputs(f"home_set_{pid}", spec.settings)
             if st.form_submit_button("Save settings"):
                 try:
@@ -203,7 +205,7 @@ def spec_from_form(name: str, task: str, fields: pd.DataFrame, constraints: str,
 
 def create_panel(store, expanded: bool) -> None:
     with st.expander("Create a project", expanded=expanded, icon=":material/add:"):
-        with st.form("home_create"):
+        with st.form("home_create", enter_to_submit=False):  # Enter in a field must not create it half-filled
             name = st.text_input("Name", key="home_new_name", placeholder="e.g. grade-school math")
             task = st.text_area("Task: what is one data sample?", key="home_new_task",
                                 placeholder="e.g. GSM8K-style grade-school math word problems with worked solutions")

@@ -133,6 +133,21 @@ def test_the_open_project_survives_a_reload_through_the_url(app_env):
     assert fresh.session_state["ts_project_id"] == second
 
 
+def test_nodes_and_leaves_count_the_live_tree_and_say_how_many_are_pruned(app_env):
+    from treesynth_core import edits
+
+    pid = app_env.built()
+    with app_env.store() as store:
+        tree = store.tree(pid)
+        topic = next(kid for kid in tree.kids(tree.root.id) if tree.kids(kid.id))
+        edits.prune(store, topic.id)  # itself and its 3 children
+    shown = texts(app_env.app(project_id=pid))
+    assert "Nodes 9" in shown and "Leaves 6" in shown  # 13 nodes, 4 pruned; 9 leaves, 3 pruned
+    at = app_env.app(project_id=pid)
+    nodes = next(m for m in at.metric if m.label == "Nodes")
+    assert "4 more are pruned" in nodes.proto.help
+
+
 def test_totals_count_nodes_samples_and_tokens(app_env):
     pid = app_env.built(price_input_per_m=1.0, price_output_per_m=2.0)
     app_env.run_job(pid, "generate", {"per_leaf": 2})
