@@ -77,6 +77,20 @@ def test_seeds_refuse_a_node_of_another_project_and_too_many(store, project):
     assert len(seeds.list_seeds(store, project)) == seeds.MAX_SEEDS
 
 
+def test_seeds_refuse_a_pruned_node_where_no_prompt_would_show_them(store, project):
+    from treesynth_core import edits
+
+    topic = edits.set_split(store, store.tree(project).root.id, "topic", ["algebra", "geometry"])[0]
+    child = edits.set_split(store, topic, "level", ["easy", "hard"])[0]
+    edits.prune(store, topic)
+    for node in (topic, child):  # the pruned node, and one under it
+        with pytest.raises(ConfigError, match="pruned"):
+            seeds.add_seeds(store, project, [SEED], node_id=node)
+    assert seeds.list_seeds(store, project) == []
+    edits.restore(store, topic)
+    assert len(seeds.add_seeds(store, project, [SEED], node_id=child)) == 1
+
+
 def test_a_seed_file_with_a_bad_line_adds_nothing_and_names_the_line(store, project, tmp_path):
     good = tmp_path / "seeds.jsonl"
     good.write_text(json.dumps(SEED) + "\n\n" + json.dumps(OTHER) + "\n", encoding="utf-8")
