@@ -207,7 +207,7 @@ CASES = {
     "show max-depth negative": ("show --db {db} --max-depth -1", "--max-depth: must be a whole number from 0 to 8", "db"),
     "show unknown project": ("show --db {db} --project 5", "project 5 does not exist", "db"),
     # projects and the command line itself
-    "projects db is a directory": ("projects --db {dir}", "does not exist", "db"),
+    "projects db is a directory": ("projects --db {dir}", "is a directory", "db"),
     "projects db not sqlite": ("projects --db {notes}", "is not an SQLite database", "notes"),
     "projects db from a newer version": ("projects --db {future}", "newer TreeSynth", "future"),
     "no command": ("", "the following arguments are required: command", "db"),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import batch_cli, data_cli, history_cli, jobs, judge_cli, quality_cli
-from .cli_args import (SAVED, THIS_RUN, Parser, _first_error, _number, count, db_options, fields, usable_db,  # noqa: F401
+from .cli_args import (SAVED, THIS_RUN, Parser, _first_error, _number, count, db_options, fields, existing_db,  # noqa: F401
                        root_split, setting, setting_help, statuses, text)
 from .config import endpoint_from_env
 from .edits import SAMPLE_STATUSES
@@ -80,10 +80,7 @@ class ProgressBar:
 @contextlib.contextmanager
 def _open(args):
     """The store and the project a command works on; both checked before anything is done."""
-    usable_db(args.db)
-    db = Path(args.db)
-    if not db.exists():
-        raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
+    existing_db(args.db)
     with Store(args.db) as store:
         project_id = args.project if getattr(args, "project", None) is not None else store.only_project_id()
         store.project(project_id)  # a project that does not exist is refused here, not silently empty

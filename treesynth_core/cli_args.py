@@ -128,13 +128,16 @@ def db_options(c: argparse.ArgumentParser, *, project: bool = True, db_help: str
         c.add_argument("--project", type=count(1, 2**62), help=project_help)
 
 
-def usable_db(path: str) -> None:
+def existing_db(path: str) -> None:
     """Refuse, before it is opened, a --db that a command working on an existing project cannot use: an empty
-    option, or an empty file (opening it would write the whole schema into it, only to find no project). The
-    command's own check says when it does not exist."""
+    option, a file that does not exist, or an empty file (opening it would write the whole schema into it, only
+    to find no project). A folder is refused when the Store opens it."""
     if not path.strip():
         raise ConfigError("--db is empty", "pass the project database file, e.g. --db my.db")
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
+    target = Path(path)
+    if not target.exists():
+        raise ConfigError(f"{path} does not exist", "create it with `python -m treesynth_core init --db ...`")
+    if target.is_file() and target.stat().st_size == 0:
         raise ConfigError(f"{path} is an empty file, not a TreeSynth database",
                           "pass the project database file, or create a project in it with `python -m treesynth_core "
                           "init --db ...`")

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from . import edits
 from .cli import NO_PRICES, _endpoint, _node, _open, _prices, _not_the_database, _report, _run, _update_settings, counted
-from .cli_args import _first_error, usable_db
+from .cli_args import _first_error, existing_db
 from .errors import ConfigError, NotFoundError
 from .evidence import evidence
 from .files import check_target
@@ -46,9 +45,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_projects(args) -> int:
-    usable_db(args.db)
-    if not Path(args.db).is_file():
-        raise ConfigError(f"database {args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
+    existing_db(args.db)
     with Store(args.db) as store:
         for p in store.projects():
             print(f"{p['id']:>4}  {p['name']}")
@@ -141,9 +138,7 @@ def cmd_import_tree(args) -> int:
 
 
 def cmd_edit(args) -> int:
-    usable_db(args.db)
-    if not Path(args.db).exists():
-        raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
+    existing_db(args.db)
     with Store(args.db) as store:
         if args.node not in store.node_ids():
             raise NotFoundError(f"--node {args.node!r}: no such node in {args.db}",

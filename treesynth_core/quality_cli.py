@@ -16,9 +16,8 @@ import io
 import json
 import math
 import sys
-from pathlib import Path
 
-from .cli_args import usable_db
+from .cli_args import existing_db
 from .errors import ConfigError, NotFoundError
 from .files import atomic_write, check_target
 from .outcome import Outcome
@@ -82,9 +81,7 @@ def threshold(text: str) -> float:
 
 # ----------------------------------------------------------------------------------------- shared steps
 def _open_store(args) -> Store:
-    usable_db(args.db)
-    if not Path(args.db).exists():
-        raise ConfigError(f"{args.db} does not exist", "create it with `python -m treesynth_core init --db ...`")
+    existing_db(args.db)
     return Store(args.db)
 
 
