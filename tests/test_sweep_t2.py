@@ -1,0 +1,190 @@
+"""T2's sweep (after the store/cli/judge/importer splits): fault paths run as real `python -m treesynth_core`
+subprocesses killed with SIGKILL against the fake server, two processes editing one tree, and the pages a
+curator uses daily in headless Chromium. A bug found is pinned as a strict xfail naming what is wrong."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import cli, cli_env, command, kill_when, leaf_counts, make_db, ok, read_only
+from treesynth_core import edits
+from treesynth_core.fakellm import FakeLLM
+from treesynth_core.spec import ProjectSpec, Settings, parse_fields
+from treesynth_core.store import Store
+
+
+def new_db(path: Path) -> Path:
+    with Store(path) as store:
+        store.create_project(ProjectSpec(name="math", task="GSM8K-style grade-school math word problems",
+                                         fields=parse_fields("question,answer"),
+                                         settings=Settings(pivots=4, max_depth=2)))
+    return path
+
+
+def count(db: Path, sql: str = "select count(*) from samples"):
+    with read_only(db) as conn:
+        try:
+            return conn.execute(sql).fetchone()[0]
+        except sqlite3.OperationalError:  # the table does not exist yet
+            return 0
+
+
+# ----------------------------------------------------------------------------- run killed mid-generation
+
+
+def test_run_killed_mid_generation_resumes_to_exact_quotas_without_duplicates(tmp_path):
+    """`run` (build and generate pipelined) SIGKILLed once samples exist: the rerun finishes the tree and fills
+    every leaf to exactly its quota, no sample twice, and the killed job reads interrupted, the rerun complete."""
+    db = new_db(tmp_path / "run.db")
+    args = ("run", "--db", db, "--per-leaf", "5", "--samples-per-call", "2", "--concurrency", "2")
+    with FakeLLM(latency=0.3) as slow:
+        env = cli_env(slow.base_url)
+        kill_when(command(*args), env, tmp_path, lambda: count(db) > 3, "no sample appeared", timeout=60)
+        kept = count(db)
+        assert 3 < kept < 45
+        slow.latency = 0.0
+        ok(cli(*args, env=env, cwd=tmp_path, timeout=180))
+    counts = leaf_counts(db)
+    assert len(counts) == 9 and set(counts.values()) == {5}
+    with read_only(db) as conn:
+        total, distinct = conn.execute("select count(*), count(distinct norm_hash) from samples").fetchone()
+        jobs = [tuple(r) for r in conn.execute("select kind, status from jobs order by id")]
+    assert total == distinct == 45
+    assert jobs == [("run", "interrupted"), ("run", "complete")]
+
+
+# ----------------------------------------------------------------------------- import-data killed mid-way
+
+
+def write_rows(path: Path, n: int, bad_every: int | None = None, bad_lines: tuple[int, ...] = ()) -> tuple[int, int]:
+    """A CSV of ``n`` data rows (line 2 on): a bad row (no question) at each of ``bad_lines`` and every
+    ``bad_every`` rows, a duplicate of row 0 two rows after each; returns (bad, duplicates)."""
+    bad = dups = 0
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer"])
+        for i in range(n):
+            line = i + 2
+            if line in bad_lines or (bad_every and i % bad_every == 7):
+                writer.writerow(["", "bad"])
+                bad += 1
+            elif bad_every and i % bad_every == 9:
+                writer.writerow(["question 0", "dup"])
+                dups += 1
+            else:
+                writer.writerow([f"question {i}", f"answer {i}"])
+    return bad, dups
+
+
+def test_import_data_killed_mid_way_resumes_with_no_row_twice(tmp_path):
+    """import-data of a 20k-row CSV SIGKILLed after some chunks: the rerun resumes after the last committed line
+    and the file's every valid row is in the project exactly once; a third run does nothing."""
+    db = new_db(tmp_path / "imp.db")
+    data = tmp_path / "big.csv"
+    bad, dups = write_rows(data, 20_000, bad_every=1000)
+    args = ("import-data", "--db", db, "--file", data)
+    env = cli_env()
+    kill_when(command(*args), env, tmp_path, lambda: count(db) >= 2000, "no chunk was committed", timeout=120)
+    kept = count(db)
+    assert 0 < kept < 20_000 - bad - dups
+    result = cli(*args, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 3, result.stderr  # partial: bad rows were skipped
+    assert "(resumed after line" in result.stdout
+    assert "Traceback" not in result.stderr
+    expected = 20_000 - bad - dups
+    with read_only(db) as conn:
+        assert conn.execute("select count(*), count(distinct norm_hash) from samples").fetchone() == (expected,
+                                                                                                      expected)
+        record = conn.execute("select imported, duplicates, skipped, status from imports").fetchone()
+    assert tuple(record) == (expected, dups, bad, "partial")
+    again = cli(*args, env=env, cwd=tmp_path, timeout=120)
+    assert "was imported before" in again.stdout
+    assert count(db) == expected
+
+
+@pytest.mark.xfail(strict=True, reason="T2: a resumed import-data reports only its own part's bad rows but "
+                   "names (and lists) the killed run's, and saves the import as 'complete' when every bad row "
+                   "was before the kill, though the Data page then shows 'N bad (complete)'")
+def test_resumed_import_keeps_the_bad_rows_of_the_killed_part(tmp_path):
+    db = new_db(tmp_path / "imp.db")
+    data = tmp_path / "big.csv"
+    bad, dups = write_rows(data, 30_000, bad_lines=(3, 5))
+    assert (bad, dups) == (2, 0)
+    args = ("import-data", "--db", db, "--file", data)
+    env = cli_env()
+    kill_when(command(*args), env, tmp_path, lambda: count(db) >= 2000, "no chunk was committed", timeout=120)
+    result = cli(*args, env=env, cwd=tmp_path, timeout=300)
+    assert "Traceback" not in result.stderr
+    after = int(re.search(r"resumed after line (\d+)", result.stdout)[1])
+    assert after > 5  # both bad rows were in the killed run's part
+    with read_only(db) as conn:
+        status, skipped = conn.execute("select status, skipped from imports").fetchone()
+    assert skipped == 2
+    # The file had bad rows: the import is partial, as a run from start to end would have recorded it.
+    assert status == "partial", status
+    # The resumed run's line does not name a bad row it did not read while counting none.
+    first = re.search(r"(\d+) bad row\(s\) skipped \(first: line (\d+)", result.stdout)
+    assert first is None or int(first[2]) > after, result.stdout
+
+
+# ----------------------------------------------------------------------------- two processes, one tree
+
+
+def test_renames_and_quotas_made_while_a_build_runs_in_another_process_are_kept(tmp_path):
+    """A `build --depth 3` subprocess expands the tree while this process renames the level-1 values and the
+    dimensions of split nodes, and `edit --quota` subprocesses set leaf quotas: every edit that was accepted is
+    in the tree afterwards, and the build completes."""
+    with FakeLLM() as quick:
+        db = make_db(tmp_path / "c.db", quick, depth=1)
+    with Store(db) as store:
+        pid = store.only_project_id()
+        tree = store.tree(pid)
+        kids = [n for n in tree.nodes.values() if n.parent_id == tree.root.id]
+    assert len(kids) == 3
+    done: dict[tuple[str, str], object] = {}  # the last value each edit set
+    renames = 0
+    with FakeLLM(latency=0.25) as slow:
+        env = cli_env(slow.base_url)
+        proc = subprocess.Popen(command("build", "--db", db, "--depth", "3", "--concurrency", "2"), env=env,
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.0)
+            for i in range(6):
+                with Store(db) as store:
+                    tree = store.tree(pid)
+                    kid = kids[i % 3]
+                    edits.rename_value(store, kid.id, f"renamed {i} {kid.value}")
+                    done[("value", kid.id)] = f"renamed {i} {kid.value}"
+                    renames += 1
+                    split = [n for n in tree.nodes.values() if n.dimension and n.id != tree.root.id][:2]
+                    for node in split:
+                        edits.rename_dimension(store, node.id, f"dim {i} {node.id[:4]}")
+                        done[("dimension", node.id)] = f"dim {i} {node.id[:4]}"
+                    leaf = tree.leaves()[i]
+                result = cli("edit", "--db", db, "--node", leaf.id, "--quota", str(10 + i), env=env, cwd=tmp_path)
+                if result.returncode == 0:
+                    done[("quota", leaf.id)] = 10 + i
+                else:  # refused in one line: the leaf got children meanwhile
+                    assert "Traceback" not in result.stderr and "has children" in result.stderr, result.stderr
+                time.sleep(0.4)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, err
+    assert "0 failed" in out
+    with Store(db) as store:
+        tree = store.tree(pid)
+        lost = [(what, node, want, getattr(tree.nodes[node], what)) for (what, node), want in done.items()
+                if getattr(tree.nodes[node], what) != want]
+        assert len(tree.leaves()) == 27
+    assert renames == 6 and any(what == "quota" for what, _ in done)
+    assert not lost, lost
