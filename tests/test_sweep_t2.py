@@ -188,3 +188,106 @@ def test_renames_and_quotas_made_while_a_build_runs_in_another_process_are_kept(
         assert len(tree.leaves()) == 27
     assert renames == 6 and any(what == "quota" for what, _ in done)
     assert not lost, lost
+
+
+# ----------------------------------------------------------------------------- the daily pages in Chromium
+
+
+def write_upload(path: Path) -> None:
+    """30 rows spread over the fake's topic x difficulty leaves, then a duplicate of the first and a bad row."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer"])
+        for i in range(30):
+            writer.writerow([f"a topic {'ABC'[i % 3]} problem {i} at difficulty {'ABC'[(i // 3) % 3]}", f"ans {i}"])
+        writer.writerow(["a topic A problem 0 at difficulty A", "the same question again"])  # line 32
+        writer.writerow(["", "a row without its question"])  # line 33
+
+
+@pytest.mark.browser
+def test_daily_pages_data_samples_and_push_panel_in_chromium(tmp_path, monkeypatch):
+    """Data: upload (a bad row, a duplicate), route as a job, balance to a target; Samples: a text filter, keyboard
+    review, an edit and its revert; Export: the push panel without HF_TOKEN. Every count shown agrees with the
+    database, and no key reaches the page or the log."""
+    from tests.browser_support import built_project, main_text, screenshot, set_number, settle, studio, wait_text
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    secret = "sk-t2-sweep-secret-424242"
+    db, data = tmp_path / "studio.db", tmp_path / "rows.csv"
+    write_upload(data)
+    with FakeLLM(latency=0.02) as fake:
+        pid = built_project(db, fake)  # 3 x 3 leaves, 2 samples each
+        with studio(db, tmp_path / "streamlit.log", secret, fake.base_url) as app:
+            page = app.page()
+            with app.failure_shown(page, "t2_daily_failure"):
+                page.goto(f"{app.url}/Data?project={pid}")
+                wait_text(page, "1. Import a dataset")
+                page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(data))
+                wait_text(page, "columns: question, answer")
+                page.get_by_role("button", name="Import", exact=True).click()
+                wait_text(page, re.compile(r"imported \d+ row"))
+                text = main_text(page)
+                assert ("imported 30 row(s) from rows.csv; 1 duplicate(s) skipped; 1 bad row(s) skipped "
+                        "(first: line 33: has no text for field 'question')") in text, text
+                assert "rows.csv: 30 imported, 1 duplicates, 1 bad (partial)" in text
+                page.get_by_role("button", name="Route 30 row(s)", exact=True).click()
+                wait_text(page, re.compile(r"routed 30 row\(s\): 30 reached a leaf"), timeout=60_000)
+                set_number(page, "Target per leaf", 4)
+                assert "(9 over, 0 under)" in main_text(page)
+                page.get_by_role("button", name="Balance", exact=True).click()
+                wait_text(page, re.compile(r"excluded \d+ sample\(s\)"), timeout=60_000)
+                settle(page)
+                assert "excluded 12 sample(s)" in main_text(page)
+                assert "(0 over, 0 under)" in main_text(page)
+                screenshot(page, "t2_data_balanced")
+
+                page.goto(f"{app.url}/Samples?project={pid}")
+                settle(page)
+                page.get_by_role("textbox", name="Text contains").fill("reached-nowhere")
+                page.keyboard.press("Enter")
+                settle(page)
+                assert "0 sample(s) match" in main_text(page) or "No sample" in main_text(page)
+                page.get_by_role("textbox", name="Text contains").fill("problem 4 ")
+                page.keyboard.press("Enter")
+                settle(page)
+                assert "1 sample(s) match" in main_text(page), main_text(page)[:1500]
+                page.locator("h1").first.click()  # the page, not a box, has the focus: keys go to the shortcuts
+                page.keyboard.press("n")
+                wait_text(page, re.compile(r"Sample #\d+ · status generated"))
+                sid = int(re.search(r"Sample #(\d+) · status", main_text(page))[1])
+                page.keyboard.press("e")
+                settle(page)
+                page.get_by_role("textbox", name="question").fill("edited by T2: a topic B problem 4")
+                page.get_by_role("button", name="Save edit").click()
+                wait_text(page, f"Sample #{sid} saved; its original is kept.")
+                with read_only(db) as conn:
+                    edited = conn.execute("select data, edited from samples where id = ?", [sid]).fetchone()
+                assert "edited by T2" in edited[0] and edited[1]
+                page.get_by_text("Edited by you").click()
+                settle(page)
+                page.get_by_role("button", name="Revert to the original").click()
+                wait_text(page, f"Sample #{sid} is back to its original text.")
+                page.locator("h1").first.click()
+                page.keyboard.press("a")
+                settle(page)
+                with read_only(db) as conn:
+                    back = conn.execute("select data, edited, status from samples where id = ?", [sid]).fetchone()
+                assert "problem 4 " in back[0] and "T2" not in back[0] and not back[1] and back[2] == "accepted"
+                screenshot(page, "t2_samples_reverted")
+
+                page.goto(f"{app.url}/Export?project={pid}")
+                settle(page)
+                page.get_by_text("Push to the Hugging Face Hub").click()
+                settle(page)
+                page.get_by_role("textbox", name="Repository id").fill("me/ds")
+                page.keyboard.press("Enter")
+                settle(page)
+                assert "HF_TOKEN is not set" in main_text(page)
+                assert page.get_by_role("button", name="Push to the Hub").is_disabled()
+                screenshot(page, "t2_push_no_token")
+                assert secret not in page.content()
+    with read_only(db) as conn:
+        live = dict(conn.execute("select node_id, count(*) from samples where status in ('generated', 'accepted') "
+                                 "group by node_id").fetchall())
+        excluded = conn.execute("select count(*) from samples where status = 'excluded'").fetchone()[0]
+    assert sorted(live.values()) == [4] * 9 and excluded == 12
