@@ -15,6 +15,7 @@ from treesynth_core.llm import LLM
 from treesynth_core.outcome import Outcome
 from treesynth_core.partition import build
 from treesynth_core.samples import clean_samples
+from treesynth_core.store import Store
 
 from .conftest import make_project
 
@@ -338,3 +339,43 @@ def test_max_tokens_grows_with_the_samples_asked_and_the_leafs_sample_size(fake,
     sizes = [body["max_tokens"] for body in fake.requests if step_of(body) == "samples"]
     assert sizes[0] == 1.5 * 10 * 150 + 64 and sizes[-1] == 1024  # the fake's samples are about 25 tokens
     assert len(sizes) == 2 and live(store, project)[leaf] == 20
+
+
+def test_a_leaf_pruned_while_the_run_fills_it_is_no_longer_asked_for(fake, store, project, llm, built, tmp_path):
+    """Another writer (the app, another process) prunes a subtree mid-run: the calls in flight for its leaves store
+    nothing, no new call is made for them, and the run says so without calling it a failure."""
+    topic = next(kid for kid in built.kids(built.root.id) if built.kids(kid.id))
+    pruned = {leaf.id for leaf in built.leaves(under=topic.id)}
+    other = Store(tmp_path / "test.db")  # a second connection, as another process has
+    sent: list[str] = []
+    at_prune: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def delay(body: dict) -> float:
+        with lock:
+            sent.append(body["messages"][1]["content"])
+            if len(sent) == 4:
+                edits.prune(other, topic.id)
+                at_prune.update({k: v for k, v in live(other, project).items() if k in pruned})
+        return 0.0
+
+    fake.delay_fn = delay
+    try:
+        report = generate(store, project, llm, per_leaf=6, samples_per_call=2, concurrency=2)
+    finally:
+        other.close()
+    counts = live(store, project)
+    assert report.failed_calls == 0 and set(report.gone) <= pruned and report.gone
+    assert report.outcome is Outcome.COMPLETE, report.summary()
+    assert "pruned or deleted during the run" in report.summary()
+    assert all(counts.get(leaf.id, 0) == 6 for leaf in built.leaves() if leaf.id not in pruned)
+    # nothing stored there after the prune: not even the calls that were already in flight
+    assert {k: counts.get(k, 0) for k in pruned} == {k: at_prune.get(k, 0) for k in pruned}
+    # after the prune, at most the calls already in flight went to the pruned leaves, one per leaf at most
+    after = sent[4:]
+    paths = {leaf_id: built.attributes(leaf_id) for leaf_id in pruned}
+    asked = [leaf_id for prompt in after for leaf_id, attrs in paths.items()
+             if all(f"- {d}: {v}" in prompt for d, v in attrs)]
+    assert all(asked.count(leaf_id) <= 2 for leaf_id in pruned), asked
+    notes = store.query("select dropped from calls where dropped like 'not stored: leaf % was pruned%'")
+    assert len(notes) >= len(report.gone)  # each refused call says why its reply was not stored

@@ -46,6 +46,11 @@ class NotFoundError(TreeSynthError):
     """A project, node or sample id that does not exist."""
 
 
+class LeafGone(NotFoundError):
+    """A leaf pruned or deleted (by another process, the app, an undo) while its samples were being made:
+    nothing was stored for it, and a run stops asking for it."""
+
+
 class TreeEditError(TreeSynthError):
     """An edit that would break the tree (duplicate sibling value, editing a locked node...)."""
 

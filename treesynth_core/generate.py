@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from . import edits
-from .errors import Cancelled, ConfigError, TreeSynthError
+from .errors import Cancelled, ConfigError, LeafGone, TreeSynthError
 from .llm import LLM
 from .outcome import Outcome, short_reason
 from .partition import BuildReport, Partitioner, expandable
@@ -112,6 +112,7 @@ class GenerationReport:
     missing: int = 0  # samples missing when the run started
     awaited: int = 0  # samples the leaves lack that batch files still out will bring: not asked for again
     failed_nodes: list[str] = field(default_factory=list)  # failed nodes in the selection: no samples there
+    gone: list[str] = field(default_factory=list)  # leaves pruned or deleted during the run: no longer asked for
     no_leaves: str | None = None  # why there was nothing to fill (a failed or unsplit root...)
     endpoint_failures: int = 0
     aborted: bool = False  # stopped by the abort rule
@@ -162,6 +163,8 @@ class GenerationReport:
         if self.awaited:
             text += (f"; {self.awaited} sample(s) out in batch files were not asked for again (`batch import` "
                      "their results, or `batch cancel` them)")
+        if self.gone:
+            text += f"; {len(self.gone)} leaf/leaves pruned or deleted during the run were no longer filled"
         return text + (" (cancelled)" if self.cancelled else "")
 
 
@@ -180,6 +183,8 @@ def _app_summary(g: GenerationReport, aborted: bool, first: str, prefix: str = "
         text += f"; {len(g.failed_nodes)} failed node(s) have no samples"
     if g.awaited:
         text += f"; {g.awaited} out in batch files, not asked for again"
+    if g.gone:
+        text += f"; {len(g.gone)} leaf/leaves pruned or deleted meanwhile, no longer filled"
     if first:
         text += f"; first failure: {short_reason(first)}"
     return text + (" (cancelled)" if g.cancelled else "")
@@ -359,8 +364,13 @@ class Filler:
         copies = near_copies([sample for sample, _ in kept], recent, spec.dedup_fields)
         rows = [{"data": sample, "drawn": attributes, "norm_hash": norm_hash}
                 for i, (sample, norm_hash) in enumerate(kept) if i not in copies]
-        inserted, exact = edits.add_samples(self.store, self.project_id, leaf.id, rows, cap=leaf.quota,
-                                            call_id=reply.call_id)
+        try:
+            inserted, exact = edits.add_samples(self.store, self.project_id, leaf.id, rows, cap=leaf.quota,
+                                                call_id=reply.call_id, live_only=True)
+        except LeafGone as gone:  # pruned or deleted since the run started: the call's reply says why it was kept out
+            if reply.call_id:
+                self.store.note_call(reply.call_id, f"not stored: {gone.message}")
+            raise
         duplicates = exact + len(copies)
         over = len(rows) - inserted - exact
         near = sum(how != "exact" for how in copies.values())

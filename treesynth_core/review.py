@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import NotFoundError, TreeEditError
+from .errors import LeafGone, NotFoundError, TreeEditError
 from .history import Scope, change, one_transaction
 from .samples import NOT_CONTENT, SAMPLE_STATUSES, fingerprint  # noqa: F401 (re-exported)
 from .store import Store
@@ -131,16 +131,22 @@ def original_data(store: Store, sample_id: int) -> dict | None:
 
 
 def add_samples(store: Store, project_id: int, node_id: str, rows: list[dict], *, cap: int | None,
-                call_id: int | None, record: str | None = None, actor: str = "llm") -> tuple[int, int]:
+                call_id: int | None, record: str | None = None, actor: str = "llm",
+                live_only: bool = False) -> tuple[int, int]:
     """Store generated samples on a leaf (``Store.add_samples``: duplicates skipped, the cap held). Generation is
     not a history event (its calls are logged); ``record`` (an action name such as "import") makes it one. A leaf
-    deleted meanwhile (by an edit or an undo while a job fills it) gets nothing: NotFoundError, never orphan rows."""
+    deleted meanwhile (by an edit or an undo while a job fills it) gets nothing: LeafGone (a NotFoundError), never
+    orphan rows; with ``live_only`` (generation), so does a leaf pruned meanwhile, or one under a node pruned since."""
     if record is None:
         try:
-            return store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id, leaf_must_exist=True)
+            return store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id, leaf_must_exist=True,
+                                     leaf_must_be_live=live_only)
         except NotFoundError:
-            raise NotFoundError(f"leaf {node_id} was deleted while its samples were being made",
-                                "nothing was stored for it; generate again to fill the current leaves") from None
+            raise LeafGone(f"leaf {node_id} was deleted while its samples were being made",
+                           "nothing was stored for it; generate again to fill the current leaves") from None
+        except TreeEditError:  # live_only: it, or a node above it, was pruned since the run started
+            raise LeafGone(f"leaf {node_id} was pruned while its samples were being made",
+                           "nothing was stored for it; restore it and generate again to fill it") from None
     with change(store, project_id=project_id, node_id=node_id, action=record, actor=actor,
                 summary=f"{record}: samples added", scope=Scope(sample_nodes=[node_id])) as rec:
         inserted, duplicates = store.add_samples(project_id, node_id, rows, cap=cap, call_id=call_id)

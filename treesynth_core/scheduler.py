@@ -41,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from .errors import EndpointError
+from .errors import EndpointError, LeafGone
 from .outcome import AbortRule, failure_reason
 from .tree import Node
 
@@ -72,6 +72,7 @@ class Leaf:
     stalled: int = 0  # rounds in a row that added nothing
     undrawn: int = 0  # samples of the current round not yet handed to a call
     outstanding: int = 0  # its calls in flight
+    gone: bool = False  # pruned or deleted during the run (a call's samples were refused): no more calls
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,12 @@ class Scheduler:
     def _filled(self, leaf: Leaf, result: Result) -> None:
         report, rule = self._generation, self.rules["fill"]
         leaf.outstanding -= 1
+        if isinstance(result.error, LeafGone):  # not a failure of the call: the leaf is no longer a target
+            if not leaf.gone:
+                leaf.gone, leaf.undrawn = True, 0
+                report.gone.append(leaf.id)
+                self._leaves = deque(other for other in self._leaves if other is not leaf)
+            return
         if result.error is not None:
             report.failed_calls += 1
             report.errors.append(failure_reason(result.error))
@@ -314,6 +321,8 @@ class Scheduler:
         self._leaves.append(leaf)
 
     def _end_round(self, leaf: Leaf) -> None:
+        if leaf.gone:
+            return
         live = self._live(leaf.id)
         leaf.stalled = 0 if live > leaf.live else leaf.stalled + 1
         leaf.live = live
@@ -341,6 +350,8 @@ class Scheduler:
         """Leaf id -> samples it still misses (read from the store, so edits made meanwhile count)."""
         out = {}
         for leaf in self.counts.leaves.values():
+            if leaf.gone:
+                continue
             live = self._live(leaf.id)
             if live < leaf.quota:
                 out[leaf.id] = leaf.quota - live

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Container, Iterator
 
-from .errors import NotFoundError
+from .errors import NotFoundError, TreeEditError
 from .store_base import _loads, _sample_data, now
 
 
@@ -18,12 +18,14 @@ class SamplesMixin:
 
     # ----------------------------------------------------------------- samples
     def add_samples(self, project_id: int, node_id: str, rows: list[dict], *, cap: int | None,
-                    call_id: int | None, leaf_must_exist: bool = False) -> tuple[int, int]:
+                    call_id: int | None, leaf_must_exist: bool = False, leaf_must_be_live: bool = False
+                    ) -> tuple[int, int]:
         """Insert samples (dicts with data, drawn, norm_hash) up to ``cap`` live samples in the leaf.
 
         Returns (inserted, duplicates). Duplicates (same normalised hash anywhere in the project, or earlier in
         ``rows``) are skipped; the cap is checked inside the transaction, so concurrent calls never overshoot a
-        quota. ``leaf_must_exist``: NotFoundError, nothing written, when the node is gone (deleted meanwhile).
+        quota. ``leaf_must_exist``: NotFoundError, nothing written, when the node is gone (deleted meanwhile);
+        ``leaf_must_be_live`` also TreeEditError when it or an ancestor is pruned (read in the same statement).
         One transaction of five statements whatever the row count (a call's hot path, issue 10): the node and
         its live count, the duplicates, one multi-row insert, the project's last change.
         """
@@ -33,11 +35,17 @@ class SamplesMixin:
         hashes = [row["norm_hash"] for row in rows]
         stamp = now()
         with self.atomic():
-            exists, live = self.db.conn.execute(
-                "select exists(select 1 from nodes where id = ?), (select count(*) from samples where node_id = ? "
-                "and status not in ('rejected', 'excluded'))", [node_id, node_id]).fetchone()
-            if leaf_must_exist and not exists:
+            exists, pruned, live = self.db.conn.execute(
+                "with recursive up(id, parent_id, status) as (select id, parent_id, status from nodes where id = ? "
+                "union all select n.id, n.parent_id, n.status from nodes n join up on n.id = up.parent_id) "
+                "select exists(select 1 from nodes where id = ?), "
+                + ("(select count(*) from up where status = 'pruned'), " if leaf_must_be_live else "0, ")
+                + "(select count(*) from samples where node_id = ? and status not in ('rejected', 'excluded'))",
+                [node_id, node_id, node_id]).fetchone()
+            if (leaf_must_exist or leaf_must_be_live) and not exists:
                 raise NotFoundError(f"node {node_id} does not exist", "")
+            if pruned:
+                raise TreeEditError(f"node {node_id} is pruned", "")
             seen = {r[0] for r in self.db.execute(
                 f"select norm_hash from samples where project_id = ? and norm_hash in ({','.join('?' * len(hashes))})",
                 [project_id, *hashes])}
