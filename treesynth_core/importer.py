@@ -58,13 +58,15 @@ class ImportReport(RunReport):
     ignored_columns: list[str] = field(default_factory=list)
     resumed_from: int = 0  # the line a resumed import went on after (0: a fresh import)
     already_complete: bool = False
+    earlier: int = 0  # rows a killed or cancelled part of this import stored or found duplicate (resumed only)
 
     def verdict(self) -> Outcome:
-        """complete: every row read was imported or was a duplicate; partial: some rows were bad (skipped, with
-        their line numbers) and some imported; failed: rows were read and none could be imported."""
+        """Of the whole file, resumed parts included: complete when every row read was imported or was a
+        duplicate; partial when some rows were bad (skipped, with their line numbers) and some imported; failed
+        when rows were read and none could be imported. ``skipped`` and ``problems`` cover the whole file."""
         if not self.skipped:  # a file imported before keeps the outcome its import had
             return Outcome.COMPLETE
-        return Outcome.PARTIAL if (self.imported or self.duplicates) else Outcome.FAILED
+        return Outcome.PARTIAL if (self.imported or self.duplicates or self.earlier) else Outcome.FAILED
 
     def summary(self) -> str:
         if self.already_complete:
@@ -76,7 +78,8 @@ class ImportReport(RunReport):
             return text + "; fix the bad rows and import them in a new file"
         text = (f"imported {self.imported} row(s) from {self.name}" + (
             f" (resumed after line {self.resumed_from})" if self.resumed_from else "") +
-            f"; {self.duplicates} duplicate(s) skipped; {self.skipped} bad row(s) skipped")
+            f"; {self.duplicates} duplicate(s) skipped; {self.skipped} bad row(s) skipped"
+            + (" in the whole file" if self.resumed_from else ""))
         if self.problems:
             text += f" (first: {self.problems[0]})"
         if self.ignored_columns:
@@ -143,6 +146,7 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
     if earlier is not None:
         import_id, after = earlier["id"], earlier["next_line"]
         report.resumed_from = after
+        report.earlier = (earlier["imported"] or 0) + (earlier["duplicates"] or 0)
         problems = json.loads(earlier["problems"] or "[]")
         skipped, rows_read = earlier["skipped"], earlier["rows"]
         store.update_import(import_id, status="running")
@@ -157,7 +161,7 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
     dedup = spec.dedup_fields
     pending: list[dict] = []
     last_line = after
-    start_skipped, start_rows = skipped, rows_read
+    start_rows = rows_read
 
     def commit(final_status: str | None = None) -> None:
         progress = {"next_line": last_line, "rows": rows_read, "skipped": skipped,
@@ -211,7 +215,7 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
                     break
     finally:
         report.rows = rows_read - start_rows
-        report.skipped = skipped - start_skipped
+        report.skipped = skipped  # the whole file's, as ``problems``: a resumed part's outcome is the file's
         report.problems = problems
         if report.cancelled:
             commit("cancelled")
