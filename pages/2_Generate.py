@@ -3,6 +3,7 @@ or write the selection as batch files (OpenAI Batch API, vllm run-batch) and imp
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -157,7 +158,12 @@ def batch_panel(store, pid: int, params: dict) -> None:
 
 def batch_actions(store, pid: int, rows: list[dict]) -> None:
     labels = {r["batch"]: f"#{r['batch']} round {r['round']} part {r['part']} ({r['state']})" for r in rows}
-    pick = st.selectbox("Batch file", list(labels), format_func=labels.get, key="gen_batch_pick")
+    # Streamlit keeps a keyed selectbox's shown label when only format_func's text changes (streamlit#13788): the
+    # key follows the labels, so a new state redraws it, and the file picked before stays picked
+    options, before = list(labels), st.session_state.get("gen_batch_picked")
+    pick = st.selectbox("Batch file", options, index=options.index(before) if before in options else 0,
+                        format_func=labels.get, key=f"gen_batch_pick_{zlib.crc32('|'.join(labels.values()).encode())}")
+    st.session_state["gen_batch_picked"] = pick
     record = next(r for r in rows if r["batch"] == pick)
     path = Path(record["file"])
     b1, b2, b3, b4 = st.columns(4)

@@ -226,7 +226,9 @@ def test_batch_panel_submits_polls_and_releases(app_env):
     at.button(key="gen_batch_export").click().run()
     assert list(batch_table(at)["state"]) == ["exported", "imported"]
     assert not at.get("button") or "gen_batch_cancel" not in [b.key for b in at.button]  # #1 is still picked
-    at.selectbox(key="gen_batch_pick").set_value(2).run()
+    picker = next(box for box in at.selectbox if box.label == "Batch file")
+    assert picker.format_func(picker.value).endswith("(imported)")  # the label follows the state
+    picker.set_value(2).run()
     at.button(key="gen_batch_cancel").click().run()
     assert "9 pending request line(s) released" in texts(at)
     assert list(batch_table(at)["state"]) == ["cancelled", "imported"]

@@ -292,9 +292,6 @@ def test_daily_pages_data_samples_and_push_panel_in_chromium(tmp_path, monkeypat
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(strict=True, reason="T2: Generate page, Batch files panel: after Submit and Check and import "
-                   "results, the table says the file is 'imported' but the 'Batch file' select still reads "
-                   "'#1 round 1 part 1 (submitted)' (its label is not redrawn for the new state)")
 def test_batch_panel_select_names_the_state_the_table_shows(tmp_path):
     """Generate page, Batch files: create the request file, download it, submit it to the fake's Batch API and
     import its results; the samples land (every leaf at its quota) and the page names one state for the file."""
