@@ -32,7 +32,7 @@ from .history import Scope, change
 from .outcome import Outcome, RunReport
 from .spec import bounds
 from .store import Store
-from .tree import Tree
+from .tree import Tree, refuse_pruned
 
 METHODS = ("random", "diversity")
 LIVE = ("generated", "accepted")
@@ -154,9 +154,8 @@ def leaf_targets(tree: Tree, target: int | None, targets: dict[str, int] | None,
     high = int(bounds("per_leaf")[1])
     if target is not None:
         _check("target", target, 0, high)
-    if under in tree.nodes and tree.is_pruned(under):
-        raise ConfigError("that node is pruned (or under a pruned node): its leaves are out of building, generation "
-                          "and export", "restore it first (`edit restore`, or Restore subtree on the Tree page)")
+    if under in tree.nodes:
+        refuse_pruned(tree.path(under), "its leaves are out of building, generation and export")
     leaves = [n.id for n in tree.leaves(under) if n.parent_id is not None]
     if not leaves:
         raise ConfigError("the tree has no leaves yet" + (" under that node" if under else ""),

@@ -99,8 +99,7 @@ class RequestThreads:
             if self._idle and not self._closed:
                 self._idle -= 1
             else:
-                self._threads += 1
-                threading.Thread(target=self._serve, name=f"{self.name}-{self._threads}", daemon=True).start()
+                self._start()
         self._tasks.put((future, fn, args))
         return future
 
@@ -111,10 +110,14 @@ class RequestThreads:
         with self._lock:
             if self._closed or self._threads >= count:
                 return False
-            self._threads += 1
             self._idle += 1
-            threading.Thread(target=self._serve, name=f"{self.name}-{self._threads}", daemon=True).start()
+            self._start()
             return True
+
+    def _start(self) -> None:
+        """One more serving thread (the caller holds the lock)."""
+        self._threads += 1
+        threading.Thread(target=self._serve, name=f"{self.name}-{self._threads}", daemon=True).start()
 
     def close(self) -> None:
         """End the threads once they are idle (a request still running ends first)."""

@@ -41,6 +41,7 @@ from .history import barrier
 from .outcome import Outcome, RunReport
 from .samples import clean_reply
 from .store import Store
+from .tree import refuse_pruned
 
 PROBLEMS_KEPT = 100  # bad rows whose reason is kept (all are counted)
 
@@ -116,9 +117,7 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
         node_id = tree.root.id
     elif node_id not in tree.nodes:
         raise ConfigError(f"node {node_id!r} is not in this project", "pass a node id from `show`")
-    if tree.is_pruned(node_id):  # rows there would never be routed, balanced or exported
-        raise ConfigError("that node is pruned (or under a pruned node): rows imported there would never be routed "
-                          "or exported", "restore it first (`edit restore`, or Restore subtree on the Tree page)")
+    refuse_pruned(tree.path(node_id), "rows imported there would never be routed or exported")
     try:
         resolved, ignored, records = open_records(path, fmt, names, mapping)
     except ConfigError as exc:  # an upload's saved copy is named as the user's file

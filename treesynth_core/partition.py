@@ -22,7 +22,7 @@ from typing import Callable
 
 from . import edits
 from .edits import Split
-from .errors import Cancelled, EndpointError, LLMOutputError, TreeEditError, TreeSynthError
+from .errors import Cancelled, EndpointError, LLMOutputError, TreeSynthError
 from .llm import LLM
 from .outcome import REASON_CHARS, Outcome, failure_reason, judge, short_reason
 from .prompts import (COVERAGE_SCHEMA, GENERIC_DIMENSIONS, CoverageReply, CriterionReply, SamplesReply,
@@ -33,7 +33,7 @@ from .seeds import style_examples
 from .spec import ProjectSpec
 from .store import Store
 from .tree import (Node, Tree, dedupe_values, dimension_key, dimension_problem, path_attributes,
-                   path_used_dimensions, value_problem)
+                   path_used_dimensions, refuse_pruned, value_problem)
 
 Progress = Callable[[int, int], None]
 
@@ -312,9 +312,8 @@ def expandable(tree: Tree, node: Node, depth: int) -> bool:
 
 def check_buildable(tree: Tree, under: str | None) -> None:
     """Refuse to build under a pruned node: nothing there would be built, and "complete" would mislead."""
-    if under in tree.nodes and tree.is_pruned(under):
-        raise TreeEditError("that node is pruned (or under a pruned node): building skips pruned subtrees",
-                            "restore it first (`edit restore`, or Restore subtree on the Tree page)")
+    if under in tree.nodes:
+        refuse_pruned(tree.path(under), "building skips pruned subtrees")
 
 
 def build(store: Store, project_id: int, llm: LLM, *, depth: int | None = None, under: str | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import ConfigError, NotFoundError
 from .samples import clean_samples
 from .store import Store
-from .tree import Node, path_pruned
+from .tree import Node, refuse_pruned
 
 MAX_EXAMPLES = 3  # seeds shown in one prompt (more cost tokens and invite copying)
 MAX_SEEDS = 50  # seeds held per scope (a node, or the whole task): "a few", not a dataset
@@ -38,9 +38,7 @@ def _check_node(store: Store, project_id: int, node_id: str | None) -> None:
         return
     if node_id not in store.node_ids() or store.node(node_id).project_id != project_id:
         raise NotFoundError(f"node {node_id!r} is not in this project", "see the node ids with `show`")
-    if path_pruned(store.node_path(node_id)):  # no prompt is written there: the examples would never be seen
-        raise ConfigError("that node is pruned (or under a pruned node): no prompt there would show its examples",
-                          "restore it first, or add the examples to a live node or the whole task")
+    refuse_pruned(store.node_path(node_id), "no prompt there would show its examples")
 
 
 def check_seeds(store: Store, project_id: int, rows: list, labels: list[str] | None = None) -> list[dict]:

@@ -38,13 +38,12 @@ class SamplesMixin:
             exists, pruned, live = self.db.conn.execute(
                 "with recursive up(id, parent_id, status) as (select id, parent_id, status from nodes where id = ? "
                 "union all select n.id, n.parent_id, n.status from nodes n join up on n.id = up.parent_id) "
-                "select exists(select 1 from nodes where id = ?), "
-                + ("(select count(*) from up where status = 'pruned'), " if leaf_must_be_live else "0, ")
-                + "(select count(*) from samples where node_id = ? and status not in ('rejected', 'excluded'))",
+                "select exists(select 1 from nodes where id = ?), (select count(*) from up where status = 'pruned'), "
+                "(select count(*) from samples where node_id = ? and status not in ('rejected', 'excluded'))",
                 [node_id, node_id, node_id]).fetchone()
             if (leaf_must_exist or leaf_must_be_live) and not exists:
                 raise NotFoundError(f"node {node_id} does not exist", "")
-            if pruned:
+            if leaf_must_be_live and pruned:
                 raise TreeEditError(f"node {node_id} is pruned", "")
             seen = {r[0] for r in self.db.execute(
                 f"select norm_hash from samples where project_id = ? and norm_hash in ({','.join('?' * len(hashes))})",

@@ -13,6 +13,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from .errors import ConfigError
+
 STATUSES = ("proposed", "approved", "edited", "pruned", "failed")
 
 CATCH_ALL = re.compile(
@@ -165,6 +167,14 @@ def path_labels(path: list[Node]) -> list[tuple[str, str]]:
 
 def path_pruned(path: list[Node]) -> bool:
     return any(n.status == "pruned" for n in path)
+
+
+def refuse_pruned(path: list[Node], consequence: str) -> None:
+    """Refuse work at the end of ``path`` (root first) when a node on it is pruned, saying what the work would
+    come to there; building, balancing, importing and seed examples share this one rule and its hint."""
+    if path_pruned(path):
+        raise ConfigError(f"that node is pruned (or under a pruned node): {consequence}",
+                          "restore it first (`edit restore`, or Restore subtree on the Tree page)")
 
 
 class Tree:
